@@ -1,0 +1,133 @@
+"""Encoding of events to stored bytes and back: JSON through one cattrs converter, in a checksummed envelope.
+
+Stored record = 1 byte envelope version + 4 bytes big-endian CRC32 + JSON.
+The CRC covers the run id and sequence number as well as the JSON, so a
+record copied under the wrong key is caught too. The JSON holds the wire name
+(``"t"``), the schema version (``"v"``) and the event's fields except
+``run_id``/``seq``, which live in the key. Decoding never executes code: it is
+JSON parsing plus attrs construction of known classes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import cattrs
+import orjson
+
+from perdure.eventlog._errors import CorruptEventError, SchemaVersionError
+from perdure.eventlog._events import BY_WIRE_NAME, Event
+
+ENVELOPE_VERSION = 1
+_HEADER = struct.Struct(">BI")
+_SEQ = struct.Struct(">Q")
+
+converter = cattrs.Converter(detailed_validation=False)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+#: (wire name, version) -> function turning that version's fields into version+1's.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register_upcaster(wire_name: str, from_version: int, fn: Upcaster) -> None:
+    """Register how to turn fields of `wire_name` at `from_version` into `from_version + 1`."""
+    UPCASTERS[(wire_name, from_version)] = fn
+
+
+def _checksum(run_id: str, seq: int, body: bytes) -> int:
+    return zlib.crc32(body, zlib.crc32(_SEQ.pack(seq), zlib.crc32(run_id.encode())))
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event's fields plus its wire name and version, as plain JSON data."""
+    data: dict[str, Any] = converter.unstructure(event)
+    data["t"] = event.WIRE_NAME
+    data["v"] = event.VERSION
+    return data
+
+
+def encode(event: Event) -> bytes:
+    """Stored bytes of an event: envelope header + JSON (without run id and seq)."""
+    data: dict[str, Any] = converter.unstructure(event)
+    del data["run_id"], data["seq"]
+    data["t"] = event.WIRE_NAME
+    data["v"] = event.VERSION
+    body = orjson.dumps(data)
+    return _HEADER.pack(ENVELOPE_VERSION, _checksum(event.run_id, event.seq, body)) + body
+
+
+def decode(run_id: str, seq: int, record: bytes) -> Event:
+    """Check and decode one stored record; any fault is a `CorruptEventError` with run and seq."""
+    if len(record) < _HEADER.size:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} is truncated ({len(record)} bytes)", run_id=run_id, seq=seq
+        )
+    version, crc = _HEADER.unpack_from(record)
+    if version != ENVELOPE_VERSION:
+        if version > ENVELOPE_VERSION:
+            raise SchemaVersionError(
+                f"event {run_id}#{seq} uses envelope version {version}, newer than this "
+                f"perdure reads ({ENVELOPE_VERSION}); upgrade perdure to read this store"
+            )
+        raise CorruptEventError(
+            f"event {run_id}#{seq} has unknown envelope version {version}", run_id=run_id, seq=seq
+        )
+    body = bytes(record[_HEADER.size :])
+    if _checksum(run_id, seq, body) != crc:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} failed its checksum: the record is corrupt",
+            run_id=run_id,
+            seq=seq,
+        )
+    try:
+        data = orjson.loads(body)
+        name = data.pop("t")
+        version = data.pop("v")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} is not a valid event record: {exc}", run_id=run_id, seq=seq
+        ) from exc
+    return _build(run_id, seq, name, version, data)
+
+
+def from_dict(data: dict[str, Any]) -> Event:
+    """Inverse of `to_dict` (used by tools that read exported JSON events)."""
+    data = dict(data)
+    run_id, seq = data.pop("run_id"), data.pop("seq")
+    return _build(run_id, seq, data.pop("t"), data.pop("v"), data)
+
+
+def _build(run_id: str, seq: int, name: Any, version: Any, data: dict[str, Any]) -> Event:
+    cls = BY_WIRE_NAME.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CorruptEventError(f"event {run_id}#{seq} has unknown type {name!r}", run_id=run_id, seq=seq)
+    if not isinstance(version, int) or version < 1:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} has invalid schema version {version!r}", run_id=run_id, seq=seq
+        )
+    if version > cls.VERSION:
+        raise SchemaVersionError(
+            f"event {run_id}#{seq} ({name} v{version}) was written by a newer perdure "
+            f"(this one reads up to v{cls.VERSION}); upgrade perdure to read this store"
+        )
+    while version < cls.VERSION:
+        upcast = UPCASTERS.get((name, version))
+        if upcast is None:
+            raise CorruptEventError(
+                f"event {run_id}#{seq} ({name} v{version}) has no upcaster to v{version + 1}",
+                run_id=run_id,
+                seq=seq,
+            )
+        data = upcast(data)
+        version += 1
+    data["run_id"] = run_id
+    data["seq"] = seq
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs raises several types for malformed data
+        raise CorruptEventError(
+            f"event {run_id}#{seq} ({name}) has malformed fields: {exc}", run_id=run_id, seq=seq
+        ) from exc

@@ -1,0 +1,91 @@
+"""Errors raised by the event log layer, and the `PerdureError` base for all of perdure.
+
+Every perdure error derives from `PerdureError`; subclasses carry their context
+(run id, sequence, path, ...) as attributes so callers can act on them without
+parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class PerdureError(Exception):
+    """Base class of every error perdure raises on purpose."""
+
+
+class SerializationError(PerdureError, TypeError):
+    """A value cannot be stored: it is not plain JSON (dict/list/str/int/float/bool/None).
+
+    Raised before anything is written. `path` points at the offending value,
+    e.g. ``input["items"][3]``.
+    """
+
+    def __init__(self, message: str, *, path: str, type_name: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.type_name = type_name
+
+
+class StorageError(PerdureError):
+    """The store could not complete an operation (I/O error, full disk, closed log)."""
+
+
+class StoreClosedError(StorageError):
+    """An operation was attempted on an event log that has been closed."""
+
+
+class StoreLockedError(StorageError):
+    """Another process already holds this store open for writing."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write was attempted on a store opened read-only."""
+
+
+class SchemaVersionError(StorageError):
+    """The store or an event was written by a newer perdure than this one can read."""
+
+
+class CorruptEventError(StorageError):
+    """A stored event failed its checksum or could not be decoded.
+
+    Names the run and sequence number; other runs are unaffected.
+    """
+
+    def __init__(self, message: str, *, run_id: str, seq: int) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.seq = seq
+
+
+class SequenceConflictError(PerdureError):
+    """An append named a stale expected sequence: another writer got there first.
+
+    Nothing was written. `expected` is what the caller passed, `actual` the
+    run's real next sequence number.
+    """
+
+    def __init__(self, message: str, *, run_id: str, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyKeyTakenError(PerdureError):
+    """An append tried to claim an idempotency key that another run already holds.
+
+    Nothing was written. The runtime catches this and attaches the caller to
+    `existing_run_id` (or raises `IdempotencyConflictError` if inputs differ).
+    """
+
+    def __init__(
+        self, message: str, *, key: str, existing_run_id: str, existing_digest: str
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.existing_run_id = existing_run_id
+        self.existing_digest = existing_digest

@@ -1,0 +1,211 @@
+"""The event types of a run's log: frozen, slotted attrs classes with stable wire names.
+
+A run's state is never stored; it is rebuilt by folding these events in order.
+Each class has a wire name (``WIRE_NAME``, used in the JSON instead of the
+Python path, so classes can move) and a schema version (``VERSION``); old
+versions are upgraded by the upcasters in `perdure.eventlog._codec`.
+
+Positions name a step of a run's deterministic call order: ``"0"``, ``"1"``,
+... for the workflow body's steps, ``"3.0"`` for the first step inside the task
+at position 3, and ``""`` for the body itself (its own retries).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+RunKind = Literal["function", "workflow"]
+TimerPurpose = Literal["retry", "sleep"]
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Fields every event carries: its run, its per-run sequence number, its wall-clock time."""
+
+    WIRE_NAME: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    run_id: str
+    seq: int
+    ts: float
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Event):
+    """An invocation of a run began. Workflows may have several invocations per thread."""
+
+    WIRE_NAME: ClassVar[str] = "run_started"
+    target: str
+    kind: RunKind
+    input: Any
+    input_digest: str
+    idempotency_key: str | None = None
+    trace_context: dict[str, str] = attrs.field(factory=dict)
+    invocation: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TaskAttemptStarted(Event):
+    """Attempt `attempt` (0-indexed) of the step at `position` began running its body."""
+
+    WIRE_NAME: ClassVar[str] = "task_attempt_started"
+    position: str
+    name: str
+    input_digest: str
+    attempt: int
+    input: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class TaskAttemptFailed(Event):
+    """An attempt raised (or the process died during it). `next_retry_at` is set if retried."""
+
+    WIRE_NAME: ClassVar[str] = "task_attempt_failed"
+    position: str
+    name: str
+    attempt: int
+    error_type: str
+    message: str
+    traceback: str = ""
+    retryable: bool = True
+    next_retry_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TaskSuspended(Event):
+    """An attempt stopped because its body called `interrupt()`; it is not a failure."""
+
+    WIRE_NAME: ClassVar[str] = "task_suspended"
+    position: str
+    name: str
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class TaskCompleted(Event):
+    """The step at `position` produced `result`; replay returns it without running the task."""
+
+    WIRE_NAME: ClassVar[str] = "task_completed"
+    position: str
+    name: str
+    input_digest: str
+    result: Any
+
+
+@attrs.frozen(kw_only=True)
+class TaskFailed(Event):
+    """The step at `position` failed for good (retries exhausted or not retryable)."""
+
+    WIRE_NAME: ClassVar[str] = "task_failed"
+    position: str
+    name: str
+    input_digest: str
+    error_type: str
+    message: str
+    traceback: str = ""
+    attempts: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class Interrupted(Event):
+    """The run paused at `position` asking a person for input (`value` is the question)."""
+
+    WIRE_NAME: ClassVar[str] = "interrupted"
+    position: str
+    interrupt_id: str
+    value: Any
+
+
+@attrs.frozen(kw_only=True)
+class Resumed(Event):
+    """The interrupt `interrupt_id` was answered with `value`."""
+
+    WIRE_NAME: ClassVar[str] = "resumed"
+    interrupt_id: str
+    value: Any
+
+
+@attrs.frozen(kw_only=True)
+class TimerSet(Event):
+    """A durable timer: a retry backoff or a durable sleep, due at `due_at` (unix seconds)."""
+
+    WIRE_NAME: ClassVar[str] = "timer_set"
+    timer_id: str
+    due_at: float
+    purpose: TimerPurpose
+    position: str
+
+
+@attrs.frozen(kw_only=True)
+class TimerFired(Event):
+    WIRE_NAME: ClassVar[str] = "timer_fired"
+    timer_id: str
+
+
+@attrs.frozen(kw_only=True)
+class TimerCancelled(Event):
+    WIRE_NAME: ClassVar[str] = "timer_cancelled"
+    timer_id: str
+
+
+@attrs.frozen(kw_only=True)
+class RunCompleted(Event):
+    """The invocation returned `result`; `saved` is what the next invocation sees as `previous`."""
+
+    WIRE_NAME: ClassVar[str] = "run_completed"
+    result: Any
+    saved: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class RunFailed(Event):
+    WIRE_NAME: ClassVar[str] = "run_failed"
+    error_type: str
+    message: str
+    traceback: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RunCancelled(Event):
+    WIRE_NAME: ClassVar[str] = "run_cancelled"
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RunParked(Event):
+    """The supervisor gave up restarting the run's actor; `reason` says why."""
+
+    WIRE_NAME: ClassVar[str] = "run_parked"
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class RunContinued(Event):
+    """A failed or parked invocation was reopened: failed steps get fresh attempts."""
+
+    WIRE_NAME: ClassVar[str] = "run_continued"
+    reason: str = ""
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    RunStarted,
+    TaskAttemptStarted,
+    TaskAttemptFailed,
+    TaskSuspended,
+    TaskCompleted,
+    TaskFailed,
+    Interrupted,
+    Resumed,
+    TimerSet,
+    TimerFired,
+    TimerCancelled,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+    RunParked,
+    RunContinued,
+)
+
+BY_WIRE_NAME: dict[str, type[Event]] = {cls.WIRE_NAME: cls for cls in EVENT_TYPES}

@@ -1,0 +1,70 @@
+"""Strict JSON values: validation with a path to the bad value, canonical bytes, digests.
+
+Stored values (inputs, results, interrupt questions and answers) must be plain
+JSON: dict with str keys, list, str, int, float (finite), bool, None. Tuples are
+refused rather than silently turned into lists, so that a replayed run sees
+exactly what the live run saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import orjson
+
+from perdure.eventlog._errors import SerializationError
+
+_SCALARS = (str, bool, int, type(None))
+
+
+def check_json(value: Any, path: str = "value") -> None:
+    """Raise `SerializationError` naming the path of the first value that is not plain JSON."""
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SerializationError(
+                f"{path} is {value!r}, which JSON cannot represent; use None or a string",
+                path=path,
+                type_name="float",
+            )
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"{path} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys must be strings",
+                    path=f"{path}[{key!r}]",
+                    type_name=type(key).__name__,
+                )
+            check_json(item, f"{path}[{key!r}]")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]")
+        return
+    kind = type(value).__name__
+    hint = " (use a list)" if isinstance(value, tuple) else ""
+    raise SerializationError(
+        f"{path} is a {kind}, which is not JSON-serialisable{hint}; "
+        "perdure stores only dict/list/str/int/float/bool/None",
+        path=path,
+        type_name=kind,
+    )
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys) of a value already checked by `check_json`."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def digest(value: Any) -> str:
+    """A short stable digest of a JSON value, used to match replayed calls to recorded ones."""
+    return hashlib.blake2b(dumps(value), digest_size=8).hexdigest()
