@@ -16,12 +16,23 @@ import orjson
 
 from perdure.eventlog._errors import SerializationError
 
-_SCALARS = (str, bool, int, type(None))
+_SCALARS = (str, bool, type(None))
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
 
 
 def check_json(value: Any, path: str = "value") -> None:
     """Raise `SerializationError` naming the path of the first value that is not plain JSON."""
     if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise SerializationError(
+                f"{path} is an integer outside the 64-bit range JSON can carry here; "
+                "store it as a string",
+                path=path,
+                type_name="int",
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -68,3 +79,10 @@ def loads(data: bytes | str) -> Any:
 def digest(value: Any) -> str:
     """A short stable digest of a JSON value, used to match replayed calls to recorded ones."""
     return hashlib.blake2b(dumps(value), digest_size=8).hexdigest()
+
+
+def fresh(value: Any) -> Any:
+    """An unshared copy of a stored JSON value, so user code cannot mutate recorded state."""
+    if isinstance(value, (dict, list)):
+        return orjson.loads(orjson.dumps(value))
+    return value

@@ -1,0 +1,102 @@
+"""perdure.actors: the run actor, the fold of events to state, and replay of user code.
+
+Actors talk to storage only through the `EventLog` protocol and to their host
+runtime through `ActorHost`; they know nothing of LMDB or of the sdk.
+"""
+
+from perdure.actors._actor import RunActor
+from perdure.actors._clock import Clock, SystemClock
+from perdure.actors._errors import (
+    InvalidResumeError,
+    NonDeterminismError,
+    NotInWorkflowError,
+    RunBusyError,
+    RunCancelledError,
+    RunExistsError,
+    RunFailedError,
+    RunParkedError,
+    Suspend,
+    TaskFailedError,
+)
+from perdure.actors._execution import TaskTimeoutError
+from perdure.actors._host import ActorHost
+from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
+from perdure.actors._policy import (
+    NO_RETRY,
+    BackoffPolicy,
+    BackoffType,
+    NonRetryableError,
+    PolicyError,
+    RetryPolicy,
+)
+from perdure.actors._replay import match_step
+from perdure.actors._scope import (
+    TaskFuture,
+    call_task,
+    current_body,
+    current_scope,
+    durable_sleep,
+    interrupt,
+    interrupt_id,
+)
+from perdure.actors._state import BODY, RunState, Step, apply, fold
+from perdure.actors._targets import (
+    AttemptInfo,
+    BodyInfo,
+    Command,
+    Final,
+    Interrupt,
+    TargetSpec,
+    TaskSpec,
+)
+
+__all__ = [
+    "BODY",
+    "NO_RETRY",
+    "ActorHost",
+    "AttemptInfo",
+    "BackoffPolicy",
+    "BackoffType",
+    "BodyInfo",
+    "Cancel",
+    "Clock",
+    "Command",
+    "Continue",
+    "Final",
+    "FireTimer",
+    "Interrupt",
+    "InvalidResumeError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotInWorkflowError",
+    "PolicyError",
+    "Resume",
+    "RetryPolicy",
+    "RunActor",
+    "RunBusyError",
+    "RunCancelledError",
+    "RunExistsError",
+    "RunFailedError",
+    "RunParkedError",
+    "RunState",
+    "Start",
+    "Step",
+    "Stop",
+    "Suspend",
+    "SystemClock",
+    "TargetSpec",
+    "TaskFailedError",
+    "TaskFuture",
+    "TaskSpec",
+    "TaskTimeoutError",
+    "Wake",
+    "apply",
+    "call_task",
+    "current_body",
+    "current_scope",
+    "durable_sleep",
+    "fold",
+    "interrupt",
+    "interrupt_id",
+    "match_step",
+]

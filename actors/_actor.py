@@ -1,0 +1,417 @@
+"""The run actor: one asyncio task per live run, the only writer of that run's events.
+
+Its loop takes a batch of messages from the mailbox, lets each handler emit
+events (applied to the state at once, so later handlers in the batch see
+them), commits the batch in one append, and only then runs the effects that
+expose outcomes to user code. A storage error escapes the loop; the supervisor
+then rebuilds the actor from the log, so in-memory state never outlives a
+failed write.
+
+Attempt-start events are "soft": they may wait up to `attempt_linger` seconds
+to share a commit with the attempt's result, which makes a fast task cost one
+fsync instead of two. A crash inside that window leaves no trace of the
+attempt, so the body runs again as the same attempt (still at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from perdure.actors import _observe
+from perdure.actors._errors import (
+    InvalidResumeError,
+    RunBusyError,
+    RunCancelledError,
+    RunExistsError,
+    Suspend,
+)
+from perdure.actors._execution import Execution
+from perdure.actors._host import ActorHost
+from perdure.actors._messages import (
+    AttemptDone,
+    BodyDone,
+    Cancel,
+    Continue,
+    ExecuteTask,
+    FireTimer,
+    Flush,
+    InterruptRequest,
+    Resume,
+    SleepRequest,
+    Start,
+    Stop,
+    Wake,
+)
+from perdure.actors._state import RunState, apply, fold
+from perdure.eventlog import (
+    Event,
+    IdempotencyKeyTakenError,
+    Interrupted,
+    Resumed,
+    RunCancelled,
+    RunContinued,
+    RunStarted,
+    SequenceConflictError,
+    TaskAttemptFailed,
+    TimerCancelled,
+    check_json,
+)
+
+_DRAIN_LIMIT = 512
+
+
+class RunActor:
+    """One incarnation of a run's actor. A crash or eviction ends it; the next one rebuilds."""
+
+    def __init__(
+        self, run_id: str, host: ActorHost, mailbox: asyncio.Queue[Any], incarnation: int
+    ) -> None:
+        self.run_id = run_id
+        self.host = host
+        self.mailbox = mailbox
+        self.incarnation = incarnation
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.state = RunState(run_id=run_id)
+        self.alive = True
+        #: Every event with seq < durable_seq is committed.
+        self.durable_seq = 0
+        self.last_active = self.loop.time()
+        self._pending: list[Event] = []
+        self._hard = False
+        self._after: list[Callable[[], None]] = []
+        self._replies: list[asyncio.Future[None]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._stop_when_idle = False
+        self.run_span: Span | None = None
+        self.execution = Execution(self)
+
+    # -- mailbox -----------------------------------------------------------------
+
+    def post(self, message: object) -> None:
+        """Queue a message for this run (event-loop thread only)."""
+        self.mailbox.put_nowait(message)
+
+    def idle(self) -> bool:
+        return (
+            self.execution.body is None
+            and not self.execution.attempts
+            and not self._pending
+            and self.mailbox.empty()
+        )
+
+    async def main(self) -> None:
+        """Rebuild from the log, recover, then serve the mailbox until stopped."""
+        try:
+            await self._rebuild()
+            while True:
+                message = await self.mailbox.get()
+                batch = [message]
+                while len(batch) < _DRAIN_LIMIT and not self.mailbox.empty():
+                    batch.append(self.mailbox.get_nowait())
+                stop = False
+                for item in batch:
+                    if isinstance(item, Start):
+                        if self._pending:
+                            await self.flush()
+                        await self._start(item)
+                    elif isinstance(item, Stop):
+                        if item.force:
+                            await self._shutdown()
+                            return
+                        self._stop_when_idle = True
+                    else:
+                        self._handle(item)
+                if self._hard:
+                    await self.flush()
+                elif self._pending and self._flush_handle is None:
+                    self._flush_handle = self.loop.call_later(
+                        self.host.attempt_linger, self.post, Flush()
+                    )
+                self.last_active = self.loop.time()
+                if self._stop_when_idle and self.idle():
+                    stop = True
+                if stop:
+                    return
+        finally:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        self.alive = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.execution.cancel_work()
+        for reply in self._replies:
+            if not reply.done():
+                reply.set_exception(
+                    RuntimeError(f"run {self.run_id!r}: its actor stopped before answering")
+                )
+        _observe.end_span(self.run_span)
+        self.run_span = None
+
+    async def _rebuild(self) -> None:
+        events = await self.host.log.read(self.run_id)
+        self.state = fold(self.run_id, events)
+        self.durable_seq = self.state.next_seq
+        if not self.state.started:
+            return
+        self.execution.recover()
+        if self._pending:
+            await self.flush()
+        self.open_run_span(resumed=True)
+        if self.state.terminal is None and self.state.status == "running":
+            self.execution.start_body()
+
+    # -- emitting and committing ---------------------------------------------------
+
+    def emit(self, cls: type[Event], *, soft: bool = False, **fields: Any) -> Event:
+        """Create the run's next event, apply it to the state, queue it for the next commit."""
+        event = cls(run_id=self.run_id, seq=self.state.next_seq, ts=self.host.clock.now(), **fields)
+        apply(self.state, event)
+        self._pending.append(event)
+        if not soft:
+            self._hard = True
+        return event
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run `effect` once everything emitted so far is durable (now, if it already is)."""
+        if self._hard:
+            self._after.append(effect)
+        else:
+            effect()
+
+    async def flush(self) -> None:
+        """Commit pending events in one append, then run the effects that waited on them."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        events, self._pending, self._hard = self._pending, [], False
+        effects, self._after = self._after, []
+        replies, self._replies = self._replies, []
+        try:
+            await self.host.log.append(
+                self.run_id, events[0].seq, events, status=self.state.status
+            )
+        except BaseException as exc:
+            for reply in replies:
+                if not reply.done():
+                    reply.set_exception(exc)
+            raise
+        self.durable_seq = events[-1].seq + 1
+        self.host.committed(self, events)
+        for effect in effects:
+            effect()
+        for reply in replies:
+            if not reply.done():
+                reply.set_result(None)
+
+    def reply_after_commit(self, reply: asyncio.Future[None]) -> None:
+        if self._hard:
+            self._replies.append(reply)
+        elif not reply.done():
+            reply.set_result(None)
+
+    # -- message handlers ------------------------------------------------------------
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, ExecuteTask):
+            self.execution.on_execute(message)
+        elif isinstance(message, AttemptDone):
+            self.execution.on_attempt_done(message)
+        elif isinstance(message, BodyDone):
+            self.execution.on_body_done(message)
+        elif isinstance(message, InterruptRequest):
+            if message.incarnation == self.incarnation and message.position not in self.state.steps:
+                self.emit(
+                    Interrupted,
+                    position=message.position,
+                    interrupt_id=message.interrupt_id,
+                    value=message.value,
+                )
+        elif isinstance(message, SleepRequest):
+            self.execution.on_sleep(message)
+        elif isinstance(message, FireTimer):
+            self.execution.on_timer(message.timer_id)
+        elif isinstance(message, Resume):
+            self._resume(message)
+        elif isinstance(message, Continue):
+            self._continue(message)
+        elif isinstance(message, Cancel):
+            self._cancel(message)
+        elif isinstance(message, (Flush, Wake)):
+            pass  # Flush: the loop commits soft events; Wake: rebuilding was the point.
+        else:
+            raise TypeError(f"run {self.run_id!r}: unknown message {message!r}")
+
+    async def _start(self, message: Start) -> None:
+        state = self.state
+        spec = message.spec
+        if state.started:
+            if spec.kind != "workflow" or not message.new_invocation:
+                message.reply.set_exception(
+                    RunExistsError(
+                        f"run id {self.run_id!r} is already used (status {state.status}); "
+                        "pick another run id, or omit it to get a fresh one",
+                        run_id=self.run_id,
+                    )
+                )
+                return
+            if state.terminal not in ("completed", "failed", "cancelled"):
+                message.reply.set_exception(
+                    RunBusyError(
+                        f"thread {self.run_id!r} is {state.status}: finish it first "
+                        "(resume it with Command(resume=...), continue it with invoke(None, config), "
+                        "or cancel it) before starting a new invocation",
+                        run_id=self.run_id,
+                        status=state.status,
+                    )
+                )
+                return
+        invocation = state.invocation + 1
+        if invocation == 0:
+            self.run_span = _observe.start_run_span(
+                self.host.tracer,
+                f"perdure.run {spec.name}",
+                message.trace_context,
+                {"perdure.run_id": self.run_id, "perdure.target": spec.name},
+            )
+            trace_context = _observe.span_carrier(self.run_span)
+        else:
+            trace_context = {}
+        self.emit(
+            RunStarted,
+            target=spec.name,
+            kind=spec.kind,
+            input=message.input,
+            input_digest=message.input_digest,
+            idempotency_key=message.idempotency_key,
+            trace_context=trace_context,
+            invocation=invocation,
+        )
+        try:
+            await self.flush()
+        except (IdempotencyKeyTakenError, SequenceConflictError) as exc:
+            _observe.end_span(self.run_span)
+            self.run_span = None
+            await self._rebuild_state_only()
+            message.reply.set_exception(exc)
+            return
+        if self.run_span is None:
+            self.open_run_span(resumed=False)
+        _observe.logger.info(
+            "run started", run_id=self.run_id, target=spec.name, invocation=invocation
+        )
+        message.reply.set_result(None)
+        self.execution.start_body()
+
+    async def _rebuild_state_only(self) -> None:
+        self.state = fold(self.run_id, await self.host.log.read(self.run_id))
+        self.durable_seq = self.state.next_seq
+
+    def _resume(self, message: Resume) -> None:
+        state = self.state
+        pending = state.pending_interrupts()
+        ids = tuple(step.interrupt_id for step in pending)
+        if state.terminal is not None or not pending:
+            message.reply.set_exception(
+                InvalidResumeError(
+                    f"run {self.run_id!r} has no pending interrupt to resume "
+                    f"(status: {state.status}); Command(resume=...) only answers a paused run",
+                    run_id=self.run_id,
+                )
+            )
+            return
+        value = message.value
+        if isinstance(value, dict) and value and all(key in state.interrupts for key in value):
+            answers = value
+            stale = [key for key in answers if key not in ids]
+            if stale:
+                message.reply.set_exception(
+                    InvalidResumeError(
+                        f"run {self.run_id!r}: interrupt(s) {stale} were already answered; "
+                        f"pending: {list(ids)}",
+                        run_id=self.run_id,
+                        pending=ids,
+                    )
+                )
+                return
+        elif len(pending) == 1:
+            answers = {ids[0]: value}
+        else:
+            message.reply.set_exception(
+                InvalidResumeError(
+                    f"run {self.run_id!r} has {len(pending)} pending interrupts {list(ids)}; "
+                    "answer them with Command(resume={interrupt_id: value, ...})",
+                    run_id=self.run_id,
+                    pending=ids,
+                )
+            )
+            return
+        try:
+            check_json(answers, "resume")
+        except Exception as exc:
+            message.reply.set_exception(exc)
+            return
+        for interrupt_id, answer in answers.items():
+            self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
+        self.reply_after_commit(message.reply)
+        self.after_commit(self.execution.restart_body)
+
+    def _continue(self, message: Continue) -> None:
+        if self.state.terminal in ("failed", "parked"):
+            self.emit(RunContinued, reason="continued by invoke(None) / runtime.resume")
+            self.reply_after_commit(message.reply)
+            self.after_commit(self.execution.restart_body)
+        else:
+            message.reply.set_result(None)
+
+    def _cancel(self, message: Cancel) -> None:
+        if self.state.terminal is not None or not self.state.started:
+            message.reply.set_result(None)
+            return
+        for timer_id in list(self.state.timers):
+            self.emit(TimerCancelled, timer_id=timer_id)
+        self.emit(RunCancelled, reason=message.reason)
+        self.execution.cancel_work()
+        error = RunCancelledError(f"run {self.run_id!r} was cancelled", run_id=self.run_id)
+        self.execution.fail_waiters(error)
+        self.reply_after_commit(message.reply)
+
+    async def _shutdown(self) -> None:
+        """Graceful stop: attempts still running are recorded as suspended, not failed."""
+        self.execution.suspend_running_attempts()
+        await self.flush()
+
+    def open_run_span(self, *, resumed: bool) -> None:
+        if self.run_span is None and self.state.started:
+            name = f"perdure.run {self.state.target}" + (" (resumed)" if resumed else "")
+            self.run_span = _observe.start_run_span(
+                self.host.tracer,
+                name,
+                self.state.trace_context,
+                {"perdure.run_id": self.run_id, "perdure.target": self.state.target},
+            )
+
+    def crash_failure(self, position: str, name: str, attempt: int) -> None:
+        """Record an attempt the log shows started but never ended (the process died)."""
+        self.emit(
+            TaskAttemptFailed,
+            position=position,
+            name=name,
+            attempt=attempt,
+            error_type="AttemptLost",
+            message="the process stopped while this attempt ran (crash or kill); "
+            "it counts as a failed attempt",
+            retryable=True,
+            next_retry_at=None,
+        )
+
+
+__all__ = ["RunActor", "Suspend"]

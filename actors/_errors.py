@@ -1,0 +1,140 @@
+"""Errors about runs and their replay, and the private control-flow signal that pauses a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perdure.eventlog import PerdureError
+
+
+class NonDeterminismError(PerdureError):
+    """Replayed code asked for a different step than the log recorded at that position.
+
+    Raised when the n-th step of a run (task call, `interrupt()`, durable sleep)
+    does not match the n-th recorded step by kind, name and input digest.
+    Returning a recorded result to a different question would be silently
+    wrong, so the run stops instead. Fix: restore the old code path for runs
+    started before the change (or finish/cancel those runs), then continue the
+    run with ``invoke(None, config)``.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str, position: str, recorded: str, requested: str
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.position = position
+        self.recorded = recorded
+        self.requested = requested
+
+
+class TaskFailedError(PerdureError):
+    """Raised inside a workflow where it waits on a task that failed for good.
+
+    Carries the task's original error type name and message. The same error
+    is raised when the run is replayed, so workflow code that catches it
+    behaves the same live and on replay.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        task: str,
+        position: str,
+        error_type: str,
+        error_message: str,
+        attempts: int,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.task = task
+        self.position = position
+        self.error_type = error_type
+        self.error_message = error_message
+        self.attempts = attempts
+
+
+class RunFailedError(PerdureError):
+    """The run ended in failure; carries the original error's type, message and attempts."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        target: str,
+        error_type: str,
+        error_message: str,
+        attempts: int,
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.target = target
+        self.error_type = error_type
+        self.error_message = error_message
+        self.attempts = attempts
+        self.traceback = traceback
+
+
+class RunCancelledError(PerdureError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, message: str, *, run_id: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+
+
+class RunParkedError(PerdureError):
+    """The supervisor parked the run after its actor crashed too often; `reason` says why."""
+
+    def __init__(self, message: str, *, run_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+
+
+class InvalidResumeError(PerdureError, ValueError):
+    """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguous value."""
+
+    def __init__(self, message: str, *, run_id: str, pending: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.pending = pending
+
+
+class RunBusyError(PerdureError):
+    """A new invocation was asked of a thread whose current invocation has not settled."""
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+
+
+class RunExistsError(PerdureError, ValueError):
+    """A run id given to `start` is already used by a run that cannot take a new invocation."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class NotInWorkflowError(PerdureError, RuntimeError):
+    """A task, `interrupt()` or durable sleep was used outside a running workflow or function."""
+
+
+class Suspend(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Private signal: the current body or task attempt must stop here and wait.
+
+    Derives from BaseException so ``except Exception`` in user code does not
+    swallow it; the run resumes later by re-executing from the start.
+    """
+
+    def __init__(self, reason: str, detail: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail

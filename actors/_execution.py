@@ -1,0 +1,550 @@
+"""Execution of a run's user code: the body, task attempts, retries, sleeps and timers.
+
+The body is re-executed from its start whenever the run continues (after a
+resume, a fired timer, a restart); steps already recorded answer at once from
+the state (see `_scope.py`). Task attempts run as their own asyncio tasks and
+report back through the mailbox; their outcomes are committed before any
+waiting code sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from perdure.actors import _observe
+from perdure.actors._errors import NonDeterminismError, NotInWorkflowError, Suspend, TaskFailedError
+from perdure.actors._messages import AttemptDone, BodyDone, ExecuteTask, SleepRequest
+from perdure.actors._scope import Scope, call_task, current_scope, failure_error
+from perdure.actors._state import BODY, Step
+from perdure.actors._targets import AttemptInfo, BodyInfo, Final, TargetSpec
+from perdure.eventlog import (
+    RunCompleted,
+    RunFailed,
+    SerializationError,
+    TaskAttemptFailed,
+    TaskAttemptStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskSuspended,
+    TimerCancelled,
+    TimerFired,
+    TimerSet,
+    check_json,
+)
+from perdure.eventlog._json import fresh
+
+if TYPE_CHECKING:
+    from perdure.actors._actor import RunActor
+
+_TRACEBACK_LIMIT = 8000
+_NEVER_RETRY = (SerializationError, NonDeterminismError, NotInWorkflowError)
+
+
+class TaskTimeoutError(TimeoutError):
+    """An attempt ran longer than its task's `timeout`."""
+
+
+def fail_future(fut: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail a waiting future without a "never retrieved" warning if nobody awaits it any more."""
+    if not fut.done():
+        fut.set_exception(error)
+        fut.exception()
+
+
+def _format_error(error: BaseException) -> tuple[str, str, str]:
+    text = "".join(traceback.format_exception(error))
+    return type(error).__name__, str(error), text[-_TRACEBACK_LIMIT:]
+
+
+class Execution:
+    """The body and the task attempts of one actor incarnation."""
+
+    def __init__(self, actor: RunActor) -> None:
+        self.actor = actor
+        self.body: asyncio.Task[None] | None = None
+        self.generation = 0
+        self.restart_pending = False
+        #: position -> (attempt task, attempt number, the call that started it)
+        self.attempts: dict[str, tuple[asyncio.Task[None], int, ExecuteTask]] = {}
+        self.calls: dict[str, ExecuteTask] = {}
+        self.waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # -- recovery and lifecycle --------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a rebuild: attempts the log shows open were lost with their process."""
+        for step in list(self.actor.state.steps.values()):
+            if step.open_attempt is not None:
+                self.actor.crash_failure(step.position, step.name, step.open_attempt)
+
+    def start_body(self) -> None:
+        actor = self.actor
+        state = actor.state
+        if self.body is not None or state.terminal is not None or not state.started:
+            return
+        spec = actor.host.resolve_target(state.target)
+        if spec is None:
+            _observe.logger.warning(
+                "run target is not registered in this process; the run waits for a process "
+                "that has it",
+                run_id=actor.run_id,
+                target=state.target,
+            )
+            return
+        self.generation += 1
+        info = BodyInfo(
+            run_id=actor.run_id,
+            input=fresh(state.input),
+            previous=fresh(state.previous),
+            config=actor.host.body_config(actor.run_id),
+            writer=functools.partial(actor.host.publish_custom, actor.run_id),
+        )
+        self.body = actor.loop.create_task(
+            self._body_main(spec, self.generation, info), name=f"perdure-body-{actor.run_id}"
+        )
+
+    def restart_body(self) -> None:
+        """Re-execute the body now, or as soon as the running execution suspends."""
+        if self.actor.state.terminal is not None:
+            return
+        if self.body is None:
+            self.start_body()
+        else:
+            self.restart_pending = True
+
+    def cancel_work(self) -> None:
+        """Stop the body and every attempt (run finished, cancelled, or actor stopping)."""
+        self.generation += 1
+        if self.body is not None:
+            self.body.cancel()
+            self.body = None
+        self.cancel_attempts()
+
+    def cancel_attempts(self) -> None:
+        for task, _, _ in self.attempts.values():
+            task.cancel()
+        self.attempts.clear()
+
+    def fail_waiters(self, error: BaseException) -> None:
+        for futures in self.waiters.values():
+            for fut in futures:
+                fail_future(fut, error)
+        self.waiters.clear()
+
+    def suspend_running_attempts(self) -> None:
+        for position, (_, attempt, call) in list(self.attempts.items()):
+            self.actor.emit(TaskSuspended, position=position, name=call.spec.name, attempt=attempt)
+        self.cancel_work()
+
+    # -- the body ------------------------------------------------------------------------
+
+    async def _body_main(self, spec: TargetSpec, generation: int, info: BodyInfo) -> None:
+        actor = self.actor
+        current_scope.set(Scope(actor, "", info))
+        message = BodyDone(incarnation=actor.incarnation, generation=generation, outcome="returned")
+        try:
+            if spec.kind == "function":
+                assert spec.task is not None
+                kwargs = info.input if isinstance(info.input, dict) else {}
+                message.value = await call_task(spec.task, (), kwargs)
+            else:
+                assert spec.run is not None
+                message.value = await spec.run(info)
+        except Suspend as signal:
+            if signal.reason == "actor stopped":
+                return
+            message.outcome = "suspended"
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            message.outcome, message.error = "raised", asyncio.CancelledError("body cancelled itself")
+        except Exception as exc:
+            message.outcome, message.error = "raised", exc
+        actor.post(message)
+
+    def on_body_done(self, message: BodyDone) -> None:
+        actor = self.actor
+        if message.incarnation != actor.incarnation or message.generation != self.generation:
+            return
+        self.body = None
+        if actor.state.terminal is not None:
+            return
+        if message.outcome == "returned":
+            self._complete(message.value)
+        elif message.outcome == "suspended":
+            if self.restart_pending:
+                self.restart_pending = False
+                self.start_body()
+        elif message.error is not None:
+            self._body_failed(message.error)
+
+    def _complete(self, value: Any) -> None:
+        actor = self.actor
+        if isinstance(value, Final):
+            result, saved = value.value, value.save
+        else:
+            result = value
+            saved = value if actor.state.kind == "workflow" else None
+        try:
+            check_json(result, "return value")
+            check_json(saved, "saved value")
+        except SerializationError as exc:
+            self._fail_run(
+                exc,
+                f"{actor.state.target!r} (run {actor.run_id!r}) returned a value that cannot be "
+                f"stored: {exc}. Fix the code, then continue the run.",
+            )
+            return
+        self._cancel_timers()
+        actor.emit(RunCompleted, result=result, saved=saved)
+        self.cancel_work()
+        actor.after_commit(self._log_settled)
+
+    def _log_settled(self) -> None:
+        actor = self.actor
+        _observe.logger.info(
+            "run settled", run_id=actor.run_id, target=actor.state.target, status=actor.state.status
+        )
+        error = actor.state.error
+        _observe.end_span(actor.run_span, message=f"{error.error_type}: {error.message}" if error else "")
+        actor.run_span = None
+
+    def _cancel_timers(self) -> None:
+        for timer_id in list(self.actor.state.timers):
+            self.actor.emit(TimerCancelled, timer_id=timer_id)
+
+    def _fail_run(self, error: BaseException, message: str | None = None) -> None:
+        error_type, text, trace = _format_error(error)
+        if isinstance(error, TaskFailedError) and self.actor.state.kind == "function":
+            error_type, text = error.error_type, error.error_message
+        self._cancel_timers()
+        self.actor.emit(RunFailed, error_type=error_type, message=message or text, traceback=trace)
+        self.cancel_work()
+        self.actor.after_commit(self._log_settled)
+
+    def _body_failed(self, error: BaseException) -> None:
+        actor = self.actor
+        state = actor.state
+        spec = actor.host.resolve_target(state.target)
+        policy = spec.retry if spec is not None else None
+        failures = state.body_failures + 1
+        if (
+            policy is None
+            or isinstance(error, (*_NEVER_RETRY, TaskFailedError))
+            or not policy.is_retryable(error)
+            or failures >= policy.max_attempts
+        ):
+            self._fail_run(error)
+            return
+        due = actor.host.clock.now() + policy.delay(failures)
+        error_type, text, trace = _format_error(error)
+        actor.emit(
+            TaskAttemptFailed,
+            position=BODY,
+            name=state.target,
+            attempt=failures - 1,
+            error_type=error_type,
+            message=text,
+            traceback=trace,
+            retryable=True,
+            next_retry_at=due,
+        )
+        actor.emit(
+            TimerSet,
+            timer_id=f"retry:{state.invocation}:body:{failures}",
+            due_at=due,
+            purpose="retry",
+            position=BODY,
+        )
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def on_execute(self, message: ExecuteTask) -> None:
+        actor = self.actor
+        if message.incarnation != actor.incarnation or actor.state.terminal is not None:
+            message.future.cancel()
+            return
+        position = message.position
+        self.calls[position] = message
+        step = actor.state.steps.get(position)
+        if step is not None and (step.done or step.failed is not None):
+            self._deliver(step, [message.future])
+            return
+        self.waiters.setdefault(position, []).append(message.future)
+        self.ensure_attempt(position)
+
+    def _deliver(self, step: Step, futures: list[asyncio.Future[Any]]) -> None:
+        """Hand a settled step's outcome to waiting code, once that outcome is durable."""
+        actor = self.actor
+
+        def resolve() -> None:
+            for fut in futures:
+                if fut.done():
+                    continue
+                if step.done:
+                    fut.set_result(fresh(step.result))
+                elif step.failed is not None:
+                    fail_future(fut, failure_error(actor.run_id, step.failed))
+
+        if step.settled_seq >= actor.durable_seq:
+            actor.after_commit(resolve)
+        else:
+            resolve()
+
+    def ensure_attempt(self, position: str) -> None:
+        """Start the next attempt of a called task unless one runs or a backoff is pending."""
+        actor = self.actor
+        if position in self.attempts or actor.state.terminal is not None:
+            return
+        call = self.calls.get(position)
+        if call is None:
+            return
+        step = actor.state.steps.get(position)
+        if step is None:
+            self._start_attempt(call, 0)
+            return
+        if step.done or step.failed is not None or step.retry_timer is not None:
+            return
+        if step.failures:
+            policy = call.spec.retry
+            last = step.last_error
+            if step.failures >= policy.max_attempts or (last is not None and not last.retryable):
+                self._final_failure(step, call)
+                return
+            if last is not None and last.next_retry_at is not None:
+                due = last.next_retry_at
+            else:
+                due = step.last_failure_ts + policy.delay(step.failures)
+            if due > actor.host.clock.now():
+                self._set_retry_timer(position, due, step.failures)
+                return
+        self._start_attempt(call, step.failures)
+
+    def _set_retry_timer(self, position: str, due: float, failures: int) -> None:
+        self.actor.emit(
+            TimerSet,
+            timer_id=f"retry:{self.actor.state.invocation}:{position}:{failures}",
+            due_at=due,
+            purpose="retry",
+            position=position,
+        )
+
+    def _start_attempt(self, call: ExecuteTask, attempt: int) -> None:
+        actor = self.actor
+        spec = call.spec
+        record = spec.record_input and attempt == 0
+        actor.emit(
+            TaskAttemptStarted,
+            soft=True,
+            position=call.position,
+            name=spec.name,
+            input_digest=call.digest,
+            attempt=attempt,
+            input=[call.args, call.kwargs] if record else None,
+        )
+        state = actor.state
+        key = state.idempotency_key if state.kind == "function" and state.idempotency_key else None
+        info = AttemptInfo(
+            run_id=actor.run_id,
+            name=spec.name,
+            position=call.position,
+            attempt=attempt,
+            idempotency_key=key or f"perdure:{actor.run_id}:{state.invocation}:{call.position}",
+            target=state.target,
+        )
+        task = actor.loop.create_task(
+            self._attempt_main(call, attempt, info), name=f"perdure-task-{spec.name}"
+        )
+        self.attempts[call.position] = (task, attempt, call)
+
+    async def _attempt_main(self, call: ExecuteTask, attempt: int, info: AttemptInfo) -> None:
+        actor = self.actor
+        spec = call.spec
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(actor.host.task_concurrency)
+        done = AttemptDone(
+            incarnation=actor.incarnation, position=call.position, attempt=attempt, outcome="ok"
+        )
+        async with self._semaphore:
+            current_scope.set(Scope(actor, call.position, None))
+            parent = actor.run_span
+            span = actor.host.tracer.start_span(
+                f"perdure.task {spec.name}",
+                context=_observe.trace.set_span_in_context(parent) if parent else None,
+                attributes={
+                    "perdure.run_id": actor.run_id,
+                    "perdure.task": spec.name,
+                    "perdure.position": call.position,
+                    "perdure.attempt": attempt,
+                },
+            )
+            structlog.contextvars.bind_contextvars(
+                run_id=actor.run_id,
+                target=actor.state.target,
+                task=spec.name,
+                attempt=attempt,
+                trace_id=_observe.trace_id_hex(span),
+            )
+            timed_out = False
+            try:
+                if spec.timeout is None:
+                    done.value = await spec.call(call.args, call.kwargs, info)
+                else:
+                    async with asyncio.timeout(spec.timeout) as deadline:
+                        done.value = await spec.call(call.args, call.kwargs, info)
+                check_json(done.value, "result")
+            except Suspend as signal:
+                if signal.reason == "actor stopped":
+                    _observe.end_span(span)
+                    return
+                done.outcome = "suspended"
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    _observe.end_span(span, message="cancelled")
+                    raise
+                done.outcome, done.error = "error", asyncio.CancelledError("task cancelled itself")
+            except TimeoutError as exc:
+                timed_out = spec.timeout is not None and deadline.expired()
+                done.outcome = "error"
+                done.error = (
+                    TaskTimeoutError(f"attempt exceeded the task's timeout of {spec.timeout} s")
+                    if timed_out
+                    else exc
+                )
+            except SerializationError as exc:
+                done.outcome, done.error = "error", SerializationError(
+                    f"task {spec.name!r} returned a value that cannot be stored: {exc}",
+                    path=exc.path,
+                    type_name=exc.type_name,
+                )
+            except Exception as exc:
+                done.outcome, done.error = "error", exc
+            _observe.end_span(span, done.error)
+        actor.post(done)
+
+    def on_attempt_done(self, message: AttemptDone) -> None:
+        actor = self.actor
+        if message.incarnation != actor.incarnation:
+            return
+        entry = self.attempts.get(message.position)
+        if entry is None or entry[1] != message.attempt:
+            return
+        del self.attempts[message.position]
+        if actor.state.terminal is not None:
+            return
+        call = entry[2]
+        step = actor.state.steps[message.position]
+        if message.outcome == "ok":
+            actor.emit(
+                TaskCompleted,
+                position=call.position,
+                name=call.spec.name,
+                input_digest=call.digest,
+                result=message.value,
+            )
+            self._deliver(step, self.waiters.pop(call.position, []))
+            if actor.state.kind == "function" and call.position == "0":
+                self.generation += 1  # the trivial function body's own BodyDone is moot
+                self.body = None
+                self._complete(message.value)
+        elif message.outcome == "suspended":
+            actor.emit(TaskSuspended, position=call.position, name=call.spec.name, attempt=message.attempt)
+            futures = self.waiters.pop(call.position, [])
+
+            def suspend() -> None:
+                for fut in futures:
+                    fail_future(fut, Suspend("task paused"))
+
+            actor.after_commit(suspend)
+        else:
+            assert message.error is not None
+            self._record_failure(step, call, message.attempt, message.error)
+
+    def _record_failure(self, step: Step, call: ExecuteTask, attempt: int, error: BaseException) -> None:
+        actor = self.actor
+        policy = call.spec.retry
+        failures = step.failures + 1
+        retryable = policy.is_retryable(error) and not isinstance(error, _NEVER_RETRY)
+        again = retryable and failures < policy.max_attempts
+        now = actor.host.clock.now()
+        due = now + policy.delay(failures) if again else None
+        error_type, text, trace = _format_error(error)
+        actor.emit(
+            TaskAttemptFailed,
+            position=call.position,
+            name=call.spec.name,
+            attempt=attempt,
+            error_type=error_type,
+            message=text,
+            traceback=trace,
+            retryable=retryable,
+            next_retry_at=due,
+        )
+        _observe.logger.warning(
+            "attempt failed",
+            run_id=actor.run_id,
+            task=call.spec.name,
+            attempt=attempt,
+            error=f"{error_type}: {text}",
+            retry_at=due,
+        )
+        if due is None:
+            self._final_failure(step, call)
+        elif due > now:
+            self._set_retry_timer(call.position, due, failures)
+        else:
+            self._start_attempt(call, failures)
+
+    def _final_failure(self, step: Step, call: ExecuteTask) -> None:
+        actor = self.actor
+        last = step.last_error
+        actor.emit(
+            TaskFailed,
+            position=call.position,
+            name=call.spec.name,
+            input_digest=call.digest,
+            error_type=last.error_type if last else "Error",
+            message=last.message if last else "",
+            traceback=last.traceback if last else "",
+            attempts=step.failures,
+        )
+        self._deliver(step, self.waiters.pop(call.position, []))
+        if actor.state.kind == "function" and call.position == "0":
+            assert step.failed is not None
+            self.generation += 1
+            self.body = None
+            self._fail_run(failure_error(actor.run_id, step.failed))
+
+    # -- sleeps and timers -----------------------------------------------------------------
+
+    def on_sleep(self, message: SleepRequest) -> None:
+        actor = self.actor
+        if message.incarnation != actor.incarnation or message.position in actor.state.steps:
+            return
+        actor.emit(
+            TimerSet,
+            timer_id=f"sleep:{actor.state.invocation}:{message.position}",
+            due_at=actor.host.clock.now() + message.seconds,
+            purpose="sleep",
+            position=message.position,
+        )
+
+    def on_timer(self, timer_id: str) -> None:
+        actor = self.actor
+        entry = actor.state.timers.get(timer_id)
+        if entry is None or actor.state.terminal is not None:
+            return
+        _, purpose, position = entry
+        actor.emit(TimerFired, timer_id=timer_id)
+        if purpose == "sleep" or position == BODY:
+            actor.after_commit(self.restart_body)
+        else:
+            self.ensure_attempt(position)

@@ -1,0 +1,110 @@
+"""Messages an actor's mailbox carries. Replies travel back through asyncio futures.
+
+Messages posted by user code (task calls, interrupts, sleeps, body/attempt
+results) carry the actor incarnation that produced them; a rebuilt actor drops
+messages from an earlier incarnation, whose body and attempts are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import attrs
+
+from perdure.actors._targets import TargetSpec, TaskSpec
+
+
+@attrs.define(slots=True, kw_only=True)
+class Start:
+    spec: TargetSpec
+    input: Any
+    input_digest: str
+    idempotency_key: str | None
+    trace_context: dict[str, str]
+    reply: asyncio.Future[None]
+    new_invocation: bool = False
+
+
+@attrs.define(slots=True, kw_only=True)
+class ExecuteTask:
+    incarnation: int
+    position: str
+    spec: TaskSpec
+    args: list[Any]
+    kwargs: dict[str, Any]
+    digest: str
+    future: asyncio.Future[Any]
+
+
+@attrs.define(slots=True, kw_only=True)
+class AttemptDone:
+    incarnation: int
+    position: str
+    attempt: int
+    outcome: str  # "ok" | "error" | "suspended"
+    value: Any = None
+    error: BaseException | None = None
+
+
+@attrs.define(slots=True, kw_only=True)
+class InterruptRequest:
+    incarnation: int
+    position: str
+    interrupt_id: str
+    value: Any
+
+
+@attrs.define(slots=True, kw_only=True)
+class SleepRequest:
+    incarnation: int
+    position: str
+    seconds: float
+
+
+@attrs.define(slots=True, kw_only=True)
+class BodyDone:
+    incarnation: int
+    generation: int
+    outcome: str  # "returned" | "raised" | "suspended" | "cancelled"
+    value: Any = None
+    error: BaseException | None = None
+
+
+@attrs.define(slots=True, kw_only=True)
+class Resume:
+    value: Any
+    reply: asyncio.Future[None]
+
+
+@attrs.define(slots=True, kw_only=True)
+class Continue:
+    reply: asyncio.Future[None]
+
+
+@attrs.define(slots=True, kw_only=True)
+class Cancel:
+    reason: str
+    reply: asyncio.Future[None]
+
+
+@attrs.define(slots=True, kw_only=True)
+class FireTimer:
+    timer_id: str
+
+
+@attrs.define(slots=True)
+class Flush:
+    """Commit deferred events (attempt starts that outlived the linger)."""
+
+
+@attrs.define(slots=True)
+class Wake:
+    """Rehydrate and carry on (crash recovery at start-up)."""
+
+
+@attrs.define(slots=True, kw_only=True)
+class Stop:
+    """Stop this incarnation (eviction or shutdown) once it is idle or at once if `force`."""
+
+    force: bool = False

@@ -1,0 +1,319 @@
+"""The fold of a run's events into its state: the only way run state is ever built.
+
+`fold(events)` is pure: the same events always give the same state. The actor
+keeps the state current by `apply`-ing each event it appends, so live state and
+state rebuilt by replay agree by construction (a property test checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from perdure.eventlog import (
+    Event,
+    Interrupted,
+    Resumed,
+    RunCancelled,
+    RunCompleted,
+    RunContinued,
+    RunFailed,
+    RunParked,
+    RunStarted,
+    RunStatus,
+    TaskAttemptFailed,
+    TaskAttemptStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskSuspended,
+    TimerCancelled,
+    TimerFired,
+    TimerSet,
+)
+
+BODY = ""  # the position of the workflow body itself (its own retries)
+
+
+@attrs.define(slots=True)
+class Step:
+    """One recorded step of the current invocation: a task, an interrupt or a durable sleep."""
+
+    position: str
+    kind: str  # "task" | "interrupt" | "sleep"
+    name: str = ""
+    input_digest: str = ""
+    failures: int = 0
+    last_failure_ts: float = 0.0
+    last_error: TaskAttemptFailed | None = None
+    open_attempt: int | None = None
+    done: bool = False
+    result: Any = None
+    failed: TaskFailed | None = None
+    retry_timer: str | None = None
+    interrupt_id: str = ""
+    question: Any = None
+    answered: bool = False
+    answer: Any = None
+    timer_id: str = ""
+    due_at: float = 0.0
+    fired: bool = False
+    #: seq of the event that settled the step (result, final failure, answer);
+    #: user code may only see the outcome once that seq is durable.
+    settled_seq: int = -1
+
+    def describe(self) -> str:
+        """A short human description for error messages."""
+        if self.kind == "task":
+            return f"task {self.name!r} with input digest {self.input_digest}"
+        if self.kind == "interrupt":
+            return f"interrupt() with value {self.question!r}"
+        return "a durable sleep"
+
+
+@attrs.define(slots=True)
+class RunState:
+    """Everything known about a run, rebuilt from its events."""
+
+    run_id: str
+    next_seq: int = 0
+    target: str = ""
+    kind: str = ""
+    input: Any = None
+    input_digest: str = ""
+    idempotency_key: str | None = None
+    trace_context: dict[str, str] = attrs.field(factory=dict)
+    invocation: int = -1
+    terminal: RunStatus | None = None
+    steps: dict[str, Step] = attrs.field(factory=dict)
+    interrupts: dict[str, Step] = attrs.field(factory=dict)
+    #: pending timers: id -> (due_at, purpose, position)
+    timers: dict[str, tuple[float, str, str]] = attrs.field(factory=dict)
+    open_attempts: int = 0
+    body_failures: int = 0
+    body_retry_timer: str | None = None
+    last_body_failure_ts: float = 0.0
+    result: Any = None
+    has_previous: bool = False
+    previous: Any = None
+    error: RunFailed | None = None
+    reason: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    attempts: int = 0
+
+    @property
+    def started(self) -> bool:
+        return self.invocation >= 0
+
+    @property
+    def status(self) -> RunStatus:
+        """The run's status as the runs index shows it."""
+        if self.terminal is not None:
+            return self.terminal
+        if self.open_attempts == 0 and self.body_retry_timer is None and self.waiting_on():
+            return "waiting"
+        return "running"
+
+    def waiting_on(self) -> bool:
+        """True if the run has an unanswered interrupt or an unfired durable sleep."""
+        for step in self.interrupts.values():
+            if not step.answered:
+                return True
+        return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
+
+    def pending_interrupts(self) -> list[Step]:
+        return [step for step in self.interrupts.values() if not step.answered]
+
+
+def _step(state: RunState, position: str, kind: str) -> Step:
+    step = state.steps.get(position)
+    if step is None:
+        step = state.steps[position] = Step(position=position, kind=kind)
+    return step
+
+
+def _run_started(state: RunState, e: RunStarted) -> None:
+    if not state.started:
+        state.created_at = e.ts
+        state.idempotency_key = e.idempotency_key
+        state.trace_context = dict(e.trace_context)
+    state.target = e.target
+    state.kind = e.kind
+    state.input = e.input
+    state.input_digest = e.input_digest
+    state.invocation = e.invocation
+    state.terminal = None
+    state.steps = {}
+    state.interrupts = {}
+    state.open_attempts = 0
+    state.body_failures = 0
+    state.body_retry_timer = None
+    state.result = None
+    state.error = None
+    state.reason = ""
+    state.attempts = 0
+
+
+def _attempt_started(state: RunState, e: TaskAttemptStarted) -> None:
+    step = _step(state, e.position, "task")
+    step.name = e.name
+    step.input_digest = e.input_digest
+    if step.open_attempt is None:
+        state.open_attempts += 1
+    step.open_attempt = e.attempt
+    state.attempts += 1
+
+
+def _close_attempt(state: RunState, step: Step) -> None:
+    if step.open_attempt is not None:
+        step.open_attempt = None
+        state.open_attempts -= 1
+
+
+def _attempt_failed(state: RunState, e: TaskAttemptFailed) -> None:
+    if e.position == BODY:
+        state.body_failures += 1
+        state.last_body_failure_ts = e.ts
+        return
+    step = _step(state, e.position, "task")
+    step.name = e.name
+    _close_attempt(state, step)
+    step.failures += 1
+    step.last_failure_ts = e.ts
+    step.last_error = e
+
+
+def _suspended(state: RunState, e: TaskSuspended) -> None:
+    _close_attempt(state, _step(state, e.position, "task"))
+
+
+def _completed(state: RunState, e: TaskCompleted) -> None:
+    step = _step(state, e.position, "task")
+    _close_attempt(state, step)
+    step.name = e.name
+    step.input_digest = e.input_digest
+    step.done = True
+    step.result = e.result
+    step.settled_seq = e.seq
+
+
+def _failed(state: RunState, e: TaskFailed) -> None:
+    step = _step(state, e.position, "task")
+    _close_attempt(state, step)
+    step.name = e.name
+    step.input_digest = e.input_digest
+    step.failed = e
+    step.settled_seq = e.seq
+
+
+def _interrupted(state: RunState, e: Interrupted) -> None:
+    step = _step(state, e.position, "interrupt")
+    step.interrupt_id = e.interrupt_id
+    step.question = e.value
+    state.interrupts[e.interrupt_id] = step
+
+
+def _resumed(state: RunState, e: Resumed) -> None:
+    step = state.interrupts.get(e.interrupt_id)
+    if step is not None:
+        step.answered = True
+        step.answer = e.value
+        step.settled_seq = e.seq
+
+
+def _timer_set(state: RunState, e: TimerSet) -> None:
+    state.timers[e.timer_id] = (e.due_at, e.purpose, e.position)
+    if e.purpose == "sleep":
+        step = _step(state, e.position, "sleep")
+        step.timer_id = e.timer_id
+        step.due_at = e.due_at
+    elif e.position == BODY:
+        state.body_retry_timer = e.timer_id
+    else:
+        _step(state, e.position, "task").retry_timer = e.timer_id
+
+
+def _timer_done(state: RunState, timer_id: str, fired: bool) -> None:
+    entry = state.timers.pop(timer_id, None)
+    if entry is None:
+        return
+    _, purpose, position = entry
+    if purpose == "sleep":
+        step = state.steps.get(position)
+        if step is not None:
+            step.fired = fired
+    elif position == BODY:
+        state.body_retry_timer = None
+    else:
+        step = state.steps.get(position)
+        if step is not None and step.retry_timer == timer_id:
+            step.retry_timer = None
+
+
+def _run_completed(state: RunState, e: RunCompleted) -> None:
+    state.terminal = "completed"
+    state.result = e.result
+    state.previous = e.saved
+    state.has_previous = True
+
+
+def _run_failed(state: RunState, e: RunFailed) -> None:
+    state.terminal = "failed"
+    state.error = e
+
+
+def _run_cancelled(state: RunState, e: RunCancelled) -> None:
+    state.terminal = "cancelled"
+    state.reason = e.reason
+
+
+def _run_parked(state: RunState, e: RunParked) -> None:
+    state.terminal = "parked"
+    state.reason = e.reason
+
+
+def _run_continued(state: RunState, e: RunContinued) -> None:
+    state.terminal = None
+    state.error = None
+    state.reason = ""
+    state.body_failures = 0
+    # Steps that failed for good get fresh attempts; completed ones stay.
+    for position in [p for p, s in state.steps.items() if s.failed is not None]:
+        del state.steps[position]
+
+
+_APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
+    RunStarted: _run_started,
+    TaskAttemptStarted: _attempt_started,
+    TaskAttemptFailed: _attempt_failed,
+    TaskSuspended: _suspended,
+    TaskCompleted: _completed,
+    TaskFailed: _failed,
+    Interrupted: _interrupted,
+    Resumed: _resumed,
+    TimerSet: _timer_set,
+    TimerFired: lambda s, e: _timer_done(s, e.timer_id, True),
+    TimerCancelled: lambda s, e: _timer_done(s, e.timer_id, False),
+    RunCompleted: _run_completed,
+    RunFailed: _run_failed,
+    RunCancelled: _run_cancelled,
+    RunParked: _run_parked,
+    RunContinued: _run_continued,
+}
+
+
+def apply(state: RunState, event: Event) -> None:
+    """Advance `state` by one event (in place)."""
+    _APPLY[type(event)](state, event)
+    state.next_seq = event.seq + 1
+    state.updated_at = event.ts
+
+
+def fold(run_id: str, events: Iterable[Event]) -> RunState:
+    """Build a run's state from its events, from nothing."""
+    state = RunState(run_id=run_id)
+    for event in events:
+        apply(state, event)
+    return state

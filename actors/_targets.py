@@ -1,0 +1,97 @@
+"""What an actor executes: specs of tasks and run targets, built by the sdk's decorators.
+
+The actor layer never inspects user signatures; the sdk turns a decorated
+function into a spec whose `call`/`run` adapter injects contexts and runs sync
+code in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from perdure.actors._policy import RetryPolicy
+from perdure.eventlog import RunKind
+
+
+@attrs.frozen(kw_only=True)
+class AttemptInfo:
+    """Facts about the running attempt, given to a task's adapter (becomes `FunctionContext`)."""
+
+    run_id: str
+    name: str
+    position: str
+    attempt: int
+    idempotency_key: str
+    target: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """A unit of work with its own retry policy; a function's body is one too."""
+
+    name: str
+    call: Callable[[list[Any], dict[str, Any], AttemptInfo], Awaitable[Any]]
+    retry: RetryPolicy
+    timeout: float | None = None
+    #: Whether the attempt's input is recorded in TaskAttemptStarted (not for
+    #: function runs, whose input is already in RunStarted).
+    record_input: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class BodyInfo:
+    """What a workflow body gets: its input, the previous saved value, config and a writer."""
+
+    run_id: str
+    input: Any
+    previous: Any
+    config: dict[str, Any]
+    writer: Callable[[Any], None]
+
+
+@attrs.frozen(kw_only=True)
+class TargetSpec:
+    """A named thing a run executes: a function (one task) or a workflow (a body)."""
+
+    name: str
+    kind: RunKind
+    #: Raises an `InvalidArgumentsError`-like error if the input does not fit.
+    validate_input: Callable[[Any], None]
+    #: For workflows: run the body once. For functions: None (the actor calls `task`).
+    run: Callable[[BodyInfo], Awaitable[Any]] | None = None
+    #: For functions: the function as a task.
+    task: TaskSpec | None = None
+    #: Retries of the whole body (workflows); task attempts are never multiplied by it.
+    retry: RetryPolicy | None = None
+    #: The decorated user object, for lookups by identity.
+    source: Any = None
+
+
+@attrs.frozen
+class Final:
+    """`entrypoint.final(value=..., save=...)`: return `value`, save `save` as the next `previous`."""
+
+    value: Any
+    save: Any
+
+
+@attrs.frozen
+class Interrupt:
+    """A pending question from `interrupt(value)`; answer it with `Command(resume=...)`."""
+
+    value: Any
+    id: str
+
+
+@attrs.frozen
+class Command:
+    """A message to a paused run. `resume` answers its pending interrupt.
+
+    With several interrupts pending, pass ``{interrupt_id: answer, ...}``; any
+    subset may be answered at a time.
+    """
+
+    resume: Any = None

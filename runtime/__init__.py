@@ -1,0 +1,59 @@
+"""perdure.runtime: the Runtime, its supervisor, scheduler, registry and executors."""
+
+from perdure.runtime._background import (
+    BackgroundRuntime,
+    background_runtime,
+    close_background_runtimes,
+)
+from perdure.runtime._errors import (
+    DuplicateNameError,
+    IdempotencyConflictError,
+    InvalidArgumentsError,
+    RunNotFoundError,
+    RuntimeClosedError,
+    RunTimeoutError,
+    UnknownTargetError,
+)
+from perdure.runtime._executors import run_sync
+from perdure.runtime._mockclock import MockClock
+from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
+from perdure.runtime._registry import Registry, default_registry
+from perdure.runtime._runtime import (
+    DEFAULT_PATH,
+    RunHandle,
+    Runtime,
+    current_runtime,
+    default_store_path,
+    new_run_id,
+)
+from perdure.runtime._scheduler import Scheduler
+from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+
+__all__ = [
+    "DEFAULT_PATH",
+    "INTERRUPT_KEY",
+    "BackgroundRuntime",
+    "DuplicateNameError",
+    "IdempotencyConflictError",
+    "InvalidArgumentsError",
+    "MockClock",
+    "Outcome",
+    "Registry",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunTimeoutError",
+    "Runtime",
+    "RuntimeClosedError",
+    "Scheduler",
+    "Supervisor",
+    "SupervisorStatistics",
+    "UnknownTargetError",
+    "background_runtime",
+    "close_background_runtimes",
+    "current_runtime",
+    "default_registry",
+    "default_store_path",
+    "new_run_id",
+    "run_sync",
+    "settled_outcome",
+]

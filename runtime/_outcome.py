@@ -1,0 +1,92 @@
+"""What a caller gets back from a settled run: its result, its error, or its pending interrupts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from perdure.actors import (
+    Interrupt,
+    RunCancelledError,
+    RunFailedError,
+    RunParkedError,
+    RunState,
+)
+from perdure.eventlog._json import fresh
+
+INTERRUPT_KEY = "__interrupt__"
+
+
+@attrs.frozen
+class Outcome:
+    """A snapshot of a run at a point where a caller stops waiting."""
+
+    run_id: str
+    target: str
+    status: str
+    result: Any = None
+    interrupts: tuple[Interrupt, ...] = ()
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    attempts: int = 0
+    reason: str = ""
+
+    def unwrap(self) -> Any:
+        """The result, ``{"__interrupt__": [...]}`` when paused, or the run's error raised."""
+        if self.status == "completed":
+            return fresh(self.result)
+        if self.status == "waiting":
+            return {INTERRUPT_KEY: list(self.interrupts)}
+        if self.status == "failed":
+            raise RunFailedError(
+                f"run {self.run_id!r} ({self.target}) failed after {self.attempts} attempt(s): "
+                f"{self.error_type}: {self.error_message}",
+                run_id=self.run_id,
+                target=self.target,
+                error_type=self.error_type,
+                error_message=self.error_message,
+                attempts=self.attempts,
+                traceback=self.traceback,
+            )
+        if self.status == "cancelled":
+            raise RunCancelledError(
+                f"run {self.run_id!r} ({self.target}) was cancelled"
+                + (f": {self.reason}" if self.reason else ""),
+                run_id=self.run_id,
+                reason=self.reason,
+            )
+        raise RunParkedError(
+            f"run {self.run_id!r} ({self.target}) is parked: {self.reason}",
+            run_id=self.run_id,
+            reason=self.reason,
+        )
+
+
+def settled_outcome(state: RunState) -> Outcome | None:
+    """The outcome if the run has settled for a waiting caller, else None."""
+    status = state.status
+    if state.terminal is None and not (status == "waiting" and state.pending_interrupts()):
+        return None
+    interrupts = tuple(
+        Interrupt(value=step.question, id=step.interrupt_id) for step in state.pending_interrupts()
+    )
+    error = state.error
+    if state.kind == "function":
+        step = state.steps.get("0")
+        attempts = (step.failures + (1 if step.done else 0)) if step is not None else 0
+    else:
+        attempts = state.body_failures + 1
+    return Outcome(
+        run_id=state.run_id,
+        target=state.target,
+        status=status,
+        result=state.result,
+        interrupts=interrupts if status == "waiting" else (),
+        error_type=error.error_type if error else "",
+        error_message=error.message if error else "",
+        traceback=error.traceback if error else "",
+        attempts=attempts,
+        reason=state.reason,
+    )

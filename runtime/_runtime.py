@@ -1,0 +1,492 @@
+"""The `Runtime`: what a long-lived service embeds to run durable functions and workflows.
+
+It opens the event log, starts the supervisor and the scheduler, resumes every
+run left unfinished by an earlier process, and routes requests to run actors.
+On exit it stops taking work, lets actors commit what they have, and closes the
+log it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import secrets
+import time
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Tracer, TracerProvider
+
+from perdure.actors import (
+    Cancel,
+    Clock,
+    Command,
+    Continue,
+    FireTimer,
+    Resume,
+    RunActor,
+    Start,
+    SystemClock,
+    TargetSpec,
+    Wake,
+    fold,
+)
+from perdure.actors._observe import caller_context, logger
+from perdure.eventlog import (
+    Durability,
+    Event,
+    EventLog,
+    IdempotencyKeyTakenError,
+    LmdbEventLog,
+    RunInfo,
+    RunStatus,
+    SerializationError,
+    TimerCancelled,
+    TimerEntry,
+    TimerFired,
+    TimerSet,
+    check_json,
+    digest,
+)
+from perdure.runtime._errors import (
+    IdempotencyConflictError,
+    RunNotFoundError,
+    RuntimeClosedError,
+    RunTimeoutError,
+)
+from perdure.runtime._outcome import Outcome, settled_outcome
+from perdure.runtime._registry import Registry, default_registry
+from perdure.runtime._scheduler import Scheduler
+from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+
+DEFAULT_PATH = "./.perdure"
+current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "perdure_runtime", default=None
+)
+_MAX_ID = 200
+
+
+def default_store_path() -> str:
+    """`PERDURE_PATH` if set, else ``./.perdure``."""
+    return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
+
+
+def new_run_id() -> str:
+    """A fresh run id that sorts by creation time."""
+    return f"run-{int(time.time() * 1000):012x}-{secrets.token_hex(6)}"
+
+
+def _check_id(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID or "\x00" in value:
+        raise ValueError(
+            f"{kind} must be a non-empty string of at most {_MAX_ID} characters without NUL, "
+            f"got {value!r}"
+        )
+    return value
+
+
+class RunHandle:
+    """A started run: its id, its status, and a way to wait for its result."""
+
+    def __init__(self, runtime: Runtime, run_id: str, target: str) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"RunHandle(run_id={self.run_id!r}, target={self.target!r})"
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait until the run settles; return its result (or its interrupts), or raise its error."""
+        outcome = await self.runtime.wait(self.run_id, timeout=timeout)
+        return outcome.unwrap()
+
+    async def status(self) -> RunStatus:
+        return await self.runtime.status(self.run_id)
+
+
+class Runtime:
+    """Runs durable functions and workflows on one event log. Use as ``async with Runtime(...)``.
+
+    path: where the embedded LMDB store lives (default ``PERDURE_PATH`` or
+        ``./.perdure``); ignored when `log` is given.
+    log: an `EventLog` to use instead (e.g. `MemoryEventLog()` in tests). A log
+        passed in is not closed by the runtime.
+    clock: time source for timers (`perdure.testing.MockClock` in tests).
+    idle_timeout: seconds after which an idle actor is evicted from memory.
+    max_restarts / restart_window: supervisor intensity; past it a run is parked.
+    attempt_linger: seconds an attempt-start record may wait to share a commit.
+    task_concurrency: task attempts of one run that may run at once.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        registry: Registry | None = None,
+        clock: Clock | None = None,
+        tracer_provider: TracerProvider | None = None,
+        durability: Durability = "fsync",
+        idle_timeout: float = 60.0,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+        attempt_linger: float = 0.005,
+        task_concurrency: int = 64,
+        recover: bool = True,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else default_store_path()
+        self._given_log = log
+        self._log: EventLog | None = log
+        self._durability: Durability = durability
+        self.registry = registry or default_registry
+        self._clock: Clock = clock or SystemClock()
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("perdure")
+        self._idle_timeout = idle_timeout
+        self._max_restarts = max_restarts
+        self._restart_window = restart_window
+        self._attempt_linger = attempt_linger
+        self._task_concurrency = task_concurrency
+        self._recover = recover
+        self._supervisor: Supervisor | None = None
+        self._scheduler: Scheduler | None = None
+        self._settle_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._listeners: dict[str, list[asyncio.Queue[tuple[str, Any]]]] = {}
+        self._open = False
+        self._token: contextvars.Token[Runtime | None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- ActorHost -----------------------------------------------------------------
+
+    @property
+    def log(self) -> EventLog:
+        if self._log is None:
+            raise RuntimeClosedError("the runtime is not open; use `async with Runtime(...)`")
+        return self._log
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def tracer(self) -> Tracer:
+        return self._tracer
+
+    @property
+    def attempt_linger(self) -> float:
+        return self._attempt_linger
+
+    @property
+    def task_concurrency(self) -> int:
+        return self._task_concurrency
+
+    def resolve_target(self, name: str) -> TargetSpec | None:
+        return self.registry.get(name)
+
+    def body_config(self, run_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": run_id}}
+
+    def committed(self, actor: RunActor, events: list[Event]) -> None:
+        scheduler = self._scheduler
+        if scheduler is not None:
+            for event in events:
+                kind = type(event)
+                if kind is TimerSet:
+                    scheduler.changed()
+                elif kind is TimerFired or kind is TimerCancelled:
+                    scheduler.settled(actor.run_id, event.timer_id)  # type: ignore[attr-defined]
+                    scheduler.changed()
+        run_id = actor.run_id
+        listeners = self._listeners.get(run_id)
+        if listeners:
+            for queue in listeners:
+                queue.put_nowait(("events", events))
+        waiters = self._settle_waiters.get(run_id)
+        if waiters or listeners:
+            outcome = settled_outcome(actor.state)
+            if outcome is not None:
+                for queue in listeners or ():
+                    queue.put_nowait(("settled", outcome))
+                for fut in self._settle_waiters.pop(run_id, ()):
+                    if not fut.done():
+                        fut.set_result(outcome)
+
+    def publish_custom(self, run_id: str, item: Any) -> None:
+        listeners = self._listeners.get(run_id)
+        if not listeners:
+            return
+        loop = self._loop
+        for queue in listeners:
+            if loop is not None:
+                loop.call_soon_threadsafe(queue.put_nowait, ("custom", item))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the log, start supervisor and scheduler, and resume unfinished runs."""
+        if self._open:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._log is None:
+            self._log = LmdbEventLog(self.path, durability=self._durability)
+        self._supervisor = Supervisor(
+            self,
+            max_restarts=self._max_restarts,
+            restart_window=self._restart_window,
+            idle_timeout=self._idle_timeout,
+            on_restart=self._actor_restarted,
+        )
+        self._supervisor.start()
+        self._scheduler = Scheduler(self.log, self._clock, self._deliver_timer)
+        self._scheduler.start()
+        self._open = True
+        self._token = current_runtime.set(self)
+        if self._recover:
+            self._recovery = asyncio.get_running_loop().create_task(self._resume_unfinished())
+
+    async def _resume_unfinished(self) -> None:
+        runs = await self.log.list_runs(status="running")
+        for info in runs:
+            if self.registry.get(info.target) is not None and self._supervisor is not None:
+                self._supervisor.post(info.run_id, Wake())
+        if runs:
+            logger.info("resuming unfinished runs", count=len(runs))
+
+    async def close(self) -> None:
+        """Stop taking work, let actors commit what they have, close the log if we opened it."""
+        if not self._open:
+            return
+        self._open = False
+        if self._recovery is not None:
+            self._recovery.cancel()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        if self._supervisor is not None:
+            await self._supervisor.stop_all()
+        closed = RuntimeClosedError("the runtime closed before the run settled")
+        for waiters in self._settle_waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(closed)
+        self._settle_waiters.clear()
+        for listeners in self._listeners.values():
+            for queue in listeners:
+                queue.put_nowait(("closed", None))
+        if self._given_log is None and self._log is not None:
+            await self._log.close()
+            self._log = None
+        if self._token is not None:
+            try:
+                current_runtime.reset(self._token)
+            except ValueError:
+                current_runtime.set(None)
+            self._token = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def _require_open(self) -> Supervisor:
+        if not self._open or self._supervisor is None:
+            raise RuntimeClosedError("the runtime is not open; use `async with Runtime(...)`")
+        return self._supervisor
+
+    def _deliver_timer(self, entry: TimerEntry) -> None:
+        if self._supervisor is not None and self._open:
+            self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
+
+    def _actor_restarted(self, run_id: str) -> None:
+        if self._scheduler is not None:
+            self._scheduler.forget_run(run_id)
+
+    def statistics(self) -> SupervisorStatistics:
+        return self._require_open().statistics()
+
+    # -- starting runs ---------------------------------------------------------------------
+
+    async def run(
+        self,
+        target: Any,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Start a run and return its result (raising its error). See `start`."""
+        handle = await self.start(target, input, idempotency_key=idempotency_key, run_id=run_id)
+        return await handle.result(timeout=timeout)
+
+    async def start(
+        self,
+        target: Any,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """Start a run of a function (input: dict of keyword arguments) or workflow (input: any JSON).
+
+        With `idempotency_key`, a key already used returns a handle to that
+        run instead (same result, body not run again); the same key with a
+        different input raises `IdempotencyConflictError`. With the `run_id`
+        of a settled workflow thread, a new invocation starts on that thread.
+        """
+        supervisor = self._require_open()
+        spec = self.registry.resolve(target)
+        if input is None and spec.kind == "function":
+            input = {}
+        try:
+            check_json(input, "input")
+        except SerializationError as exc:
+            raise SerializationError(
+                f"input of {spec.name!r} cannot be stored: {exc}", path=exc.path, type_name=exc.type_name
+            ) from None
+        spec.validate_input(input)
+        input_digest = digest(input)
+        if idempotency_key is not None:
+            _check_id("idempotency_key", idempotency_key)
+            held = await self.log.lookup_idempotency(idempotency_key)
+            if held is not None:
+                return self._attach(idempotency_key, held.run_id, held.input_digest, input_digest, spec)
+        run_id = _check_id("run_id", run_id) if run_id is not None else new_run_id()
+        reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        supervisor.post(
+            run_id,
+            Start(
+                spec=spec,
+                input=input,
+                input_digest=input_digest,
+                idempotency_key=idempotency_key,
+                trace_context=caller_context(),
+                reply=reply,
+                new_invocation=True,
+            ),
+        )
+        try:
+            await reply
+        except IdempotencyKeyTakenError as exc:
+            assert idempotency_key is not None
+            return self._attach(idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, spec)
+        return RunHandle(self, run_id, spec.name)
+
+    def _attach(self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec) -> RunHandle:
+        if held != wanted:
+            raise IdempotencyConflictError(
+                f"idempotency key {key!r} was first used by run {run_id!r} with a different "
+                f"input; a key names one operation — use a new key for a different input",
+                key=key,
+                run_id=run_id,
+            )
+        return RunHandle(self, run_id, spec.name)
+
+    # -- talking to runs ---------------------------------------------------------------------
+
+    async def _ask(self, run_id: str, make: Any) -> None:
+        supervisor = self._require_open()
+        if await self.log.get_run(run_id) is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
+        reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        supervisor.post(run_id, make(reply))
+        await reply
+
+    async def send(self, run_id: str, message: Any) -> None:
+        """Send a message to a run's actor: `Command(resume=...)` answers its interrupt."""
+        if isinstance(message, Command):
+            await self.resume(run_id, message.resume)
+        else:
+            raise TypeError(f"send() takes a Command, got {message!r}")
+
+    async def resume(self, run_id: str, value: Any) -> None:
+        """Answer the run's pending interrupt(s); see `Command`."""
+        await self._ask(run_id, lambda reply: Resume(value=value, reply=reply))
+
+    async def continue_run(self, run_id: str) -> None:
+        """Reopen a failed or parked run: completed steps stay, failed ones are retried."""
+        await self._ask(run_id, lambda reply: Continue(reply=reply))
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
+        """Cancel a run; a settled run is left as it is."""
+        await self._ask(run_id, lambda reply: Cancel(reason=reason, reply=reply))
+
+    # -- reading runs -------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunInfo | None:
+        return await self.log.get_run(run_id)
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, target: str | None = None, limit: int | None = None
+    ) -> list[RunInfo]:
+        return await self.log.list_runs(status=status, target=target, limit=limit)
+
+    async def status(self, run_id: str) -> RunStatus:
+        info = await self.log.get_run(run_id)
+        if info is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
+        return info.status
+
+    async def state(self, run_id: str) -> Any:
+        """The run's current state (`perdure.actors.RunState`), folded from its log."""
+        supervisor = self._require_open()
+        actor = supervisor.live_actor(run_id)
+        if actor is not None:
+            return actor.state
+        return fold(run_id, await self.log.read(run_id))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Outcome:
+        """Wait until the run settles (finished, or paused on an interrupt)."""
+        self._require_open()
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._settle_waiters.setdefault(run_id, []).append(fut)
+        try:
+            state = await self.state(run_id)
+            if not state.started:
+                raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
+            outcome = settled_outcome(state)
+            if outcome is not None:
+                return outcome
+            if timeout is None:
+                return await fut
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except TimeoutError:
+                raise RunTimeoutError(
+                    f"run {run_id!r} did not settle within {timeout} s; it keeps running — "
+                    f"wait on it again with its id",
+                    run_id=run_id,
+                    timeout=timeout,
+                ) from None
+        finally:
+            waiters = self._settle_waiters.get(run_id)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._settle_waiters[run_id]
+
+    def listen(self, run_id: str) -> asyncio.Queue[tuple[str, Any]]:
+        """Register a listener queue for a run before starting or resuming it (see `unlisten`)."""
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._listeners.setdefault(run_id, []).append(queue)
+        return queue
+
+    def unlisten(self, run_id: str, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        listeners = self._listeners.get(run_id, [])
+        if queue in listeners:
+            listeners.remove(queue)
+        if not listeners:
+            self._listeners.pop(run_id, None)

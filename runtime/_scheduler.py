@@ -1,0 +1,91 @@
+"""The scheduler: fires durable timers (retry backoff, durable sleep) from the log's timer index.
+
+Timers live in the log, so one due in 8 s still fires after a restart. The
+scheduler reads the earliest pending timers, waits on the `Clock` until the
+next is due (or until an actor changes the timers), and delivers each due
+timer to its run's actor, which records `TimerFired` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable
+
+from perdure.actors import Clock
+from perdure.actors._observe import logger
+from perdure.eventlog import EventLog, TimerEntry
+
+_BATCH = 1024
+
+
+class Scheduler:
+    """Delivers due timers to actors; `changed()` wakes it when timers are added or removed."""
+
+    def __init__(self, log: EventLog, clock: Clock, deliver: Callable[[TimerEntry], None]) -> None:
+        self._log = log
+        self._clock = clock
+        self._deliver = deliver
+        self._wake = asyncio.Event()
+        self._inflight: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="perdure-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def changed(self) -> None:
+        self._wake.set()
+
+    def settled(self, run_id: str, timer_id: str) -> None:
+        """A timer was fired or cancelled by its actor; it may be delivered again if re-set."""
+        self._inflight.discard((run_id, timer_id))
+
+    def forget_run(self, run_id: str) -> None:
+        """The run's actor restarted: re-deliver its due timers (a delivery may have been lost)."""
+        self._inflight = {key for key in self._inflight if key[0] != run_id}
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self._wake.clear()
+                due = await self._log.due_timers(self._clock.now(), limit=_BATCH)
+                for entry in due:
+                    key = (entry.run_id, entry.timer_id)
+                    if key not in self._inflight:
+                        self._inflight.add(key)
+                        self.delivered += 1
+                        self._deliver(entry)
+                upcoming = await self._log.due_timers(math.inf, limit=len(self._inflight) + 1)
+                nxt = next(
+                    (e for e in upcoming if (e.run_id, e.timer_id) not in self._inflight), None
+                )
+                await self._wait(None if nxt is None or len(due) == _BATCH else nxt.due_at, len(due) == _BATCH)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a storage hiccup must not kill timers for good
+                logger.error("scheduler error; retrying", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+
+    async def _wait(self, deadline: float | None, more: bool) -> None:
+        if more:
+            await asyncio.sleep(0)
+            return
+        waker = asyncio.ensure_future(self._wake.wait())
+        tasks: set[asyncio.Future[object]] = {waker}
+        if deadline is not None:
+            tasks.add(asyncio.ensure_future(self._clock.sleep_until(deadline)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()

@@ -1,0 +1,135 @@
+"""perdure: durable execution for Python — functions and workflows that survive failures.
+
+Functions (`@function`) retry with backoff, honour idempotency keys and resume
+after a crash. Workflows (`@entrypoint` + `@task`) record every task result,
+pause for people with `interrupt()` and continue with `Command(resume=...)`,
+possibly days later in another process. Everything is an event in a log that
+can be replayed.
+"""
+
+from perdure._client import Client, ClientUsageError
+from perdure._function import DurableFunction, FunctionContext, function
+from perdure._workflow import (
+    Task,
+    Workflow,
+    asleep,
+    entrypoint,
+    get_previous_state,
+    sleep,
+    task,
+)
+from perdure._workflow_api import StateSnapshot, TaskRecord
+from perdure.actors import (
+    BackoffPolicy,
+    BackoffType,
+    Command,
+    Interrupt,
+    InvalidResumeError,
+    NonDeterminismError,
+    NonRetryableError,
+    NotInWorkflowError,
+    PolicyError,
+    RetryPolicy,
+    RunBusyError,
+    RunCancelledError,
+    RunExistsError,
+    RunFailedError,
+    RunParkedError,
+    TaskFailedError,
+    TaskFuture,
+    TaskTimeoutError,
+    interrupt,
+)
+from perdure.eventlog import (
+    CorruptEventError,
+    EventLog,
+    IdempotencyKeyTakenError,
+    LmdbEventLog,
+    MemoryEventLog,
+    PerdureError,
+    ReadOnlyStoreError,
+    RunInfo,
+    SchemaVersionError,
+    SequenceConflictError,
+    SerializationError,
+    StorageError,
+    StoreClosedError,
+    StoreLockedError,
+)
+from perdure.runtime import (
+    DuplicateNameError,
+    IdempotencyConflictError,
+    InvalidArgumentsError,
+    RunHandle,
+    RunNotFoundError,
+    Runtime,
+    RuntimeClosedError,
+    RunTimeoutError,
+    UnknownTargetError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # functions
+    "function",
+    "FunctionContext",
+    "DurableFunction",
+    "RetryPolicy",
+    "BackoffPolicy",
+    "BackoffType",
+    "NonRetryableError",
+    "Client",
+    # workflows
+    "entrypoint",
+    "task",
+    "interrupt",
+    "Command",
+    "Interrupt",
+    "sleep",
+    "asleep",
+    "get_previous_state",
+    "Workflow",
+    "Task",
+    "TaskFuture",
+    "StateSnapshot",
+    "TaskRecord",
+    # runtime and storage
+    "Runtime",
+    "RunHandle",
+    "RunInfo",
+    "EventLog",
+    "LmdbEventLog",
+    "MemoryEventLog",
+    # errors
+    "PerdureError",
+    "ClientUsageError",
+    "CorruptEventError",
+    "DuplicateNameError",
+    "IdempotencyConflictError",
+    "IdempotencyKeyTakenError",
+    "InvalidArgumentsError",
+    "InvalidResumeError",
+    "NonDeterminismError",
+    "NotInWorkflowError",
+    "PolicyError",
+    "ReadOnlyStoreError",
+    "RunBusyError",
+    "RunCancelledError",
+    "RunExistsError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "RunParkedError",
+    "RunTimeoutError",
+    "RuntimeClosedError",
+    "SchemaVersionError",
+    "SequenceConflictError",
+    "SerializationError",
+    "StorageError",
+    "StoreClosedError",
+    "StoreLockedError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "UnknownTargetError",
+    "__version__",
+]

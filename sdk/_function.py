@@ -1,0 +1,223 @@
+"""`@function`: a durable, retryable unit of work, and the `FunctionContext` it may ask for."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+import attrs
+import structlog
+
+from perdure.actors import (
+    AttemptInfo,
+    BackoffPolicy,
+    BackoffType,
+    PolicyError,
+    RetryPolicy,
+    TargetSpec,
+    TaskSpec,
+    call_task,
+    current_scope,
+)
+from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FunctionContext:
+    """What a running function can know and do: its run, its attempt, structured logging.
+
+    Add it as the first parameter (annotated ``FunctionContext`` or named
+    ``ctx``) and perdure passes it in.
+    """
+
+    __slots__ = ("attempt", "function", "idempotency_key", "logger", "run_id")
+
+    def __init__(self, info: AttemptInfo) -> None:
+        self.run_id = info.run_id
+        self.attempt = info.attempt
+        self.function = info.name
+        #: Stable across retries and restarts: the caller's idempotency key, or
+        #: one derived from the run id. Pass it to downstream APIs (payments, ...).
+        self.idempotency_key = info.idempotency_key
+        #: A structlog logger bound with run id, function and attempt.
+        self.logger: Any = structlog.get_logger("perdure.function").bind(
+            run_id=info.run_id, function=info.name, attempt=info.attempt
+        )
+
+    def __repr__(self) -> str:
+        return f"FunctionContext(run_id={self.run_id!r}, attempt={self.attempt})"
+
+    def log(self, message: str, **fields: Any) -> None:
+        """Log `message` at info level with `fields` and the run's correlation ids."""
+        self.logger.info(message, **fields)
+
+
+def _wants_context(fn: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(fn).parameters.values())
+    if not params:
+        return False
+    first = params[0]
+    annotation = first.annotation
+    if annotation is FunctionContext or (
+        isinstance(annotation, str) and annotation.split(".")[-1] == "FunctionContext"
+    ):
+        return True
+    return first.name == "ctx"
+
+
+def user_signature(fn: Callable[..., Any], skip_first: bool) -> inspect.Signature:
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    return sig.replace(parameters=params[1:] if skip_first else params)
+
+
+def build_policy(
+    retries: int | RetryPolicy | None,
+    backoff: BackoffPolicy | BackoffType | str | None,
+    non_retryable: tuple[type[BaseException], ...],
+    default: RetryPolicy,
+) -> RetryPolicy:
+    """Combine the decorator's retry options into one `RetryPolicy` (errors at decoration time)."""
+    if retries is None:
+        policy = default
+    elif isinstance(retries, RetryPolicy):
+        policy = retries
+    elif isinstance(retries, int) and not isinstance(retries, bool):
+        if retries < 1:
+            raise PolicyError(
+                f"retries={retries!r}: give the maximum number of attempts including the "
+                "first (>= 1), or a RetryPolicy"
+            )
+        policy = attrs.evolve(default, max_attempts=retries)
+    else:
+        raise PolicyError(f"retries must be an int (max attempts) or a RetryPolicy, got {retries!r}")
+    if backoff is not None:
+        policy = attrs.evolve(policy, backoff=BackoffPolicy.parse(backoff))
+    if non_retryable:
+        policy = attrs.evolve(policy, non_retryable=(*policy.non_retryable, *non_retryable))
+    return policy
+
+
+def _check_timeout(timeout: float | None, what: str) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise PolicyError(f"{what}: timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
+
+
+class DurableFunction:
+    """A function decorated with `@function`.
+
+    Run it durably with `Runtime.run(fn_or_name, {...})` or `Client().run(...)`.
+    Inside a workflow, calling it schedules it as a checkpointed task and
+    returns a future. Anywhere else, calling it calls the plain function.
+    """
+
+    def __init__(self, fn: Callable[..., Any], spec: TargetSpec, as_task: TaskSpec) -> None:
+        self.__wrapped__ = fn
+        self.__perdure_target__ = spec
+        self._as_task = as_task
+        self.name = spec.name
+        self.__name__ = getattr(fn, "__name__", spec.name)
+        self.__qualname__ = getattr(fn, "__qualname__", spec.name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__doc__ = fn.__doc__
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        assert self.__perdure_target__.task is not None
+        return self.__perdure_target__.task.retry
+
+    def __repr__(self) -> str:
+        return f"<perdure function {self.name!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_scope.get() is not None:
+            return call_task(self._as_task, args, kwargs)
+        return self.__wrapped__(*args, **kwargs)
+
+
+@overload
+def function(fn: F, /) -> DurableFunction: ...
+
+
+@overload
+def function(
+    *,
+    name: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    backoff: BackoffPolicy | BackoffType | str | None = None,
+    timeout: float | None = None,
+    non_retryable: tuple[type[BaseException], ...] = (),
+    registry: Registry | None = None,
+) -> Callable[[F], DurableFunction]: ...
+
+
+def function(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    backoff: BackoffPolicy | BackoffType | str | None = None,
+    timeout: float | None = None,
+    non_retryable: tuple[type[BaseException], ...] = (),
+    registry: Registry | None = None,
+) -> DurableFunction | Callable[[Callable[..., Any]], DurableFunction]:
+    """Declare a durable function: retried with backoff, optionally idempotent, crash-safe.
+
+    name: the name callers use (default: the function's ``__name__``).
+    retries: max attempts including the first (int), or a `RetryPolicy`.
+        Default: 3 attempts, 1 s initial interval, exponential backoff.
+    backoff: "exponential" | "linear" | "constant" (any case), a `BackoffType`
+        or a `BackoffPolicy(type=..., multiplier=...)`.
+    timeout: seconds one attempt may run before it fails (and is retried).
+    non_retryable: exception classes that fail at once without retries
+        (raising `NonRetryableError` does the same).
+    """
+
+    def decorate(func: Callable[..., Any]) -> DurableFunction:
+        if not callable(func):
+            raise TypeError(f"@function decorates a function, got {func!r}")
+        fname = name or getattr(func, "__name__", None)
+        if not fname:
+            raise TypeError("@function needs name=... for a callable without __name__")
+        policy = build_policy(retries, backoff, tuple(non_retryable), RetryPolicy())
+        seconds = _check_timeout(timeout, f"@function {fname!r}")
+        wants_ctx = _wants_context(func)
+        sig = user_signature(func, skip_first=wants_ctx)
+        is_async = inspect.iscoroutinefunction(func)
+
+        async def call(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+            lead = (FunctionContext(info),) if wants_ctx else ()
+            if is_async:
+                return await func(*lead, *args, **kwargs)
+            return await run_sync("task", func, *lead, *args, **kwargs)
+
+        def validate_input(value: Any) -> None:
+            if not isinstance(value, dict):
+                raise InvalidArgumentsError(
+                    f"function {fname!r} takes a dict of keyword arguments as input "
+                    f"(parameters: {sig}), got {type(value).__name__}",
+                    target=fname,
+                )
+            try:
+                sig.bind(**value)
+            except TypeError as exc:
+                raise InvalidArgumentsError(
+                    f"input does not fit function {fname!r}{sig}: {exc}", target=fname
+                ) from None
+
+        task = TaskSpec(name=fname, call=call, retry=policy, timeout=seconds, record_input=False)
+        spec = TargetSpec(
+            name=fname, kind="function", validate_input=validate_input, task=task, source=func
+        )
+        (registry or default_registry).register(spec)
+        return DurableFunction(func, spec, attrs.evolve(task, record_input=True))
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate

@@ -1,0 +1,222 @@
+"""Workflows: `@entrypoint` and `@task`, the Python spelling of the functional workflow API.
+
+A workflow is ordinary Python; each task call is recorded, so a resumed run
+re-executes the body and gets recorded results back instead of recomputing.
+`interrupt(value)` pauses for a person and `Command(resume=...)` continues.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from perdure.actors import (
+    NO_RETRY,
+    AttemptInfo,
+    BodyInfo,
+    Final,
+    RetryPolicy,
+    TargetSpec,
+    TaskFuture,
+    TaskSpec,
+    call_task,
+    current_body,
+    durable_sleep,
+)
+from perdure.eventlog import EventLog
+from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
+from perdure._function import _check_timeout, build_policy
+from perdure._workflow_api import WorkflowApi
+
+F = TypeVar("F", bound=Callable[..., Any])
+_INJECTABLE = ("previous", "config", "writer", "store")
+
+
+class Task:
+    """A function decorated with `@task`: calling it inside a workflow returns a `TaskFuture`."""
+
+    def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
+        self.__wrapped__ = fn
+        self.spec = spec
+        self.name = spec.name
+        self._signature = inspect.signature(fn)
+        self.__name__ = getattr(fn, "__name__", spec.name)
+        self.__qualname__ = getattr(fn, "__qualname__", spec.name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"<perdure task {self.name!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArgumentsError(
+                f"task {self.name!r}{self._signature}: {exc}", target=self.name
+            ) from None
+        return call_task(self.spec, args, kwargs)
+
+
+@overload
+def task(fn: F, /) -> Task: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retry_policy: RetryPolicy | int | None = None,
+    timeout: float | None = None,
+) -> Callable[[F], Task]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry_policy: RetryPolicy | int | None = None,
+    timeout: float | None = None,
+) -> Task | Callable[[Callable[..., Any]], Task]:
+    """Declare a workflow task (sync or async). Its result is recorded once it completes.
+
+    name: the task's name in the log and in stream updates (default ``__name__``).
+    retry_policy: a `RetryPolicy`, or an int of max attempts. Default: 1 attempt.
+    timeout: seconds one attempt may run.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Task:
+        if not callable(func):
+            raise TypeError(f"@task decorates a function, got {func!r}")
+        tname = name or getattr(func, "__name__", None)
+        if not tname:
+            raise TypeError("@task needs name=... for a callable without __name__")
+        policy = build_policy(retry_policy, None, (), NO_RETRY)
+        seconds = _check_timeout(timeout, f"@task {tname!r}")
+        is_async = inspect.iscoroutinefunction(func)
+
+        async def call(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+            if is_async:
+                return await func(*args, **kwargs)
+            return await run_sync("task", func, *args, **kwargs)
+
+        return Task(func, TaskSpec(name=tname, call=call, retry=policy, timeout=seconds))
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+class entrypoint:  # noqa: N801 - the functional-API spelling users port from
+    """Declare a workflow: ``@entrypoint(checkpointer=...)`` over a one-argument function.
+
+    checkpointer: the perdure `EventLog` that keeps this workflow's runs
+        (`LmdbEventLog(path)`, `MemoryEventLog()`); default: the embedded
+        store (``PERDURE_PATH`` or ``./.perdure``).
+    retry_policy: retries of the body itself (a task's attempts are its own).
+    name: the workflow's registered name (default ``__name__``).
+
+    The function may also accept keyword parameters ``previous`` (the value
+    saved by the last completed invocation on this thread), ``config`` and
+    ``writer`` (emit items to ``stream(stream_mode="custom")``).
+    """
+
+    #: ``entrypoint.final(value=..., save=...)``: return `value`, save `save` as `previous`.
+    final = Final
+
+    def __init__(
+        self,
+        checkpointer: EventLog | None = None,
+        *,
+        retry_policy: RetryPolicy | int | None = None,
+        name: str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        if checkpointer is not None and not isinstance(checkpointer, EventLog):
+            raise TypeError(
+                f"checkpointer must be a perdure event log (LmdbEventLog(path), MemoryEventLog()), "
+                f"got {checkpointer!r}"
+            )
+        self.checkpointer = checkpointer
+        self.retry_policy = (
+            build_policy(retry_policy, None, (), NO_RETRY) if retry_policy is not None else None
+        )
+        self.name = name
+        self.registry = registry or default_registry
+
+    def __call__(self, fn: Callable[..., Any]) -> Workflow:
+        if not callable(fn):
+            raise TypeError(f"@entrypoint decorates a function, got {fn!r}")
+        wname = self.name or getattr(fn, "__name__", None)
+        if not wname:
+            raise TypeError("@entrypoint needs name=... for a callable without __name__")
+        params = inspect.signature(fn).parameters
+        positional = [
+            p
+            for p in params.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _INJECTABLE
+        ]
+        if len(positional) != 1:
+            raise InvalidArgumentsError(
+                f"@entrypoint {wname!r} must take exactly one positional input parameter "
+                f"(use a dict for several values); its parameters are {list(params)}",
+                target=wname,
+            )
+        wanted = [key for key in _INJECTABLE if key in params]
+        is_async = inspect.iscoroutinefunction(fn)
+
+        async def run(info: BodyInfo) -> Any:
+            injected: dict[str, Any] = {}
+            for key in wanted:
+                injected[key] = {
+                    "previous": info.previous,
+                    "config": info.config,
+                    "writer": info.writer,
+                    "store": None,
+                }[key]
+            if is_async:
+                return await fn(info.input, **injected)
+            return await run_sync("body", fn, info.input, **injected)
+
+        spec = TargetSpec(
+            name=wname,
+            kind="workflow",
+            validate_input=lambda value: None,
+            run=run,
+            retry=self.retry_policy,
+            source=fn,
+        )
+        self.registry.register(spec)
+        return Workflow(fn, spec, self.checkpointer)
+
+
+class Workflow(WorkflowApi):
+    """A decorated entrypoint: run it with `invoke`/`ainvoke`/`stream`/`astream`."""
+
+    def __init__(self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | None) -> None:
+        super().__init__(spec, checkpointer)
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", spec.name)
+        self.__qualname__ = getattr(fn, "__qualname__", spec.name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"<perdure workflow {self.name!r}>"
+
+
+def sleep(seconds: float) -> None:
+    """Durable sleep in sync workflow code: the run is unloaded and resumed by a stored timer."""
+    durable_sleep(seconds)
+
+
+async def asleep(seconds: float) -> None:
+    """Durable sleep in async workflow code (``await perdure.asleep(3600)``)."""
+    durable_sleep(seconds)
+
+
+def get_previous_state() -> Any:
+    """Inside an entrypoint: the value saved by the previous invocation on this thread."""
+    return current_body().previous
