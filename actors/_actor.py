@@ -47,7 +47,7 @@ from perdure.actors._messages import (
     Stop,
     Wake,
 )
-from perdure.actors._state import RunState, apply, fold
+from perdure.actors._state import ATTEMPT_LOST, RunState, apply, fold
 from perdure.eventlog import (
     Event,
     IdempotencyKeyTakenError,
@@ -164,6 +164,9 @@ class RunActor:
         if self._pending:
             await self.flush()
         self.open_run_span(resumed=True)
+        # Waiters registered with an earlier incarnation learn of a run that settled in a
+        # batch whose commit raised after landing (e.g. a failed fsync).
+        self.host.committed(self, [])
         if self.state.terminal is None and self.state.status == "running":
             self.execution.start_body()
 
@@ -196,9 +199,7 @@ class RunActor:
         effects, self._after = self._after, []
         replies, self._replies = self._replies, []
         try:
-            await self.host.log.append(
-                self.run_id, events[0].seq, events, status=self.state.status
-            )
+            await self.host.log.append(self.run_id, events[0].seq, events, status=self.state.status)
         except BaseException as exc:
             for reply in replies:
                 if not reply.done():
@@ -245,8 +246,13 @@ class RunActor:
             self._continue(message)
         elif isinstance(message, Cancel):
             self._cancel(message)
-        elif isinstance(message, (Flush, Wake)):
-            pass  # Flush: the loop commits soft events; Wake: rebuilding was the point.
+        elif isinstance(message, Flush):
+            # The linger ran out: commit the soft events now, with or without company.
+            self._flush_handle = None
+            if self._pending:
+                self._hard = True
+        elif isinstance(message, Wake):
+            pass  # rebuilding (done on start-up of the incarnation) was the point
         else:
             raise TypeError(f"run {self.run_id!r}: unknown message {message!r}")
 
@@ -267,7 +273,8 @@ class RunActor:
                 message.reply.set_exception(
                     RunBusyError(
                         f"thread {self.run_id!r} is {state.status}: finish it first "
-                        "(resume it with Command(resume=...), continue it with invoke(None, config), "
+                        "(resume it with Command(resume=...), continue it with "
+                        "invoke(None, config), "
                         "or cancel it) before starting a new invocation",
                         run_id=self.run_id,
                         status=state.status,
@@ -303,6 +310,10 @@ class RunActor:
             await self._rebuild_state_only()
             message.reply.set_exception(exc)
             return
+        except BaseException as exc:  # a storage error: tell the caller, then crash and rebuild
+            if not message.reply.done():
+                message.reply.set_exception(exc)
+            raise
         if self.run_span is None:
             self.open_run_span(resumed=False)
         _observe.logger.info(
@@ -406,9 +417,9 @@ class RunActor:
             position=position,
             name=name,
             attempt=attempt,
-            error_type="AttemptLost",
-            message="the process stopped while this attempt ran (crash or kill); "
-            "it counts as a failed attempt",
+            error_type=ATTEMPT_LOST,
+            message="the process stopped while this attempt ran (crash or kill); the next "
+            "attempt follows its backoff, without using up the retry budget",
             retryable=True,
             next_retry_at=None,
         )

@@ -98,7 +98,7 @@ class RunParkedError(PerdureError):
 
 
 class InvalidResumeError(PerdureError, ValueError):
-    """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguous value."""
+    """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguity."""
 
     def __init__(self, message: str, *, run_id: str, pending: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -127,7 +127,7 @@ class NotInWorkflowError(PerdureError, RuntimeError):
     """A task, `interrupt()` or durable sleep was used outside a running workflow or function."""
 
 
-class Suspend(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Suspend(BaseException):
     """Private signal: the current body or task attempt must stop here and wait.
 
     Derives from BaseException so ``except Exception`` in user code does not

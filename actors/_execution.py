@@ -15,6 +15,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from opentelemetry import trace
 
 from perdure.actors import _observe
 from perdure.actors._errors import NonDeterminismError, NotInWorkflowError, Suspend, TaskFailedError
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from perdure.actors._actor import RunActor
 
 _TRACEBACK_LIMIT = 8000
+#: A step whose attempts die with their process this many times fails for good, so a
+#: task that kills its process cannot loop forever across restarts.
+MAX_LOST_ATTEMPTS = 3
 _NEVER_RETRY = (SerializationError, NonDeterminismError, NotInWorkflowError)
 
 
@@ -164,7 +168,10 @@ class Execution:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            message.outcome, message.error = "raised", asyncio.CancelledError("body cancelled itself")
+            message.outcome, message.error = (
+                "raised",
+                asyncio.CancelledError("body cancelled itself"),
+            )
         except Exception as exc:
             message.outcome, message.error = "raised", exc
         actor.post(message)
@@ -182,6 +189,8 @@ class Execution:
             if self.restart_pending:
                 self.restart_pending = False
                 self.start_body()
+            else:  # the run may have just paused: let waiters see it once all is durable
+                actor.after_commit(lambda: actor.host.committed(actor, []))
         elif message.error is not None:
             self._body_failed(message.error)
 
@@ -213,7 +222,9 @@ class Execution:
             "run settled", run_id=actor.run_id, target=actor.state.target, status=actor.state.status
         )
         error = actor.state.error
-        _observe.end_span(actor.run_span, message=f"{error.error_type}: {error.message}" if error else "")
+        _observe.end_span(
+            actor.run_span, message=f"{error.error_type}: {error.message}" if error else ""
+        )
         actor.run_span = None
 
     def _cancel_timers(self) -> None:
@@ -315,7 +326,8 @@ class Execution:
         if step.failures:
             policy = call.spec.retry
             last = step.last_error
-            if step.failures >= policy.max_attempts or (last is not None and not last.retryable):
+            exhausted = step.failures - step.lost >= policy.max_attempts
+            if exhausted or step.lost > MAX_LOST_ATTEMPTS or (last and not last.retryable):
                 self._final_failure(step, call)
                 return
             if last is not None and last.next_retry_at is not None:
@@ -377,7 +389,7 @@ class Execution:
             parent = actor.run_span
             span = actor.host.tracer.start_span(
                 f"perdure.task {spec.name}",
-                context=_observe.trace.set_span_in_context(parent) if parent else None,
+                context=trace.set_span_in_context(parent) if parent else None,
                 attributes={
                     "perdure.run_id": actor.run_id,
                     "perdure.task": spec.name,
@@ -420,10 +432,13 @@ class Execution:
                     else exc
                 )
             except SerializationError as exc:
-                done.outcome, done.error = "error", SerializationError(
-                    f"task {spec.name!r} returned a value that cannot be stored: {exc}",
-                    path=exc.path,
-                    type_name=exc.type_name,
+                done.outcome, done.error = (
+                    "error",
+                    SerializationError(
+                        f"task {spec.name!r} returned a value that cannot be stored: {exc}",
+                        path=exc.path,
+                        type_name=exc.type_name,
+                    ),
                 )
             except Exception as exc:
                 done.outcome, done.error = "error", exc
@@ -456,7 +471,9 @@ class Execution:
                 self.body = None
                 self._complete(message.value)
         elif message.outcome == "suspended":
-            actor.emit(TaskSuspended, position=call.position, name=call.spec.name, attempt=message.attempt)
+            actor.emit(
+                TaskSuspended, position=call.position, name=call.spec.name, attempt=message.attempt
+            )
             futures = self.waiters.pop(call.position, [])
 
             def suspend() -> None:
@@ -468,12 +485,14 @@ class Execution:
             assert message.error is not None
             self._record_failure(step, call, message.attempt, message.error)
 
-    def _record_failure(self, step: Step, call: ExecuteTask, attempt: int, error: BaseException) -> None:
+    def _record_failure(
+        self, step: Step, call: ExecuteTask, attempt: int, error: BaseException
+    ) -> None:
         actor = self.actor
         policy = call.spec.retry
         failures = step.failures + 1
         retryable = policy.is_retryable(error) and not isinstance(error, _NEVER_RETRY)
-        again = retryable and failures < policy.max_attempts
+        again = retryable and failures - step.lost < policy.max_attempts
         now = actor.host.clock.now()
         due = now + policy.delay(failures) if again else None
         error_type, text, trace = _format_error(error)

@@ -26,7 +26,9 @@ def caller_context() -> dict[str, str]:
     return carrier
 
 
-def start_run_span(tracer: Tracer, name: str, parent: dict[str, str], attributes: dict[str, Any]) -> Span:
+def start_run_span(
+    tracer: Tracer, name: str, parent: dict[str, str], attributes: dict[str, Any]
+) -> Span:
     ctx = _propagator.extract(parent) if parent else otel_context.Context()
     return tracer.start_span(name, context=ctx, kind=trace.SpanKind.INTERNAL, attributes=attributes)
 

@@ -57,6 +57,10 @@ class BackoffPolicy:
         raise PolicyError(f"backoff must be one of {choices} or a BackoffPolicy, got {value!r}")
 
 
+def _to_backoff(value: BackoffPolicy | BackoffType | str | None) -> BackoffPolicy:
+    return BackoffPolicy.parse(value)
+
+
 def _check_attempts(_: Any, __: Any, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PolicyError(
@@ -88,7 +92,7 @@ class RetryPolicy:
     max_attempts: int = attrs.field(default=3, validator=_check_attempts)
     initial_interval_ms: float = attrs.field(default=1000, validator=_check_non_negative)
     max_interval_ms: float = attrs.field(default=60_000, validator=_check_non_negative)
-    backoff: BackoffPolicy = attrs.field(default=BackoffPolicy(), converter=BackoffPolicy.parse)
+    backoff: BackoffPolicy = attrs.field(default=BackoffPolicy(), converter=_to_backoff)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
     non_retryable: tuple[type[BaseException], ...] = attrs.field(default=(), converter=tuple)
 
@@ -117,7 +121,7 @@ class RetryPolicy:
             ms = base
         ms = min(ms, self.max_interval_ms)
         if self.jitter:
-            ms *= 1 + random.uniform(-self.jitter, self.jitter)  # noqa: S311 - not crypto
+            ms *= 1 + random.uniform(-self.jitter, self.jitter)
         return ms / 1000.0
 
     def is_retryable(self, error: BaseException) -> bool:

@@ -26,12 +26,16 @@ def _requested(kind: str, name: str, digest: str) -> str:
     return "a durable sleep"
 
 
-def match_step(state: RunState, position: str, kind: str, name: str = "", digest: str = "") -> Step | None:
-    """The recorded step at `position` if it matches the request; None if nothing is recorded there."""
+def match_step(
+    state: RunState, position: str, kind: str, name: str = "", digest: str = ""
+) -> Step | None:
+    """The recorded step at `position` if it matches the request; None if none is recorded."""
     step = state.steps.get(position)
     if step is None:
         return None
-    if step.kind == kind and (kind != "task" or (step.name == name and step.input_digest == digest)):
+    if step.kind == kind and (
+        kind != "task" or (step.name == name and step.input_digest == digest)
+    ):
         return step
     recorded = step.describe()
     requested = _requested(kind, name, digest)

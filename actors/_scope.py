@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import math
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -212,14 +213,16 @@ def interrupt(value: Any) -> Any:
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,
-        InterruptRequest(incarnation=scope.incarnation, position=position, interrupt_id=iid, value=value),
+        InterruptRequest(
+            incarnation=scope.incarnation, position=position, interrupt_id=iid, value=value
+        ),
     )
     raise Suspend("interrupt", iid)
 
 
 def durable_sleep(seconds: float) -> None:
     """Wait `seconds` durably: the run is unloaded and resumed by a stored timer."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
         raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
     scope = require_scope("sleep()")
     actor = scope.actor
@@ -232,7 +235,8 @@ def durable_sleep(seconds: float) -> None:
     if seconds <= 0:
         return
     _thread_safe_post(
-        scope, SleepRequest(incarnation=scope.incarnation, position=position, seconds=float(seconds))
+        scope,
+        SleepRequest(incarnation=scope.incarnation, position=position, seconds=float(seconds)),
     )
     raise Suspend("sleep")
 

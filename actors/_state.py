@@ -34,6 +34,8 @@ from perdure.eventlog import (
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
+#: error_type of an attempt that the log shows started but never ended (its process died).
+ATTEMPT_LOST = "AttemptLost"
 
 
 @attrs.define(slots=True)
@@ -45,6 +47,8 @@ class Step:
     name: str = ""
     input_digest: str = ""
     failures: int = 0
+    #: how many of `failures` were attempts lost with their process (not the task's fault)
+    lost: int = 0
     last_failure_ts: float = 0.0
     last_error: TaskAttemptFailed | None = None
     open_attempt: int | None = None
@@ -181,6 +185,8 @@ def _attempt_failed(state: RunState, e: TaskAttemptFailed) -> None:
     step.name = e.name
     _close_attempt(state, step)
     step.failures += 1
+    if e.error_type == ATTEMPT_LOST:
+        step.lost += 1
     step.last_failure_ts = e.ts
     step.last_error = e
 

@@ -72,10 +72,14 @@ class TargetSpec:
 
 @attrs.frozen
 class Final:
-    """`entrypoint.final(value=..., save=...)`: return `value`, save `save` as the next `previous`."""
+    """`entrypoint.final(value=..., save=...)`: return `value`, save `save` as next `previous`."""
 
     value: Any
     save: Any
+
+    def __class_getitem__(cls, params: Any) -> type[Final]:
+        """Accept the functional API's ``-> entrypoint.final[Value, Saved]`` return annotation."""
+        return cls
 
 
 @attrs.frozen

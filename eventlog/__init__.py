@@ -16,6 +16,7 @@ from perdure.eventlog._errors import (
     StorageError,
     StoreClosedError,
     StoreLockedError,
+    StorePathError,
 )
 from perdure.eventlog._events import (
     BY_WIRE_NAME,
@@ -88,6 +89,7 @@ __all__ = [
     "StorageError",
     "StoreClosedError",
     "StoreLockedError",
+    "StorePathError",
     "TaskAttemptFailed",
     "TaskAttemptStarted",
     "TaskCompleted",

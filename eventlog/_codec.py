@@ -1,4 +1,4 @@
-"""Encoding of events to stored bytes and back: JSON through one cattrs converter, in a checksummed envelope.
+"""Events to stored bytes and back: JSON through one cattrs converter, in a checksummed envelope.
 
 Stored record = 1 byte envelope version + 4 bytes big-endian CRC32 + JSON.
 The CRC covers the run id and sequence number as well as the JSON, so a
@@ -70,7 +70,9 @@ def decode(run_id: str, seq: int, record: bytes) -> Event:
         if version > ENVELOPE_VERSION:
             raise SchemaVersionError(
                 f"event {run_id}#{seq} uses envelope version {version}, newer than this "
-                f"perdure reads ({ENVELOPE_VERSION}); upgrade perdure to read this store"
+                f"perdure reads ({ENVELOPE_VERSION}); upgrade perdure to read this store",
+                run_id=run_id,
+                seq=seq,
             )
         raise CorruptEventError(
             f"event {run_id}#{seq} has unknown envelope version {version}", run_id=run_id, seq=seq
@@ -96,22 +98,34 @@ def decode(run_id: str, seq: int, record: bytes) -> Event:
 def from_dict(data: dict[str, Any]) -> Event:
     """Inverse of `to_dict` (used by tools that read exported JSON events)."""
     data = dict(data)
-    run_id, seq = data.pop("run_id"), data.pop("seq")
-    return _build(run_id, seq, data.pop("t"), data.pop("v"), data)
+    try:
+        run_id, seq = data.pop("run_id"), data.pop("seq")
+        name, version = data.pop("t"), data.pop("v")
+    except KeyError as exc:
+        raise CorruptEventError(
+            f"exported event lacks the field {exc.args[0]!r}",
+            run_id=str(data.get("run_id", "?")),
+            seq=int(data.get("seq", -1)) if isinstance(data.get("seq"), int) else -1,
+        ) from None
+    return _build(run_id, seq, name, version, data)
 
 
 def _build(run_id: str, seq: int, name: Any, version: Any, data: dict[str, Any]) -> Event:
     cls = BY_WIRE_NAME.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise CorruptEventError(f"event {run_id}#{seq} has unknown type {name!r}", run_id=run_id, seq=seq)
-    if not isinstance(version, int) or version < 1:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} has unknown type {name!r}", run_id=run_id, seq=seq
+        )
+    if type(version) is not int or version < 1:
         raise CorruptEventError(
             f"event {run_id}#{seq} has invalid schema version {version!r}", run_id=run_id, seq=seq
         )
     if version > cls.VERSION:
         raise SchemaVersionError(
             f"event {run_id}#{seq} ({name} v{version}) was written by a newer perdure "
-            f"(this one reads up to v{cls.VERSION}); upgrade perdure to read this store"
+            f"(this one reads up to v{cls.VERSION}); upgrade perdure to read this store",
+            run_id=run_id,
+            seq=seq,
         )
     while version < cls.VERSION:
         upcast = UPCASTERS.get((name, version))
@@ -121,7 +135,15 @@ def _build(run_id: str, seq: int, name: Any, version: Any, data: dict[str, Any])
                 run_id=run_id,
                 seq=seq,
             )
-        data = upcast(data)
+        try:
+            data = upcast(data)
+        except Exception as exc:
+            raise CorruptEventError(
+                f"event {run_id}#{seq} ({name} v{version}) could not be upgraded: "
+                f"{type(exc).__name__}: {exc}",
+                run_id=run_id,
+                seq=seq,
+            ) from exc
         version += 1
     data["run_id"] = run_id
     data["seq"] = seq

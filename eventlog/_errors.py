@@ -41,12 +41,30 @@ class StoreLockedError(StorageError):
         self.path = path
 
 
+class StorePathError(StorageError):
+    """The store path cannot hold a store: it is a file, cannot be created, is not
+    writable, or (for a read-only open) holds no perdure store. `path` is the path given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ReadOnlyStoreError(StorageError):
     """A write was attempted on a store opened read-only."""
 
 
 class SchemaVersionError(StorageError):
-    """The store or an event was written by a newer perdure than this one can read."""
+    """The store or an event was written by a newer perdure than this one can read.
+
+    For an event, `run_id` and `seq` name it; for a whole store they are None.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.seq = seq
 
 
 class CorruptEventError(StorageError):

@@ -24,7 +24,7 @@ from perdure.eventlog._events import (
     TimerFired,
     TimerSet,
 )
-from perdure.eventlog._protocol import RunStatus
+from perdure.eventlog._protocol import RunInfo, RunStatus
 
 _STATUS_OF: dict[type[Event], RunStatus] = {
     RunStarted: "running",
@@ -39,7 +39,13 @@ _STATUS_OF: dict[type[Event], RunStatus] = {
 
 @attrs.frozen
 class IndexChanges:
-    """What one batch does to the indexes."""
+    """What one batch does to the indexes.
+
+    Apply `timers_removed` before `timers_set`: `timers_removed` names every
+    timer id whose pending entry (if any) goes away, including ids the batch
+    sets again (a new `TimerSet` replaces the old due time); `timers_set`
+    holds the timers still pending at the end of the batch, in order.
+    """
 
     started: RunStarted | None
     status: RunStatus | None
@@ -52,14 +58,19 @@ def index_changes(events: Sequence[Event], status: RunStatus | None) -> IndexCha
     """Derive the index changes of a batch; an explicit `status` overrides the derived one."""
     started: RunStarted | None = None
     derived: RunStatus | None = None
-    timers_set: list[TimerSet] = []
-    removed: list[str] = []
+    timers_set: dict[str, TimerSet] = {}
+    removed: dict[str, None] = {}  # insertion-ordered set
     for event in events:
         kind = type(event)
         if kind is TimerSet:
-            timers_set.append(event)  # type: ignore[arg-type]
+            timer: TimerSet = event  # type: ignore[assignment]
+            timers_set.pop(timer.timer_id, None)
+            timers_set[timer.timer_id] = timer
+            removed[timer.timer_id] = None
         elif kind is TimerFired or kind is TimerCancelled:
-            removed.append(event.timer_id)  # type: ignore[attr-defined]
+            timer_id: str = event.timer_id  # type: ignore[attr-defined]
+            timers_set.pop(timer_id, None)
+            removed[timer_id] = None
         elif kind is RunStarted:
             started = event  # type: ignore[assignment]
         new = _STATUS_OF.get(kind)
@@ -68,7 +79,36 @@ def index_changes(events: Sequence[Event], status: RunStatus | None) -> IndexCha
     return IndexChanges(
         started=started,
         status=status if status is not None else derived,
-        timers_set=tuple(timers_set),
+        timers_set=tuple(timers_set.values()),
         timers_removed=tuple(removed),
         last_ts=events[-1].ts,
+    )
+
+
+def updated_run(run_id: str, info: RunInfo | None, changes: IndexChanges, next_seq: int) -> RunInfo:
+    """The run's index row after a batch; `info` is the row before it (None for a new run).
+
+    A `RunStarted` on an existing run (a new workflow invocation) keeps the
+    run's `created_at` and takes the new invocation's target, kind and key.
+    """
+    started = changes.started
+    if started is not None:
+        target, kind, key = started.target, started.kind, started.idempotency_key
+        created_at = info.created_at if info is not None else started.ts
+        status: RunStatus = "running"
+    elif info is not None:
+        target, kind, key = info.target, info.kind, info.idempotency_key
+        created_at = info.created_at
+        status = info.status
+    else:
+        raise ValueError(f"append to unknown run {run_id!r}: its first event must be RunStarted")
+    return RunInfo(
+        run_id=run_id,
+        target=target,
+        kind=kind,
+        status=changes.status or status,
+        created_at=created_at,
+        updated_at=changes.last_ts,
+        next_seq=next_seq,
+        idempotency_key=key,
     )

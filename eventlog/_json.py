@@ -23,6 +23,10 @@ _INT_MAX = 2**64 - 1
 
 def check_json(value: Any, path: str = "value") -> None:
     """Raise `SerializationError` naming the path of the first value that is not plain JSON."""
+    if isinstance(value, str):
+        if not value.isascii():
+            _check_text(value, path)
+        return
     if isinstance(value, _SCALARS):
         return
     if isinstance(value, int):
@@ -44,6 +48,8 @@ def check_json(value: Any, path: str = "value") -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
+            if isinstance(key, str) and not key.isascii():
+                _check_text(key, f"{path} key")
             if not isinstance(key, str):
                 raise SerializationError(
                     f"{path} has a key {key!r} of type {type(key).__name__}; "
@@ -67,6 +73,17 @@ def check_json(value: Any, path: str = "value") -> None:
     )
 
 
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SerializationError(
+            f"{path} contains a lone surrogate character, which is not valid UTF-8 JSON",
+            path=path,
+            type_name="str",
+        ) from None
+
+
 def dumps(value: Any) -> bytes:
     """Canonical JSON bytes (sorted keys) of a value already checked by `check_json`."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -81,8 +98,16 @@ def digest(value: Any) -> str:
     return hashlib.blake2b(dumps(value), digest_size=8).hexdigest()
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def fresh(value: Any) -> Any:
-    """An unshared copy of a stored JSON value, so user code cannot mutate recorded state."""
-    if isinstance(value, (dict, list)):
-        return orjson.loads(orjson.dumps(value))
-    return value
+    """The value exactly as a replay will see it: unshared, plain JSON types.
+
+    Containers are copied so user code cannot mutate recorded state, and
+    subclasses (a StrEnum, an OrderedDict) become their plain JSON type, so the
+    live run and its replay see the same thing.
+    """
+    if type(value) in _PLAIN:
+        return value
+    return orjson.loads(orjson.dumps(value))

@@ -16,8 +16,8 @@ from perdure.eventlog._errors import (
     SequenceConflictError,
     StoreClosedError,
 )
-from perdure.eventlog._events import Event
-from perdure.eventlog._index import index_changes
+from perdure.eventlog._events import Event, RunStarted
+from perdure.eventlog._index import index_changes, updated_run
 from perdure.eventlog._protocol import (
     IdempotencyRecord,
     LogStatistics,
@@ -62,7 +62,7 @@ class MemoryEventLog:
         status: RunStatus | None = None,
     ) -> None:
         self._check_open()
-        check_batch(run_id, expected_seq, events)
+        check_batch(run_id, expected_seq, events, status)
         stream = self._streams.get(run_id, [])
         if len(stream) != expected_seq:
             raise SequenceConflictError(
@@ -84,51 +84,35 @@ class MemoryEventLog:
                     existing_run_id=held.run_id,
                     existing_digest=held.input_digest,
                 )
-        if info is None and started is None:
-            raise ValueError(f"append to unknown run {run_id!r}: its first event must be RunStarted")
+        if info is None and not isinstance(events[0], RunStarted):
+            raise ValueError(
+                f"append to unknown run {run_id!r}: its first event must be RunStarted"
+            )
         records = [encode(event) for event in events]
+        updated = updated_run(run_id, info, changes, expected_seq + len(events))
         # Validation is over; apply every change (nothing above mutated state).
         self._streams.setdefault(run_id, stream).extend(records)
-        if started is not None:
-            if started.idempotency_key is not None:
-                self._keys[started.idempotency_key] = IdempotencyRecord(
-                    key=started.idempotency_key, run_id=run_id, input_digest=started.input_digest
-                )
-            info = RunInfo(
-                run_id=run_id,
-                target=started.target,
-                kind=started.kind,
-                status="running",
-                created_at=info.created_at if info is not None else started.ts,
-                updated_at=started.ts,
-                next_seq=0,
-                idempotency_key=started.idempotency_key,
+        if started is not None and started.idempotency_key is not None:
+            self._keys[started.idempotency_key] = IdempotencyRecord(
+                key=started.idempotency_key, run_id=run_id, input_digest=started.input_digest
             )
-        assert info is not None
-        self._runs[run_id] = RunInfo(
-            run_id=run_id,
-            target=info.target,
-            kind=info.kind,
-            status=changes.status or info.status,
-            created_at=info.created_at,
-            updated_at=changes.last_ts,
-            next_seq=expected_seq + len(events),
-            idempotency_key=info.idempotency_key,
-        )
-        for timer in changes.timers_set:
-            entry = TimerEntry(due_at=timer.due_at, run_id=run_id, timer_id=timer.timer_id)
-            bisect.insort(self._timers, entry)
-            self._timer_index[(run_id, timer.timer_id)] = entry
+        self._runs[run_id] = updated
         for timer_id in changes.timers_removed:
             removed = self._timer_index.pop((run_id, timer_id), None)
             if removed is not None:
                 self._timers.remove(removed)
+        for timer in changes.timers_set:
+            entry = TimerEntry(due_at=timer.due_at, run_id=run_id, timer_id=timer.timer_id)
+            bisect.insort(self._timers, entry)
+            self._timer_index[(run_id, timer.timer_id)] = entry
         self._appends += len(events)
         self._last_batch = len(events)
         self._batches += 1
 
     async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
         self._check_open()
+        if from_seq < 0:
+            raise ValueError(f"read of run {run_id!r}: from_seq {from_seq} must be >= 0")
         stream = self._streams.get(run_id, ())
         return [decode(run_id, seq, stream[seq]) for seq in range(from_seq, len(stream))]
 
@@ -144,6 +128,8 @@ class MemoryEventLog:
         limit: int | None = None,
     ) -> list[RunInfo]:
         self._check_open()
+        if limit is not None and limit < 0:
+            raise ValueError(f"list_runs: limit {limit} must be >= 0")
         found = [
             info
             for info in self._runs.values()
@@ -159,6 +145,8 @@ class MemoryEventLog:
 
     async def due_timers(self, now: float, limit: int = 256) -> list[TimerEntry]:
         self._check_open()
+        if limit < 0:
+            raise ValueError(f"due_timers: limit {limit} must be >= 0")
         end = bisect.bisect_right(self._timers, now, key=lambda entry: entry.due_at)
         return self._timers[: min(end, limit)]
 

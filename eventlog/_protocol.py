@@ -69,7 +69,13 @@ class TimerEntry:
 
 @attrs.frozen(kw_only=True)
 class LogStatistics:
-    """A snapshot of a log's size and activity, for `perdure stats` and monitoring."""
+    """A snapshot of a log's size and activity, for `perdure stats` and monitoring.
+
+    `events`, `timers` and `idempotency_keys` count what is stored;
+    `appends` counts events appended since this process opened the store,
+    `batches` the commits that wrote them, and `last_batch_size` the events
+    in the latest commit (group commit puts many appends in one).
+    """
 
     runs_by_status: dict[str, int]
     events: int
@@ -138,8 +144,23 @@ class EventLog(Protocol):
         ...
 
 
-def check_batch(run_id: str, expected_seq: int, events: Sequence[Event]) -> None:
-    """Reject a malformed batch (wrong run id or non-contiguous seq) before touching storage."""
+def check_batch(
+    run_id: str, expected_seq: int, events: Sequence[Event], status: RunStatus | None = None
+) -> None:
+    """Reject a malformed batch (bad run id or status, wrong run id or non-contiguous seq).
+
+    Called by every adapter before touching storage, so all of them refuse the
+    same inputs. Run ids are non-empty strings without NUL (the LMDB keys use
+    NUL as a separator).
+    """
+    if not isinstance(run_id, str) or not run_id or "\x00" in run_id:
+        raise ValueError(f"run id {run_id!r} must be a non-empty string without NUL characters")
+    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
+        raise ValueError(
+            f"append to run {run_id!r}: expected_seq {expected_seq!r} must be an int >= 0"
+        )
+    if status is not None and status not in RUN_STATUSES:
+        raise ValueError(f"append to run {run_id!r}: unknown status {status!r}")
     if not events:
         raise ValueError(f"append to run {run_id!r}: the batch is empty")
     for offset, event in enumerate(events):

@@ -18,6 +18,8 @@ from perdure.runtime._executors import run_sync
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
+from perdure.runtime._replay_report import ReplayResult, ReplaySummary
+from perdure.runtime._replayer import Replayer
 from perdure.runtime._runtime import (
     DEFAULT_PATH,
     RunHandle,
@@ -39,6 +41,9 @@ __all__ = [
     "MockClock",
     "Outcome",
     "Registry",
+    "ReplayResult",
+    "ReplaySummary",
+    "Replayer",
     "RunHandle",
     "RunNotFoundError",
     "RunTimeoutError",

@@ -61,9 +61,13 @@ class BackgroundRuntime:
         asyncio.run_coroutine_threadsafe(self.runtime.close(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()  # else: ResourceWarning "unclosed event loop" at GC
 
 
-def background_runtime(*, path: str | None = None, log: EventLog | None = None) -> BackgroundRuntime:
+def background_runtime(
+    *, path: str | None = None, log: EventLog | None = None
+) -> BackgroundRuntime:
     """The shared background runtime for a log object or a store path."""
     key: Any = ("log", id(log)) if log is not None else ("path", os.path.realpath(path or "."))
     with _lock:

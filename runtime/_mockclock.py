@@ -17,7 +17,11 @@ class MockClock:
     """A virtual clock. `advance(seconds)` moves it by hand; autojump moves it when idle."""
 
     def __init__(
-        self, start: float = 1_700_000_000.0, *, autojump: bool = True, autojump_threshold: float = 0.002
+        self,
+        start: float = 1_700_000_000.0,
+        *,
+        autojump: bool = True,
+        autojump_threshold: float = 0.002,
     ) -> None:
         self._now = float(start)
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []

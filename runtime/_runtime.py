@@ -40,6 +40,8 @@ from perdure.eventlog import (
     EventLog,
     IdempotencyKeyTakenError,
     LmdbEventLog,
+    Resumed,
+    RunContinued,
     RunInfo,
     RunStatus,
     SerializationError,
@@ -85,6 +87,20 @@ def _check_id(kind: str, value: Any) -> str:
             f"got {value!r}"
         )
     return value
+
+
+def live_outcome(actor: RunActor, events: list[Event]) -> Outcome | None:
+    """A live run's outcome, or None while its body runs or restarts after `events`.
+
+    A run with interrupts still pending after a partial resume is not settled
+    until its body has run again (it may ask new questions, or finish tasks).
+    """
+    if actor.state.terminal is None and (
+        actor.execution.body is not None
+        or any(type(event) is Resumed or type(event) is RunContinued for event in events)
+    ):
+        return None
+    return settled_outcome(actor.state)
 
 
 class RunHandle:
@@ -206,7 +222,7 @@ class Runtime:
                 queue.put_nowait(("events", events))
         waiters = self._settle_waiters.get(run_id)
         if waiters or listeners:
-            outcome = settled_outcome(actor.state)
+            outcome = live_outcome(actor, events)
             if outcome is not None:
                 for queue in listeners or ():
                     queue.put_nowait(("settled", outcome))
@@ -340,7 +356,7 @@ class Runtime:
         run_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> RunHandle:
-        """Start a run of a function (input: dict of keyword arguments) or workflow (input: any JSON).
+        """Start a run of a function (input: dict of keyword arguments) or a workflow (any JSON).
 
         With `idempotency_key`, a key already used returns a handle to that
         run instead (same result, body not run again); the same key with a
@@ -355,7 +371,9 @@ class Runtime:
             check_json(input, "input")
         except SerializationError as exc:
             raise SerializationError(
-                f"input of {spec.name!r} cannot be stored: {exc}", path=exc.path, type_name=exc.type_name
+                f"input of {spec.name!r} cannot be stored: {exc}",
+                path=exc.path,
+                type_name=exc.type_name,
             ) from None
         spec.validate_input(input)
         input_digest = digest(input)
@@ -363,7 +381,9 @@ class Runtime:
             _check_id("idempotency_key", idempotency_key)
             held = await self.log.lookup_idempotency(idempotency_key)
             if held is not None:
-                return self._attach(idempotency_key, held.run_id, held.input_digest, input_digest, spec)
+                return self._attach(
+                    idempotency_key, held.run_id, held.input_digest, input_digest, spec
+                )
         run_id = _check_id("run_id", run_id) if run_id is not None else new_run_id()
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         supervisor.post(
@@ -382,7 +402,9 @@ class Runtime:
             await reply
         except IdempotencyKeyTakenError as exc:
             assert idempotency_key is not None
-            return self._attach(idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, spec)
+            return self._attach(
+                idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, spec
+            )
         return RunHandle(self, run_id, spec.name)
 
     def _attach(self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec) -> RunHandle:
@@ -430,7 +452,11 @@ class Runtime:
         return await self.log.get_run(run_id)
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, target: str | None = None, limit: int | None = None
+        self,
+        *,
+        status: RunStatus | None = None,
+        target: str | None = None,
+        limit: int | None = None,
     ) -> list[RunInfo]:
         return await self.log.list_runs(status=status, target=target, limit=limit)
 
@@ -442,11 +468,15 @@ class Runtime:
 
     async def state(self, run_id: str) -> Any:
         """The run's current state (`perdure.actors.RunState`), folded from its log."""
-        supervisor = self._require_open()
-        actor = supervisor.live_actor(run_id)
+        actor = self._rebuilt_actor(run_id)
         if actor is not None:
             return actor.state
         return fold(run_id, await self.log.read(run_id))
+
+    def _rebuilt_actor(self, run_id: str) -> RunActor | None:
+        """The run's live actor, unless it is still rebuilding (its state is empty until then)."""
+        actor = self._require_open().live_actor(run_id)
+        return actor if actor is not None and actor.state.started else None
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Outcome:
         """Wait until the run settles (finished, or paused on an interrupt)."""
@@ -454,10 +484,11 @@ class Runtime:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._settle_waiters.setdefault(run_id, []).append(fut)
         try:
-            state = await self.state(run_id)
+            actor = self._rebuilt_actor(run_id)
+            state = actor.state if actor is not None else await self.state(run_id)
             if not state.started:
                 raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
-            outcome = settled_outcome(state)
+            outcome = live_outcome(actor, []) if actor is not None else settled_outcome(state)
             if outcome is not None:
                 return outcome
             if timeout is None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable
+from typing import Any
 
 from perdure.actors import Clock
 from perdure.actors._observe import logger
@@ -69,7 +70,9 @@ class Scheduler:
                 nxt = next(
                     (e for e in upcoming if (e.run_id, e.timer_id) not in self._inflight), None
                 )
-                await self._wait(None if nxt is None or len(due) == _BATCH else nxt.due_at, len(due) == _BATCH)
+                await self._wait(
+                    None if nxt is None or len(due) == _BATCH else nxt.due_at, len(due) == _BATCH
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a storage hiccup must not kill timers for good
@@ -81,7 +84,7 @@ class Scheduler:
             await asyncio.sleep(0)
             return
         waker = asyncio.ensure_future(self._wake.wait())
-        tasks: set[asyncio.Future[object]] = {waker}
+        tasks: set[asyncio.Future[Any]] = {waker}
         if deadline is not None:
             tasks.add(asyncio.ensure_future(self._clock.sleep_until(deadline)))
         try:

@@ -62,7 +62,9 @@ class Supervisor:
         self.evicted = 0
 
     def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="perdure-sweeper")
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep(), name="perdure-sweeper"
+        )
 
     def statistics(self) -> SupervisorStatistics:
         return SupervisorStatistics(
@@ -83,7 +85,9 @@ class Supervisor:
 
     def live_actor(self, run_id: str) -> RunActor | None:
         cell = self.cells.get(run_id)
-        return cell.actor if cell is not None and cell.actor is not None and cell.actor.alive else None
+        return (
+            cell.actor if cell is not None and cell.actor is not None and cell.actor.alive else None
+        )
 
     def _spawn(self, cell: Cell) -> None:
         cell.incarnations += 1
@@ -118,7 +122,9 @@ class Supervisor:
         while cell.crashes and now - cell.crashes[0] > self._window:
             cell.crashes.popleft()
         reason = f"{type(error).__name__}: {error}"
-        logger.error("run actor crashed", run_id=cell.run_id, error=reason, crashes=len(cell.crashes))
+        logger.error(
+            "run actor crashed", run_id=cell.run_id, error=reason, crashes=len(cell.crashes)
+        )
         if self._closing:
             return
         if len(cell.crashes) <= self._max_restarts:
@@ -141,15 +147,28 @@ class Supervisor:
                 now = self._host.clock.now()
                 for timer_id in state.timers:
                     events.append(
-                        TimerCancelled(run_id=cell.run_id, seq=state.next_seq + len(events), ts=now, timer_id=timer_id)
+                        TimerCancelled(
+                            run_id=cell.run_id,
+                            seq=state.next_seq + len(events),
+                            ts=now,
+                            timer_id=timer_id,
+                        )
                     )
-                events.append(RunParked(run_id=cell.run_id, seq=state.next_seq + len(events), ts=now, reason=text))
+                events.append(
+                    RunParked(
+                        run_id=cell.run_id, seq=state.next_seq + len(events), ts=now, reason=text
+                    )
+                )
                 await self._host.log.append(cell.run_id, state.next_seq, events, status="parked")
                 self.parked += 1
                 logger.error("run parked", run_id=cell.run_id, reason=text)
         except Exception as exc:
-            logger.error("could not park run", run_id=cell.run_id, error=f"{type(exc).__name__}: {exc}")
-        error = RunParkedError(f"run {cell.run_id!r} is parked: {text}", run_id=cell.run_id, reason=text)
+            logger.error(
+                "could not park run", run_id=cell.run_id, error=f"{type(exc).__name__}: {exc}"
+            )
+        error = RunParkedError(
+            f"run {cell.run_id!r} is parked: {text}", run_id=cell.run_id, reason=text
+        )
         while not cell.mailbox.empty():
             message = cell.mailbox.get_nowait()
             reply = getattr(message, "reply", None) or getattr(message, "future", None)
@@ -178,7 +197,7 @@ class Supervisor:
                     cell.mailbox.put_nowait(Stop())
 
     async def stop_all(self, timeout: float = 30.0) -> None:
-        """Graceful stop: every actor commits what it has and records running attempts as suspended."""
+        """Graceful stop: actors commit what they have; running attempts are recorded suspended."""
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -60,6 +60,9 @@ from perdure.runtime import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    Replayer,
+    ReplayResult,
+    ReplaySummary,
     RunHandle,
     RunNotFoundError,
     Runtime,
@@ -101,6 +104,10 @@ __all__ = [
     "EventLog",
     "LmdbEventLog",
     "MemoryEventLog",
+    # replay and debugging
+    "Replayer",
+    "ReplayResult",
+    "ReplaySummary",
     # errors
     "PerdureError",
     "ClientUsageError",

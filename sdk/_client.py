@@ -33,7 +33,9 @@ class Client:
     code (inside ``async with Runtime(...)`` that runtime is used).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, log: EventLog | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, log: EventLog | None = None
+    ) -> None:
         self._path = os.fspath(path) if path is not None else None
         self._log = log
 

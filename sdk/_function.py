@@ -92,11 +92,13 @@ def build_policy(
             )
         policy = attrs.evolve(default, max_attempts=retries)
     else:
-        raise PolicyError(f"retries must be an int (max attempts) or a RetryPolicy, got {retries!r}")
+        raise PolicyError(
+            f"retries must be an int (max attempts) or a RetryPolicy, got {retries!r}"
+        )
     if backoff is not None:
         policy = attrs.evolve(policy, backoff=BackoffPolicy.parse(backoff))
     if non_retryable:
-        policy = attrs.evolve(policy, non_retryable=(*policy.non_retryable, *non_retryable))
+        policy = attrs.evolve(policy, non_retryable=policy.non_retryable + tuple(non_retryable))
     return policy
 
 

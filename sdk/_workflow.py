@@ -11,6 +11,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from perdure._function import _check_timeout, build_policy
+from perdure._workflow_api import WorkflowApi
 from perdure.actors import (
     NO_RETRY,
     AttemptInfo,
@@ -26,8 +28,6 @@ from perdure.actors import (
 )
 from perdure.eventlog import EventLog
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
-from perdure._function import _check_timeout, build_policy
-from perdure._workflow_api import WorkflowApi
 
 F = TypeVar("F", bound=Callable[..., Any])
 _INJECTABLE = ("previous", "config", "writer", "store")
@@ -109,7 +109,7 @@ def task(
     return decorate
 
 
-class entrypoint:  # noqa: N801 - the functional-API spelling users port from
+class entrypoint:
     """Declare a workflow: ``@entrypoint(checkpointer=...)`` over a one-argument function.
 
     checkpointer: the perdure `EventLog` that keeps this workflow's runs
@@ -195,7 +195,9 @@ class entrypoint:  # noqa: N801 - the functional-API spelling users port from
 class Workflow(WorkflowApi):
     """A decorated entrypoint: run it with `invoke`/`ainvoke`/`stream`/`astream`."""
 
-    def __init__(self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | None
+    ) -> None:
         super().__init__(spec, checkpointer)
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", spec.name)

@@ -78,7 +78,9 @@ def _snapshot(state: RunState) -> StateSnapshot:
         input=fresh(state.input),
         invocation=state.invocation,
         interrupts=tuple(Interrupt(s.question, s.interrupt_id) for s in state.pending_interrupts()),
-        tasks=tuple(TaskRecord(position=s.position, name=s.name, result=fresh(s.result)) for s in done),
+        tasks=tuple(
+            TaskRecord(position=s.position, name=s.name, result=fresh(s.result)) for s in done
+        ),
         seq=state.next_seq - 1,
         created_at=state.created_at,
         updated_at=state.updated_at,
@@ -101,7 +103,7 @@ def thread_id_of(config: dict[str, Any] | None, *, required: bool) -> str:
 
 def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     many = not isinstance(stream_mode, str)
-    modes = tuple(stream_mode) if many else (stream_mode,)  # type: ignore[arg-type]
+    modes: tuple[str, ...] = (stream_mode,) if isinstance(stream_mode, str) else tuple(stream_mode)
     for mode in modes:
         if mode not in STREAM_MODES:
             raise ValueError(f"unknown stream_mode {mode!r}; choose from {STREAM_MODES}")
@@ -128,9 +130,12 @@ class WorkflowApi:
 
     def _local_runtime(self) -> Runtime | None:
         runtime = current_runtime.get()
-        if runtime is not None and runtime.is_open:
-            if self.checkpointer is None or self.checkpointer is runtime.log:
-                return runtime
+        if (
+            runtime is not None
+            and runtime.is_open
+            and (self.checkpointer is None or self.checkpointer is runtime.log)
+        ):
+            return runtime
         return None
 
     def _background(self) -> Any:
@@ -196,9 +201,11 @@ class WorkflowApi:
             await self._kick(runtime, input, thread_id)
             waiter = asyncio.ensure_future(runtime.wait(thread_id))
             waiter.add_done_callback(
-                lambda f: listener.put_nowait(("settled", f.result()))
-                if not f.cancelled() and f.exception() is None
-                else None
+                lambda f: (
+                    listener.put_nowait(("settled", f.result()))
+                    if not f.cancelled() and f.exception() is None
+                    else None
+                )
             )
             try:
                 while True:
@@ -286,7 +293,9 @@ class WorkflowApi:
         {workflow: result}), ``"values"`` (the return value), ``"custom"`` (items from
         `writer`), or a list of modes yielding ``(mode, chunk)`` pairs."""
         if _in_loop():
-            raise RuntimeError(f"{self.name}.stream() blocks; use `async for ... in {self.name}.astream(...)`")
+            raise RuntimeError(
+                f"{self.name}.stream() blocks; use `async for ... in {self.name}.astream(...)`"
+            )
         modes, many = _modes(stream_mode)
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         bridge: queue.Queue[tuple[str, Any]] = queue.Queue()

@@ -375,11 +375,6 @@ def test_missing_upcaster_is_reported(
         decode("r", 0, old)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_codec._build lets an upcaster's exception (here KeyError) escape; it should "
-    "become a CorruptEventError naming the run and seq. Remove this marker once it does.",
-)
 def test_upcaster_failure_on_a_bad_old_record_is_corrupt(
     monkeypatch: pytest.MonkeyPatch, fresh_upcasters: dict[tuple[str, int], Any]
 ) -> None:
@@ -458,12 +453,6 @@ def test_check_json_refuses_ints_beyond_64_bits(bad: Any) -> None:
     assert caught.value.type_name == "int"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_json accepts strings with lone surrogates, which orjson cannot encode: "
-    "encode()/digest() then raise orjson.JSONEncodeError, not SerializationError. "
-    "Remove this marker once _json.check_json refuses them.",
-)
 @pytest.mark.parametrize("bad", ["\ud800", ["ok", "a\udfffb"], {"\udfff": 1}])
 def test_check_json_refuses_lone_surrogates(bad: Any) -> None:
     with pytest.raises(SerializationError):

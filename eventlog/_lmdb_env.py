@@ -1,0 +1,310 @@
+"""Opening, sharing and closing LMDB stores; short read transactions.
+
+py-lmdb refuses to open one environment twice in a process, so every
+`LmdbEventLog` on the same directory shares one `SharedEnv` (registry keyed by
+the directory's device and inode, with a reference count); the writer thread
+belongs to the shared environment. Across processes, a store has at most one
+writer: an exclusive, non-blocking `flock` on ``perdure.lock`` in the store
+directory. Read-only opens take no lock and see the writer's commits live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import lmdb
+
+from perdure.eventlog._errors import (
+    SchemaVersionError,
+    StorageError,
+    StoreLockedError,
+    StorePathError,
+)
+from perdure.eventlog._lmdb_keys import (
+    DB_NAMES,
+    MAX_DBS,
+    META,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+)
+from perdure.eventlog._lmdb_writer import Databases, ResizeGuard, Writer
+from perdure.eventlog._protocol import Durability
+
+_T = TypeVar("_T")
+
+LOCK_FILE = "perdure.lock"
+DATA_FILE = "data.mdb"
+#: Attempts to re-read after another process grew the map (`MapResizedError`).
+_RESIZE_RETRIES = 8
+
+_registry_lock = threading.Lock()
+_open_stores: dict[tuple[int, int], SharedEnv] = {}
+#: Stores inherited through fork(): kept referenced so the child never closes them.
+_forked: list[SharedEnv] = []
+
+
+class SharedEnv:
+    """One open LMDB environment, its databases, and (if writable) its writer thread."""
+
+    def __init__(
+        self,
+        path: str,
+        key: tuple[int, int],
+        env: lmdb.Environment,
+        dbs: Databases,
+        *,
+        durability: Durability,
+        lock_fd: int | None,
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.env = env
+        self.dbs = dbs
+        self.durability = durability
+        self.lock_fd = lock_fd
+        self.refs = 1
+        self.forked = False
+        self.guard = ResizeGuard()
+        self.writer: Writer | None = None
+        if lock_fd is not None:
+            self.writer = Writer(env, dbs, self.guard, path)
+            self.writer.start()
+
+    def read(self, fn: Callable[[lmdb.Transaction[bytes]], _T]) -> _T:
+        """Run `fn` in a fresh read transaction, ended (and dropped) before returning."""
+        for _ in range(_RESIZE_RETRIES):
+            with self.guard.reading():
+                try:
+                    with self.env.begin(buffers=False) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:
+                    pass  # the writer process grew the map; adopt its size below
+                except lmdb.Error as exc:
+                    raise StorageError(
+                        f"reading the LMDB store at {self.path} failed: {exc}"
+                    ) from None
+            with self.guard.resizing():
+                self.env.set_mapsize(0)
+        raise StorageError(f"the LMDB store at {self.path} keeps growing; retry the read")
+
+    def data_size(self) -> int:
+        return os.stat(os.path.join(self.path, DATA_FILE)).st_size
+
+    def copy_to(self, dest: str) -> None:
+        """A consistent, compacted hot copy of the store into `dest`, a new or empty directory."""
+        if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+            raise StorePathError(
+                f"the backup destination {dest} must be a new or empty directory", path=dest
+            )
+        try:
+            os.makedirs(dest, mode=0o700, exist_ok=True)
+            os.chmod(dest, 0o700)
+            with self.guard.reading():
+                self.env.copy(dest, compact=True)
+            os.chmod(os.path.join(dest, DATA_FILE), 0o600)
+        except (OSError, lmdb.Error) as exc:
+            raise StorageError(f"copying the store at {self.path} to {dest} failed: {exc}") from exc
+
+    def shutdown(self) -> None:
+        """Stop the writer (after it commits what is queued), close the env, drop the lock."""
+        if self.writer is not None:
+            self.writer.stop()
+        self.env.close()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # releases the flock
+            self.lock_fd = None
+
+
+def acquire(path: str, *, durability: Durability, read_only: bool, map_size: int) -> SharedEnv:
+    """The shared environment of the store at `path`, opening it if this process has not."""
+    with _registry_lock:
+        real = _prepare_dir(path, create=not read_only)
+        st = os.stat(real)
+        key = (st.st_dev, st.st_ino)
+        shared = _open_stores.get(key)
+        if shared is not None:
+            if not read_only and shared.writer is None:
+                raise StorageError(
+                    f"the store at {path} is already open read-only in this process; close "
+                    "those read-only logs before opening it for writing"
+                )
+            if not read_only and shared.durability != durability:
+                raise ValueError(
+                    f"the store at {path} is already open in this process with "
+                    f"durability={shared.durability!r}; open it with the same durability"
+                )
+            shared.refs += 1
+            return shared
+        shared = _open(real, key, durability=durability, read_only=read_only, map_size=map_size)
+        _open_stores[key] = shared
+        return shared
+
+
+def release(shared: SharedEnv) -> None:
+    """Drop one reference; the last one shuts the environment down."""
+    with _registry_lock:
+        if shared.forked:
+            return
+        shared.refs -= 1
+        if shared.refs > 0:
+            return
+        _open_stores.pop(shared.key, None)
+        shared.shutdown()
+
+
+def _prepare_dir(path: str, *, create: bool) -> str:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StorePathError(
+            f"the store path {path} is a file, not a directory; pass a directory path "
+            "(perdure creates it and keeps its files inside)",
+            path=path,
+        )
+    if not os.path.exists(path):
+        if not create:
+            raise StorePathError(
+                f"there is no store at {path}; a read-only open needs an existing store "
+                "(open it once for writing to create it)",
+                path=path,
+            )
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            os.chmod(path, 0o700)  # makedirs' mode is filtered by the umask
+        except OSError as exc:
+            raise StorePathError(
+                f"cannot create the store directory {path}: {exc.strerror or exc}; "
+                "choose a writable location",
+                path=path,
+            ) from exc
+    if create and not os.access(path, os.W_OK | os.X_OK):
+        raise StorePathError(
+            f"the store directory {path} is not writable by this user; fix its permissions "
+            "or choose another path",
+            path=path,
+        )
+    if not create and not os.path.exists(os.path.join(path, DATA_FILE)):
+        raise StorePathError(
+            f"{path} holds no perdure store (no {DATA_FILE}); open it once for writing to "
+            "create one",
+            path=path,
+        )
+    return os.path.realpath(path)
+
+
+def _lock(path: str) -> int:
+    lock_path = os.path.join(path, LOCK_FILE)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StorePathError(
+            f"cannot open the lock file {lock_path}: {exc.strerror or exc}", path=path
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise StoreLockedError(
+            f"the store at {path} is already open for writing by another process{who}; "
+            "close that process's runtime first, or open this one with read_only=True",
+            path=path,
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _open(
+    path: str, key: tuple[int, int], *, durability: Durability, read_only: bool, map_size: int
+) -> SharedEnv:
+    lock_fd = None if read_only else _lock(path)
+    try:
+        sync = durability == "fsync"
+        env = lmdb.open(
+            path,
+            map_size=map_size,
+            subdir=True,
+            readonly=read_only,
+            create=not read_only,
+            sync=sync,
+            metasync=sync,
+            writemap=False,  # a full disk under writemap kills the process with SIGBUS
+            mode=0o600,
+            max_dbs=MAX_DBS,
+            lock=True,
+        )
+    except lmdb.Error as exc:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise StorageError(f"cannot open the LMDB store at {path}: {exc}") from exc
+    try:
+        env.reader_check()  # free reader slots left by dead processes (they pin pages)
+        dbs = _open_databases(env, path, read_only=read_only)
+    except BaseException:
+        env.close()
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+    return SharedEnv(path, key, env, dbs, durability=durability, lock_fd=lock_fd)
+
+
+def _check_schema(raw: bytes | None, path: str) -> None:
+    if raw is None:
+        return
+    try:
+        version = int(raw)
+    except ValueError:
+        raise StorageError(
+            f"the store at {path} has an unreadable schema version {raw!r}"
+        ) from None
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the store at {path} has schema version {version}, newer than this perdure "
+            f"supports ({SCHEMA_VERSION}); upgrade perdure to open it"
+        )
+
+
+def _open_databases(env: lmdb.Environment, path: str, *, read_only: bool) -> Databases:
+    try:
+        if read_only:
+            meta = env.open_db(META, create=False)
+            with env.begin(db=meta) as txn:
+                _check_schema(txn.get(SCHEMA_KEY), path)
+            handles = {name: env.open_db(name, create=False) for name in DB_NAMES}
+        else:
+            with env.begin(write=True) as txn:
+                meta = env.open_db(META, txn=txn)
+                raw = txn.get(SCHEMA_KEY, db=meta)
+                _check_schema(raw, path)  # before creating anything in a newer store
+                if raw is None and not txn.put(SCHEMA_KEY, str(SCHEMA_VERSION).encode(), db=meta):
+                    raise StorageError(f"cannot write the schema version of {path}")
+                handles = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
+    except lmdb.NotFoundError:
+        raise StorePathError(
+            f"{path} is an LMDB store but not a perdure one (a database is missing)", path=path
+        ) from None
+    except lmdb.Error as exc:
+        raise StorageError(f"cannot open the databases of the LMDB store at {path}: {exc}") from exc
+    return Databases(**{name.decode(): handle for name, handle in handles.items()})
+
+
+def _after_fork_in_child() -> None:
+    """An LMDB environment must not cross fork(): disown every store in the child."""
+    global _registry_lock  # noqa: PLW0603 - another thread may have held it at fork()
+    _registry_lock = threading.Lock()
+    for shared in _open_stores.values():
+        shared.forked = True
+        if shared.lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(shared.lock_fd)  # the parent's flock stays (it is shared by the fd)
+            shared.lock_fd = None
+        _forked.append(shared)
+    _open_stores.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,125 @@
+"""Byte layout of the LMDB store: named databases, keys, and index values.
+
+Named databases (``max_dbs`` is small and fixed; never one per run):
+
+==============  ==========================================  ==========================
+database        key                                         value
+==============  ==========================================  ==========================
+``events``      run ‖ 0x00 ‖ seq (8 bytes, big-endian)      codec record (CRC envelope)
+``runs``        run                                         RunInfo as JSON
+``run_order``   status ‖ 0x00 ‖ created (8) ‖ run            empty
+``idempotency`` key                                         {run_id, input_digest} JSON
+``timers``      due (8) ‖ run ‖ 0x00 ‖ timer id             empty
+``timer_ids``   run ‖ 0x00 ‖ timer id                       due (8)
+``meta``        b"schema_version"                           ASCII integer
+==============  ==========================================  ==========================
+
+``run`` is the run id in UTF-8 (no NUL, checked by `check_batch`); ``due`` and
+``created`` are floats encoded so that byte order is numeric order
+(`sortable_float`). Byte order of UTF-8 equals code-point order, so the
+timers and run_order databases iterate exactly in the `(due_at, run_id,
+timer_id)` and `(created_at, run_id)` orders the in-memory log uses.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from perdure.eventlog._errors import StorageError
+from perdure.eventlog._protocol import IdempotencyRecord, RunInfo, TimerEntry
+
+#: Layout version of the store (databases and keys), checked at open.
+SCHEMA_VERSION = 1
+SCHEMA_KEY = b"schema_version"
+
+EVENTS = b"events"
+RUNS = b"runs"
+RUN_ORDER = b"run_order"
+IDEMPOTENCY = b"idempotency"
+TIMERS = b"timers"
+TIMER_IDS = b"timer_ids"
+META = b"meta"
+DB_NAMES = (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
+#: Fixed so that a store never grows a database per run.
+MAX_DBS = 16
+
+_U64 = struct.Struct(">Q")
+_F64 = struct.Struct(">d")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+SEP = b"\x00"
+
+
+def sortable_float(value: float) -> bytes:
+    """8 bytes whose unsigned byte order is the numeric order of `value` (NaN excluded)."""
+    (bits,) = _U64.unpack(_F64.pack(value))
+    return _U64.pack(bits ^ _ALL if bits & _SIGN else bits | _SIGN)
+
+
+def unsortable_float(data: bytes) -> float:
+    """Inverse of `sortable_float`."""
+    (bits,) = _U64.unpack(data)
+    return float(_F64.unpack(_U64.pack(bits & ~_SIGN if bits & _SIGN else bits ^ _ALL))[0])
+
+
+def event_key(run: bytes, seq: int) -> bytes:
+    return run + SEP + _U64.pack(seq)
+
+
+def event_seq(key: bytes) -> int:
+    return int(_U64.unpack(key[-8:])[0])
+
+
+def order_key(status: str, created_at: float, run: bytes) -> bytes:
+    return status.encode() + SEP + sortable_float(created_at) + run
+
+
+def timer_key(due: bytes, run: bytes, timer: bytes) -> bytes:
+    return due + run + SEP + timer
+
+
+def timer_entry(key: bytes) -> TimerEntry:
+    """Rebuild a `TimerEntry` from its `timers` key (the value is empty)."""
+    run, _, timer = key[8:].partition(SEP)
+    return TimerEntry(
+        due_at=unsortable_float(key[:8]), run_id=run.decode(), timer_id=timer.decode()
+    )
+
+
+def dump_run(info: RunInfo) -> bytes:
+    return orjson.dumps(
+        {
+            "target": info.target,
+            "kind": info.kind,
+            "status": info.status,
+            "created_at": info.created_at,
+            "updated_at": info.updated_at,
+            "next_seq": info.next_seq,
+            "idempotency_key": info.idempotency_key,
+        }
+    )
+
+
+def load_run(run_id: str, raw: bytes) -> RunInfo:
+    """Parse a `runs` value; a damaged entry is a `StorageError` naming the run."""
+    try:
+        data: dict[str, Any] = orjson.loads(raw)
+        return RunInfo(run_id=run_id, **data)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise StorageError(f"the runs index entry of run {run_id!r} is corrupt: {exc}") from exc
+
+
+def dump_claim(run_id: str, input_digest: str) -> bytes:
+    return orjson.dumps({"run_id": run_id, "input_digest": input_digest})
+
+
+def load_claim(key: str, raw: bytes) -> IdempotencyRecord:
+    """Parse an `idempotency` value; a damaged entry is a `StorageError` naming the key."""
+    try:
+        data: dict[str, Any] = orjson.loads(raw)
+        return IdempotencyRecord(key=key, run_id=data["run_id"], input_digest=data["input_digest"])
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise StorageError(f"the idempotency entry of key {key!r} is corrupt: {exc}") from exc

@@ -1,0 +1,110 @@
+"""The `perdure` commands that write: ``resume`` and ``cancel`` (and ``demo``).
+
+They open a `Runtime` on the store, which works only while no other process
+holds it for writing. ``resume`` without ``--app`` records the answer only: the
+run continues when a process that has its code opens the store (a runtime
+resumes unfinished runs at start-up). With ``--app`` the run continues here,
+with that code, until it settles again or ``--timeout`` passes. ``cancel``
+needs no code. The runtime is opened with ``recover=False`` so other
+unfinished runs are not started in this short-lived process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from perdure import _cli_render as render
+from perdure._cli_app import fail, load_app, open_read_only, out, out_json, parse_json, store_path
+from perdure.eventlog import SETTLED_STATUSES, StoreLockedError
+from perdure.runtime import Registry, Runtime, RunTimeoutError
+
+
+@contextlib.asynccontextmanager
+async def _runtime(args: argparse.Namespace, registry: Registry) -> AsyncIterator[Runtime]:
+    path = store_path(args.store)
+    await open_read_only(path).close()  # an existing store, or a readable error: never create one
+    runtime = Runtime(path=path, registry=registry, recover=False)
+    try:
+        await runtime.open()
+    except StoreLockedError:
+        fail(
+            f"the store at {path!r} is open for writing by another process (a running "
+            "service?); send the message through that process (Runtime.resume, Runtime.cancel) "
+            "or stop it first"
+        )
+    try:
+        if await runtime.get_run(args.run_id) is None:
+            fail(f"no run with id {args.run_id!r} in the store (see `perdure runs list`)")
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+def report(args: argparse.Namespace, status: str, text: str, **extra: Any) -> None:
+    if args.json:
+        out_json({"run_id": args.run_id, "status": status, "message": text, **extra})
+    else:
+        out(f"run {args.run_id}: {text}")
+
+
+async def resume(args: argparse.Namespace) -> int:
+    value = parse_json(args.value, "--value")
+    app = load_app(args.app) if args.app else None
+    async with _runtime(args, app.registry if app is not None else Registry()) as rt:
+        await rt.resume(args.run_id, value)
+        if app is None:
+            report(
+                args,
+                "resumed",
+                "answer recorded; the run continues when a process that has its code opens the "
+                "store (or pass --app to continue it here)",
+            )
+            return 0
+        try:
+            outcome = await rt.wait(args.run_id, timeout=args.timeout)
+        except RunTimeoutError:
+            status = await rt.status(args.run_id)
+            report(
+                args,
+                status,
+                f"still {status} after {args.timeout:g} s; it continues when a process that has "
+                "its code opens the store",
+            )
+            return 0
+    if outcome.status == "completed":
+        text = f"completed with result {render.compact(outcome.result, None)}"
+        report(args, "completed", text, result=outcome.result)
+        return 0
+    if outcome.status == "waiting":
+        asks = [{"id": i.id, "value": i.value} for i in outcome.interrupts]
+        text = "; ".join(f"interrupt {a['id']}: {render.compact(a['value'])}" for a in asks)
+        report(args, "waiting", f"waiting again on {text}", interrupts=asks)
+        return 0
+    why = f"{outcome.error_type}: {outcome.error_message}" if outcome.error_type else outcome.reason
+    report(args, outcome.status, f"{outcome.status}: {why}")
+    return 1
+
+
+async def cancel(args: argparse.Namespace) -> int:
+    async with _runtime(args, Registry()) as rt:
+        status = await rt.status(args.run_id)
+        if status in SETTLED_STATUSES:
+            report(args, status, f"already {status}; nothing to cancel")
+            return 0
+        await rt.cancel(args.run_id, args.reason)
+        report(args, "cancelled", f"cancelled (it was {status})")
+        return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module("perdure._demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "perdure._demo":
+            raise
+        fail("the demo is not part of this perdure installation")
+    return int(module.main(store_path(args.store)) or 0)

@@ -1,0 +1,71 @@
+"""Shared fixtures: an in-memory runtime on virtual time, an isolated default store, log capture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from perdure import MemoryEventLog, Runtime
+from perdure.runtime import close_background_runtimes
+from perdure.testing import MockClock
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own default store (PERDURE_PATH), and background runtimes are closed after."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("PERDURE_PATH", os.fspath(store))
+    yield store
+    close_background_runtimes()
+
+
+@pytest.fixture
+def clock() -> MockClock:
+    return MockClock()
+
+
+@pytest.fixture
+def memlog() -> MemoryEventLog:
+    return MemoryEventLog()
+
+
+@pytest.fixture
+async def runtime(memlog: MemoryEventLog, clock: MockClock) -> AsyncIterator[Runtime]:
+    """A runtime on an in-memory log with virtual time (autojump)."""
+    async with Runtime(log=memlog, clock=clock, idle_timeout=3600) as rt:
+        yield rt
+
+
+class LogCapture:
+    """Collects structlog events, including contextvars-bound keys (capture_logs drops those)."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+        event_dict = dict(event_dict)
+        event_dict.setdefault("log_level", method)
+        self.entries.append(event_dict)
+        raise structlog.DropEvent
+
+    def find(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("event") == event]
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    old = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, capture],
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield capture
+    finally:
+        structlog.configure(**old)

@@ -1,0 +1,561 @@
+"""LMDB specifics: locking, read-only opens, sharing, map growth, corruption, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+from _eventlog_helpers import done, started, steps, timer
+
+from perdure.eventlog import (
+    CorruptEventError,
+    IdempotencyKeyTakenError,
+    LmdbEventLog,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    SequenceConflictError,
+    StorageError,
+    StoreLockedError,
+    StorePathError,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+async def log(store: Path) -> AsyncIterator[LmdbEventLog]:
+    opened = LmdbEventLog(store)
+    yield opened
+    await opened.close()
+
+
+def raw_env(store: Path) -> lmdb.Environment:
+    """The store opened with plain py-lmdb, to damage it on purpose (store must be closed)."""
+    return lmdb.open(str(store), max_dbs=16)
+
+
+def child(code: str, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+# -- one writer per store ------------------------------------------------------------------
+
+OPEN_FOR_WRITING = """
+import sys
+from perdure.eventlog import LmdbEventLog, StoreLockedError
+try:
+    log = LmdbEventLog(sys.argv[1])
+except StoreLockedError as exc:
+    print("locked", exc.path == sys.argv[1], exc)
+else:
+    print("opened")
+"""
+
+
+async def test_a_second_process_cannot_open_the_store_for_writing(
+    log: LmdbEventLog, store: Path
+) -> None:
+    await log.append("r", 0, [started("r")])
+    out, err = child(OPEN_FOR_WRITING, str(store)).communicate(timeout=60)
+    assert out.startswith("locked True"), err
+    assert f"pid {os.getpid()}" in out and "read_only=True" in out
+    await log.close()
+    out, err = child(OPEN_FOR_WRITING, str(store)).communicate(timeout=60)
+    assert out.strip() == "opened", err
+
+
+READ_ONLY_READER = """
+import asyncio, sys
+from perdure.eventlog import LmdbEventLog, ReadOnlyStoreError
+from perdure.eventlog import TaskCompleted
+log = LmdbEventLog(sys.argv[1], read_only=True, map_size=64 * 1024)
+print("ready", len(asyncio.run(log.read("r"))), flush=True)
+for line in sys.stdin:
+    if line.strip() == "check":
+        events = asyncio.run(log.read("r"))
+        runs = asyncio.run(log.list_runs())
+        print("events", len(events), [e.seq for e in events] == list(range(len(events))))
+        print("runs", [r.run_id for r in runs])
+    elif line.strip() == "write":
+        event = TaskCompleted(run_id="r", seq=0, ts=1.0, position="0", name="x",
+                              input_digest="d", result=None)
+        try:
+            asyncio.run(log.append("r", 0, [event]))
+        except ReadOnlyStoreError as exc:
+            print("refused", exc)
+asyncio.run(log.close())
+"""
+
+
+async def test_a_read_only_process_sees_live_writes_and_refuses_to_write(store: Path) -> None:
+    writer = LmdbEventLog(store, map_size=64 * 1024)
+    try:
+        await writer.append("r", 0, [started("r")])
+        reader = child(READ_ONLY_READER, str(store))
+        assert reader.stdout is not None
+        ready = await asyncio.to_thread(reader.stdout.readline)
+        assert ready.split() == ["ready", "1"]
+        # Grow the store far beyond the reader's mapping: it must adopt the new map size.
+        payload = "x" * 1000
+        for seq in range(1, 2001, 50):
+            await writer.append("r", seq, [done("r", s, payload) for s in range(seq, seq + 50)])
+        await writer.append("s", 0, [started("s", ts=5.0)])
+        out, err = reader.communicate("check\nwrite\n", timeout=60)
+        assert out.splitlines() == [
+            "events 2001 True",
+            "runs ['r', 's']",
+            "refused the store at " + str(store) + " is open read-only",
+        ], err
+    finally:
+        await writer.close()
+
+
+async def test_read_only_in_the_same_process_shares_the_writer_env(
+    log: LmdbEventLog, store: Path
+) -> None:
+    reader = LmdbEventLog(store, read_only=True)
+    assert (reader.read_only, log.read_only) == (True, False)
+    await log.append("r", 0, [started("r")])
+    assert [e.seq for e in await reader.read("r")] == [0]
+    with pytest.raises(ReadOnlyStoreError):
+        await reader.append("r", 1, steps("r", 1, 1))
+    with pytest.raises(ReadOnlyStoreError):
+        await reader.append("new", 0, [started("new")])
+    await reader.close()
+    await log.append("r", 1, steps("r", 1, 1))  # the writer is unaffected
+    assert len(await log.read("r")) == 2
+
+
+async def test_read_only_needs_an_existing_store(tmp_path: Path) -> None:
+    with pytest.raises(StorePathError, match="no store"):
+        LmdbEventLog(tmp_path / "nothing-here", read_only=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StorePathError, match="no perdure store"):
+        LmdbEventLog(tmp_path / "empty", read_only=True)
+    assert not (tmp_path / "nothing-here").exists()
+
+
+async def test_a_store_open_read_only_cannot_also_be_opened_for_writing(
+    log: LmdbEventLog, store: Path
+) -> None:
+    await log.close()
+    reader = LmdbEventLog(store, read_only=True)
+    with pytest.raises(StorageError, match="already open read-only in this process"):
+        LmdbEventLog(store)
+    await reader.close()
+    again = LmdbEventLog(store)
+    await again.close()
+
+
+# -- one environment per store per process -------------------------------------------------
+
+
+async def test_the_same_store_opened_twice_shares_one_environment(
+    log: LmdbEventLog, store: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(store)
+    other = LmdbEventLog(link)
+    assert other._shared is log._shared  # one env, one writer thread
+    await log.append("r", 0, [started("r")])
+    assert [e.seq for e in await other.read("r")] == [0]
+    with pytest.raises(ValueError, match="durability='fsync'"):
+        LmdbEventLog(store, durability="process")
+    await log.close()  # the other handle keeps the store open
+    await other.append("r", 1, steps("r", 1, 1))
+    assert len(await other.read("r")) == 2
+    await other.close()
+    reopened = LmdbEventLog(store, durability="process")  # fully closed: a fresh env
+    assert reopened.durability == "process"
+    assert len(await reopened.read("r")) == 2
+    await reopened.close()
+
+
+async def test_appends_from_another_threads_event_loop(log: LmdbEventLog) -> None:
+    async def appender(run_id: str) -> None:
+        await log.append(run_id, 0, [started(run_id)])
+        for seq in range(1, 101):
+            await log.append(run_id, seq, [done(run_id, seq)])
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(appender(f"thread-{n}"),)) for n in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    await appender("main")
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 60)
+    for run_id in ("main", "thread-0", "thread-1", "thread-2"):
+        assert [e.seq for e in await log.read(run_id)] == list(range(101))
+
+
+async def test_close_finishes_appends_in_flight(store: Path) -> None:
+    log = LmdbEventLog(store)
+    tasks = [asyncio.create_task(log.append(f"r{n}", 0, [started(f"r{n}")])) for n in range(100)]
+    await asyncio.sleep(0)  # every task has queued its append
+    await log.close()
+    assert all(task.done() and task.exception() is None for task in tasks)
+    reopened = LmdbEventLog(store)
+    assert len(await reopened.list_runs()) == 100
+    await reopened.close()
+
+
+# -- group commit --------------------------------------------------------------------------
+
+
+class HeldWriter:
+    """Holds the writer thread inside its next commit until released, so appends pile up."""
+
+    def __init__(self, log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+        writer = log._shared.writer
+        assert writer is not None
+        self.writer = writer
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        original = writer._commit
+
+        def held(appends: Any) -> Any:
+            self.entered.set()
+            self.gate.wait(30)
+            return original(appends)
+
+        monkeypatch.setattr(writer, "_commit", held)
+
+    async def hold(self, log: LmdbEventLog) -> asyncio.Task[None]:
+        task = asyncio.create_task(log.append("warm-up", 0, [started("warm-up")]))
+        assert await asyncio.to_thread(self.entered.wait, 10)
+        return task
+
+    def queued(self) -> int:
+        return self.writer._queue.qsize()
+
+
+async def test_one_failing_append_does_not_fail_the_rest_of_its_batch(
+    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for run_id in ("ok1", "ok2", "stale", "owner"):
+        await log.append(run_id, 0, [started(run_id, key="k" if run_id == "owner" else None)])
+    held = HeldWriter(log, monkeypatch)
+    warm_up = await held.hold(log)
+    before = await log.statistics()
+    calls = [
+        log.append("ok1", 1, steps("ok1", 1, 2)),
+        log.append("stale", 0, [started("stale")]),
+        log.append("thief", 0, [started("thief", key="k")]),
+        log.append("ghost", 0, [done("ghost", 0)]),
+        log.append("ok2", 1, steps("ok2", 1, 1)),
+        log.append("ok1", 3, steps("ok1", 3, 1)),  # sees the first ok1 append of its batch
+    ]
+    tasks = [asyncio.create_task(call) for call in calls]
+    await asyncio.sleep(0)
+    assert held.queued() == len(calls)
+    held.gate.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    await warm_up
+    assert outcomes[0] is None and outcomes[4] is None and outcomes[5] is None
+    assert isinstance(outcomes[1], SequenceConflictError)
+    assert isinstance(outcomes[2], IdempotencyKeyTakenError)
+    assert isinstance(outcomes[3], ValueError)
+    after = await log.statistics()
+    assert after.batches == before.batches + 2  # the warm-up, then all six in one commit
+    assert after.last_batch_size == 4
+    assert [e.seq for e in await log.read("ok1")] == [0, 1, 2, 3]
+    assert [e.seq for e in await log.read("ok2")] == [0, 1]
+    assert [e.seq for e in await log.read("stale")] == [0]
+    assert await log.get_run("thief") is None and await log.get_run("ghost") is None
+    assert (await log.lookup_idempotency("k")).run_id == "owner"  # type: ignore[union-attr]
+
+
+async def test_an_append_failing_halfway_is_rolled_back_alone(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("s", 0, [started("s")])
+    await log.close()
+    stray = b"\x01\x00\x00\x00\x00stray"
+    with raw_env(store) as env:  # an event key beyond the run's next seq (a damaged store)
+        with env.begin(write=True, db=env.open_db(b"events")) as txn:
+            assert txn.put(event_key("r", 2), stray)
+    log = LmdbEventLog(store)
+    held = HeldWriter(log, monkeypatch)
+    warm_up = await held.hold(log)
+    tasks = [
+        asyncio.create_task(log.append("r", 1, steps("r", 1, 2))),  # seq 1 lands, seq 2 clashes
+        asyncio.create_task(log.append("s", 1, steps("s", 1, 2))),
+    ]
+    await asyncio.sleep(0)
+    assert held.queued() == 2
+    held.gate.set()
+    await warm_up
+    failed, succeeded = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(failed, StorageError) and "r#2 is already stored" in str(failed)
+    assert succeeded is None
+    assert (await log.get_run("r")).next_seq == 1  # type: ignore[union-attr]
+    assert [e.seq for e in await log.read("r")] == [0]
+    assert [e.seq for e in await log.read("s")] == [0, 1, 2]
+    await log.close()
+    with raw_env(store) as env, env.begin(db=env.open_db(b"events")) as txn:
+        assert txn.get(event_key("r", 1)) is None  # the first half was rolled back
+        assert txn.get(event_key("r", 2)) == stray  # and the stray key was not overwritten
+
+
+async def test_a_failed_commit_raises_storage_error_and_the_store_stays_usable(
+    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await log.append("r", 0, [started("r")])
+    writer = log._shared.writer
+    assert writer is not None
+    original = writer._commit_txn
+    failures = iter([True])
+
+    def failing_commit(txn: Any) -> None:
+        if next(failures, False):
+            raise lmdb.DiskError("injected EIO")
+        original(txn)
+
+    monkeypatch.setattr(writer, "_commit_txn", failing_commit)
+    with pytest.raises(StorageError, match="injected EIO.*nothing of this append"):
+        await log.append("r", 1, steps("r", 1, 2))
+    assert [e.seq for e in await log.read("r")] == [0]
+    assert (await log.get_run("r")).next_seq == 1  # type: ignore[union-attr]
+    await log.append("r", 1, steps("r", 1, 2))  # usable afterwards, the same seqs are free
+    assert [e.seq for e in await log.read("r")] == [0, 1, 2]
+
+
+async def test_a_failed_commit_acknowledges_nothing_of_a_grouped_batch(
+    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = HeldWriter(log, monkeypatch)
+    warm_up = await held.hold(log)
+    writer = held.writer
+    original = writer._commit_txn
+    commits = 0
+
+    def second_commit_fails(txn: Any) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            raise lmdb.DiskError("injected EIO")
+        original(txn)
+
+    monkeypatch.setattr(writer, "_commit_txn", second_commit_fails)
+    tasks = [asyncio.create_task(log.append(f"r{n}", 0, [started(f"r{n}")])) for n in range(5)]
+    await asyncio.sleep(0)
+    assert held.queued() == 5
+    held.gate.set()
+    await warm_up
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(o, StorageError) for o in outcomes), outcomes
+    assert [r.run_id for r in await log.list_runs()] == ["warm-up"]
+    assert (await log.statistics()).events == 1
+    await log.append("r0", 0, [started("r0")])
+    assert [e.seq for e in await log.read("r0")] == [0]
+
+
+# -- map growth ----------------------------------------------------------------------------
+
+
+async def test_the_map_grows_when_full_and_nothing_is_lost(store: Path) -> None:
+    log = LmdbEventLog(store, map_size=64 * 1024)
+    payload = "p" * 1500
+
+    async def fill(run_id: str) -> None:
+        await log.append(run_id, 0, [started(run_id)])
+        for seq in range(1, 201, 10):
+            await log.append(run_id, seq, [done(run_id, s, payload) for s in range(seq, seq + 10)])
+
+    await asyncio.gather(*(fill(f"r{n}") for n in range(10)))
+    stats = await log.statistics()
+    assert stats.events == 10 * 201
+    assert stats.size_bytes > 2 * 1024 * 1024
+    for n in range(10):
+        events = await log.read(f"r{n}")
+        assert [e.seq for e in events] == list(range(201))
+    await log.close()
+    reopened = LmdbEventLog(store, map_size=64 * 1024)  # a smaller map than the file is fine
+    assert (await reopened.statistics()).events == 2010
+    await reopened.append("r0", 201, [done("r0", 201, payload)])
+    await reopened.close()
+
+
+# -- corruption ----------------------------------------------------------------------------
+
+
+def event_key(run_id: str, seq: int) -> bytes:
+    return run_id.encode() + b"\x00" + struct.pack(">Q", seq)
+
+
+async def test_a_corrupt_event_names_its_run_and_seq_and_spares_other_runs(store: Path) -> None:
+    log = LmdbEventLog(store)
+    for run_id in ("a", "b"):
+        await log.append(run_id, 0, [started(run_id), *steps(run_id, 1, 3)])
+    await log.close()
+    with raw_env(store) as env:
+        events = env.open_db(b"events")
+        with env.begin(write=True, db=events) as txn:
+            record = bytearray(txn.get(event_key("b", 1)))  # type: ignore[arg-type]
+            record[-3] ^= 0x04  # one bit, inside the JSON body
+            txn.put(event_key("b", 1), bytes(record))
+    log = LmdbEventLog(store)
+    with pytest.raises(CorruptEventError) as caught:
+        await log.read("b")
+    assert (caught.value.run_id, caught.value.seq) == ("b", 1)
+    assert "b#1" in str(caught.value)
+    assert [e.seq for e in await log.read("b", 2)] == [2, 3]
+    assert [e.seq for e in await log.read("a")] == [0, 1, 2, 3]
+    assert len(await log.list_runs()) == 2
+    await log.append("b", 4, steps("b", 4, 1))  # the run can still be appended to
+    await log.close()
+
+
+async def test_a_missing_event_is_reported_with_its_seq(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r"), *steps("r", 1, 3)])
+    await log.close()
+    with raw_env(store) as env:
+        events = env.open_db(b"events")
+        with env.begin(write=True, db=events) as txn:
+            assert txn.delete(event_key("r", 1))
+            assert txn.delete(event_key("r", 3))
+    log = LmdbEventLog(store)
+    with pytest.raises(CorruptEventError, match="r#1 is missing") as caught:
+        await log.read("r")
+    assert caught.value.seq == 1
+    with pytest.raises(CorruptEventError, match="r#3 is missing"):
+        await log.read("r", 2)
+    await log.close()
+
+
+# -- paths, permissions, schema ------------------------------------------------------------
+
+
+async def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    path.write_text("not a store")
+    with pytest.raises(StorePathError, match="is a file, not a directory") as caught:
+        LmdbEventLog(path)
+    assert isinstance(caught.value, StorageError)
+    assert caught.value.path == str(path) and str(path) in str(caught.value)
+    with pytest.raises(StorePathError, match="cannot create the store directory"):
+        LmdbEventLog(path / "inside")
+    with pytest.raises(StorePathError, match="cannot create the store directory"):
+        LmdbEventLog("/proc/perdure-cannot-live-here")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+async def test_an_unwritable_store_directory_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked-down"
+    path.mkdir(mode=0o500)
+    with pytest.raises(StorePathError, match="not writable"):
+        LmdbEventLog(path)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_the_store_is_owner_only(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    for name in ("data.mdb", "lock.mdb", "perdure.lock"):
+        assert stat.S_IMODE((store / name).stat().st_mode) == 0o600, name
+
+
+async def test_a_store_with_a_newer_schema_is_refused(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+
+    def set_schema(version: bytes) -> None:
+        with raw_env(store) as env:
+            meta = env.open_db(b"meta")
+            with env.begin(write=True, db=meta) as txn:
+                txn.put(b"schema_version", version)
+
+    set_schema(b"99")
+    for read_only in (False, True):
+        with pytest.raises(SchemaVersionError, match="schema version 99.*upgrade perdure"):
+            LmdbEventLog(store, read_only=read_only)
+    set_schema(b"1")  # the refused opens left nothing open or locked
+    log = LmdbEventLog(store)
+    assert [e.seq for e in await log.read("r")] == [0]
+    await log.close()
+
+
+# -- limits, backup, fork ------------------------------------------------------------------
+
+
+async def test_keys_that_cannot_fit_lmdb_are_refused_before_writing(log: LmdbEventLog) -> None:
+    long_id = "r" * 401
+    with pytest.raises(ValueError, match="at most 400"):
+        await log.append(long_id, 0, [started(long_id)])
+    assert await log.read(long_id) == [] and await log.get_run(long_id) is None
+    with pytest.raises(ValueError, match="idempotency key"):
+        await log.append("r", 0, [started("r", key="k" * 600)])
+    with pytest.raises(ValueError, match="timer id"):
+        await log.append("r", 0, [started("r"), timer("r", 1, "t" * 600, 1.0)])
+    assert await log.lookup_idempotency("k" * 600) is None
+    assert await log.list_runs() == []
+    await log.append("é-ü", 0, [started("é-ü", key="ключ")])  # non-ASCII is fine
+    assert (await log.lookup_idempotency("ключ")).run_id == "é-ü"  # type: ignore[union-attr]
+
+
+async def test_a_hot_copy_is_a_complete_store(log: LmdbEventLog, tmp_path: Path) -> None:
+    await log.append("r", 0, [started("r", key="k"), timer("r", 1, "t", 5.0)])
+    backup = tmp_path / "backup"
+    await log.copy(backup)
+    await log.append("r", 2, steps("r", 2, 1))  # after the copy: not in it
+    copied = LmdbEventLog(backup)
+    assert [e.seq for e in await copied.read("r")] == [0, 1]
+    assert len(await copied.due_timers(10.0)) == 1
+    await copied.close()
+    assert stat.S_IMODE((backup / "data.mdb").stat().st_mode) == 0o600
+    with pytest.raises(StorePathError, match="new or empty directory"):
+        await log.copy(backup)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+async def test_a_log_inherited_through_fork_refuses_to_work(log: LmdbEventLog) -> None:
+    await log.append("r", 0, [started("r")])
+    with warnings.catch_warnings():  # Python >= 3.12 warns about fork() beside threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: any use must fail clearly, never touch the parent's env
+        code = 1
+        try:
+            asyncio.new_event_loop().run_until_complete(log.get_run("r"))
+        except StorageError as exc:
+            code = 0 if "fork" in str(exc) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (await log.get_run("r")) is not None  # the parent is unaffected

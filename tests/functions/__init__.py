@@ -1,0 +1,1 @@
+"""Tests of durable functions (`@function`, `FunctionContext`, `Client`) through the public API."""

@@ -1,0 +1,1 @@
+"""Golden logs (issue 5): runs written by earlier versions, replayed in CI."""

@@ -1,0 +1,1 @@
+"""The public Replayer (issue 5)."""

@@ -1,0 +1,180 @@
+"""Values that cannot be stored fail with the path of the bad value, before anything is committed.
+
+Each case then "fixes the code" (a flag the workflow reads) and continues the
+run with ``invoke(None, config)``: the run finishes, completed tasks do not run again.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from perdure import (
+    Command,
+    RetryPolicy,
+    RunFailedError,
+    Runtime,
+    SerializationError,
+    entrypoint,
+    interrupt,
+    task,
+)
+
+from ._support import Calls, cfg, events_of, names, of_type
+
+CALLS = Calls()
+FIXED: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    CALLS.counts.clear()
+    CALLS.order.clear()
+    FIXED.clear()
+
+
+class Report:
+    """Not JSON: an arbitrary object."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+@task
+def ser_fetch(name: str) -> str:
+    CALLS.hit("fetch")
+    return f"<{name}>"
+
+
+@task(retry_policy=RetryPolicy(max_attempts=3, initial_interval_ms=1))
+def ser_tags(name: str) -> dict[str, Any]:
+    CALLS.hit("tags")
+    tags = ["a", "b"] if "tags" in FIXED else {"a", "b"}  # a set is not JSON
+    return {"name": name, "tags": tags}
+
+
+@entrypoint()
+def ser_bad_result(name: str) -> dict[str, Any]:
+    page = ser_fetch(name).result()
+    return {"page": page, "meta": ser_tags(name).result()}
+
+
+@entrypoint()
+def ser_bad_return(name: str) -> Any:
+    page = ser_fetch(name).result()
+    return {"page": page} if "return" in FIXED else {"page": page, "report": Report(page)}
+
+
+@entrypoint()
+def ser_bad_save(name: str) -> Any:
+    page = ser_fetch(name).result()
+    return entrypoint.final(value=page, save=page if "save" in FIXED else {page: {1, 2}})
+
+
+@entrypoint()
+def ser_bad_question(name: str) -> Any:
+    page = ser_fetch(name).result()
+    when: Any = "2024-01-01" if "question" in FIXED else datetime.date(2024, 1, 1)
+    return {"page": page, "answer": interrupt({"page": page, "when": when})}
+
+
+@entrypoint()
+def ser_bad_argument(name: str) -> Any:
+    page = ser_fetch(name).result()
+    arg: Any = [1.5] if "argument" in FIXED else [1.5, float("nan")]
+    meta = ser_tags(name=f"{page}{arg}" if "argument" in FIXED else arg).result()
+    return {"page": page, "tags": meta["tags"]}
+
+
+async def _failed_with(workflow: Any, thread: str, needle: str) -> RunFailedError:
+    with pytest.raises(RunFailedError) as info:
+        await workflow.ainvoke("doc", cfg(thread))
+    assert info.value.error_type in ("SerializationError", "TaskFailedError")
+    assert needle in info.value.error_message
+    assert (await workflow.aget_state(cfg(thread))).status == "failed"
+    return info.value
+
+
+async def test_a_task_result_that_is_not_json(runtime: Runtime) -> None:
+    error = await _failed_with(ser_bad_result, "ser-result", "result['tags']")
+    assert "set" in error.error_message
+    assert CALLS["tags"] == 1  # not retried: retrying cannot make a set serialisable
+    events = await events_of(runtime.log, "ser-result")
+    assert [e.position for e in of_type(events, "task_completed")] == ["0"]  # no result for "1"
+    [failed] = of_type(events, "task_failed")
+    assert failed.error_type == "SerializationError"
+
+    FIXED.add("tags")
+    assert await ser_bad_result.ainvoke(None, cfg("ser-result")) == {
+        "page": "<doc>",
+        "meta": {"name": "doc", "tags": ["a", "b"]},
+    }
+    assert dict(CALLS.counts) == {"fetch": 1, "tags": 2}
+
+
+async def test_an_entrypoint_return_value_that_is_not_json(runtime: Runtime) -> None:
+    error = await _failed_with(ser_bad_return, "ser-return", "return value['report']")
+    assert error.error_type == "SerializationError"
+    assert "Report" in error.error_message
+    events = await events_of(runtime.log, "ser-return")
+    assert "run_completed" not in names(events)
+
+    FIXED.add("return")
+    assert await ser_bad_return.ainvoke(None, cfg("ser-return")) == {"page": "<doc>"}
+    assert CALLS["fetch"] == 1
+
+
+async def test_a_saved_value_that_is_not_json(runtime: Runtime) -> None:
+    await _failed_with(ser_bad_save, "ser-save", "saved value['<doc>']")
+    FIXED.add("save")
+    assert await ser_bad_save.ainvoke(None, cfg("ser-save")) == "<doc>"
+    assert (await ser_bad_save.aget_state(cfg("ser-save"))).values == "<doc>"
+
+
+async def test_an_interrupt_value_that_is_not_json(runtime: Runtime) -> None:
+    error = await _failed_with(ser_bad_question, "ser-question", "value['when']")
+    assert "interrupt()" in error.error_message and "date" in error.error_message
+    events = await events_of(runtime.log, "ser-question")
+    assert "interrupted" not in names(events)
+
+    FIXED.add("question")
+    paused = await ser_bad_question.ainvoke(None, cfg("ser-question"))
+    assert paused["__interrupt__"][0].value == {"page": "<doc>", "when": "2024-01-01"}
+    result = await ser_bad_question.ainvoke(Command(resume="fine"), cfg("ser-question"))
+    assert result == {"page": "<doc>", "answer": "fine"}
+    assert CALLS["fetch"] == 1
+
+
+async def test_a_task_argument_that_is_not_json(runtime: Runtime) -> None:
+    error = await _failed_with(ser_bad_argument, "ser-argument", "kwargs['name'][1]")
+    assert "ser_tags" in error.error_message and "nan" in error.error_message
+    events = await events_of(runtime.log, "ser-argument")
+    assert [e.position for e in of_type(events, "task_attempt_started")] == ["0"]
+    assert CALLS["tags"] == 0
+
+    FIXED.add("argument")
+    FIXED.add("tags")
+    result = await ser_bad_argument.ainvoke(None, cfg("ser-argument"))
+    assert result == {"page": "<doc>", "tags": ["a", "b"]}
+    assert CALLS["fetch"] == 1
+
+
+async def test_bad_input_and_bad_resume_values_are_refused_before_recording(
+    runtime: Runtime,
+) -> None:
+    with pytest.raises(SerializationError, match=r"input\[0\]") as info:
+        await ser_bad_question.ainvoke([Report("x")], cfg("ser-input"))
+    assert info.value.path == "input[0]"
+    assert await runtime.get_run("ser-input") is None
+
+    FIXED.add("question")
+    config = cfg("ser-resume")
+    (pending,) = (await ser_bad_question.ainvoke("doc", config))["__interrupt__"]
+    with pytest.raises(SerializationError, match="resume") as bad:
+        await ser_bad_question.ainvoke(Command(resume={"ok": {1, 2}}), config)
+    assert bad.value.path is not None and "['ok']" in bad.value.path
+    state = await ser_bad_question.aget_state(config)
+    assert state.status == "waiting" and state.interrupts == (pending,)
+    assert (await ser_bad_question.ainvoke(Command(resume="yes"), config))["answer"] == "yes"
