@@ -260,11 +260,13 @@ class RunActor:
         state = self.state
         spec = message.spec
         if state.started:
-            if spec.kind != "workflow" or not message.new_invocation:
+            same_workflow = spec.kind == "workflow" and state.target == spec.name
+            if not same_workflow or not message.new_invocation:
                 message.reply.set_exception(
                     RunExistsError(
-                        f"run id {self.run_id!r} is already used (status {state.status}); "
-                        "pick another run id, or omit it to get a fresh one",
+                        f"run id {self.run_id!r} is already used by {state.kind} "
+                        f"{state.target!r} (status {state.status}); pick another run id, "
+                        "or omit it to get a fresh one",
                         run_id=self.run_id,
                     )
                 )

@@ -53,14 +53,16 @@ async def _measure(store: str, directory: str, calls: int, concurrent: int) -> d
     async with runtime as rt:
         for _ in range(20):  # warm-up: first-call imports, thread pools, map growth
             await rt.run(noop)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             await rt.run(noop)
         out["sequential_s"] = time.perf_counter() - start
+        out["sequential_cpu_s"] = time.process_time() - cpu
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(rt.run(noop) for _ in range(concurrent)))
         out["concurrent_s"] = time.perf_counter() - start
+        out["concurrent_cpu_s"] = time.process_time() - cpu
     return out
 
 
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = results[store]
         direct = [r["direct_s"] for r in runs]
         seq = [r["sequential_s"] for r in runs]
+        seq_cpu = [r["sequential_cpu_s"] for r in runs]
         conc = [r["concurrent_s"] for r in runs]
         overhead = median(seq) / median(direct)
         throughput = [args.concurrent / c for c in conc]
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 store,
                 spread(direct, per_call, "{:.2f}"),
                 spread(seq, per_call, "{:.0f}"),
+                spread(seq_cpu, per_call, "{:.0f}"),
                 f"{overhead:,.0f}x",
                 spread(throughput, 1.0, "{:,.0f}"),
             ]
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 "store",
                 "direct µs/call",
                 "runtime.run µs/call",
+                "CPU µs/call",
                 "ratio",
                 f"{args.concurrent} concurrent: calls/s",
             ],

@@ -315,15 +315,24 @@ class Bench:
                         for r in self.results[(workload, *variant)]
                     ]
                     extra = f"task bodies re-run: {max(again)}"
-                rows.append([label, "/".join(variant), spread(values, scale, fmt), ratio, extra])
+                cpu = [r["cpu_s"] for r in self.results[(workload, *variant)]]
+                rows.append(
+                    [
+                        label,
+                        "/".join(variant),
+                        spread(values, scale, fmt),
+                        ratio,
+                        f"{median(cpu) * scale:{fmt[2:-1]}}",
+                        extra,
+                    ]
+                )
         lines = [
             f"bench_workflows — {machine()}; medians of {args.repeats} run(s) (min-max)",
             "variant = system/style/durability; "
-            "speedup = best LangGraph variant's median / this median",
+            "speedup = best LangGraph variant's median / this median; "
+            "CPU = process CPU time (all threads), same unit, median",
             "",
-            table(
-                ["workload", "variant", "median (min-max)", "speedup vs LangGraph", "note"], rows
-            ),
+            table(["workload", "variant", "median (min-max)", "speedup", "CPU", "note"], rows),
             "",
             self.targets(),
         ]

@@ -26,6 +26,7 @@ from perdure.runtime._runtime import (
     Runtime,
     current_runtime,
     default_store_path,
+    find_runtime,
     new_run_id,
 )
 from perdure.runtime._scheduler import Scheduler
@@ -58,6 +59,7 @@ __all__ = [
     "current_runtime",
     "default_registry",
     "default_store_path",
+    "find_runtime",
     "new_run_id",
     "run_sync",
     "settled_outcome",

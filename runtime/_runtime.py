@@ -68,11 +68,42 @@ current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar
     "perdure_runtime", default=None
 )
 _MAX_ID = 200
+#: Open runtimes, so code running in another context on the same loop (a web
+#: framework's request handlers, after its lifespan opened the runtime) finds them.
+_open_runtimes: list[Runtime] = []
 
 
 def default_store_path() -> str:
     """`PERDURE_PATH` if set, else ``./.perdure``."""
     return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
+
+
+def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Runtime | None:
+    """The open runtime on the running event loop for a store, if there is one.
+
+    With `log`, the runtime using that log object; with `path`, the runtime on
+    that store path; with neither, the current runtime (``async with``) or else
+    one on the default store. Runtimes on other loops are never returned.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    current = current_runtime.get()
+    candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
+    wanted = os.path.realpath(path or default_store_path())
+    for rt in candidates:
+        if not rt.is_open or rt._loop is not loop:
+            continue
+        if log is not None:
+            matches = rt._log is log
+        elif path is None and rt is current:
+            matches = True
+        else:
+            matches = rt._given_log is None and os.path.realpath(rt.path) == wanted
+        if matches:
+            return rt
+    return None
 
 
 def new_run_id() -> str:
@@ -272,6 +303,7 @@ class Runtime:
         self._scheduler.start()
         self._open = True
         self._token = current_runtime.set(self)
+        _open_runtimes.append(self)
         if self._recover:
             self._recovery = asyncio.get_running_loop().create_task(self._resume_unfinished())
 
@@ -288,6 +320,8 @@ class Runtime:
         if not self._open:
             return
         self._open = False
+        if self in _open_runtimes:
+            _open_runtimes.remove(self)
         if self._recovery is not None:
             self._recovery.cancel()
         if self._scheduler is not None:
@@ -381,7 +415,7 @@ class Runtime:
             _check_id("idempotency_key", idempotency_key)
             held = await self.log.lookup_idempotency(idempotency_key)
             if held is not None:
-                return self._attach(
+                return await self._attach(
                     idempotency_key, held.run_id, held.input_digest, input_digest, spec
                 )
         run_id = _check_id("run_id", run_id) if run_id is not None else new_run_id()
@@ -402,12 +436,22 @@ class Runtime:
             await reply
         except IdempotencyKeyTakenError as exc:
             assert idempotency_key is not None
-            return self._attach(
+            return await self._attach(
                 idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, spec
             )
         return RunHandle(self, run_id, spec.name)
 
-    def _attach(self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec) -> RunHandle:
+    async def _attach(
+        self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec
+    ) -> RunHandle:
+        info = await self.log.get_run(run_id)
+        if info is not None and info.target != spec.name:
+            raise IdempotencyConflictError(
+                f"idempotency key {key!r} is held by run {run_id!r} of {info.target!r}, "
+                f"not {spec.name!r}; a key names one operation — use a new key",
+                key=key,
+                run_id=run_id,
+            )
         if held != wanted:
             raise IdempotencyConflictError(
                 f"idempotency key {key!r} was first used by run {run_id!r} with a different "

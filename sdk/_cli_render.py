@@ -233,7 +233,8 @@ def run_details_text(d: dict[str, Any]) -> list[str]:
 
 
 def event_payload(event: Event) -> dict[str, Any]:
-    data = to_dict(event)
+    """The event's own fields, minus the line's columns and empty defaults (None, {})."""
+    data = {k: v for k, v in to_dict(event).items() if v is not None and v != {}}
     for key in _HIDDEN:
         data.pop(key, None)
     if data.get("traceback"):

@@ -12,8 +12,8 @@ from perdure.runtime import (
     BackgroundRuntime,
     Runtime,
     background_runtime,
-    current_runtime,
     default_store_path,
+    find_runtime,
 )
 
 T = TypeVar("T")
@@ -49,13 +49,7 @@ class Client:
         return background_runtime(path=self._path or default_store_path())
 
     def _local(self) -> Runtime | None:
-        runtime = current_runtime.get()
-        if runtime is None or not runtime.is_open:
-            return None
-        if self._log is not None:
-            return runtime if runtime.log is self._log else None
-        wanted = os.path.realpath(self._path or default_store_path())
-        return runtime if os.path.realpath(runtime.path) == wanted else None
+        return find_runtime(log=self._log, path=self._path)
 
     def _call(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
         try:

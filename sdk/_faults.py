@@ -87,7 +87,9 @@ class InjectedStorageError(StorageError):
 def _check_ops(_: object, __: object, value: frozenset[str]) -> None:
     unknown = set(value) - OPERATIONS
     if not value or unknown:
-        raise ValueError(f"Fault.ops must be a non-empty subset of {sorted(OPERATIONS)}, got {value!r}")
+        raise ValueError(
+            f"Fault.ops must be a non-empty subset of {sorted(OPERATIONS)}, got {value!r}"
+        )
 
 
 def _check_nth(_: object, attribute: attrs.Attribute[int], value: int) -> None:

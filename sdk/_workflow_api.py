@@ -32,8 +32,8 @@ from perdure.runtime import (
     Outcome,
     Runtime,
     background_runtime,
-    current_runtime,
     default_store_path,
+    find_runtime,
 )
 
 T = TypeVar("T")
@@ -129,14 +129,7 @@ class WorkflowApi:
     # -- choosing a runtime -------------------------------------------------------------
 
     def _local_runtime(self) -> Runtime | None:
-        runtime = current_runtime.get()
-        if (
-            runtime is not None
-            and runtime.is_open
-            and (self.checkpointer is None or self.checkpointer is runtime.log)
-        ):
-            return runtime
-        return None
+        return find_runtime(log=self.checkpointer)
 
     def _background(self) -> Any:
         if self.checkpointer is not None:

@@ -22,6 +22,7 @@ did not keep (a re-run would record another nonce) is caught by the parent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -150,10 +151,9 @@ async def drive(runtime: Runtime, thread: str, answers: Path) -> None:
                     given[iid] = json.loads(path.read_text())
             if not given:
                 await asyncio.sleep(0.003)
-        try:
+        # InvalidResumeError: answered by an earlier process between its wait and its death
+        with contextlib.suppress(InvalidResumeError):
             await runtime.send(thread, Command(resume=given))
-        except InvalidResumeError:
-            pass  # answered by an earlier process between its wait and its death
 
 
 async def main(store: str, workdir: Path, count: int) -> None:

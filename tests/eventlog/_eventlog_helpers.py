@@ -71,9 +71,7 @@ def cancelled(run_id: str, seq: int, timer_id: str) -> TimerCancelled:
 
 
 def interrupted(run_id: str, seq: int) -> Interrupted:
-    return Interrupted(
-        run_id=run_id, seq=seq, ts=2.0, position="0", interrupt_id="i", value="ok?"
-    )
+    return Interrupted(run_id=run_id, seq=seq, ts=2.0, position="0", interrupt_id="i", value="ok?")
 
 
 def resumed(run_id: str, seq: int) -> Resumed:

@@ -122,7 +122,11 @@ async def test_a_stale_expected_seq_raises_and_writes_nothing(log: EventLog) -> 
     for expected in (0, 1, 5):
         with pytest.raises(SequenceConflictError) as caught:
             await log.append("r", expected, steps("r", expected, 1))
-        assert (caught.value.run_id, caught.value.expected, caught.value.actual) == ("r", expected, 2)
+        assert (caught.value.run_id, caught.value.expected, caught.value.actual) == (
+            "r",
+            expected,
+            2,
+        )
     assert await log.read("r") == [started("r"), done("r", 1)]
     assert (await log.get_run("r")) == info("r", 2, updated=2.0)
     with pytest.raises(SequenceConflictError):  # unknown run: its next seq is 0
@@ -241,7 +245,9 @@ async def test_an_idempotency_key_race_has_exactly_one_winner(log: EventLog) -> 
 
 
 async def test_a_run_may_reclaim_its_own_key_in_a_new_invocation(log: EventLog) -> None:
-    await log.append("r", 0, [started("r", key="k"), RunCompleted(run_id="r", seq=1, ts=2.0, result=1)])
+    await log.append(
+        "r", 0, [started("r", key="k"), RunCompleted(run_id="r", seq=1, ts=2.0, result=1)]
+    )
     await log.append("r", 2, [started("r", 2, ts=5.0, key="k", target="again")])
     assert await log.get_run("r") == info("r", 3, created=1.0, updated=5.0, target="again", key="k")
     assert await log.lookup_idempotency("missing") is None
@@ -288,7 +294,9 @@ async def test_explicit_status_and_derived_status(log: EventLog) -> None:
 
 
 async def test_a_new_invocation_reopens_a_settled_run(log: EventLog) -> None:
-    await log.append("r", 0, [started("r", key="k1"), RunCompleted(run_id="r", seq=1, ts=2, result=1)])
+    await log.append(
+        "r", 0, [started("r", key="k1"), RunCompleted(run_id="r", seq=1, ts=2, result=1)]
+    )
     await log.append("r", 2, [started("r", 2, ts=9.0, target="next", key=None)])
     assert await log.get_run("r") == info("r", 3, created=1.0, updated=9.0, target="next")
     assert [r.run_id for r in await log.list_runs(status="running")] == ["r"]
@@ -381,7 +389,9 @@ async def test_setting_a_timer_again_replaces_it(log: EventLog) -> None:
 
 async def test_timers_before_the_epoch_and_far_ahead_order_numerically(log: EventLog) -> None:
     dues = [1e12, -5.0, 0.0, 2.5, -1e-9, 1.0]
-    await log.append("r", 0, [started("r")] + [timer("r", n + 1, f"t{n}", d) for n, d in enumerate(dues)])
+    await log.append(
+        "r", 0, [started("r")] + [timer("r", n + 1, f"t{n}", d) for n, d in enumerate(dues)]
+    )
     assert [t.due_at for t in await log.due_timers(float("inf"))] == sorted(dues)
     assert [t.due_at for t in await log.due_timers(0.0)] == [-5.0, -1e-9, 0.0]
 
@@ -391,7 +401,12 @@ async def test_timers_before_the_epoch_and_far_ahead_order_numerically(log: Even
 
 async def test_statistics_count_what_is_stored_and_what_was_appended(log: EventLog) -> None:
     empty = await log.statistics()
-    assert (empty.events, empty.timers, empty.idempotency_keys, empty.runs_by_status) == (0, 0, 0, {})
+    assert (empty.events, empty.timers, empty.idempotency_keys, empty.runs_by_status) == (
+        0,
+        0,
+        0,
+        {},
+    )
     assert (empty.appends, empty.batches, empty.last_batch_size) == (0, 0, 0)
     await log.append("a", 0, [started("a", key="ka"), timer("a", 1, "t", 9.0)])
     await log.append("b", 0, [started("b")])

@@ -26,7 +26,6 @@ from perdure.eventlog import (
     SchemaVersionError,
     SequenceConflictError,
     StorageError,
-    StoreLockedError,
     StorePathError,
 )
 
@@ -46,6 +45,10 @@ async def log(store: Path) -> AsyncIterator[LmdbEventLog]:
 def raw_env(store: Path) -> lmdb.Environment:
     """The store opened with plain py-lmdb, to damage it on purpose (store must be closed)."""
     return lmdb.open(str(store), max_dbs=16)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def child(code: str, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
@@ -192,6 +195,20 @@ async def test_the_same_store_opened_twice_shares_one_environment(
     await reopened.close()
 
 
+async def test_durability_chooses_whether_commits_are_fsynced(store: Path, tmp_path: Path) -> None:
+    fsynced = LmdbEventLog(store)
+    relaxed = LmdbEventLog(tmp_path / "relaxed", durability="process")
+    assert (fsynced.durability, relaxed.durability) == ("fsync", "process")
+    assert fsynced._shared.env.flags()["sync"] and fsynced._shared.env.flags()["metasync"]
+    assert not relaxed._shared.env.flags()["sync"]
+    assert not fsynced._shared.env.flags()["writemap"]
+    await relaxed.append("r", 0, [started("r")])
+    await relaxed.close()
+    await fsynced.close()
+    with pytest.raises(ValueError, match="durability"):
+        LmdbEventLog(store, durability="sometimes")  # type: ignore[arg-type]
+
+
 async def test_appends_from_another_threads_event_loop(log: LmdbEventLog) -> None:
     async def appender(run_id: str) -> None:
         await log.append(run_id, 0, [started(run_id)])
@@ -295,9 +312,9 @@ async def test_an_append_failing_halfway_is_rolled_back_alone(
     await log.append("s", 0, [started("s")])
     await log.close()
     stray = b"\x01\x00\x00\x00\x00stray"
-    with raw_env(store) as env:  # an event key beyond the run's next seq (a damaged store)
-        with env.begin(write=True, db=env.open_db(b"events")) as txn:
-            assert txn.put(event_key("r", 2), stray)
+    # An event key beyond the run's next seq: a damaged store.
+    with raw_env(store) as env, env.begin(write=True, db=env.open_db(b"events")) as txn:
+        assert txn.put(event_key("r", 2), stray)
     log = LmdbEventLog(store)
     held = HeldWriter(log, monkeypatch)
     warm_up = await held.hold(log)
@@ -336,7 +353,7 @@ async def test_a_failed_commit_raises_storage_error_and_the_store_stays_usable(
         original(txn)
 
     monkeypatch.setattr(writer, "_commit_txn", failing_commit)
-    with pytest.raises(StorageError, match="injected EIO.*nothing of this append"):
+    with pytest.raises(StorageError, match=r"injected EIO.*nothing of this append"):
         await log.append("r", 1, steps("r", 1, 2))
     assert [e.seq for e in await log.read("r")] == [0]
     assert (await log.get_run("r")).next_seq == 1  # type: ignore[union-attr]
@@ -484,9 +501,9 @@ async def test_the_store_is_owner_only(store: Path) -> None:
     log = LmdbEventLog(store)
     await log.append("r", 0, [started("r")])
     await log.close()
-    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    assert mode_of(store) == 0o700
     for name in ("data.mdb", "lock.mdb", "perdure.lock"):
-        assert stat.S_IMODE((store / name).stat().st_mode) == 0o600, name
+        assert mode_of(store / name) == 0o600, name
 
 
 async def test_a_store_with_a_newer_schema_is_refused(store: Path) -> None:
@@ -502,7 +519,7 @@ async def test_a_store_with_a_newer_schema_is_refused(store: Path) -> None:
 
     set_schema(b"99")
     for read_only in (False, True):
-        with pytest.raises(SchemaVersionError, match="schema version 99.*upgrade perdure"):
+        with pytest.raises(SchemaVersionError, match=r"schema version 99.*upgrade perdure"):
             LmdbEventLog(store, read_only=read_only)
     set_schema(b"1")  # the refused opens left nothing open or locked
     log = LmdbEventLog(store)
@@ -537,7 +554,7 @@ async def test_a_hot_copy_is_a_complete_store(log: LmdbEventLog, tmp_path: Path)
     assert [e.seq for e in await copied.read("r")] == [0, 1]
     assert len(await copied.due_timers(10.0)) == 1
     await copied.close()
-    assert stat.S_IMODE((backup / "data.mdb").stat().st_mode) == 0o600
+    assert mode_of(backup / "data.mdb") == 0o600
     with pytest.raises(StorePathError, match="new or empty directory"):
         await log.copy(backup)
 
@@ -556,6 +573,6 @@ async def test_a_log_inherited_through_fork_refuses_to_work(log: LmdbEventLog) -
             code = 0 if "fork" in str(exc) else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert (await log.get_run("r")) is not None  # the parent is unaffected

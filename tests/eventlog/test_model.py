@@ -186,7 +186,10 @@ class LogMachine(RuleBasedStateMachine):
             RunCancelled: {},
             RunParked: {"reason": "r"},
         }[kind]
-        events = [cancelled(run_id, seq, timer_id), kind(run_id=run_id, seq=seq + 1, ts=self.ts(), **fields)]
+        events = [
+            cancelled(run_id, seq, timer_id),
+            kind(run_id=run_id, seq=seq + 1, ts=self.ts(), **fields),
+        ]
         self.append(run_id, events)
 
     @precondition(lambda self: self.model.streams)
@@ -194,7 +197,9 @@ class LogMachine(RuleBasedStateMachine):
     def stale_append(self, data: st.DataObject) -> None:
         run_id = self.known(data)
         actual = self.model.next_seq(run_id)
-        expected = data.draw(st.sampled_from([s for s in (actual - 1, actual + 1, 0) if s >= 0 and s != actual]))
+        expected = data.draw(
+            st.sampled_from([s for s in (actual - 1, actual + 1, 0) if s >= 0 and s != actual])
+        )
         try:
             self.run(self.log.append(run_id, expected, [done(run_id, expected)]))
         except SequenceConflictError as exc:
@@ -246,14 +251,25 @@ class LogMachine(RuleBasedStateMachine):
                 model.created[run_id],
                 stream[-1].ts,
             )
-            assert (info.target, info.idempotency_key) == (model.target[run_id], model.run_key[run_id])
+            assert (info.target, info.idempotency_key) == (
+                model.target[run_id],
+                model.run_key[run_id],
+            )
         runs = self.run(log.list_runs())
-        assert [r.run_id for r in runs] == sorted(model.streams, key=lambda r: (model.created[r], r))
+        assert [r.run_id for r in runs] == sorted(
+            model.streams, key=lambda r: (model.created[r], r)
+        )
         for key in ("k1", "k2"):
             held = model.keys.get(key)
-            expected = None if held is None else IdempotencyRecord(key=key, run_id=held[0], input_digest=held[1])
+            expected = (
+                None
+                if held is None
+                else IdempotencyRecord(key=key, run_id=held[0], input_digest=held[1])
+            )
             assert self.run(log.lookup_idempotency(key)) == expected
-        timers = sorted(TimerEntry(due_at=d, run_id=r, timer_id=t) for (r, t), d in model.timers.items())
+        timers = sorted(
+            TimerEntry(due_at=d, run_id=r, timer_id=t) for (r, t), d in model.timers.items()
+        )
         assert self.run(log.due_timers(float("inf"), limit=100)) == timers
         assert self.run(log.next_timer()) == (timers[0] if timers else None)
         stats = self.run(log.statistics())

@@ -161,11 +161,6 @@ async def test_conflict_is_detected_while_the_first_run_is_still_running(
     gate.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the key check compares only the input digest, so another function called "
-    "with the same key and input silently gets the first function's result",
-)
 async def test_one_key_names_one_function(runtime: Runtime) -> None:
     await runtime.run(idem_charge, {"amount": 3.0}, idempotency_key="shared-key")
     with pytest.raises(IdempotencyConflictError):

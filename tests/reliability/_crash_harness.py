@@ -32,6 +32,7 @@ from perdure.eventlog import (
     Interrupted,
     Resumed,
     RunCompleted,
+    RunContinued,
     RunFailed,
     RunStarted,
     TaskAttemptFailed,
@@ -148,7 +149,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, before: int, drive: 
         if ready.exists() and len(ready.read_text().splitlines()) > before:
             return
         if proc.poll() is not None:
-            raise AssertionError(f"child exited ({proc.returncode}) before ready\n{drive.fail_context()}")
+            raise AssertionError(
+                f"child exited ({proc.returncode}) before ready\n{drive.fail_context()}"
+            )
         time.sleep(0.002)
     proc.kill()
     raise AssertionError(f"child not ready in {READY_TIMEOUT} s\n{drive.fail_context()}")
@@ -250,6 +253,8 @@ def summarize(runs: list[RunInfo], streams: dict[str, list[Event]]) -> dict[str,
                 invocations[-1]["saved"] = strip(event.saved)
             elif isinstance(event, RunFailed):
                 invocations[-1]["error"] = event.error_type
+            elif isinstance(event, RunContinued):
+                invocations[-1].pop("error")
         summary[logical_name(info)] = {
             "target": info.target,
             "status": info.status,
@@ -266,6 +271,7 @@ class Figures:
     body_completions: int = 0
     reexecuted_after_kill: int = 0
     attempts_lost: int = 0
+    continued_after_lost_attempts: int = 0
     events: int = 0
 
 
@@ -299,6 +305,9 @@ def check_invariants(drive: Drive, runs: list[RunInfo], streams: dict[str, list[
                 interrupts[info.run_id][event.interrupt_id] = event.value
             elif isinstance(event, TaskAttemptFailed) and event.error_type == "AttemptLost":
                 figures.attempts_lost += 1
+            elif isinstance(event, RunContinued):
+                figures.continued_after_lost_attempts += 1
+                assert streams[info.run_id][event.seq - 1].error_type == "AttemptLost", ctx  # type: ignore[attr-defined]
         twice = {k: n for k, n in recorded.items() if n > 1}
         assert not twice, f"task results recorded twice in {info.run_id}: {twice}\n{ctx}"
 
@@ -315,7 +324,9 @@ def check_invariants(drive: Drive, runs: list[RunInfo], streams: dict[str, list[
             events = streams.get(run, [])
             assert record["seq"] < len(events), f"acknowledged event lost: {record}\n{ctx}"
             event = events[record["seq"]]
-            assert zlib.crc32(encode(event)) == record["crc"], f"acked event changed: {record}\n{ctx}"
+            assert zlib.crc32(encode(event)) == record["crc"], (
+                f"acked event changed: {record}\n{ctx}"
+            )
         elif record["kind"] == "result":
             figures.observed_results += 1
             _check_observed_result(record, by_id, completed_results, interrupts, streams, ctx)
@@ -344,7 +355,9 @@ def _check_observed_result(
     else:
         assert status == "waiting", f"unexpected observed status: {record}\n{ctx}"
         for item in result["__interrupt__"]:
-            assert interrupts[run].get(item["id"]) == item["value"], f"unrecorded interrupt {record}\n{ctx}"
+            assert interrupts[run].get(item["id"]) == item["value"], (
+                f"unrecorded interrupt {record}\n{ctx}"
+            )
 
 
 def _check_idempotency(
@@ -369,14 +382,18 @@ def _check_idempotency(
     assert len({info.idempotency_key for info in keyed}) == len(keyed), f"key on 2 runs\n{ctx}"
     for info in keyed:
         key = info.idempotency_key
-        done = [e for e in streams[info.run_id] if isinstance(e, TaskCompleted) and e.position == "0"]
+        done = [
+            e for e in streams[info.run_id] if isinstance(e, TaskCompleted) and e.position == "0"
+        ]
         assert len(done) == 1, f"key {key}: {len(done)} recorded results\n{ctx}"
         committed = done[0].result["tok"]
         mine = [r for r in journal if r["key"] == key]
         winners = [r for r in mine if r["tok"] == committed]
         assert len(winners) == 1, f"key {key}: committed token not journaled once\n{ctx}"
         per_process = collections.Counter(r["pid"] for r in mine)
-        assert max(per_process.values()) == 1, f"key {key}: body completed twice in one process\n{ctx}"
+        assert max(per_process.values()) == 1, (
+            f"key {key}: body completed twice in one process\n{ctx}"
+        )
         for extra in mine:
             if extra["tok"] == committed:
                 continue
@@ -390,9 +407,13 @@ def _check_idempotency(
                 and (r["kind"] == "ack" and r["type"] == "task_completed")
             ]
             assert not leaked, f"key {key}: uncommitted completion was acknowledged\n{ctx}"
-            assert extra["tok"] not in json.dumps(observed), f"key {key}: lost token surfaced\n{ctx}"
+            assert extra["tok"] not in json.dumps(observed), (
+                f"key {key}: lost token surfaced\n{ctx}"
+            )
         if drive.seed is None:
             assert len(mine) == 1, f"key {key}: {len(mine)} completions without any crash\n{ctx}"
         for record in observed:
             if record["kind"] == "result" and record["run"] == info.run_id:
-                assert record["result"]["tok"] == committed, f"key {key}: caller got {record}\n{ctx}"
+                assert record["result"]["tok"] == committed, (
+                    f"key {key}: caller got {record}\n{ctx}"
+                )

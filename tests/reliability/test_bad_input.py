@@ -163,7 +163,11 @@ def _second_writer(world: World) -> None:
         "    print(exc)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(world.store)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, str(world.store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise AssertionError(f"the second writer was not refused: {done.stdout}{done.stderr}")
@@ -188,7 +192,13 @@ async def _read_only_append(world: World) -> None:
     log = LmdbEventLog(world.store, read_only=True)
     try:
         event = RunStarted(
-            run_id="ro", seq=0, ts=0.0, target="badin_add", kind="function", input={}, input_digest=""
+            run_id="ro",
+            seq=0,
+            ts=0.0,
+            target="badin_add",
+            kind="function",
+            input={},
+            input_digest="",
         )
         await log.append("ro", 0, [event])
     finally:
@@ -208,147 +218,411 @@ def _unwritable_dir(world: World) -> Path:
 
 ROWS: list[Row] = [
     # -- names and targets
-    Row("unknown name", UnknownTargetError, "no function or workflow named 'nope'",
-        lambda w: w.rt.run("nope", {})),
-    Row("misspelt name", UnknownTargetError, "Did you mean 'badin_add'",
-        lambda w: w.rt.run("badin_ad", {"a": 1})),
+    Row(
+        "unknown name",
+        UnknownTargetError,
+        "no function or workflow named 'nope'",
+        lambda w: w.rt.run("nope", {}),
+    ),
+    Row(
+        "misspelt name",
+        UnknownTargetError,
+        "Did you mean 'badin_add'",
+        lambda w: w.rt.run("badin_ad", {"a": 1}),
+    ),
     Row("not a target", TypeError, "cannot run", lambda w: w.rt.run(print, {})),
-    Row("client unknown name", UnknownTargetError, "no function or workflow named",
-        lambda w: Client().arun("nope_either", {})),
-    Row("duplicate name from another module", DuplicateNameError, "already registered",
-        lambda w: _foreign_function(Registry())),
+    Row(
+        "client unknown name",
+        UnknownTargetError,
+        "no function or workflow named",
+        lambda w: Client().arun("nope_either", {}),
+    ),
+    Row(
+        "duplicate name from another module",
+        DuplicateNameError,
+        "already registered",
+        lambda w: _foreign_function(Registry()),
+    ),
     # -- inputs that are not JSON
-    Row("object in input", SerializationError, "input['a'] is a object",
-        lambda w: w.rt.run(badin_add, {"a": object()})),
-    Row("tuple in input", SerializationError, "use a list",
-        lambda w: w.rt.run(badin_add, {"a": (1, 2)})),
-    Row("NaN in input", SerializationError, "JSON cannot represent",
-        lambda w: w.rt.run(badin_add, {"a": float("nan")})),
-    Row("int beyond 64 bits", SerializationError, "64-bit",
-        lambda w: w.rt.run(badin_add, {"a": 2**70})),
-    Row("non-string key", SerializationError, "keys must be strings",
-        lambda w: w.rt.run(badin_add, {"a": {1: 2}})),
-    Row("bytes as workflow input", SerializationError, "not JSON-serialisable",
-        lambda w: badin_echo.ainvoke(b"raw", cfg("t-bytes"))),
-    Row("set as resume value", SerializationError, "not JSON-serialisable",
-        lambda w: w.rt.resume("review-paused", {1, 2})),
+    Row(
+        "object in input",
+        SerializationError,
+        "input['a'] is a object",
+        lambda w: w.rt.run(badin_add, {"a": object()}),
+    ),
+    Row(
+        "tuple in input",
+        SerializationError,
+        "use a list",
+        lambda w: w.rt.run(badin_add, {"a": (1, 2)}),
+    ),
+    Row(
+        "NaN in input",
+        SerializationError,
+        "JSON cannot represent",
+        lambda w: w.rt.run(badin_add, {"a": float("nan")}),
+    ),
+    Row(
+        "int beyond 64 bits",
+        SerializationError,
+        "64-bit",
+        lambda w: w.rt.run(badin_add, {"a": 2**70}),
+    ),
+    Row(
+        "non-string key",
+        SerializationError,
+        "keys must be strings",
+        lambda w: w.rt.run(badin_add, {"a": {1: 2}}),
+    ),
+    Row(
+        "bytes as workflow input",
+        SerializationError,
+        "not JSON-serialisable",
+        lambda w: badin_echo.ainvoke(b"raw", cfg("t-bytes")),
+    ),
+    Row(
+        "set as resume value",
+        SerializationError,
+        "not JSON-serialisable",
+        lambda w: w.rt.resume("review-paused", {1, 2}),
+    ),
     # -- results and questions that are not JSON (found while running: one failed run)
-    Row("function returns a set", RunFailedError, "cannot be stored",
-        lambda w: w.rt.run(badin_returns_set, {}, run_id="bad-result"), records_failed_run=True),
-    Row("interrupt with an object", RunFailedError, "SerializationError",
-        lambda w: badin_bad_question.ainvoke(1, cfg("bad-question")), records_failed_run=True),
-    Row("task called with wrong arguments", RunFailedError, "InvalidArgumentsError",
-        lambda w: badin_bad_task_args.ainvoke(1, cfg("bad-task-args")), records_failed_run=True),
+    Row(
+        "function returns a set",
+        RunFailedError,
+        "cannot be stored",
+        lambda w: w.rt.run(badin_returns_set, {}, run_id="bad-result"),
+        records_failed_run=True,
+    ),
+    Row(
+        "interrupt with an object",
+        RunFailedError,
+        "SerializationError",
+        lambda w: badin_bad_question.ainvoke(1, cfg("bad-question")),
+        records_failed_run=True,
+    ),
+    Row(
+        "task called with wrong arguments",
+        RunFailedError,
+        "InvalidArgumentsError",
+        lambda w: badin_bad_task_args.ainvoke(1, cfg("bad-task-args")),
+        records_failed_run=True,
+    ),
     # -- argument shapes
-    Row("function input not a dict", InvalidArgumentsError, "takes a dict of keyword arguments",
-        lambda w: w.rt.run(badin_add, [1, 2])),
-    Row("missing argument", InvalidArgumentsError, "missing a required argument",
-        lambda w: w.rt.run(badin_add, {"b": 1})),
-    Row("unexpected argument", InvalidArgumentsError, "unexpected keyword argument",
-        lambda w: w.rt.run(badin_add, {"a": 1, "c": 2})),
-    Row("entrypoint with two inputs", InvalidArgumentsError, "exactly one positional input",
-        lambda w: entrypoint(name="badin_two", registry=Registry())(lambda a, b: a)),
-    Row("task outside a workflow", NotInWorkflowError, "can only be used while",
-        lambda w: badin_step(1)),
-    Row("interrupt outside a workflow", NotInWorkflowError, "can only be used while",
-        lambda w: interrupt("hello?")),
-    Row("durable sleep of a string", TypeError, "needs a number of seconds",
-        lambda w: perdure.sleep("soon")),  # type: ignore[arg-type]
-    Row("checkpointer not a log", TypeError, "checkpointer must be a perdure event log",
-        lambda w: entrypoint(checkpointer="./db")),  # type: ignore[arg-type]
-    Row("unknown stream mode", ValueError, "unknown stream_mode",
-        lambda w: anext(badin_echo.astream(1, cfg("t-stream"), stream_mode="everything"))),
+    Row(
+        "function input not a dict",
+        InvalidArgumentsError,
+        "takes a dict of keyword arguments",
+        lambda w: w.rt.run(badin_add, [1, 2]),
+    ),
+    Row(
+        "missing argument",
+        InvalidArgumentsError,
+        "missing a required argument",
+        lambda w: w.rt.run(badin_add, {"b": 1}),
+    ),
+    Row(
+        "unexpected argument",
+        InvalidArgumentsError,
+        "unexpected keyword argument",
+        lambda w: w.rt.run(badin_add, {"a": 1, "c": 2}),
+    ),
+    Row(
+        "entrypoint with two inputs",
+        InvalidArgumentsError,
+        "exactly one positional input",
+        lambda w: entrypoint(name="badin_two", registry=Registry())(lambda a, b: a),
+    ),
+    Row(
+        "task outside a workflow",
+        NotInWorkflowError,
+        "can only be used while",
+        lambda w: badin_step(1),
+    ),
+    Row(
+        "interrupt outside a workflow",
+        NotInWorkflowError,
+        "can only be used while",
+        lambda w: interrupt("hello?"),
+    ),
+    Row(
+        "durable sleep of a string",
+        TypeError,
+        "needs a number of seconds",
+        lambda w: perdure.sleep("soon"),
+    ),  # type: ignore[arg-type]
+    Row(
+        "checkpointer not a log",
+        TypeError,
+        "checkpointer must be a perdure event log",
+        lambda w: entrypoint(checkpointer="./db"),
+    ),  # type: ignore[arg-type]
+    Row(
+        "unknown stream mode",
+        ValueError,
+        "unknown stream_mode",
+        lambda w: anext(badin_echo.astream(1, cfg("t-stream"), stream_mode="everything")),
+    ),
     # -- policies
-    Row("zero attempts", PolicyError, "max_attempts must be an int >= 1",
-        lambda w: RetryPolicy(max_attempts=0)),
-    Row("retries=0", PolicyError, "retries=0", lambda w: function(retries=0)(badin_add.__wrapped__)),
-    Row("retries as a string", PolicyError, "retries must be an int",
-        lambda w: function(retries="3")(badin_add.__wrapped__)),  # type: ignore[arg-type]
-    Row("negative interval", PolicyError, "initial_interval_ms must be a number >= 0",
-        lambda w: RetryPolicy(initial_interval_ms=-1)),
-    Row("max below initial", PolicyError, "is below initial_interval_ms",
-        lambda w: RetryPolicy(initial_interval_ms=5000, max_interval_ms=10)),
-    Row("jitter above 1", PolicyError, "jitter must be between 0 and 1",
-        lambda w: RetryPolicy(jitter=2)),
-    Row("non_retryable not exceptions", PolicyError, "must hold exception classes",
-        lambda w: RetryPolicy(non_retryable=(42,))),  # type: ignore[arg-type]
-    Row("unknown backoff", PolicyError, "backoff must be one of",
-        lambda w: function(backoff="sideways")(badin_add.__wrapped__)),
-    Row("zero multiplier", PolicyError, "multiplier must be > 0",
-        lambda w: BackoffPolicy(multiplier=0)),
-    Row("negative timeout", PolicyError, "timeout must be a number of seconds > 0",
-        lambda w: function(timeout=-1)(badin_add.__wrapped__)),
-    Row("task timeout zero", PolicyError, "timeout must be a number of seconds > 0",
-        lambda w: task(timeout=0)(badin_step.__wrapped__)),
+    Row(
+        "zero attempts",
+        PolicyError,
+        "max_attempts must be an int >= 1",
+        lambda w: RetryPolicy(max_attempts=0),
+    ),
+    Row(
+        "retries=0", PolicyError, "retries=0", lambda w: function(retries=0)(badin_add.__wrapped__)
+    ),
+    Row(
+        "retries as a string",
+        PolicyError,
+        "retries must be an int",
+        lambda w: function(retries="3")(badin_add.__wrapped__),
+    ),  # type: ignore[arg-type]
+    Row(
+        "negative interval",
+        PolicyError,
+        "initial_interval_ms must be a number >= 0",
+        lambda w: RetryPolicy(initial_interval_ms=-1),
+    ),
+    Row(
+        "max below initial",
+        PolicyError,
+        "is below initial_interval_ms",
+        lambda w: RetryPolicy(initial_interval_ms=5000, max_interval_ms=10),
+    ),
+    Row(
+        "jitter above 1",
+        PolicyError,
+        "jitter must be between 0 and 1",
+        lambda w: RetryPolicy(jitter=2),
+    ),
+    Row(
+        "non_retryable not exceptions",
+        PolicyError,
+        "must hold exception classes",
+        lambda w: RetryPolicy(non_retryable=(42,)),
+    ),  # type: ignore[arg-type]
+    Row(
+        "unknown backoff",
+        PolicyError,
+        "backoff must be one of",
+        lambda w: function(backoff="sideways")(badin_add.__wrapped__),
+    ),
+    Row(
+        "zero multiplier",
+        PolicyError,
+        "multiplier must be > 0",
+        lambda w: BackoffPolicy(multiplier=0),
+    ),
+    Row(
+        "negative timeout",
+        PolicyError,
+        "timeout must be a number of seconds > 0",
+        lambda w: function(timeout=-1)(badin_add.__wrapped__),
+    ),
+    Row(
+        "task timeout zero",
+        PolicyError,
+        "timeout must be a number of seconds > 0",
+        lambda w: task(timeout=0)(badin_step.__wrapped__),
+    ),
     # -- resume
-    Row("resume a finished function run", InvalidResumeError, "has no pending interrupt",
-        lambda w: w.rt.resume("fn-done", "yes")),
-    Row("resume a finished workflow", InvalidResumeError, "has no pending interrupt",
-        lambda w: badin_echo.ainvoke(Command(resume="late"), cfg("echo-done"))),
-    Row("resume two pending with one value", InvalidResumeError, "2 pending interrupts",
-        lambda w: w.rt.resume("pair-paused", "both?")),
-    Row("resume an answered interrupt id", InvalidResumeError, "already answered",
-        lambda w: w.rt.resume("half-answered", {w.answered: "again"})),
-    Row("resume without a thread", ValueError, "this call needs a thread",
-        lambda w: badin_review.ainvoke(Command(resume="x"))),
-    Row("Command to an unknown run", RunNotFoundError, "no run with id 'ghost'",
-        lambda w: w.rt.send("ghost", Command(resume=1))),
-    Row("Command to an unknown thread", RunNotFoundError, "no run with id 'ghost-thread'",
-        lambda w: badin_review.ainvoke(Command(resume=1), cfg("ghost-thread"))),
-    Row("send something else", TypeError, "send() takes a Command",
-        lambda w: w.rt.send("review-paused", "approve")),
-    Row("cancel an unknown run", RunNotFoundError, "no run with id",
-        lambda w: w.rt.cancel("ghost")),
-    Row("wait on an unknown run", RunNotFoundError, "no run with id",
-        lambda w: w.rt.wait("ghost")),
-    Row("status of an unknown run", RunNotFoundError, "no run with id",
-        lambda w: w.rt.status("ghost")),
-    Row("continue an unknown run", RunNotFoundError, "no run with id",
-        lambda w: w.rt.continue_run("ghost")),
+    Row(
+        "resume a finished function run",
+        InvalidResumeError,
+        "has no pending interrupt",
+        lambda w: w.rt.resume("fn-done", "yes"),
+    ),
+    Row(
+        "resume a finished workflow",
+        InvalidResumeError,
+        "has no pending interrupt",
+        lambda w: badin_echo.ainvoke(Command(resume="late"), cfg("echo-done")),
+    ),
+    Row(
+        "resume two pending with one value",
+        InvalidResumeError,
+        "2 pending interrupts",
+        lambda w: w.rt.resume("pair-paused", "both?"),
+    ),
+    Row(
+        "resume an answered interrupt id",
+        InvalidResumeError,
+        "already answered",
+        lambda w: w.rt.resume("half-answered", {w.answered: "again"}),
+    ),
+    Row(
+        "resume without a thread",
+        ValueError,
+        "this call needs a thread",
+        lambda w: badin_review.ainvoke(Command(resume="x")),
+    ),
+    Row(
+        "Command to an unknown run",
+        RunNotFoundError,
+        "no run with id 'ghost'",
+        lambda w: w.rt.send("ghost", Command(resume=1)),
+    ),
+    Row(
+        "Command to an unknown thread",
+        RunNotFoundError,
+        "no run with id 'ghost-thread'",
+        lambda w: badin_review.ainvoke(Command(resume=1), cfg("ghost-thread")),
+    ),
+    Row(
+        "send something else",
+        TypeError,
+        "send() takes a Command",
+        lambda w: w.rt.send("review-paused", "approve"),
+    ),
+    Row(
+        "cancel an unknown run", RunNotFoundError, "no run with id", lambda w: w.rt.cancel("ghost")
+    ),
+    Row("wait on an unknown run", RunNotFoundError, "no run with id", lambda w: w.rt.wait("ghost")),
+    Row(
+        "status of an unknown run",
+        RunNotFoundError,
+        "no run with id",
+        lambda w: w.rt.status("ghost"),
+    ),
+    Row(
+        "continue an unknown run",
+        RunNotFoundError,
+        "no run with id",
+        lambda w: w.rt.continue_run("ghost"),
+    ),
     # -- ids and keys
-    Row("conflicting idempotency key", IdempotencyConflictError, "with a different input",
-        lambda w: w.rt.run(badin_add, {"a": 100}, idempotency_key="key-1")),
-    Row("empty idempotency key", ValueError, "idempotency_key must be a non-empty string",
-        lambda w: w.rt.run(badin_add, {"a": 1}, idempotency_key="")),
-    Row("idempotency key not a string", ValueError, "idempotency_key must be",
-        lambda w: w.rt.run(badin_add, {"a": 1}, idempotency_key=7)),  # type: ignore[arg-type]
-    Row("empty run id", ValueError, "run_id must be a non-empty string",
-        lambda w: w.rt.start(badin_add, {"a": 1}, run_id="")),
-    Row("run id with NUL", ValueError, "without NUL", lambda w: w.rt.start(badin_add, {"a": 1}, run_id="a\0b")),
-    Row("run id too long", ValueError, "at most", lambda w: w.rt.start(badin_add, {"a": 1}, run_id="r" * 500)),
-    Row("run id not a string", ValueError, "run_id must be",
-        lambda w: w.rt.start(badin_add, {"a": 1}, run_id=42)),  # type: ignore[arg-type]
-    Row("run id already used", RunExistsError, "is already used",
-        lambda w: w.rt.start(badin_add, {"a": 5}, run_id="fn-done")),
-    Row("new invocation on a paused thread", RunBusyError, "finish it first",
-        lambda w: w.rt.start(badin_review, "again", run_id="review-paused")),
-    Row("empty thread id", ValueError, "thread_id must be a non-empty string",
-        lambda w: badin_echo.ainvoke(1, cfg(""))),
-    Row("thread id not a string", ValueError, "thread_id must be a non-empty string",
-        lambda w: badin_echo.ainvoke(1, cfg(7))),
-    Row("thread id with NUL", ValueError, "without NUL", lambda w: badin_echo.ainvoke(1, cfg("t\0t"))),
+    Row(
+        "conflicting idempotency key",
+        IdempotencyConflictError,
+        "with a different input",
+        lambda w: w.rt.run(badin_add, {"a": 100}, idempotency_key="key-1"),
+    ),
+    Row(
+        "empty idempotency key",
+        ValueError,
+        "idempotency_key must be a non-empty string",
+        lambda w: w.rt.run(badin_add, {"a": 1}, idempotency_key=""),
+    ),
+    Row(
+        "idempotency key not a string",
+        ValueError,
+        "idempotency_key must be",
+        lambda w: w.rt.run(badin_add, {"a": 1}, idempotency_key=7),
+    ),  # type: ignore[arg-type]
+    Row(
+        "empty run id",
+        ValueError,
+        "run_id must be a non-empty string",
+        lambda w: w.rt.start(badin_add, {"a": 1}, run_id=""),
+    ),
+    Row(
+        "run id with NUL",
+        ValueError,
+        "without NUL",
+        lambda w: w.rt.start(badin_add, {"a": 1}, run_id="a\0b"),
+    ),
+    Row(
+        "run id too long",
+        ValueError,
+        "at most",
+        lambda w: w.rt.start(badin_add, {"a": 1}, run_id="r" * 500),
+    ),
+    Row(
+        "run id not a string",
+        ValueError,
+        "run_id must be",
+        lambda w: w.rt.start(badin_add, {"a": 1}, run_id=42),
+    ),  # type: ignore[arg-type]
+    Row(
+        "run id already used",
+        RunExistsError,
+        "is already used",
+        lambda w: w.rt.start(badin_add, {"a": 5}, run_id="fn-done"),
+    ),
+    Row(
+        "new invocation on a paused thread",
+        RunBusyError,
+        "finish it first",
+        lambda w: w.rt.start(badin_review, "again", run_id="review-paused"),
+    ),
+    Row(
+        "empty thread id",
+        ValueError,
+        "thread_id must be a non-empty string",
+        lambda w: badin_echo.ainvoke(1, cfg("")),
+    ),
+    Row(
+        "thread id not a string",
+        ValueError,
+        "thread_id must be a non-empty string",
+        lambda w: badin_echo.ainvoke(1, cfg(7)),
+    ),
+    Row(
+        "thread id with NUL",
+        ValueError,
+        "without NUL",
+        lambda w: badin_echo.ainvoke(1, cfg("t\0t")),
+    ),
     # -- stores
-    Row("second writer (another process)", StoreLockedError, "already open for writing by another process",
-        _second_writer),
-    Row("store path is a file", StorePathError, "is a file, not a directory",
-        lambda w: _open_runtime_at(_a_file(w))),
-    Row("store path inside a file", StorePathError, "cannot create the store directory",
-        lambda w: _open_runtime_at(_a_file(w) / "store")),
-    Row("store path not writable", StorePathError, "not writable",
+    Row(
+        "second writer (another process)",
+        StoreLockedError,
+        "already open for writing by another process",
+        _second_writer,
+    ),
+    Row(
+        "store path is a file",
+        StorePathError,
+        "is a file, not a directory",
+        lambda w: _open_runtime_at(_a_file(w)),
+    ),
+    Row(
+        "store path inside a file",
+        StorePathError,
+        "cannot create the store directory",
+        lambda w: _open_runtime_at(_a_file(w) / "store"),
+    ),
+    Row(
+        "store path not writable",
+        StorePathError,
+        "not writable",
         lambda w: _open_runtime_at(_unwritable_dir(w)),
-        skip="root ignores directory permissions" if os.geteuid() == 0 else ""),
-    Row("store in an unwritable location", StorePathError, "cannot create the store directory",
-        lambda w: _open_runtime_at(Path("/proc/perdure-store"))),
-    Row("store from a newer schema", SchemaVersionError, "newer than this perdure supports",
-        lambda w: _open_runtime_at(_newer_schema_store(w))),
-    Row("read-only open of a missing store", StorePathError, "there is no store",
-        lambda w: LmdbEventLog(w.tmp / "missing", read_only=True)),
+        skip="root ignores directory permissions" if os.geteuid() == 0 else "",
+    ),
+    Row(
+        "store in an unwritable location",
+        StorePathError,
+        "cannot create the store directory",
+        lambda w: _open_runtime_at(Path("/proc/perdure-store")),
+    ),
+    Row(
+        "store from a newer schema",
+        SchemaVersionError,
+        "newer than this perdure supports",
+        lambda w: _open_runtime_at(_newer_schema_store(w)),
+    ),
+    Row(
+        "read-only open of a missing store",
+        StorePathError,
+        "there is no store",
+        lambda w: LmdbEventLog(w.tmp / "missing", read_only=True),
+    ),
     Row("write to a read-only log", ReadOnlyStoreError, "read-only", _read_only_append),
-    Row("unknown durability", ValueError, "durability must be",
-        lambda w: LmdbEventLog(w.tmp / "d", durability="sometimes")),  # type: ignore[arg-type]
+    Row(
+        "unknown durability",
+        ValueError,
+        "durability must be",
+        lambda w: LmdbEventLog(w.tmp / "d", durability="sometimes"),
+    ),  # type: ignore[arg-type]
     Row("runtime used before open", RuntimeClosedError, "not open", _closed_runtime),
-    Row("blocking client call inside a loop", ClientUsageError, "use `await client.arun",
-        lambda w: Client().run("badin_add", {"a": 1})),
+    Row(
+        "blocking client call inside a loop",
+        ClientUsageError,
+        "use `await client.arun",
+        lambda w: Client().run("badin_add", {"a": 1}),
+    ),
 ]
 
 
@@ -360,7 +634,9 @@ def _a_file(world: World) -> Path:
 
 async def _snapshot(rt: Runtime) -> dict[str, Any]:
     runs = await rt.list_runs()
-    return {info.run_id: (info, [encode(e) for e in await rt.log.read(info.run_id)]) for info in runs}
+    return {
+        info.run_id: (info, [encode(e) for e in await rt.log.read(info.run_id)]) for info in runs
+    }
 
 
 async def _fill(rt: Runtime) -> str:
@@ -403,7 +679,7 @@ async def test_every_bad_input_gets_its_specific_error_and_leaves_the_log_unchan
             except row.error as exc:
                 if row.phrase not in str(exc):
                     problems.append(f"{row.name}: message {str(exc)!r} lacks {row.phrase!r}")
-            except BaseException as exc:  # noqa: BLE001 - report every row, not just the first
+            except BaseException as exc:  # report every row, not just the first
                 problems.append(f"{row.name}: raised {type(exc).__name__}: {exc}")
             else:
                 problems.append(f"{row.name}: no error (expected {row.error.__name__})")

@@ -67,8 +67,8 @@ HANG = {"on": False}
 
 @task(name="corrupt_slow")
 async def corrupt_slow(x: int) -> int:
-    while HANG["on"]:
-        await asyncio.sleep(1)
+    if HANG["on"]:
+        await asyncio.Event().wait()  # never set: the filling process stops with this running
     return x * 10
 
 
@@ -92,7 +92,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for i in range(2):
                 await rt.start(corrupt_busy, i, run_id=f"busy-{i}")
             for i in range(2):  # until the slow task's attempt is on record
-                while (info := await rt.get_run(f"busy-{i}")) is None or info.next_seq < 4:
+                while (info := await rt.get_run(f"busy-{i}")) is None or info.next_seq < 4:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
 
     HANG["on"] = True

@@ -243,7 +243,9 @@ async def _drive_flow(rt: Runtime, log: FaultyEventLog) -> tuple[Any, list[str]]
     ],
     ids=["append-before", "append-after", "io-before", "io-after", "scheduler"],
 )
-async def test_failing_the_nth_operation_never_gives_a_wrong_result(ops: set[str], when: str) -> None:
+async def test_failing_the_nth_operation_never_gives_a_wrong_result(
+    ops: set[str], when: str
+) -> None:
     kinds = ("write", "map_full", "fsync")
     n = 0
     while True:

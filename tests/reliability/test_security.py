@@ -165,7 +165,12 @@ def test_hostile_payloads_stay_plain_data_through_encode_and_decode(
     for payload in hostile_payloads(_pickle_of_canary(tmp_path)):
         FIGURES["hostile_payloads"] += 1
         event = RunStarted(
-            run_id="r", seq=0, ts=0.0, target="sec_flow", kind="workflow", input=payload,
+            run_id="r",
+            seq=0,
+            ts=0.0,
+            target="sec_flow",
+            kind="workflow",
+            input=payload,
             input_digest="x",
         )
         back = decode("r", 0, encode(event))
@@ -182,27 +187,63 @@ async def test_a_crafted_store_cannot_run_code_when_read_resumed_or_replayed(
         for i, payload in enumerate(payloads):
             run_id = f"crafted-{i}"
             events = [
-                RunStarted(run_id=run_id, seq=0, ts=0.0, target="sec_flow", kind="workflow",
-                           input=payload, input_digest="forged"),
-                TaskAttemptStarted(run_id=run_id, seq=1, ts=0.0, position="0", name="sec_echo",
-                                   input_digest="forged", attempt=0, input=[[payload], {}]),
-                TaskCompleted(run_id=run_id, seq=2, ts=0.0, position="0", name="sec_echo",
-                              input_digest="forged", result=payload),
-                Interrupted(run_id=run_id, seq=3, ts=0.0, position="1", interrupt_id="i",
-                            value=payload),
+                RunStarted(
+                    run_id=run_id,
+                    seq=0,
+                    ts=0.0,
+                    target="sec_flow",
+                    kind="workflow",
+                    input=payload,
+                    input_digest="forged",
+                ),
+                TaskAttemptStarted(
+                    run_id=run_id,
+                    seq=1,
+                    ts=0.0,
+                    position="0",
+                    name="sec_echo",
+                    input_digest="forged",
+                    attempt=0,
+                    input=[[payload], {}],
+                ),
+                TaskCompleted(
+                    run_id=run_id,
+                    seq=2,
+                    ts=0.0,
+                    position="0",
+                    name="sec_echo",
+                    input_digest="forged",
+                    result=payload,
+                ),
+                Interrupted(
+                    run_id=run_id, seq=3, ts=0.0, position="1", interrupt_id="i", value=payload
+                ),
                 RunCompleted(run_id=run_id, seq=4, ts=0.0, result=payload, saved=payload),
             ]
             await log.append(run_id, 0, events[:3], status="running")  # left running: resumed
-        done = RunStarted(run_id="done", seq=0, ts=0.0, target="sec_flow", kind="workflow",
-                          input=payloads[0], input_digest="forged")
-        await log.append("done", 0, [done, RunCompleted(run_id="done", seq=1, ts=0.0,
-                                                        result=payloads[0], saved=payloads[1])])
+        done = RunStarted(
+            run_id="done",
+            seq=0,
+            ts=0.0,
+            target="sec_flow",
+            kind="workflow",
+            input=payloads[0],
+            input_digest="forged",
+        )
+        await log.append(
+            "done",
+            0,
+            [
+                done,
+                RunCompleted(run_id="done", seq=1, ts=0.0, result=payloads[0], saved=payloads[1]),
+            ],
+        )
     finally:
         await log.close()
     _plant_raw_records(store, hostile_records(_pickle_of_canary(tmp_path)))
 
     async with Runtime(path=store, clock=MockClock()) as rt:  # recovery resumes crafted runs
-        for i, payload in enumerate(payloads):
+        for i in range(len(payloads)):
             outcome = await asyncio.wait_for(rt.wait(f"crafted-{i}"), 10)
             # The forged digest does not match the real input: a clear replay failure, or
             # (if the digest happened to match) plain data. Never anything executed.
@@ -233,16 +274,31 @@ def _plant_raw_records(store: Path, records: list[bytes]) -> None:
                 if len(record) > 5 and record[0] == 1:  # re-sign for this run id
                     fixed = _record(run.decode(), 0, record[5:])
                 txn.put(run + b"\0" + (0).to_bytes(8, "big"), fixed, db=events)
-                info = {"target": "sec_flow", "kind": "workflow", "status": "completed",
-                        "created_at": 0.0, "updated_at": 0.0, "next_seq": 1,
-                        "idempotency_key": None}
+                info = {
+                    "target": "sec_flow",
+                    "kind": "workflow",
+                    "status": "completed",
+                    "created_at": 0.0,
+                    "updated_at": 0.0,
+                    "next_seq": 1,
+                    "idempotency_key": None,
+                }
                 txn.put(run, json.dumps(info).encode(), db=runs)
     finally:
         env.close()
 
 
-FORBIDDEN_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve",
-                     "jsonpickle", "yaml"}
+FORBIDDEN_MODULES = {
+    "pickle",
+    "_pickle",
+    "cPickle",
+    "dill",
+    "cloudpickle",
+    "marshal",
+    "shelve",
+    "jsonpickle",
+    "yaml",
+}
 
 
 def test_product_code_has_no_deserialiser_that_can_run_code() -> None:
@@ -263,8 +319,11 @@ def test_product_code_has_no_deserialiser_that_can_run_code() -> None:
                     and node.func.id in ("eval", "exec")
                 ):
                     names = [node.func.id]
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
-                          if n in FORBIDDEN_MODULES or n in ("eval", "exec")]
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {n}"
+                    for n in names
+                    if n in FORBIDDEN_MODULES or n in ("eval", "exec")
+                ]
     assert not found, found
 
 

@@ -45,4 +45,4 @@ def names(events: list[Event]) -> list[str]:
 
 
 def of_type(events: list[Event], wire_name: str) -> list[Any]:
-    return [event for event in events if type(event).WIRE_NAME == wire_name]
+    return [event for event, name in zip(events, names(events), strict=True) if name == wire_name]

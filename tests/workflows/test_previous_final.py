@@ -82,7 +82,10 @@ async def test_previous_survives_an_interrupted_invocation(runtime: Runtime) -> 
     config = cfg("prev-interrupt")
     paused = await prev_with_interrupt.ainvoke(2, config)
     assert paused["__interrupt__"][0].value == {"doubled": 4}
-    assert await prev_with_interrupt.ainvoke(Command(resume="ok"), config) == {"total": 4, "note": "ok"}
+    assert await prev_with_interrupt.ainvoke(Command(resume="ok"), config) == {
+        "total": 4,
+        "note": "ok",
+    }
     paused = await prev_with_interrupt.ainvoke(5, config)
     assert paused["__interrupt__"][0].value == {"doubled": 10}
     assert await prev_with_interrupt.ainvoke(Command(resume="again"), config) == {
@@ -92,7 +95,7 @@ async def test_previous_survives_an_interrupted_invocation(runtime: Runtime) -> 
 
 
 async def test_entrypoint_final_works_as_a_return_annotation(runtime: Runtime) -> None:
-    """The functional API's ``-> entrypoint.final[int, int]`` must evaluate (as LangGraph's does)."""
+    """The functional API's ``-> entrypoint.final[int, int]`` must evaluate, as in LangGraph."""
 
     @entrypoint()
     def prev_annotated(number: int, *, previous: Any = None) -> entrypoint.final[int, int]:

@@ -98,7 +98,12 @@ CHANGES = {
     "renamed_task": ("0", "task 'replay_draft'", "task 'replay_outline'", "a different step"),
     "changed_input": ("0", "task 'replay_draft'", "task 'replay_draft'", "different input"),
     "moved_interrupt": ("0", "task 'replay_draft'", "interrupt()", "a different step"),
-    "task_for_interrupt": ("1", "interrupt() with value", "task 'replay_polish'", "a different step"),
+    "task_for_interrupt": (
+        "1",
+        "interrupt() with value",
+        "task 'replay_polish'",
+        "a different step",
+    ),
 }
 
 
@@ -166,7 +171,7 @@ async def replay_ordered(thread: str, i: int, n: int) -> dict[str, int]:
     """Task i finishes only after task i+1 is recorded: the first called finishes last."""
     CALLS.hit(f"ordered-{i}")
     if i + 1 < n:
-        while not await _recorded(thread, str(i + 1)):
+        while not await _recorded(thread, str(i + 1)):  # noqa: ASYNC110 - the log has no events to wait on
             await asyncio.sleep(0.002)
     return {"i": i, "square": i * i}
 

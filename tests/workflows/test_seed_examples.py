@@ -94,7 +94,9 @@ def checkpointer(request: pytest.FixtureRequest) -> EventLog | None:
     return None  # the default embedded store (PERDURE_PATH, isolated per test)
 
 
-def test_invoke_pauses_on_the_interrupt_and_resumes_with_a_command(checkpointer: EventLog | None) -> None:
+def test_invoke_pauses_on_the_interrupt_and_resumes_with_a_command(
+    checkpointer: EventLog | None,
+) -> None:
     workflow = essay_workflow_on(checkpointer)
     config = cfg(str(uuid.uuid4()))
 

@@ -1,4 +1,4 @@
-"""Durable sleep: `perdure.sleep` / `await perdure.asleep`, eviction while asleep, restart on time."""
+"""Durable sleep (`perdure.sleep`, `await perdure.asleep`): eviction, and waking on time."""
 
 from __future__ import annotations
 

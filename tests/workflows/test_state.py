@@ -1,4 +1,4 @@
-"""get_state / get_state_history: what a thread looks like from outside, at each point of its log."""
+"""get_state / get_state_history: a thread seen from outside, at each point of its log."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ async def state_review(topic: str, *, previous: Any = None) -> dict[str, Any]:
     draft = await state_draft(topic)
     verdict = interrupt({"draft": draft})
     return {"draft": draft, "verdict": verdict, "round": (previous or {}).get("round", 0) + 1}
-
 
 
 async def test_get_state_follows_a_thread(runtime: Runtime) -> None:

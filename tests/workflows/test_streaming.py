@@ -127,7 +127,9 @@ async def test_sync_stream_inside_an_event_loop_points_to_astream() -> None:
 async def test_astream_on_the_enclosing_runtime(runtime: Runtime) -> None:
     chunks = [
         c
-        async for c in LOCAL_FLOW.astream(3, cfg("ast-all"), stream_mode=["updates", "values", "custom"])
+        async for c in LOCAL_FLOW.astream(
+            3, cfg("ast-all"), stream_mode=["updates", "values", "custom"]
+        )
     ]
     assert chunks == [
         (mode, {"stream_local_flow": 5} if chunk == {"stream_flow": 5} else chunk)
@@ -137,7 +139,9 @@ async def test_astream_on_the_enclosing_runtime(runtime: Runtime) -> None:
     first = [c async for c in LOCAL_ASKING.astream(2, config)]
     assert first[0] == {"stream_square": 4}
     assert first[1]["__interrupt__"][0].value == {"square": 4}
-    rest = [c async for c in LOCAL_ASKING.astream(Command(resume="no"), config, stream_mode="values")]
+    rest = [
+        c async for c in LOCAL_ASKING.astream(Command(resume="no"), config, stream_mode="values")
+    ]
     assert rest == [{"square": 4, "answer": "no"}]
 
 

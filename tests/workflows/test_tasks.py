@@ -33,6 +33,9 @@ class Gauge:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
         self.active = 0
         self.peak = 0
 
@@ -52,10 +55,9 @@ BARRIER: dict[str, Any] = {}
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
-    global GAUGE
     CALLS.counts.clear()
     CALLS.order.clear()
-    GAUGE = Gauge()
+    GAUGE.reset()
 
 
 # -- parallel fan-out ---------------------------------------------------------------------
@@ -247,7 +249,9 @@ def tasks_body_flaky(key: str) -> str:
     return f"{key}:{value}"
 
 
-async def test_task_retry_policy_backs_off_on_virtual_time(runtime: Runtime, clock: MockClock) -> None:
+async def test_task_retry_policy_backs_off_on_virtual_time(
+    runtime: Runtime, clock: MockClock
+) -> None:
     start = clock.now()
     assert await tasks_retrying.ainvoke("flaky", cfg("retry-ok")) == "ok after 3"
     assert CALLS["flaky"] == 3
@@ -305,4 +309,3 @@ def test_an_entrypoint_needs_exactly_one_positional_input() -> None:
         @entrypoint()
         def tasks_two_inputs(a: int, b: int) -> int:
             return a + b
-
