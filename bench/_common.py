@@ -81,9 +81,10 @@ def machine() -> str:
     """One line about where the figures were taken."""
     import platform
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, load average now {load}"
     )
 
 

@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING
 
 import lmdb
 
-from perdure.eventlog._codec import decode, encode
+from perdure.eventlog._codec import decode
 from perdure.eventlog._errors import (
     CorruptEventError,
     ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
 )
-from perdure.eventlog._events import Event, RunStarted
-from perdure.eventlog._index import index_changes
+from perdure.eventlog._events import Event
 from perdure.eventlog._lmdb_env import SharedEnv, acquire, release
 from perdure.eventlog._lmdb_keys import (
+    MAX_KEY_BYTES,
+    MAX_RUN_ID_BYTES,
     SEP,
     event_key,
     event_seq,
@@ -34,7 +35,6 @@ from perdure.eventlog._lmdb_keys import (
     load_run,
     sortable_float,
     timer_entry,
-    timer_key,
 )
 from perdure.eventlog._lmdb_writer import Barrier, PendingAppend, Ticket
 from perdure.eventlog._protocol import (
@@ -51,9 +51,6 @@ from perdure.eventlog._protocol import (
 if TYPE_CHECKING:
     from lmdb import _Database
 
-#: LMDB keys are at most 511 bytes; run ids get a fixed share so every key fits.
-MAX_RUN_ID_BYTES = 400
-MAX_KEY_BYTES = 511
 DEFAULT_MAP_SIZE = 1 << 30
 
 
@@ -145,7 +142,8 @@ class LmdbEventLog:
         check_batch(run_id, expected_seq, events, status)
         loop = asyncio.get_running_loop()
         ticket = Ticket(loop, loop.create_future())
-        shared.writer.submit(_prepare(ticket, run_id, expected_seq, events, status))
+        # Encoding and key building happen on the writer thread, keeping the loop's share small.
+        shared.writer.submit(PendingAppend(ticket, run_id, expected_seq, tuple(events), status))
         await ticket.future
 
     async def close(self) -> None:
@@ -347,53 +345,3 @@ def _suffixes(txn: lmdb.Transaction[bytes], db: _Database, prefix: bytes) -> Ite
         if not key.startswith(prefix):
             return
         yield key[len(prefix) :]
-
-
-def _prepare(
-    ticket: Ticket,
-    run_id: str,
-    expected_seq: int,
-    events: Sequence[Event],
-    status: RunStatus | None,
-) -> PendingAppend:
-    """Encode a checked batch and compute its keys; `ValueError` if a key cannot fit LMDB."""
-    run = run_id.encode()
-    if len(run) > MAX_RUN_ID_BYTES:
-        raise ValueError(
-            f"run id {run_id[:40]!r}... is {len(run)} bytes in UTF-8; the LMDB store allows "
-            f"at most {MAX_RUN_ID_BYTES}"
-        )
-    changes = index_changes(events, status)
-    claim = None
-    started = changes.started
-    if started is not None and started.idempotency_key is not None:
-        claim = started.idempotency_key.encode()
-        if not claim or len(claim) > MAX_KEY_BYTES:
-            raise ValueError(
-                f"idempotency key {started.idempotency_key[:40]!r} must be 1 to "
-                f"{MAX_KEY_BYTES} bytes in UTF-8"
-            )
-    timers_set = []
-    for timer in changes.timers_set:
-        lookup = run + SEP + timer.timer_id.encode()
-        due = sortable_float(timer.due_at)
-        key = timer_key(due, run, timer.timer_id.encode())
-        if len(key) > MAX_KEY_BYTES:
-            raise ValueError(
-                f"timer id {timer.timer_id[:40]!r} of run {run_id!r} is too long for the LMDB "
-                f"store (run id + timer id must stay under {MAX_KEY_BYTES - 9} bytes)"
-            )
-        timers_set.append((lookup, due, key))
-    removed = [run + SEP + timer_id.encode() for timer_id in changes.timers_removed]
-    return PendingAppend(
-        ticket=ticket,
-        run_id=run_id,
-        run=run,
-        expected_seq=expected_seq,
-        records=[encode(event) for event in events],
-        starts=isinstance(events[0], RunStarted),
-        changes=changes,
-        claim=claim,
-        timers_set=timers_set,
-        timers_removed=[key for key in removed if len(key) <= MAX_KEY_BYTES],  # longer never set
-    )

@@ -24,12 +24,16 @@ timer_id)` and `(created_at, run_id)` orders the in-memory log uses.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import orjson
 
 from perdure.eventlog._errors import StorageError
-from perdure.eventlog._protocol import IdempotencyRecord, RunInfo, TimerEntry
+from perdure.eventlog._events import Event
+from perdure.eventlog._index import IndexChanges, index_changes
+from perdure.eventlog._protocol import IdempotencyRecord, RunInfo, RunStatus, TimerEntry
 
 #: Layout version of the store (databases and keys), checked at open.
 SCHEMA_VERSION = 1
@@ -45,6 +49,9 @@ META = b"meta"
 DB_NAMES = (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
 #: Fixed so that a store never grows a database per run.
 MAX_DBS = 16
+#: LMDB keys are at most 511 bytes; run ids get a fixed share so every key fits.
+MAX_KEY_BYTES = 511
+MAX_RUN_ID_BYTES = 400
 
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")
@@ -123,3 +130,53 @@ def load_claim(key: str, raw: bytes) -> IdempotencyRecord:
         return IdempotencyRecord(key=key, run_id=data["run_id"], input_digest=data["input_digest"])
     except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
         raise StorageError(f"the idempotency entry of key {key!r} is corrupt: {exc}") from exc
+
+
+@attrs.frozen
+class Plan:
+    """The keys one append touches besides its events, derived from `index_changes`."""
+
+    run: bytes
+    changes: IndexChanges
+    claim: bytes | None  # the idempotency key its RunStarted claims
+    timers_set: list[tuple[bytes, bytes, bytes]]  # (timer_ids key, due, timers key)
+    timers_removed: list[bytes]  # timer_ids keys
+
+
+def plan(run_id: str, events: Sequence[Event], status: RunStatus | None) -> Plan:
+    """Keys of a checked batch; `ValueError` if one cannot fit in an LMDB key."""
+    run = run_id.encode()
+    if len(run) > MAX_RUN_ID_BYTES:
+        raise ValueError(
+            f"run id {run_id[:40]!r}... is {len(run)} bytes in UTF-8; the LMDB store allows "
+            f"at most {MAX_RUN_ID_BYTES}"
+        )
+    changes = index_changes(events, status)
+    claim = None
+    started = changes.started
+    if started is not None and started.idempotency_key is not None:
+        claim = started.idempotency_key.encode()
+        if not claim or len(claim) > MAX_KEY_BYTES:
+            raise ValueError(
+                f"idempotency key {started.idempotency_key[:40]!r} must be 1 to "
+                f"{MAX_KEY_BYTES} bytes in UTF-8"
+            )
+    timers_set = []
+    for timer in changes.timers_set:
+        timer_id = timer.timer_id.encode()
+        due = sortable_float(timer.due_at)
+        key = timer_key(due, run, timer_id)
+        if len(key) > MAX_KEY_BYTES:
+            raise ValueError(
+                f"timer id {timer.timer_id[:40]!r} of run {run_id!r} is too long for the LMDB "
+                f"store (run id + timer id must stay under {MAX_KEY_BYTES - 9} bytes)"
+            )
+        timers_set.append((run + SEP + timer_id, due, key))
+    removed = [run + SEP + timer_id.encode() for timer_id in changes.timers_removed]
+    return Plan(
+        run=run,
+        changes=changes,
+        claim=claim,
+        timers_set=timers_set,
+        timers_removed=[key for key in removed if len(key) <= MAX_KEY_BYTES],  # longer: never set
+    )

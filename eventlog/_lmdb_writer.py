@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
@@ -27,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import lmdb
 
+from perdure.eventlog._codec import encode
 from perdure.eventlog._errors import (
     IdempotencyKeyTakenError,
     SequenceConflictError,
     StorageError,
     StoreClosedError,
 )
-from perdure.eventlog._index import IndexChanges, updated_run
+from perdure.eventlog._events import Event, RunStarted
+from perdure.eventlog._index import updated_run
 from perdure.eventlog._lmdb_keys import (
     SEP,
     dump_claim,
@@ -42,8 +45,10 @@ from perdure.eventlog._lmdb_keys import (
     load_claim,
     load_run,
     order_key,
+    plan,
     timer_key,
 )
+from perdure.eventlog._protocol import RunStatus
 
 if TYPE_CHECKING:
     from lmdb import _Database
@@ -52,8 +57,12 @@ if TYPE_CHECKING:
 MAX_BATCH = 4096
 #: Doublings of the map allowed for one batch before it is failed.
 MAX_GROWTHS = 24
-#: Seconds between `reader_check()` runs while the writer is idle.
+#: Seconds between `reader_check()` runs (a dead process's reader slot pins pages).
 READER_CHECK_INTERVAL = 30.0
+#: Seconds of CPU the writer spends on a batch before it lets other threads take the
+#: GIL. Without it, an event loop waiting for the GIL waits for the interpreter's
+#: switch interval (5 ms) while a big batch is applied.
+YIELD_AFTER = 0.0005
 
 
 @attrs.frozen
@@ -117,18 +126,13 @@ class Ticket:
 
 @attrs.define(slots=True, eq=False)
 class PendingAppend:
-    """One append, validated and encoded on the caller's side, waiting for the writer."""
+    """One append (already through `check_batch`), waiting for the writer."""
 
     ticket: Ticket
     run_id: str
-    run: bytes
     expected_seq: int
-    records: list[bytes]
-    starts: bool  # the batch begins with RunStarted
-    changes: IndexChanges
-    claim: bytes | None  # idempotency key claimed by the batch's RunStarted
-    timers_set: list[tuple[bytes, bytes, bytes]]  # (timer_ids key, due, timers key)
-    timers_removed: list[bytes]  # timer_ids keys
+    events: tuple[Event, ...]
+    status: RunStatus | None
 
 
 @attrs.define(slots=True, eq=False)
@@ -183,12 +187,15 @@ class Writer:
     def _run(self) -> None:
         try:
             stop = False
+            next_check = time.monotonic() + READER_CHECK_INTERVAL
             while not stop:
+                if time.monotonic() >= next_check:
+                    with suppress(lmdb.Error):
+                        self._env.reader_check()
+                    next_check = time.monotonic() + READER_CHECK_INTERVAL
                 try:
                     first = self._queue.get(timeout=READER_CHECK_INTERVAL)
                 except queue.Empty:
-                    with suppress(lmdb.Error):  # free reader slots of dead processes
-                        self._env.reader_check()
                     continue
                 batch = [first]
                 while len(batch) < MAX_BATCH:
@@ -245,8 +252,12 @@ class Writer:
         for _ in range(MAX_GROWTHS):
             outcomes: list[BaseException | None] = [None] * len(appends)
             txn = env.begin(write=True)
+            next_yield = time.perf_counter() + YIELD_AFTER
             try:
                 for index, item in enumerate(appends):
+                    if index & 15 == 15 and time.perf_counter() >= next_yield:
+                        time.sleep(0)  # hands the GIL to a waiting event loop
+                        next_yield = time.perf_counter() + YIELD_AFTER
                     child = env.begin(write=True, parent=txn)
                     try:
                         self._apply(child, item)
@@ -276,7 +287,7 @@ class Writer:
                 txn.abort()
                 raise
             written = sum(
-                len(item.records)
+                len(item.events)
                 for item, outcome in zip(appends, outcomes, strict=True)
                 if outcome is None
             )
@@ -302,9 +313,15 @@ class Writer:
             pass
 
     def _apply(self, txn: lmdb.Transaction[bytes], item: PendingAppend) -> None:
-        """Validate one append against `txn` (which sees earlier appends), then write it."""
+        """Validate one append against `txn` (which sees earlier appends), then write it.
+
+        The checks run in the in-memory log's order, so both raise the same error
+        for the same bad append.
+        """
         dbs = self._dbs
-        raw = txn.get(item.run, db=dbs.runs)
+        keys = plan(item.run_id, item.events, item.status)
+        run = keys.run
+        raw = txn.get(run, db=dbs.runs)
         info = None if raw is None else load_run(item.run_id, raw)
         actual = 0 if info is None else info.next_seq
         if actual != item.expected_seq:
@@ -315,11 +332,11 @@ class Writer:
                 expected=item.expected_seq,
                 actual=actual,
             )
-        started = item.changes.started
-        if item.claim is not None and started is not None:
-            held_raw = txn.get(item.claim, db=dbs.idempotency)
+        started = keys.changes.started
+        if keys.claim is not None:
+            held_raw = txn.get(keys.claim, db=dbs.idempotency)
             if held_raw is not None:
-                held = load_claim(item.claim.decode(), held_raw)
+                held = load_claim(keys.claim.decode(), held_raw)
                 if held.run_id != item.run_id:
                     raise IdempotencyKeyTakenError(
                         f"idempotency key {held.key!r} is held by run {held.run_id!r}",
@@ -327,34 +344,33 @@ class Writer:
                         existing_run_id=held.run_id,
                         existing_digest=held.input_digest,
                     )
-        if info is None and not item.starts:
+        if info is None and not isinstance(item.events[0], RunStarted):
             raise ValueError(
                 f"append to unknown run {item.run_id!r}: its first event must be RunStarted"
             )
-        updated = updated_run(item.run_id, info, item.changes, actual + len(item.records))
-        for offset, record in enumerate(item.records):
-            key = event_key(item.run, actual + offset)
+        records = [encode(event) for event in item.events]
+        updated = updated_run(item.run_id, info, keys.changes, actual + len(records))
+        for offset, record in enumerate(records):
+            key = event_key(run, actual + offset)
             if not txn.put(key, record, db=dbs.events, overwrite=False):
                 raise StorageError(
                     f"event {item.run_id}#{actual + offset} is already stored although the runs "
                     f"index puts run {item.run_id!r} at seq {actual}: the store is inconsistent; "
                     "nothing of this append was written"
                 )
-        _put(txn, item.run, dump_run(updated), dbs.runs)
-        new_order = order_key(updated.status, updated.created_at, item.run)
-        old_order = None if info is None else order_key(info.status, info.created_at, item.run)
-        if old_order != new_order:
-            if old_order is not None:
-                txn.delete(old_order, db=dbs.run_order)
-            _put(txn, new_order, b"", dbs.run_order)
-        if item.claim is not None and started is not None:
-            _put(txn, item.claim, dump_claim(item.run_id, started.input_digest), dbs.idempotency)
-        prefix = len(item.run) + len(SEP)
-        for lookup in item.timers_removed:
+        _put(txn, run, dump_run(updated), dbs.runs)
+        if info is None or (info.status, info.created_at) != (updated.status, updated.created_at):
+            if info is not None:
+                txn.delete(order_key(info.status, info.created_at, run), db=dbs.run_order)
+            _put(txn, order_key(updated.status, updated.created_at, run), b"", dbs.run_order)
+        if keys.claim is not None and started is not None:
+            _put(txn, keys.claim, dump_claim(item.run_id, started.input_digest), dbs.idempotency)
+        prefix = len(run) + len(SEP)
+        for lookup in keys.timers_removed:
             due = txn.pop(lookup, db=dbs.timer_ids)
             if due is not None:
-                txn.delete(timer_key(due, item.run, lookup[prefix:]), db=dbs.timers)
-        for lookup, due, key in item.timers_set:
+                txn.delete(timer_key(due, run, lookup[prefix:]), db=dbs.timers)
+        for lookup, due, key in keys.timers_set:
             _put(txn, lookup, due, dbs.timer_ids)
             _put(txn, key, b"", dbs.timers)
 

@@ -13,6 +13,7 @@ it) or from the terminal events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -164,6 +165,12 @@ def check_batch(
     if not events:
         raise ValueError(f"append to run {run_id!r}: the batch is empty")
     for offset, event in enumerate(events):
+        # JSON has no NaN/inf: encoded as null they would make the event unreadable.
+        if not math.isfinite(event.ts) or not math.isfinite(getattr(event, "due_at", 0.0)):
+            raise ValueError(
+                f"append to run {run_id!r}: event {offset} has a non-finite time "
+                f"(ts={event.ts!r}, due_at={getattr(event, 'due_at', None)!r})"
+            )
         if event.run_id != run_id:
             raise ValueError(
                 f"append to run {run_id!r}: event {offset} belongs to run {event.run_id!r}"

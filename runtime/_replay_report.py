@@ -112,7 +112,10 @@ def user_location(error: BaseException) -> str | None:
     while tb is not None:
         frame = tb.tb_frame
         module = frame.f_globals.get("__name__", "")
-        if not (module == "perdure" or module.startswith(("perdure.", "asyncio", "concurrent."))):
+        ours = module in ("perdure", "asyncio") or module.startswith(
+            ("perdure.", "asyncio.", "concurrent.futures")
+        )
+        if not ours:
             found = f"{frame.f_code.co_filename}:{tb.tb_lineno}, in {frame.f_code.co_name}"
         tb = tb.tb_next
     return found

@@ -125,7 +125,11 @@ def live_outcome(actor: RunActor, events: list[Event]) -> Outcome | None:
 
     A run with interrupts still pending after a partial resume is not settled
     until its body has run again (it may ask new questions, or finish tasks).
+    Nor is a run whose latest events are still being committed: the live state
+    runs ahead of the log, and the commit reports the outcome once it is durable.
     """
+    if actor.durable_seq < actor.state.next_seq:
+        return None
     if actor.state.terminal is None and (
         actor.execution.body is not None
         or any(type(event) is Resumed or type(event) is RunContinued for event in events)

@@ -251,8 +251,10 @@ def event_line(event: Event, *, full: bool = False) -> str:
 
 
 def recorded_end_text(result: ReplayResult) -> str:
-    if result.recorded_end == "waiting" and result.waiting_on:
-        return "waiting on interrupt " + ", ".join(result.waiting_on)
+    if result.recorded_end == "waiting":
+        if result.waiting_on:
+            return "waiting on interrupt " + ", ".join(result.waiting_on)
+        return "waiting on a durable sleep"
     return result.recorded_end
 
 

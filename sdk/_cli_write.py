@@ -18,7 +18,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from perdure import _cli_render as render
-from perdure._cli_app import fail, load_app, open_read_only, out, out_json, parse_json, store_path
+from perdure._cli_app import (
+    USAGE,
+    fail,
+    load_app,
+    open_read_only,
+    out,
+    out_json,
+    parse_json,
+    store_path,
+)
 from perdure.eventlog import SETTLED_STATUSES, StoreLockedError
 from perdure.runtime import Registry, Runtime, RunTimeoutError
 
@@ -55,6 +64,13 @@ async def resume(args: argparse.Namespace) -> int:
     value = parse_json(args.value, "--value")
     app = load_app(args.app) if args.app else None
     async with _runtime(args, app.registry if app is not None else Registry()) as rt:
+        info = await rt.get_run(args.run_id)
+        if app is not None and info is not None and app.registry.get(info.target) is None:
+            fail(
+                f"--app {app.spec!r} has no {info.kind} {info.target!r}, which run "
+                f"{args.run_id!r} runs; nothing was recorded",
+                USAGE,
+            )
         await rt.resume(args.run_id, value)
         if app is None:
             report(

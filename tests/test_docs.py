@@ -1,11 +1,11 @@
-"""The docs' code runs: every ```python block of the tutorials, how-to guides and README.
+"""The docs' code runs: every ```python block of the docs pages and README, and every example.
 
 Each Markdown file runs in its own temporary folder (its default store,
 ``./.perdure``, lands there) as one or more fresh Python processes, so names
 registered by one page never meet another's. A marker on the line before a
 block changes what happens to it:
 
-- ``<!-- no-test -->``: skipped (e.g. needs a web framework that is not installed);
+- ``<!-- no-test -->``: skipped (e.g. a sketch that needs a real service);
 - ``<!-- file: NAME.py -->``: written to ``NAME.py`` in the folder, not run
   (later blocks import it, e.g. from "another process");
 - ``<!-- new-process -->``: starts a new process; the blocks after it, up to
@@ -14,14 +14,22 @@ block changes what happens to it:
   (consecutive pytest blocks share one module).
 
 Unmarked blocks join the current process, so a tutorial's steps build on each
-other as the reader's would. The reference pages are checked for coverage
-instead: every public name, error and event type must be documented.
+other as the reader's would. A block may include a file of ``docs/examples/``
+with a snippet line (``--8<-- "examples/NAME.py"``, pymdownx.snippets): the
+included text runs in its place, except that a block made only of includes is
+left to the examples test, which runs every file under ``docs/examples/`` on
+its own (see `test_example_runs`) — so an example runs once, not twice.
+
+The reference pages are checked for coverage instead: every public name has a
+generated entry, every error and event type is described, every CLI command
+and option is in the CLI reference.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,11 +42,13 @@ from perdure.eventlog import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-RUNNABLE = sorted(
-    [*(DOCS / "tutorial").glob("*.md"), *(DOCS / "how-to").glob("*.md"), ROOT / "README.md"]
+EXAMPLES = DOCS / "examples"
+PAGES = sorted(
+    p for p in DOCS.rglob("*.md") if not p.relative_to(DOCS).parts[0].startswith(("_", "examples"))
 )
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.M | re.S)
 _MARKER = re.compile(r"<!--\s*(no-test|new-process|pytest|file:\s*([\w./-]+))\s*-->\s*$")
+_SNIPPET = re.compile(r'^[ \t]*--8<--[ \t]+"([^"]+)"[ \t]*(?:\n|$)', re.M)
 _TIMEOUT = 90
 
 
@@ -46,7 +56,7 @@ _TIMEOUT = 90
 class Block:
     code: str
     line: int
-    marker: str  # "", "no-test", "new-process", "pytest" or "file"
+    marker: str  # "", "no-test", "new-process", "pytest", "file" or "included"
     filename: str = ""
 
 
@@ -56,8 +66,11 @@ class Step:
     blocks: list[Block] = attrs.field(factory=list)
 
 
-def blocks_of(text: str) -> list[Block]:
-    """The file's python blocks with the marker (if any) on the last non-blank line before each."""
+def blocks_of(text: str, base: Path = DOCS) -> list[Block]:
+    """The file's python blocks with the marker (if any) on the last non-blank line before each.
+
+    Snippet lines are replaced by the file they include (a path relative to `base`).
+    """
     found = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()].rstrip("\n").splitlines()
@@ -67,7 +80,12 @@ def blocks_of(text: str) -> list[Block]:
         if marker is not None:
             kind = "file" if marker.group(2) else marker.group(1)
             filename = marker.group(2) or ""
-        found.append(Block(match.group(1), len(before) + 2, kind, filename))
+        code = match.group(1)
+        if _SNIPPET.search(code):
+            if not _SNIPPET.sub("", code).strip() and kind in ("", "new-process"):
+                kind = "included"  # only includes: test_example_runs runs the file
+            code = _SNIPPET.sub(lambda m: (base / m.group(1)).read_text(encoding="utf-8"), code)
+        found.append(Block(code, len(before) + 2, kind, filename))
     return found
 
 
@@ -76,7 +94,7 @@ def plan(blocks: list[Block]) -> tuple[list[Block], list[Step]]:
     files = [b for b in blocks if b.marker == "file"]
     steps: list[Step] = []
     for block in blocks:
-        if block.marker in ("no-test", "file"):
+        if block.marker in ("no-test", "file", "included"):
             continue
         if block.marker == "pytest":
             if steps and steps[-1].kind == "pytest":
@@ -112,11 +130,18 @@ def _run(cmd: list[str], cwd: Path, what: str, source: str) -> None:
         )
 
 
-@pytest.mark.parametrize("doc", RUNNABLE, ids=lambda p: os.fspath(p.relative_to(ROOT)))
+def _runnable() -> list[Path]:
+    """The pages (and README) with at least one python block to run."""
+    return [
+        page
+        for page in [*PAGES, ROOT / "README.md"]
+        if plan(blocks_of(page.read_text(encoding="utf-8")))[1]
+    ]
+
+
+@pytest.mark.parametrize("doc", _runnable(), ids=lambda p: os.fspath(p.relative_to(ROOT)))
 def test_doc_code_runs(doc: Path, tmp_path: Path) -> None:
     files, steps = plan(blocks_of(doc.read_text(encoding="utf-8")))
-    if not steps:
-        pytest.skip(f"{doc.name} has no runnable python block")
     for block in files:
         target = tmp_path / block.filename
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +157,60 @@ def test_doc_code_runs(doc: Path, tmp_path: Path) -> None:
             path = tmp_path / f"doc_step_{number}.py"
             path.write_text(source, encoding="utf-8")
             _run([sys.executable, path.name], tmp_path, f"{doc.name} step {number}", source)
+
+
+def _example_units() -> list[Path]:
+    """Each top-level file of docs/examples/ is one example; each folder is one (run in order)."""
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted(
+        p
+        for p in EXAMPLES.iterdir()
+        if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py")
+    )
+
+
+def _example_steps(unit: Path) -> list[str]:
+    """What to run of an example: a file itself; in a folder, its step*.py then test_*.py."""
+    if unit.is_file():
+        return [unit.name]
+    return sorted(p.name for p in unit.glob("*.py") if p.name.startswith(("step", "test_")))
+
+
+@pytest.mark.parametrize("unit", _example_units(), ids=lambda p: os.fspath(p.relative_to(ROOT)))
+def test_example_runs(unit: Path, tmp_path: Path) -> None:
+    """Every example under docs/examples/ runs (test_*.py with pytest), in a folder of its own.
+
+    An example checks its own promises with asserts, so running it is the test.
+    """
+    work = tmp_path / "example"
+    if unit.is_dir():
+        shutil.copytree(unit, work, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        work.mkdir()
+        shutil.copy2(unit, work / unit.name)
+    steps = _example_steps(unit)
+    assert steps, f"{unit.name}: a folder example needs step*.py or test_*.py files"
+    for name in steps:
+        source = (work / name).read_text(encoding="utf-8")
+        if name.startswith("test_"):
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name]
+        else:
+            cmd = [sys.executable, name]
+        _run(cmd, work, f"docs/examples: {unit.name}/{name}", source)
+
+
+def test_every_example_is_shown_in_a_page() -> None:
+    """An example no page includes is dead weight; an include of a missing file breaks the build."""
+    included: set[Path] = set()
+    for page in PAGES:
+        for target in _SNIPPET.findall(page.read_text(encoding="utf-8")):
+            path = (DOCS / target).resolve()
+            assert path.is_file(), f"{page.relative_to(ROOT)} includes {target}, which is missing"
+            included.add(path)
+    examples = {p.resolve() for p in EXAMPLES.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(os.fspath(p.relative_to(ROOT)) for p in examples - included)
+    assert not missing, f"examples no page includes: {missing}"
 
 
 def test_readme_demo_keeps_its_promises_and_runs_again_on_the_same_store(tmp_path: Path) -> None:
@@ -181,12 +260,32 @@ def test_markers_split_blocks_into_files_processes_and_pytest_runs() -> None:
     assert steps[0].blocks[0].line == 3
 
 
+def test_snippet_includes_are_left_to_the_examples_test_unless_mixed_with_code(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "ex.py").write_text("X = 1\n", encoding="utf-8")
+    text = (
+        '```python\n--8<-- "examples/ex.py"\n```\n'
+        '<!-- file: mod.py -->\n```python\n--8<-- "examples/ex.py"\n```\n'
+        '```python\n--8<-- "examples/ex.py"\nprint(X)\n```\n'
+    )
+    included, as_file, mixed = blocks_of(text, base=tmp_path)
+    assert included.marker == "included"
+    assert (as_file.marker, as_file.filename, as_file.code) == ("file", "mod.py", "X = 1\n")
+    assert (mixed.marker, mixed.code) == ("", "X = 1\nprint(X)\n")
+    files, steps = plan([included, as_file, mixed])
+    assert [f.filename for f in files] == ["mod.py"]
+    assert [[b.code for b in step.blocks] for step in steps] == [["X = 1\nprint(X)\n"]]
+
+
 def test_every_runnable_doc_has_code() -> None:
     """A how-to or tutorial page without a single tested block has drifted from the harness."""
     exempt = {"debug-a-run.md"}  # its commands are shell, exercised by the CLI tests
+    guides = [p for p in PAGES if p.parent.name in ("tutorial", "how-to")]
     empty = [
         p.name
-        for p in RUNNABLE
+        for p in guides
         if p.name not in exempt
         and not [b for b in blocks_of(p.read_text(encoding="utf-8")) if b.marker != "no-test"]
     ]
@@ -204,6 +303,49 @@ def test_api_reference_documents_every_public_name() -> None:
     text = _reference("api.md")
     missing = [name for name in perdure.__all__ if f"`{name}" not in text]
     assert not missing, f"docs/reference/api.md does not document {missing}"
+
+
+def test_every_public_name_has_an_entry_generated_from_its_docstring() -> None:
+    """Each name of `perdure.__all__` and `perdure.testing.__all__` has one mkdocstrings entry."""
+    import perdure.testing
+
+    directives = re.compile(r"^::: ([\w.]+)\s*$", re.M)
+    rendered: list[str] = []
+    for page in (DOCS / "reference").glob("*.md"):
+        rendered += directives.findall(page.read_text(encoding="utf-8"))
+    wanted = {f"perdure.{name}" for name in perdure.__all__ if name != "__version__"}
+    wanted |= {
+        f"perdure.testing.{name}"
+        for name in perdure.testing.__all__
+        if getattr(perdure.testing, name) is not getattr(perdure, name, None)
+    }
+    missing = sorted(wanted - set(rendered))
+    twice = sorted({name for name in rendered if rendered.count(name) > 1})
+    assert not missing, f"public names without a ::: entry in docs/reference/: {missing}"
+    assert not twice, f"rendered more than once (their anchors would clash): {twice}"
+
+
+def test_cli_reference_covers_every_command_and_option() -> None:
+    import argparse
+
+    from perdure._cli_args import build_parser
+
+    text = _reference("cli.md")
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if f"perdure {' '.join([*words, name])}" not in text:
+                        missing.append(" ".join([*words, name]))
+                    walk(sub, [*words, name])
+            for option in action.option_strings:
+                if option.startswith("--") and option not in ("--help",) and option not in text:
+                    missing.append(f"{' '.join(words)} {option}".strip())
+
+    walk(build_parser(perdure.__version__), [])
+    assert not missing, f"docs/reference/cli.md does not mention {sorted(set(missing))}"
 
 
 def test_errors_reference_lists_every_public_error() -> None:

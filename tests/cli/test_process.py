@@ -75,3 +75,14 @@ def test_read_commands_work_beside_a_live_writer(store_copy: str) -> None:
     finally:
         service.communicate(input="", timeout=60)
     assert service.returncode == 0, service.stderr
+
+
+def test_demo_runs_and_leaves_its_runs_to_look_at(tmp_path: object) -> None:
+    demo_store = os.path.join(str(tmp_path), "demo")
+    ran = cli_process("demo", "--store", demo_store, timeout=90)
+    assert ran.code == 0, ran.out + ran.err
+    assert "All four behaved as promised" in ran.out
+    listed = cli_process("runs", "list", "--store", demo_store)
+    assert (
+        listed.code == 0 and "demo_review_flow" in listed.out and "demo_build_report" in listed.out
+    )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from perdure.cli import main
 
 from ._support import APP, APP_V2, cli
 
@@ -167,3 +171,27 @@ def test_unknown_workflow_and_unknown_run_are_exit_1(store: str, tmp_path: Path)
 def test_replay_usage_errors_are_exit_2(store: str, argv: tuple[str, ...]) -> None:
     ran = cli(*argv, "--store", store)
     assert ran.code == 2 and "Traceback" not in ran.err
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_replay_all_shows_progress_on_a_terminal_only(store: str) -> None:
+    piped = cli("replay", "--all", "--app", f"{APP}:APP", "--store", store)
+    assert piped.code == 0 and piped.err == ""
+    terminal = FakeTerminal()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(terminal):
+        assert main(["replay", "--all", "--app", f"{APP}:APP", "--store", store]) == 0
+    shown = terminal.getvalue()
+    assert "replaying 1/4" in shown and "replaying 4/4" in shown
+    assert shown.endswith("\r\x1b[K")  # the line is cleared before the report
+
+
+def test_stats_says_what_it_is_doing_on_a_terminal_only(store: str) -> None:
+    assert cli("stats", "--store", store).err == ""
+    terminal = FakeTerminal()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(terminal):
+        assert main(["stats", "--store", store]) == 0
+    assert "reading store statistics" in terminal.getvalue()

@@ -106,3 +106,15 @@ def test_demo_missing_is_a_readable_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setitem(sys.modules, "perdure._demo", None)  # as if it were not installed
     ran = cli("demo", "--store", str(tmp_path / "demo"))
     assert ran.code == 1 and "demo is not part of this perdure installation" in ran.err
+
+
+def test_resume_with_an_app_that_lacks_the_workflow_records_nothing(
+    store_copy: str, tmp_path: Path
+) -> None:
+    other = tmp_path / "other_app.py"
+    other.write_text("from perdure.runtime import Registry\nAPP = Registry()\n")
+    ran = cli(
+        "resume", "cli-wait", "--value", '"approve"', "--app", f"{other}:APP", "--store", store_copy
+    )
+    assert ran.code == 2 and "has no workflow 'cli_review'" in ran.err
+    assert status_of(store_copy, "cli-wait") == "waiting"

@@ -145,8 +145,21 @@ async def test_a_stale_expected_seq_raises_and_writes_nothing(log: EventLog) -> 
         ("", 0, [started("")], None, "non-empty"),
         ("r\x00x", 0, [started("r\x00x")], None, "NUL"),
         ("r", 0, [started("r")], "sleeping", "unknown status"),
+        ("r", 0, [started("r", ts=float("nan"))], None, "non-finite"),
+        ("r", 0, [started("r"), timer("r", 1, "t", float("inf"))], None, "non-finite"),
     ],
-    ids=["wrong-run", "gap", "wrong-start", "empty", "negative", "empty-id", "nul", "status"],
+    ids=[
+        "wrong-run",
+        "gap",
+        "wrong-start",
+        "empty",
+        "negative",
+        "empty-id",
+        "nul",
+        "status",
+        "nan-ts",
+        "inf-due",
+    ],
 )
 async def test_a_malformed_batch_raises_value_error_and_writes_nothing(
     log: EventLog,
@@ -173,6 +186,17 @@ async def test_the_first_event_of_a_new_run_must_be_run_started(log: EventLog) -
     assert await log.get_run("r") is None
     assert await log.read("r") == []
     assert (await log.statistics()).events == 0
+
+
+async def test_a_value_that_cannot_be_encoded_fails_its_append_only(log: EventLog) -> None:
+    await log.append("r", 0, [started("r")])
+    with pytest.raises(TypeError):
+        await log.append("r", 1, [done("r", 1, result=object())])
+    with pytest.raises(SequenceConflictError):  # a stale seq is reported first, as everywhere
+        await log.append("r", 5, [done("r", 5, result=object())])
+    assert [e.seq for e in await log.read("r")] == [0]
+    await log.append("r", 1, [done("r", 1, result=[1, 2])])
+    assert (await log.read("r", 1))[0].result == [1, 2]  # type: ignore[attr-defined]
 
 
 # -- concurrency ---------------------------------------------------------------------------

@@ -272,6 +272,8 @@ class Figures:
     reexecuted_after_kill: int = 0
     attempts_lost: int = 0
     continued_after_lost_attempts: int = 0
+    #: kills that landed before the child committed anything (start-up and recovery)
+    kills_before_first_commit: int = 0
     events: int = 0
 
 
@@ -317,6 +319,8 @@ def check_invariants(drive: Drive, runs: list[RunInfo], streams: dict[str, list[
         assert seqs == list(range(by_id[run_id].next_seq)), f"raw keys of {run_id}: {seqs}\n{ctx}"
 
     observed = read_jsonl(drive.out / "observed.jsonl")
+    committing = {r["pid"] for r in observed if r["kind"] == "ack"}
+    figures.kills_before_first_commit = len(drive.killed_pids - committing)
     for record in observed:
         run = record["run"]
         if record["kind"] == "ack":
@@ -414,6 +418,8 @@ def _check_idempotency(
             assert len(mine) == 1, f"key {key}: {len(mine)} completions without any crash\n{ctx}"
         for record in observed:
             if record["kind"] == "result" and record["run"] == info.run_id:
+                if record["status"] != "completed":
+                    continue  # failed by lost attempts, then continued
                 assert record["result"]["tok"] == committed, (
                     f"key {key}: caller got {record}\n{ctx}"
                 )

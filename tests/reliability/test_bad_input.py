@@ -70,6 +70,11 @@ def badin_add(a: int, b: int = 0) -> int:
     return a + b
 
 
+@function(name="badin_other", retries=1)
+def badin_other(a: int) -> int:
+    return -a
+
+
 @function(name="badin_returns_set", retries=1)
 def badin_returns_set() -> Any:
     return {1, 2}
@@ -498,6 +503,18 @@ ROWS: list[Row] = [
         IdempotencyConflictError,
         "with a different input",
         lambda w: w.rt.run(badin_add, {"a": 100}, idempotency_key="key-1"),
+    ),
+    Row(
+        "idempotency key of another function",
+        IdempotencyConflictError,
+        "of 'badin_add', not 'badin_other'",
+        lambda w: w.rt.run(badin_other, {"a": 1}, idempotency_key="key-1"),
+    ),
+    Row(
+        "thread id of another workflow",
+        RunExistsError,
+        "is already used by workflow 'badin_echo'",
+        lambda w: w.rt.start(badin_review, "doc", run_id="echo-done"),
     ),
     Row(
         "empty idempotency key",

@@ -37,7 +37,16 @@ ONE_SEED = os.environ.get("PERDURE_CRASH_SEED")
 CHUNKS, KILLS_PER_CHUNK = (40, 60) if LONG else (4, 26)
 BASE_SEED = int(os.environ.get("PERDURE_CRASH_BASE_SEED", random.randrange(1 << 30)))
 TOTALS: dict[str, int] = dict.fromkeys(
-    ("kills", "children", "stores", "reexecuted_after_kill", "attempts_lost", "continued"), 0
+    (
+        "kills",
+        "kills_before_first_commit",
+        "children",
+        "stores",
+        "reexecuted_after_kill",
+        "attempts_lost",
+        "continued",
+    ),
+    0,
 )
 
 
@@ -106,6 +115,7 @@ def test_sigkill_at_random_points_loses_nothing(
         TOTALS["reexecuted_after_kill"] += figures.reexecuted_after_kill
         TOTALS["attempts_lost"] += figures.attempts_lost
         TOTALS["continued"] += figures.continued_after_lost_attempts
+        TOTALS["kills_before_first_commit"] += figures.kills_before_first_commit
         if ONE_SEED:
             break
     assert ONE_SEED or kills >= KILLS_PER_CHUNK

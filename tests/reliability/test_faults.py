@@ -31,7 +31,7 @@ from perdure import (
     interrupt,
     task,
 )
-from perdure.eventlog import TaskCompleted
+from perdure.eventlog import RunCompleted, TaskCompleted
 from perdure.testing import Fault, FaultyEventLog, InjectedStorageError, MockClock
 
 from ._crash_harness import strip
@@ -98,6 +98,49 @@ def _faulty(*faults: Fault) -> FaultyEventLog:
     return log
 
 
+# -- the wrapper itself -------------------------------------------------------------------------
+
+
+async def test_the_wrapper_fails_exactly_the_calls_it_was_told_to() -> None:
+    from perdure.eventlog import RunStarted, TimerCancelled
+
+    log = _faulty(
+        Fault(nth=2, times=2, kind="map_full"),  # appends 2 and 3, before
+        Fault(nth=5, kind="fsync", when="after"),  # append 5 lands, then fails
+        Fault(nth=1, ops={"get_run"}, sticky=True, run_id="other"),
+    )
+    start = RunStarted(
+        run_id="w", seq=0, ts=0.0, target="t", kind="workflow", input=1, input_digest="d"
+    )
+    await log.append("w", 0, [start])
+    seq, outcomes = 1, []
+    for _ in range(5):
+        event = TimerCancelled(run_id="w", seq=seq, ts=0.0, timer_id="x")
+        try:
+            await log.append("w", seq, [event])
+            outcomes.append("ok")
+        except InjectedStorageError as exc:
+            outcomes.append(f"{exc.kind}:{'landed' if exc.applied else 'not written'}")
+        seq = (await log.inner.get_run("w")).next_seq  # type: ignore[union-attr]
+    assert outcomes == ["map_full:not written", "map_full:not written", "ok", "fsync:landed", "ok"]
+    assert await log.get_run("w") is not None  # other runs' reads are untouched
+    for _ in range(3):
+        with pytest.raises(InjectedStorageError, match="get_run #"):
+            await log.get_run("other")
+    log.corrupt("w", 2)
+    with pytest.raises(CorruptEventError) as caught:
+        await log.read("w")
+    assert (caught.value.run_id, caught.value.seq) == ("w", 2)
+    assert len(await log.read("w", 3)) == 1  # past the damaged record
+    log.heal()
+    assert len(await log.read("w")) == 4 and await log.get_run("other") is None
+    assert log.calls["append"] == 6 and len(log.injected) == 6
+    with pytest.raises(ValueError, match="nth"):
+        Fault(nth=0)
+    with pytest.raises(ValueError, match="ops"):
+        Fault(nth=1, ops={"write"})
+
+
 # -- single faults, one at a time ---------------------------------------------------------------
 
 
@@ -124,6 +167,36 @@ async def test_a_start_whose_fsync_failed_after_the_write_is_safe_to_retry_with_
         runs = await rt.list_runs()
         assert again["sum"] == 5 and len(runs) == 1
         assert await _committed_results(log, runs[0].run_id) == [again]
+    FIGURES["faults_injected"] += len(log.injected)
+
+
+async def test_a_waiting_caller_never_gets_a_result_before_it_commits() -> None:
+    """Found by the crash matrix: `wait()` answered from state whose commit was in flight."""
+    gate, blocked = asyncio.Event(), asyncio.Event()
+
+    class GatedLog(FaultyEventLog):
+        """Holds the batch that completes the run until the test opens the gate."""
+
+        async def append(
+            self, run_id: str, expected_seq: int, events: Any, *, status: Any = None
+        ) -> None:
+            if any(isinstance(e, RunCompleted) for e in events) and not gate.is_set():
+                blocked.set()
+                await gate.wait()
+            await super().append(run_id, expected_seq, events, status=status)
+
+    log = GatedLog(MemoryEventLog())
+    async with Runtime(log=log, clock=MockClock()) as rt:
+        await rt.start(faults_add, {"a": 1, "b": 2}, run_id="gated")
+        await _within(blocked.wait())
+        early = asyncio.ensure_future(rt.wait("gated"))
+        await asyncio.sleep(0.05)
+        assert not early.done(), "a caller got a result whose commit had not finished"
+        log.inject(Fault(nth=1, run_id="gated"))  # and that commit fails
+        gate.set()
+        outcome = await _within(early)
+        committed = await _committed_results(log, "gated")
+        assert len(committed) == 1 and outcome.result == committed[0]
     FIGURES["faults_injected"] += len(log.injected)
 
 

@@ -415,3 +415,19 @@ async def test_replay_all_summarises_and_filters(runtime: Runtime, memlog: Memor
 
     broken = await Replayer(workflows=[flow_v2]).areplay_all(memlog, target="rp_flow")
     assert not broken.ok and len(broken.failures) == 2
+
+
+async def test_a_run_cut_off_mid_task_replays_up_to_that_task() -> None:
+    """The log of a process that died while a task ran: replay stops where the run stands."""
+    from perdure.eventlog import RunStarted, TaskAttemptStarted, digest
+
+    events = [
+        RunStarted(run_id="rp-cut", seq=0, ts=1.0, target="rp_total", kind="workflow",
+                   input=3, input_digest=digest(3)),
+        TaskAttemptStarted(run_id="rp-cut", seq=1, ts=2.0, position="0", name="rp_fetch",
+                           input_digest=digest([[3], {}]), attempt=0, input=[[3], {}]),
+    ]  # fmt: skip
+    result = await Replayer(workflows=[rp_total]).areplay(events, raise_on_failure=True)
+    assert result.ok and result.recorded_end == "running"
+    assert result.stopped_at == "0" and result.matched == 1
+    assert result.replayed == "reached the end of the log"
