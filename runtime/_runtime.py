@@ -106,9 +106,18 @@ def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Run
     return None
 
 
+_last_id_time = [0, 0]  # (millisecond, sequence within it) of the last id made here
+
+
 def new_run_id() -> str:
-    """A fresh run id that sorts by creation time."""
-    return f"run-{int(time.time() * 1000):012x}-{secrets.token_hex(6)}"
+    """A fresh run id that sorts by creation time (strictly, within one process)."""
+    ms = int(time.time() * 1000)
+    last_ms, last_seq = _last_id_time
+    seq = 0
+    if ms <= last_ms:
+        ms, seq = last_ms, last_seq + 1
+    _last_id_time[:] = [ms, seq]
+    return f"run-{ms:012x}-{seq:04x}{secrets.token_hex(4)}"
 
 
 def _check_id(kind: str, value: Any) -> str:
