@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -61,6 +62,10 @@ def _to_backoff(value: BackoffPolicy | BackoffType | str | None) -> BackoffPolic
     return BackoffPolicy.parse(value)
 
 
+def _to_exceptions(value: Iterable[type[BaseException]]) -> tuple[type[BaseException], ...]:
+    return tuple(value)
+
+
 def _check_attempts(_: Any, __: Any, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PolicyError(
@@ -94,7 +99,9 @@ class RetryPolicy:
     max_interval_ms: float = attrs.field(default=60_000, validator=_check_non_negative)
     backoff: BackoffPolicy = attrs.field(default=BackoffPolicy(), converter=_to_backoff)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
-    non_retryable: tuple[type[BaseException], ...] = attrs.field(default=(), converter=tuple)
+    non_retryable: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=_to_exceptions
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_interval_ms < self.initial_interval_ms:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from perdure.actors import ActorHost, RunActor, RunParkedError, Stop, fold
+from perdure.actors import ActorHost, RunActor, RunParkedError, Stop, Wake, fold
 from perdure.actors._observe import logger
 from perdure.eventlog import RunParked, TimerCancelled
 
@@ -140,6 +140,7 @@ class Supervisor:
             f"the run's actor crashed {len(cell.crashes)} times within {self._window:g} s; "
             f"last error: {reason}"
         )
+        parked = False
         try:
             state = fold(cell.run_id, await self._host.log.read(cell.run_id))
             if state.started and state.terminal is None:
@@ -161,6 +162,7 @@ class Supervisor:
                 )
                 await self._host.log.append(cell.run_id, state.next_seq, events, status="parked")
                 self.parked += 1
+                parked = True
                 logger.error("run parked", run_id=cell.run_id, reason=text)
         except Exception as exc:
             logger.error(
@@ -178,6 +180,10 @@ class Supervisor:
         cell.actor = None
         if self.cells.get(cell.run_id) is cell:
             del self.cells[cell.run_id]
+        if parked and not self._closing:
+            # The RunParked event bypassed the actors: a fresh incarnation rebuilds the
+            # parked run and tells callers already waiting on it (else they wait forever).
+            self.post(cell.run_id, Wake())
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()

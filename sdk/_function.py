@@ -98,7 +98,8 @@ def build_policy(
     if backoff is not None:
         policy = attrs.evolve(policy, backoff=BackoffPolicy.parse(backoff))
     if non_retryable:
-        policy = attrs.evolve(policy, non_retryable=policy.non_retryable + tuple(non_retryable))
+        extra: tuple[type[BaseException], ...] = policy.non_retryable + tuple(non_retryable)
+        policy = attrs.evolve(policy, non_retryable=extra)
     return policy
 
 

@@ -41,6 +41,8 @@ class Task:
         self.spec = spec
         self.name = spec.name
         self._signature = inspect.signature(fn)
+        # Calls that certainly fit skip `Signature.bind` (a replay makes one call per step).
+        self._arity = _plain_arity(self._signature)
         self.__name__ = getattr(fn, "__name__", spec.name)
         self.__qualname__ = getattr(fn, "__qualname__", spec.name)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -50,13 +52,26 @@ class Task:
         return f"<perdure task {self.name!r}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        if kwargs or len(args) != self._arity:
+            self._check_arguments(args, kwargs)
+        return call_task(self.spec, args, kwargs)
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArgumentsError(
                 f"task {self.name!r}{self._signature}: {exc}", target=self.name
             ) from None
-        return call_task(self.spec, args, kwargs)
+
+
+def _plain_arity(signature: inspect.Signature) -> int | None:
+    """The parameter count if every parameter is positional without a default, else None."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = signature.parameters.values()
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(signature.parameters)
+    return None
 
 
 @overload

@@ -50,7 +50,9 @@ def test_client_run_from_sync_code(tmp_path: Path) -> None:
     assert result["greeting"] == "hello ada!"
     # The body ran on the runtime's background event-loop thread, not in this one.
     assert result["thread"] == "perdure-runtime"
-    assert client.run("client_greet", {"name": "bob", "punctuation": "?"})["greeting"] == "hello bob?"
+    assert (
+        client.run("client_greet", {"name": "bob", "punctuation": "?"})["greeting"] == "hello bob?"
+    )
 
 
 def test_client_run_passes_dict_items_as_keyword_arguments(tmp_path: Path) -> None:

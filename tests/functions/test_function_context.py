@@ -1,4 +1,4 @@
-"""`FunctionContext`: injection, run id, 0-indexed attempt, logging with correlation ids, idempotency key."""
+"""`FunctionContext`: injection, run id, 0-indexed attempt, correlated logging, idempotency key."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def test_context_injected_by_string_annotation(runtime: Runtime) -> None:
 
 async def test_context_injected_by_the_name_ctx(runtime: Runtime) -> None:
     @function(name="ctx_by_name")
-    async def f(ctx, x):  # type: ignore[no-untyped-def]  # noqa: ANN001
+    async def f(ctx, x):  # type: ignore[no-untyped-def]
         return [isinstance(ctx, FunctionContext), x]
 
     assert await runtime.run(f, {"x": 3}) == [True, 3]

@@ -69,7 +69,9 @@ async def test_unknown_name_without_close_matches(runtime: Runtime, memlog: Memo
     await assert_nothing_recorded(memlog)
 
 
-async def test_unknown_name_with_an_idempotency_key(runtime: Runtime, memlog: MemoryEventLog) -> None:
+async def test_unknown_name_with_an_idempotency_key(
+    runtime: Runtime, memlog: MemoryEventLog
+) -> None:
     with pytest.raises(UnknownTargetError):
         await runtime.run("errs_nope", {}, idempotency_key="k-unknown")
     await assert_nothing_recorded(memlog)

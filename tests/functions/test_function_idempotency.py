@@ -25,7 +25,7 @@ from perdure.testing import MemoryEventLog, MockClock
 from ._support import Calls, only_run
 
 calls = Calls()
-gate = asyncio.Event()  # replaced per test that uses it (see `fresh_gate`)
+gates: dict[str, asyncio.Event] = {}  # a fresh gate per test (see `fresh_counters`)
 
 
 @function(name="idem_charge")
@@ -43,15 +43,14 @@ async def idem_declined(amount: float) -> None:
 @function(name="idem_gated")
 async def idem_gated(item: str) -> str:
     calls.hit("gated")
-    await gate.wait()
+    await gates["gate"].wait()
     return f"processed {item}"
 
 
 @pytest.fixture(autouse=True)
 def fresh_counters() -> None:
-    global calls, gate
-    calls = Calls()
-    gate = asyncio.Event()
+    calls.counts.clear()
+    gates["gate"] = asyncio.Event()
 
 
 async def test_same_key_returns_the_first_result_without_running_again(
@@ -117,7 +116,7 @@ async def test_concurrent_callers_with_one_key_share_one_execution(
     await asyncio.sleep(0.02)
     assert calls["gated"] == 1
     assert not any(c.done() for c in callers), "a caller returned before the body finished"
-    gate.set()
+    gates["gate"].set()
     results = await asyncio.gather(*callers)
     assert results == ["processed x"] * 10
     assert calls["gated"] == 1
@@ -130,7 +129,7 @@ async def test_a_late_caller_waits_for_the_running_first_call(runtime: Runtime) 
     late = asyncio.ensure_future(runtime.run(idem_gated, {"item": "y"}, idempotency_key="late"))
     await asyncio.sleep(0.01)
     assert not late.done()
-    gate.set()
+    gates["gate"].set()
     assert await late == "processed y"
     assert await first.result() == "processed y"
     assert calls["gated"] == 1
@@ -158,7 +157,7 @@ async def test_conflict_is_detected_while_the_first_run_is_still_running(
     await runtime.start(idem_gated, {"item": "a"}, idempotency_key="busy")
     with pytest.raises(IdempotencyConflictError):
         await runtime.run(idem_gated, {"item": "b"}, idempotency_key="busy")
-    gate.set()
+    gates["gate"].set()
 
 
 async def test_one_key_names_one_function(runtime: Runtime) -> None:
@@ -187,7 +186,9 @@ async def test_key_survives_a_runtime_restart_on_lmdb(tmp_path: Path) -> None:
     assert (calls["charge"], calls["declined"]) == (1, 2)
 
     async with Runtime(path=store, clock=MockClock()) as second:
-        assert await second.run(idem_charge, {"amount": 42.0}, idempotency_key="restart-1") == result
+        assert (
+            await second.run(idem_charge, {"amount": 42.0}, idempotency_key="restart-1") == result
+        )
         with pytest.raises(RunFailedError) as info:
             await second.run(idem_declined, {"amount": 1.0}, idempotency_key="restart-2")
         assert info.value.error_type == "PermissionError"
@@ -204,7 +205,7 @@ async def test_a_key_in_flight_at_shutdown_is_finished_by_the_next_runtime(tmp_p
         await asyncio.sleep(0.02)
         assert calls["gated"] == 1
     # The body was stopped by the shutdown and did not finish; the next runtime resumes it.
-    gate.set()
+    gates["gate"].set()
     log = LmdbEventLog(store)
     try:
         async with Runtime(log=log, clock=MockClock()) as second:

@@ -113,7 +113,11 @@ async def test_failed_run_raises_run_failed_error_from_result(runtime: Runtime) 
         await handle.result()
     error = info.value
     assert (error.run_id, error.target) == (handle.run_id, "api_fails")
-    assert (error.error_type, error.error_message, error.attempts) == ("LookupError", "no such key", 1)
+    assert (error.error_type, error.error_message, error.attempts) == (
+        "LookupError",
+        "no such key",
+        1,
+    )
     assert handle.run_id in str(error) and "LookupError: no such key" in str(error)
 
 

@@ -23,14 +23,13 @@ from ._support import Calls, of_type
 # --- fakes for what the seed leaves undefined --------------------------------------------
 
 seen = Calls()
-fail_fetches = 0  # fetch_document raises this many times before it answers
+fail_fetches = {"left": 0}  # fetch_document raises this many times before it answers
 
 
 async def fetch_document(url: str) -> str:
-    global fail_fetches
     seen.hit("fetch")
-    if fail_fetches > 0:
-        fail_fetches -= 1
+    if fail_fetches["left"] > 0:
+        fail_fetches["left"] -= 1
         raise ConnectionError(f"could not fetch {url}")
     return f"<contents of {url}>"
 
@@ -60,9 +59,8 @@ charges: list[float] = []
 
 @pytest.fixture(autouse=True)
 def reset_fakes() -> None:
-    global seen, fail_fetches
-    seen = Calls()
-    fail_fetches = 0
+    seen.counts.clear()
+    fail_fetches["left"] = 0
     external_api.failures_left = 0
     charges.clear()
 
@@ -77,7 +75,7 @@ async def summarize_document(ctx: FunctionContext, doc_url: str) -> str:
     ctx.log("Fetching document", url=doc_url)
     content = await fetch_document(doc_url)
     summary = await call_llm(f"Summarize this:\n\n{content}")
-    return summary
+    return summary  # noqa: RET504 - the seed's code, as written
 
 
 @function()
@@ -151,8 +149,7 @@ def test_call_with_an_idempotency_key() -> None:
 async def test_failures_retry_automatically_with_exponential_backoff(logs: Any) -> None:
     from perdure import Client
 
-    global fail_fetches
-    fail_fetches = 2  # the LLM pipeline's document fetch fails twice, then works
+    fail_fetches["left"] = 2  # the LLM pipeline's document fetch fails twice, then works
     async with Runtime(clock=MockClock()) as runtime:
         result = await Client().arun(
             "summarize_document", {"doc_url": "https://example.com/paper.pdf"}
@@ -199,7 +196,11 @@ async def test_retry_policy_example_backs_off_1_2_4_8_seconds() -> None:
 
 @pytest.mark.parametrize(
     ("strategy", "pattern"),
-    [("exponential", [1.0, 2.0, 4.0, 8.0]), ("linear", [1.0, 2.0, 3.0, 4.0]), ("constant", [1.0] * 4)],
+    [
+        ("exponential", [1.0, 2.0, 4.0, 8.0]),
+        ("linear", [1.0, 2.0, 3.0, 4.0]),
+        ("constant", [1.0] * 4),
+    ],
 )
 async def test_backoff_strategy_table(strategy: str, pattern: list[float]) -> None:
     from perdure import Client

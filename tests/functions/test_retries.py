@@ -42,7 +42,9 @@ async def test_exact_delays_per_backoff_shape(
     runtime: Runtime, memlog: MemoryEventLog, clock: MockClock, backoff: str, expected: list[float]
 ) -> None:
     calls = Calls()
-    fn = function(name=f"retry_shape_{backoff}", retries=5, backoff=backoff)(failing_until(calls, 4))
+    fn = function(name=f"retry_shape_{backoff}", retries=5, backoff=backoff)(
+        failing_until(calls, 4)
+    )
     start = clock.now()
 
     assert await runtime.run(fn) == 4
@@ -124,7 +126,9 @@ async def test_jitter_stays_within_its_bounds(runtime: Runtime, memlog: MemoryEv
     calls = Calls()
     fn = function(
         name="retry_jitter",
-        retries=RetryPolicy(max_attempts=9, initial_interval_ms=1000, max_interval_ms=60_000, jitter=0.25),
+        retries=RetryPolicy(
+            max_attempts=9, initial_interval_ms=1000, max_interval_ms=60_000, jitter=0.25
+        ),
         backoff="constant",
     )(failing_until(calls, 8))
     await runtime.run(fn)

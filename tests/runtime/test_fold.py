@@ -98,7 +98,9 @@ def test_fold_equals_applying_events_one_by_one() -> None:
 
 
 def test_run_started_records_the_run() -> None:
-    state = History().started(idempotency_key="key-1", trace_context={"traceparent": "00-ab"}).state()
+    state = (
+        History().started(idempotency_key="key-1", trace_context={"traceparent": "00-ab"}).state()
+    )
     assert state.started
     assert (state.target, state.kind, state.input, state.input_digest) == (
         "fold_fn",
@@ -133,9 +135,13 @@ def test_attempts_open_fail_and_complete() -> None:
 
 
 def test_a_suspended_attempt_is_closed_but_not_a_failure() -> None:
-    state = History().started().attempt(0).add(
-        TaskSuspended, position="0", name="fold_fn", attempt=0
-    ).state()
+    state = (
+        History()
+        .started()
+        .attempt(0)
+        .add(TaskSuspended, position="0", name="fold_fn", attempt=0)
+        .state()
+    )
     assert (state.steps["0"].open_attempt, state.steps["0"].failures, state.open_attempts) == (
         None,
         0,
@@ -172,7 +178,9 @@ def test_retry_timers_are_tracked_per_step_and_cleared_when_fired_or_cancelled()
     assert fired.timers == {} and fired.steps["0"].retry_timer is None
 
     cancelled = h.state()
-    apply(cancelled, TimerCancelled(run_id=RUN, seq=cancelled.next_seq, ts=T0, timer_id="retry:0:0:1"))
+    apply(
+        cancelled, TimerCancelled(run_id=RUN, seq=cancelled.next_seq, ts=T0, timer_id="retry:0:0:1")
+    )
     assert cancelled.timers == {} and cancelled.steps["0"].retry_timer is None
 
 

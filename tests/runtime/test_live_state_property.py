@@ -10,6 +10,7 @@ missing from the log, and nothing in the log is unknown to the actor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import attrs
@@ -64,11 +65,15 @@ def make_function(registry: Registry, index: int, case: Case) -> Any:
     )(body if case.sync else async_body)
 
 
-async def quiet(runtime: Runtime, log: MemoryEventLog, run_ids: list[str]) -> bool:
-    """True once every run is settled or backing off with nothing in flight."""
+async def quiet(runtime: Runtime, log: MemoryEventLog, run_ids: list[str], now: float) -> bool:
+    """True once every run is settled or backing off (timer not yet due) with nothing in flight."""
     for run_id in run_ids:
         state = fold(run_id, await log.read(run_id))
-        if state.terminal is None and (not state.timers or state.open_attempts):
+        if state.terminal is None and (
+            not state.timers
+            or state.open_attempts
+            or any(due <= now for due, _, _ in state.timers.values())
+        ):
             return False
         live = await runtime.state(run_id)
         if live.next_seq != state.next_seq:
@@ -100,9 +105,9 @@ async def scenario(workload: list[Case]) -> None:
         run_ids = sorted({h.run_id for h in handles})
         for _ in range(200):
             for _ in range(500):
-                if await quiet(runtime, log, run_ids):
-                    break
                 await asyncio.sleep(0.002)
+                if await quiet(runtime, log, run_ids, clock.now()):
+                    break
             else:
                 raise AssertionError("the workload never became quiet")
             await check_live_equals_fold(runtime, log, run_ids)
@@ -111,15 +116,13 @@ async def scenario(workload: list[Case]) -> None:
                 break
             clock.advance(timer.due_at - clock.now())
         for handle in handles:
-            try:
+            with contextlib.suppress(RunFailedError):
                 await handle.result()
-            except RunFailedError:
-                pass
         await check_live_equals_fold(runtime, log, run_ids)
 
 
 @settings(
-    max_examples=25,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

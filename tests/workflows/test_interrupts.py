@@ -153,3 +153,40 @@ async def test_a_dict_answer_that_names_no_interrupt_is_an_answer(runtime: Runti
     assert paused["__interrupt__"][0].value == "where does di live?"
     result = await intr_two_questions.ainvoke(Command(resume="Rome"), config)
     assert result["age"] == {"years": 3}
+
+
+@task
+def intr_two_step_review(section: str) -> list[Any]:
+    first = interrupt(f"{section}: first?")
+    if section == "a":
+        return [first, interrupt("a: follow-up?")]
+    return [first]
+
+
+@entrypoint()
+def intr_follow_up(sections: list[str]) -> list[list[Any]]:
+    futures = [intr_two_step_review(s) for s in sections]
+    return [future.result() for future in futures]
+
+
+async def test_a_partial_resume_returns_only_once_the_run_has_paused_again(
+    runtime: Runtime,
+) -> None:
+    """Answering "a" re-runs its task, which asks a follow-up: the caller must get it too."""
+    config = cfg("follow-up")
+    paused = await intr_follow_up.ainvoke(["a", "b"], config)
+    ids = {i.value: i.id for i in paused["__interrupt__"]}
+    assert sorted(ids) == ["a: first?", "b: first?"]
+
+    paused = await intr_follow_up.ainvoke(Command(resume={ids["a: first?"]: 1}), config)
+    assert sorted(i.value for i in paused["__interrupt__"]) == ["a: follow-up?", "b: first?"]
+
+    chunks = [
+        chunk
+        async for chunk in intr_follow_up.astream(Command(resume={ids["b: first?"]: 2}), config)
+    ]
+    update, marker = chunks  # b's task finished; the body still waits on a's follow-up
+    assert update == {"intr_two_step_review": [2]}
+    assert [i.value for i in marker["__interrupt__"]] == ["a: follow-up?"]
+    follow_up = marker["__interrupt__"][0].id
+    assert await intr_follow_up.ainvoke(Command(resume={follow_up: 3}), config) == [[1, 3], [2]]

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from perdure import (
+    Client,
     Command,
     EventLog,
     Interrupt,
@@ -203,3 +204,12 @@ def test_resumed_from_another_process(_isolated_store: Path) -> None:
     assert workflow.get_state(config).interrupts == (Interrupt(QUESTION, interrupt_id),)
     assert workflow.invoke(Command(resume=True), config) == ANSWER
     assert CALLS["cat"] == 0  # the essay written by the other process was loaded from the log
+
+
+def test_client_runs_a_workflow_by_name() -> None:
+    """`Client().run(name, input)`: the input is the entrypoint's single positional argument."""
+    essay_workflow_on(None)  # registered under "essay_workflow", on the default store
+    paused = Client().run("essay_workflow", "cat")
+    [pending] = paused["__interrupt__"]
+    assert pending.value == QUESTION
+    assert CALLS["cat"] == 1
