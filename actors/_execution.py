@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 _TRACEBACK_LIMIT = 8000
 #: A step whose attempts die with their process this many times fails for good, so a
 #: task that kills its process cannot loop forever across restarts.
-MAX_LOST_ATTEMPTS = 3
+MAX_LOST_ATTEMPTS = 10
 _NEVER_RETRY = (SerializationError, NonDeterminismError, NotInWorkflowError)
 
 
@@ -235,8 +235,21 @@ class Execution:
         error_type, text, trace = _format_error(error)
         if isinstance(error, TaskFailedError) and self.actor.state.kind == "function":
             error_type, text = error.error_type, error.error_message
+        details: dict[str, str] = {}
+        if isinstance(error, NonDeterminismError):
+            details = {
+                "position": error.position,
+                "recorded": error.recorded,
+                "requested": error.requested,
+            }
         self._cancel_timers()
-        self.actor.emit(RunFailed, error_type=error_type, message=message or text, traceback=trace)
+        self.actor.emit(
+            RunFailed,
+            error_type=error_type,
+            message=message or text,
+            traceback=trace,
+            details=details,
+        )
         self.cancel_work()
         self.actor.after_commit(self._log_settled)
 

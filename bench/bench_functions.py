@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Literal
 
 from _common import machine, median, quiet_logs, run_json, spread, table
 
@@ -49,7 +49,8 @@ async def _measure(store: str, directory: str, calls: int, concurrent: int) -> d
     if store == "memory":
         runtime = perdure.Runtime(log=perdure.MemoryEventLog())
     else:
-        runtime = perdure.Runtime(path=directory, durability=store.removeprefix("lmdb-"))  # type: ignore[arg-type]
+        durability: Literal["fsync", "process"] = "fsync" if store == "lmdb-fsync" else "process"
+        runtime = perdure.Runtime(path=directory, durability=durability)
     async with runtime as rt:
         for _ in range(20):  # warm-up: first-call imports, thread pools, map growth
             await rt.run(noop)

@@ -86,62 +86,69 @@ RESUME_PERDURE_VARIANTS = [("perdure", "async", "fsync"), ("perdure", "sync", "f
 
 
 def _define(style: str) -> dict[str, Any]:
+    """The benchmark workflows, in sync or async workflow code."""
+    return _define_sync() if style == "sync" else _define_async()
+
+
+def _define_sync() -> dict[str, Any]:
     from perdure import entrypoint, interrupt, task
 
-    if style == "sync":
+    @task(name="bench_noop")
+    def noop(i: int) -> int:
+        EXECUTED[0] += 1
+        return i
 
-        @task(name="bench_noop")
-        def noop(i: int) -> int:
-            EXECUTED[0] += 1
-            return i
+    @entrypoint(name="bench_seq")
+    def seq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += noop(i).result()
+        return total
 
-        @entrypoint(name="bench_seq")
-        def seq(n: int) -> int:
-            total = 0
-            for i in range(n):
-                total += noop(i).result()
-            return total
+    @entrypoint(name="bench_three")
+    def three(n: int) -> int:
+        return sum(noop(n + k).result() for k in range(3))
 
-        @entrypoint(name="bench_three")
-        def three(n: int) -> int:
-            return sum(noop(n + k).result() for k in range(3))
+    @entrypoint(name="bench_paused")
+    def paused(n: int) -> dict[str, Any]:
+        total = 0
+        for i in range(n):
+            total += noop(i).result()
+        answer = interrupt("continue?")
+        return {"total": total, "answer": answer}
 
-        @entrypoint(name="bench_paused")
-        def paused(n: int) -> dict[str, Any]:
-            total = 0
-            for i in range(n):
-                total += noop(i).result()
-            answer = interrupt("continue?")
-            return {"total": total, "answer": answer}
+    return {"seq": seq, "three": three, "paused": paused}
 
-    else:
 
-        @task(name="bench_noop")
-        async def noop(i: int) -> int:  # type: ignore[misc]
-            EXECUTED[0] += 1
-            return i
+def _define_async() -> dict[str, Any]:
+    from perdure import entrypoint, interrupt, task
 
-        @entrypoint(name="bench_seq")
-        async def seq(n: int) -> int:  # type: ignore[misc]
-            total = 0
-            for i in range(n):
-                total += await noop(i)
-            return total
+    @task(name="bench_noop")
+    async def noop(i: int) -> int:
+        EXECUTED[0] += 1
+        return i
 
-        @entrypoint(name="bench_three")
-        async def three(n: int) -> int:  # type: ignore[misc]
-            total = 0
-            for k in range(3):
-                total += await noop(n + k)
-            return total
+    @entrypoint(name="bench_seq")
+    async def seq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        return total
 
-        @entrypoint(name="bench_paused")
-        async def paused(n: int) -> dict[str, Any]:  # type: ignore[misc]
-            total = 0
-            for i in range(n):
-                total += await noop(i)
-            answer = interrupt("continue?")
-            return {"total": total, "answer": answer}
+    @entrypoint(name="bench_three")
+    async def three(n: int) -> int:
+        total = 0
+        for k in range(3):
+            total += await noop(n + k)
+        return total
+
+    @entrypoint(name="bench_paused")
+    async def paused(n: int) -> dict[str, Any]:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        answer = interrupt("continue?")
+        return {"total": total, "answer": answer}
 
     return {"seq": seq, "three": three, "paused": paused}
 
@@ -380,6 +387,10 @@ class Bench:
             "",
             self.targets(),
         ]
+        if args.quick:
+            lines.append(
+                "(--quick: tiny sizes, a smoke test; the verdicts above mean nothing here)"
+            )
         return "\n".join(lines)
 
     def targets(self) -> str:

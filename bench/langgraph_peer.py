@@ -57,68 +57,75 @@ class Stopwatch:
 
 def _workflows(saver: Any, style: str) -> dict[str, Any]:
     """Build the benchmark workflows on `saver` (the checkpointer is fixed at decoration)."""
+    return _sync_workflows(saver) if style == "sync" else _async_workflows(saver)
+
+
+def _sync_workflows(saver: Any) -> dict[str, Any]:
     from langgraph.func import entrypoint, task
     from langgraph.types import interrupt
 
-    if style == "sync":
+    @task
+    def noop(i: int) -> int:
+        EXECUTED[0] += 1
+        return i
 
-        @task
-        def noop(i: int) -> int:
-            EXECUTED[0] += 1
-            return i
+    @entrypoint(checkpointer=saver)
+    def seq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += noop(i).result()
+        return total
 
-        @entrypoint(checkpointer=saver)
-        def seq(n: int) -> int:
-            total = 0
-            for i in range(n):
-                total += noop(i).result()
-            return total
+    @entrypoint(checkpointer=saver)
+    def three(n: int) -> int:
+        return sum(noop(n + k).result() for k in range(3))
 
-        @entrypoint(checkpointer=saver)
-        def three(n: int) -> int:
-            return sum(noop(n + k).result() for k in range(3))
-
-        @entrypoint(checkpointer=saver)
-        def paused(n: int) -> dict[str, Any]:
-            total = 0
-            for i in range(n):
-                total += noop(i).result()
-            answer = interrupt("continue?")
-            return {"total": total, "answer": answer}
-
-    else:
-
-        @task
-        async def noop(i: int) -> int:  # type: ignore[misc]
-            EXECUTED[0] += 1
-            return i
-
-        @entrypoint(checkpointer=saver)
-        async def seq(n: int) -> int:  # type: ignore[misc]
-            total = 0
-            for i in range(n):
-                total += await noop(i)
-            return total
-
-        @entrypoint(checkpointer=saver)
-        async def three(n: int) -> int:  # type: ignore[misc]
-            total = 0
-            for k in range(3):
-                total += await noop(n + k)
-            return total
-
-        @entrypoint(checkpointer=saver)
-        async def paused(n: int) -> dict[str, Any]:  # type: ignore[misc]
-            total = 0
-            for i in range(n):
-                total += await noop(i)
-            answer = interrupt("continue?")
-            return {"total": total, "answer": answer}
+    @entrypoint(checkpointer=saver)
+    def paused(n: int) -> dict[str, Any]:
+        total = 0
+        for i in range(n):
+            total += noop(i).result()
+        answer = interrupt("continue?")
+        return {"total": total, "answer": answer}
 
     return {"seq": seq, "three": three, "paused": paused}
 
 
-def _config(thread: str, durability: str) -> dict[str, Any]:
+def _async_workflows(saver: Any) -> dict[str, Any]:
+    from langgraph.func import entrypoint, task
+    from langgraph.types import interrupt
+
+    @task
+    async def noop(i: int) -> int:
+        EXECUTED[0] += 1
+        return i
+
+    @entrypoint(checkpointer=saver)
+    async def seq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        return total
+
+    @entrypoint(checkpointer=saver)
+    async def three(n: int) -> int:
+        total = 0
+        for k in range(3):
+            total += await noop(n + k)
+        return total
+
+    @entrypoint(checkpointer=saver)
+    async def paused(n: int) -> dict[str, Any]:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        answer = interrupt("continue?")
+        return {"total": total, "answer": answer}
+
+    return {"seq": seq, "three": three, "paused": paused}
+
+
+def _config(thread: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}}
 
 
@@ -133,25 +140,25 @@ def _run_sync(args: argparse.Namespace, after_import: Stopwatch) -> dict[str, An
         dur = args.durability
         out: dict[str, Any] = {}
         if args.workload in ("seq", "fanout"):
-            wf["seq"].invoke(3, _config("warmup", dur), durability=dur)
+            wf["seq"].invoke(3, _config("warmup"), durability=dur)
         if args.workload == "seq":
             start = Stopwatch()
-            total = wf["seq"].invoke(args.n, _config("seq", dur), durability=dur)
+            total = wf["seq"].invoke(args.n, _config("seq"), durability=dur)
             start.stop(out)
             assert total == args.n * (args.n - 1) // 2, total
         elif args.workload == "fanout":
             # SqliteSaver has no async methods: the workflows run one after another.
             start = Stopwatch()
             for w in range(args.workflows):
-                wf["three"].invoke(w, _config(f"wf-{w}", dur), durability=dur)
+                wf["three"].invoke(w, _config(f"wf-{w}"), durability=dur)
             start.stop(out)
         elif args.workload == "resume-setup":
             start = Stopwatch()
-            res = wf["paused"].invoke(args.n, _config("paused", dur), durability=dur)
+            res = wf["paused"].invoke(args.n, _config("paused"), durability=dur)
             start.stop(out)
             assert "__interrupt__" in res, res
         elif args.workload == "resume":
-            res = wf["paused"].invoke(Command(resume=True), _config("paused", dur), durability=dur)
+            res = wf["paused"].invoke(Command(resume=True), _config("paused"), durability=dur)
             after_import.stop(out)
             out["reexecuted"] = EXECUTED[0]
             assert res == {"total": args.n * (args.n - 1) // 2, "answer": True}, res
@@ -167,29 +174,29 @@ async def _run_async(args: argparse.Namespace, after_import: Stopwatch) -> dict[
         dur = args.durability
         out: dict[str, Any] = {}
         if args.workload in ("seq", "fanout"):
-            await wf["seq"].ainvoke(3, _config("warmup", dur), durability=dur)
+            await wf["seq"].ainvoke(3, _config("warmup"), durability=dur)
         if args.workload == "seq":
             start = Stopwatch()
-            total = await wf["seq"].ainvoke(args.n, _config("seq", dur), durability=dur)
+            total = await wf["seq"].ainvoke(args.n, _config("seq"), durability=dur)
             start.stop(out)
             assert total == args.n * (args.n - 1) // 2, total
         elif args.workload == "fanout":
             start = Stopwatch()
             await asyncio.gather(
                 *(
-                    wf["three"].ainvoke(w, _config(f"wf-{w}", dur), durability=dur)
+                    wf["three"].ainvoke(w, _config(f"wf-{w}"), durability=dur)
                     for w in range(args.workflows)
                 )
             )
             start.stop(out)
         elif args.workload == "resume-setup":
             start = Stopwatch()
-            res = await wf["paused"].ainvoke(args.n, _config("paused", dur), durability=dur)
+            res = await wf["paused"].ainvoke(args.n, _config("paused"), durability=dur)
             start.stop(out)
             assert "__interrupt__" in res, res
         elif args.workload == "resume":
             res = await wf["paused"].ainvoke(
-                Command(resume=True), _config("paused", dur), durability=dur
+                Command(resume=True), _config("paused"), durability=dur
             )
             after_import.stop(out)
             out["reexecuted"] = EXECUTED[0]

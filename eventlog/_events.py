@@ -161,10 +161,13 @@ class RunCompleted(Event):
 
 @attrs.frozen(kw_only=True)
 class RunFailed(Event):
+    """The invocation failed. `details` carries structured context (e.g. of a replay divergence)."""
+
     WIRE_NAME: ClassVar[str] = "run_failed"
     error_type: str
     message: str
     traceback: str = ""
+    details: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

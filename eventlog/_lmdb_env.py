@@ -89,7 +89,10 @@ class SharedEnv:
                         f"reading the LMDB store at {self.path} failed: {exc}"
                     ) from None
             with self.guard.resizing():
-                self.env.set_mapsize(0)
+                try:
+                    self.env.set_mapsize(0)
+                except lmdb.Error as exc:
+                    raise StorageError(f"cannot follow the growth of {self.path}: {exc}") from None
         raise StorageError(f"the LMDB store at {self.path} keeps growing; retry the read")
 
     def data_size(self) -> int:

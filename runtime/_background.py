@@ -41,6 +41,7 @@ class BackgroundRuntime:
             self.loop.run_until_complete(self.runtime.open())
         except BaseException as exc:
             self._ready.set_exception(exc)
+            self.loop.close()
             return
         self._ready.set_result(None)
         self.loop.run_forever()

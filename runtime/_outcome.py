@@ -8,6 +8,7 @@ import attrs
 
 from perdure.actors import (
     Interrupt,
+    NonDeterminismError,
     RunCancelledError,
     RunFailedError,
     RunParkedError,
@@ -32,6 +33,7 @@ class Outcome:
     traceback: str = ""
     attempts: int = 0
     reason: str = ""
+    details: dict[str, str] = attrs.field(factory=dict)
 
     def unwrap(self) -> Any:
         """The result, ``{"__interrupt__": [...]}`` when paused, or the run's error raised."""
@@ -40,6 +42,14 @@ class Outcome:
         if self.status == "waiting":
             return {INTERRUPT_KEY: list(self.interrupts)}
         if self.status == "failed":
+            if self.error_type == "NonDeterminismError" and self.details:
+                raise NonDeterminismError(
+                    self.error_message,
+                    run_id=self.run_id,
+                    position=self.details.get("position", ""),
+                    recorded=self.details.get("recorded", ""),
+                    requested=self.details.get("requested", ""),
+                )
             raise RunFailedError(
                 f"run {self.run_id!r} ({self.target}) failed after {self.attempts} attempt(s): "
                 f"{self.error_type}: {self.error_message}",
@@ -89,4 +99,5 @@ def settled_outcome(state: RunState) -> Outcome | None:
         traceback=error.traceback if error else "",
         attempts=attempts,
         reason=state.reason,
+        details=dict(error.details) if error else {},
     )

@@ -526,8 +526,9 @@ class Runtime:
     async def state(self, run_id: str) -> Any:
         """The run's current state (`perdure.actors.RunState`), folded from its log."""
         actor = self._rebuilt_actor(run_id)
-        if actor is not None:
+        if actor is not None and actor.durable_seq == actor.state.next_seq:
             return actor.state
+        # Not live, or its latest events are not durable yet: the log is the truth.
         return fold(run_id, await self.log.read(run_id))
 
     def _rebuilt_actor(self, run_id: str) -> RunActor | None:

@@ -74,14 +74,20 @@ class Client:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        run_id: str | None = None,
     ) -> Any:
         """Run a function (input: dict of keyword arguments) or workflow by name; return its result.
 
         With `idempotency_key`, the same key returns the first call's result
-        (or raises its final error) without running the body again.
+        (or raises its final error) without running the body again. A workflow
+        that pauses returns ``{"__interrupt__": [...]}``: give it a `run_id`
+        (its thread id) to answer it later with `resume(run_id, value)`.
         """
         return self._call(
-            lambda rt: rt.run(name, input, idempotency_key=idempotency_key, timeout=timeout), "run"
+            lambda rt: rt.run(
+                name, input, idempotency_key=idempotency_key, timeout=timeout, run_id=run_id
+            ),
+            "run",
         )
 
     async def arun(
@@ -91,10 +97,13 @@ class Client:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        run_id: str | None = None,
     ) -> Any:
         """Async `run`."""
         return await self._acall(
-            lambda rt: rt.run(name, input, idempotency_key=idempotency_key, timeout=timeout)
+            lambda rt: rt.run(
+                name, input, idempotency_key=idempotency_key, timeout=timeout, run_id=run_id
+            )
         )
 
     def resume(self, run_id: str, value: Any) -> Any:

@@ -11,8 +11,9 @@ finishes. Then, against an uninterrupted oracle run of the same workload:
 - every task position has exactly one ``TaskCompleted``, the same task (by its
   label) at the same position as in the oracle, with the same value;
 - every recorded result was produced by a task body that ran (its nonce is in
-  the journal), bodies ran at least once per recorded result (re-runs after a
-  kill are allowed: at-least-once) — the re-runs are counted and reported;
+  the journal), by its last run: a body never runs again once its result is
+  recorded; bodies ran at least once per recorded result (re-runs of results
+  lost with a kill are allowed: at-least-once) — they are counted and reported;
 - workflow code never saw a result that is not the one in the log (each result
   carries a random nonce; a result seen before it was durable would have been
   recomputed with a different nonce after the kill).
@@ -202,12 +203,14 @@ def check(crashed: Campaign, oracle: Campaign, threads: int) -> dict[str, int]:
     got, want = read_store(crashed.store, names), read_store(oracle.store, names)
     bodies: Counter[tuple[str, str]] = Counter()
     body_nonces: dict[tuple[str, str], set[str]] = defaultdict(set)
+    last_body: dict[tuple[str, str], str] = {}
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for line in crashed.lines:
         if line[0] == "body":
             key = (line[1], line[2])
             bodies[key] += 1
             body_nonces[key].add(line[3])
+            last_body[key] = line[3]
         elif line[0] == "seen":
             seen[(line[1], line[2])].add(line[3])
 
@@ -224,6 +227,8 @@ def check(crashed: Campaign, oracle: Campaign, threads: int) -> dict[str, int]:
             recorded_results += 1
             # the recorded result came from a body that really ran (and journaled first)
             assert nonce in body_nonces[key], key
+            # ... and it was the last run: no body ran again once its result was recorded
+            assert last_body[key] == nonce, key
             # workflow code only ever saw the recorded result
             assert seen[key] <= {nonce}, (key, seen[key], nonce)
         assert {label for label, _, _ in g.tasks.values()} == {

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from perdure import Replayer
@@ -48,7 +49,16 @@ def test_golden_logs_cover_every_event_type_but_parking() -> None:
 def test_golden_log_decodes_and_round_trips(path: Path) -> None:
     for record in load(path):
         event = from_dict(record)
-        assert to_dict(event) == record  # nothing lost or renamed
+        now = to_dict(event)
+        assert {key: now[key] for key in record} == record  # nothing lost or renamed
+        for key in now.keys() - record.keys():  # fields added since: only with their default
+            field = attrs.fields_dict(type(event))[key]
+            default = (
+                field.default.factory()
+                if isinstance(field.default, attrs.Factory)
+                else field.default
+            )  # type: ignore[union-attr]
+            assert now[key] == default, f"{key} was added without a default"
         assert decode(event.run_id, event.seq, encode(event)) == event  # storable as today
 
 
