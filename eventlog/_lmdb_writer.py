@@ -63,6 +63,8 @@ READER_CHECK_INTERVAL = 30.0
 #: GIL. Without it, an event loop waiting for the GIL waits for the interpreter's
 #: switch interval (5 ms) while a big batch is applied.
 YIELD_AFTER = 0.0005
+#: Appenders woken per event-loop iteration when a batch settles (see `_settle`).
+SETTLE_CHUNK = 64
 
 
 @attrs.frozen
@@ -381,8 +383,13 @@ def _put(txn: lmdb.Transaction[bytes], key: bytes, value: bytes, db: _Database) 
 
 
 def _settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:
-    """Runs on the caller's loop: hand each waiting append its outcome."""
-    for ticket, outcome in settled:
+    """Runs on the caller's loop: hand each waiting append its outcome.
+
+    A big batch wakes its appenders `SETTLE_CHUNK` at a time, one chunk per
+    loop iteration, so other callbacks (timers, I/O) run in between instead
+    of waiting behind a thousand resumed tasks.
+    """
+    for ticket, outcome in settled[:SETTLE_CHUNK]:
         future = ticket.future
         if future.done():  # the caller was cancelled; the outcome stands regardless
             continue
@@ -390,3 +397,5 @@ def _settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:
             future.set_result(None)
         else:
             future.set_exception(outcome)
+    if len(settled) > SETTLE_CHUNK:
+        settled[0].ticket.loop.call_soon(_settle, settled[SETTLE_CHUNK:])

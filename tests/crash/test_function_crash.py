@@ -3,10 +3,11 @@
 A child process (`_function_child.py`) runs functions with idempotency keys
 that fail some attempts (retries with 20-80 ms backoffs), work for a while
 inside an attempt, or block inside a chosen attempt until killed. This process
-SIGKILLs it at seeded random moments (after a random number of attempt
-begins/completions in the child's journal, plus up to 30 ms), each time
-starting a new child that adds new jobs and re-attaches to every earlier one by
-key. A last child, never killed, finishes every run. Then, reading the store:
+SIGKILLs it at seeded random moments (see `kill_moment`: mostly after a random
+number of attempt begins/completions of the newest jobs plus up to 50 ms,
+sometimes right in recovery), each time starting a new child that adds new jobs
+and re-attaches to every earlier one by key. A last child, never killed,
+finishes every run. Then, reading the store:
 
 - every key has exactly one run, and it completed; no timer is left pending;
 - attempt numbers continue across processes: in log order, every
@@ -26,6 +27,9 @@ key. A last child, never killed, finishes every run. Then, reading the store:
   each orphan must come from a killed process, must never have been returned
   to anyone, and its attempt number must not exceed the committed attempt.
   Orphans are counted and printed, not forbidden.
+
+Also printed: lost attempts, and retry backoffs that a kill interrupted (the
+mid-retry coverage).
 
 The seed is printed (pytest shows it on failure); rerun one with
 ``PERDURE_CRASH_SEED=<seed>``.
@@ -56,6 +60,8 @@ from perdure.eventlog import (
     TaskAttemptFailed,
     TaskAttemptStarted,
     TaskCompleted,
+    TimerFired,
+    TimerSet,
 )
 
 CHILD = Path(__file__).with_name("_function_child.py")
@@ -68,6 +74,7 @@ class Campaign:
     seed: int
     jobs: list[dict[str, Any]] = attrs.field(factory=list)
     killed_pids: set[int] = attrs.field(factory=set)
+    kill_times: list[float] = attrs.field(factory=list)
     finish_pid: int = 0
     #: key -> every result a caller received, in any process
     results: dict[str, list[Any]] = attrs.field(factory=lambda: defaultdict(list))
@@ -235,6 +242,7 @@ def run_campaign(workdir: Path, kills: int, seed: int) -> Campaign:
             if child.proc.poll() is None:
                 campaign.killed_pids.add(child.proc.pid)
                 campaign.kills += 1
+                campaign.kill_times.append(time.time())
                 child.kill()
             else:
                 child.finish()
@@ -332,6 +340,13 @@ def check_campaign(campaign: Campaign) -> dict[str, int]:
             assert orphan["pid"] in campaign.killed_pids, f"{where}: orphan {orphan} not killed"
             assert orphan["attempt"] <= result["attempt"], f"{where}: orphan {orphan}"
         stats["body completions"] += len(done)
+
+        # Retry backoffs that a kill interrupted (a measure of mid-retry coverage).
+        set_at = {e.timer_id: e.ts for e in events if isinstance(e, TimerSet)}
+        for fired in (e for e in events if isinstance(e, TimerFired)):
+            start = set_at[fired.timer_id]
+            if any(start < t < fired.ts for t in campaign.kill_times):
+                stats["backoffs spanning a kill"] += 1
 
     # "Dies during attempt 2, resumes at attempt 3" (made certain in the first child).
     events = events_by_run[by_key["g0-lost2"].run_id]

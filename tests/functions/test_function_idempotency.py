@@ -123,6 +123,20 @@ async def test_concurrent_callers_with_one_key_share_one_execution(
     await only_run(memlog)  # the losers of the race recorded nothing
 
 
+async def test_concurrent_callers_on_lmdb_share_one_execution(tmp_path: Path) -> None:
+    """Group commit may put several runs' key claims in one transaction: one must win."""
+    async with Runtime(path=tmp_path / "race", clock=MockClock()) as runtime:
+        callers = [
+            asyncio.ensure_future(runtime.run(idem_gated, {"item": "r"}, idempotency_key="race"))
+            for _ in range(30)
+        ]
+        await asyncio.sleep(0.05)
+        gates["gate"].set()
+        assert await asyncio.gather(*callers) == ["processed r"] * 30
+        assert calls["gated"] == 1
+        assert len(await runtime.list_runs()) == 1
+
+
 async def test_a_late_caller_waits_for_the_running_first_call(runtime: Runtime) -> None:
     first = await runtime.start(idem_gated, {"item": "y"}, idempotency_key="late")
     await asyncio.sleep(0.01)

@@ -225,3 +225,15 @@ async def test_long_backoffs_take_no_real_time(runtime: Runtime, clock: MockCloc
     assert await runtime.run(fn) == 3
     assert clock.now() - start == 7 * 3600  # 1 h + 2 h + 4 h of virtual backoff
     assert time.monotonic() - real < 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OverflowError,
+    reason="bug: the exponential delay is computed before the cap, so after ~1025 failures "
+    "(multiplier 2) initial * multiplier**n overflows a float",
+)
+def test_a_very_long_retry_series_stays_at_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=100_000, initial_interval_ms=1000, max_interval_ms=60_000)
+    assert policy.delay(50) == 60.0
+    assert policy.delay(2000) == 60.0

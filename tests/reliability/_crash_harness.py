@@ -55,7 +55,6 @@ class Drive:
     kills: int = 0
     children: int = 0
     killed_pids: set[int] = attrs.field(factory=set)
-    clean_pids: set[int] = attrs.field(factory=set)
     seconds: float = 0.0
 
     def fail_context(self) -> str:
@@ -210,7 +209,6 @@ def drive(
                 result.killed_pids.add(proc.pid)
                 continue
             assert code == 0, f"child failed with exit code {code}\n{result.fail_context()}"
-            result.clean_pids.add(proc.pid)
             state = status.read_text() if status.exists() else ""
             if state == "DONE":
                 break

@@ -250,7 +250,7 @@ async def _observe(rt: Runtime, run_id: str) -> str:
         OBSERVED.write(kind="result", run=run_id, status=outcome.status, result=_plain(result))
         if outcome.error_type != "AttemptLost":
             return outcome.status
-        # A step whose attempts died with their process 4 times fails for good (the cap on
+        # A step whose attempts died with their process too often fails for good (the cap on
         # crash loops). Here the deaths were our kills, not the task's fault: continue it.
         await rt.continue_run(run_id)
 

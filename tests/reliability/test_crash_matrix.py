@@ -8,8 +8,9 @@ everything has finished; then the store is checked against an oracle run of
 the same workload without kills (see `_crash_harness.check_invariants`).
 
 One documented limit shows up under many kills: a step whose attempt dies
-with its process 4 times fails for good (error ``AttemptLost``), so a task
-that crashes its own process cannot loop forever. Here the deaths are the
+with its process more often than the lost-attempt cap allows fails for good
+(error ``AttemptLost``), so a task that crashes its own process cannot loop
+forever. Here the deaths are the
 harness's kills, so the workload acts as an operator would and continues such
 runs (``continue_run``); their final state must still match the oracle.
 
