@@ -99,7 +99,7 @@ class RunActor:
 
     def idle(self) -> bool:
         return (
-            self.execution.body is None
+            (self.execution.body is None or self.execution.backing_off())
             and not self.execution.attempts
             and not self._pending
             and self.mailbox.empty()

@@ -113,6 +113,15 @@ class Execution:
             self._body_main(spec, self.generation, info), name=f"perdure-body-{actor.run_id}"
         )
 
+    def backing_off(self) -> bool:
+        """A function run whose only work is waiting on a retry timer (safe to unload:
+        its trivial body is rebuilt and re-asks for the task when the timer fires)."""
+        state = self.actor.state
+        if state.kind != "function" or self.attempts:
+            return False
+        step = state.steps.get("0")
+        return step is not None and step.retry_timer is not None
+
     def restart_body(self) -> None:
         """Re-execute the body now, or as soon as the running execution suspends."""
         if self.actor.state.terminal is not None:
@@ -480,8 +489,8 @@ class Execution:
             )
             self._deliver(step, self.waiters.pop(call.position, []))
             if actor.state.kind == "function" and call.position == "0":
-                self.generation += 1  # the trivial function body's own BodyDone is moot
-                self.body = None
+                # The function's trivial body would only repeat this: finish the run in
+                # the same commit (`_complete` cancels the body and its BodyDone).
                 self._complete(message.value)
         elif message.outcome == "suspended":
             actor.emit(
@@ -551,8 +560,6 @@ class Execution:
         self._deliver(step, self.waiters.pop(call.position, []))
         if actor.state.kind == "function" and call.position == "0":
             assert step.failed is not None
-            self.generation += 1
-            self.body = None
             self._fail_run(failure_error(actor.run_id, step.failed))
 
     # -- sleeps and timers -----------------------------------------------------------------

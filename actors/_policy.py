@@ -121,7 +121,10 @@ class RetryPolicy:
         base = self.initial_interval_ms
         kind = self.backoff.type
         if kind is BackoffType.EXPONENTIAL:
-            ms = base * self.backoff.multiplier**n
+            try:
+                ms = base * self.backoff.multiplier**n
+            except OverflowError:  # a very long series: it is at the cap anyway
+                ms = self.max_interval_ms
         elif kind is BackoffType.LINEAR:
             ms = base * (n + 1)
         else:

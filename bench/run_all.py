@@ -21,7 +21,13 @@ import time
 from _common import BENCH_DIR
 
 # In order; bench_eventlog.py is another engineer's and may not exist yet.
-SCRIPTS = ("bench_import.py", "bench_eventlog.py", "bench_functions.py", "bench_workflows.py")
+SCRIPTS = (
+    "bench_import.py",
+    "bench_eventlog.py",
+    "bench_functions.py",
+    "bench_workflows.py",
+    "peers",  # the package bench/peers/, run as `python -m bench.peers`
+)
 # Options not every script understands, forwarded only to those that do.
 LANGGRAPH_AWARE = ("bench_import.py", "bench_workflows.py")
 
@@ -39,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.exists(path):
             print(f"== {script}: not present, skipped", flush=True)
             continue
-        cmd = [sys.executable, path]
+        cmd = [sys.executable, "-m", "bench.peers"] if script == "peers" else [sys.executable, path]
         if args.quick:
             cmd.append("--quick")
         if script in LANGGRAPH_AWARE:
@@ -49,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--langgraph-python", args.langgraph_python]
         print(f"== {' '.join(cmd)}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(cmd, check=False).returncode
+        repo = os.path.dirname(BENCH_DIR)  # so that `-m bench.peers` resolves
+        code = subprocess.run(cmd, check=False, cwd=repo).returncode
         took = time.perf_counter() - start
         print(
             f"== {script}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {took:.1f} s\n",

@@ -310,6 +310,7 @@ class Runtime:
             restart_window=self._restart_window,
             idle_timeout=self._idle_timeout,
             on_restart=self._actor_restarted,
+            on_unavailable=self._run_unavailable,
         )
         self._supervisor.start()
         self._scheduler = Scheduler(self.log, self._clock, self._deliver_timer)
@@ -372,6 +373,14 @@ class Runtime:
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
             self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
+
+    def _run_unavailable(self, run_id: str, error: BaseException) -> None:
+        """Nobody can run or park this run now: callers waiting on it get `error`."""
+        for fut in self._settle_waiters.pop(run_id, ()):
+            if not fut.done():
+                fut.set_exception(error)
+        for queue in self._listeners.get(run_id, ()):
+            queue.put_nowait(("closed", None))
 
     def _actor_restarted(self, run_id: str) -> None:
         if self._scheduler is not None:

@@ -48,12 +48,15 @@ class Supervisor:
         restart_window: float,
         idle_timeout: float,
         on_restart: Any = None,
+        on_unavailable: Any = None,
     ) -> None:
         self._host = host
         self._max_restarts = max_restarts
         self._window = restart_window
         self._idle_timeout = idle_timeout
         self._on_restart = on_restart
+        #: called with (run_id, error) when a run can neither run nor be parked
+        self._on_unavailable = on_unavailable
         self.cells: dict[str, Cell] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -168,6 +171,17 @@ class Supervisor:
             logger.error(
                 "could not park run", run_id=cell.run_id, error=f"{type(exc).__name__}: {exc}"
             )
+            if self._on_unavailable is not None:
+                self._on_unavailable(
+                    cell.run_id,
+                    RunParkedError(
+                        f"run {cell.run_id!r} crashed repeatedly ({text}) and could not be "
+                        f"parked either ({type(exc).__name__}: {exc}); its log is as it was — "
+                        "fix the store, then continue the run",
+                        run_id=cell.run_id,
+                        reason=text,
+                    ),
+                )
         error = RunParkedError(
             f"run {cell.run_id!r} is parked: {text}", run_id=cell.run_id, reason=text
         )

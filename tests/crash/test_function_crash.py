@@ -190,9 +190,9 @@ def kill_moment(
     child dies right after READY, in the middle of recovering the earlier jobs;
     else it first lets every earlier job settle, then dies after a random number
     (0-10) of journal lines of this generation's ("hot") jobs plus 0-50 ms. So a
-    job meets at most ~3 kills mid-attempt: the runtime fails a step for good
-    after more than 3 lost attempts (a crash-loop guard), which is not what this
-    test is about.
+    job meets only a few kills mid-attempt: the runtime fails a step for good
+    after too many lost attempts (a crash-loop guard, `MAX_LOST_ATTEMPTS`), which
+    is not what this test is about.
     """
     pid = child.proc.pid
     if generation == 0:

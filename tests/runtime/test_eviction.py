@@ -93,11 +93,6 @@ async def test_busy_runs_are_not_evicted(evicting: Runtime) -> None:
     await live_actors_drop_to_zero(evicting)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a function run waiting on a retry backoff keeps its actor (its body task "
-    "awaits the step) so it is never evicted; only settled runs and suspended workflows are",
-)
 async def test_a_run_waiting_on_a_long_backoff_is_evicted_and_its_timer_rebuilds_it(
     memlog: MemoryEventLog,
 ) -> None:

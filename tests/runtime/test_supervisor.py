@@ -175,11 +175,6 @@ async def test_a_storage_error_on_the_first_event_is_the_callers_error(
     assert executions == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the supervisor cannot write RunParked either, callers already "
-    "waiting on the run are never answered (they hang)",
-)
 async def test_a_run_that_cannot_even_be_parked_does_not_leave_callers_hanging(
     crashing: CrashingLog,
 ) -> None:

@@ -1,0 +1,5 @@
+"""``python -m bench.peers [--quick]``: see `bench.peers._runner`."""
+
+from bench.peers._runner import main
+
+raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""perdure's side of the peer comparison: the four workloads on `perdure.Runtime` + LMDB.
+
+Run by the runner in a fresh interpreter (``python bench/peers/perdure_w.py w1
+--dir D --n 200 --variant fsync``); prints one JSON line. ``--variant`` is the
+store's durability: ``fsync`` (the default: a step's result is fsync'd before
+the workflow goes on) or ``process`` (survives a crash of the process, not of
+the machine). Workflow code is async, as in a service embedding the runtime.
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()
+
+import asyncio  # noqa: E402 - the clock above starts before any import
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _worker import Stopwatch, emit, parse, since_spawn  # noqa: E402
+
+EXECUTED = [0]  # step bodies run in this process
+
+
+def _define() -> dict[str, Any]:
+    from perdure import entrypoint, function, interrupt, task
+
+    @task(name="peers_noop")
+    async def noop(i: int) -> int:
+        EXECUTED[0] += 1
+        return i
+
+    @entrypoint(name="peers_seq")
+    async def seq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        return total
+
+    @entrypoint(name="peers_three")
+    async def three(n: int) -> int:
+        total = 0
+        for k in range(3):
+            total += await noop(n + k)
+        return total
+
+    @entrypoint(name="peers_paused")
+    async def paused(n: int) -> dict[str, Any]:
+        total = 0
+        for i in range(n):
+            total += await noop(i)
+        answer = interrupt("continue?")
+        return {"total": total, "answer": answer}
+
+    @function(name="peers_charge")
+    async def charge(amount: int) -> dict[str, int]:
+        EXECUTED[0] += 1
+        return {"charged": amount}
+
+    return {"seq": seq, "three": three, "paused": paused, "charge": charge}
+
+
+def _cfg(thread: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+async def _run(args: Any, after_import: Stopwatch) -> dict[str, Any]:
+    import perdure
+
+    wf = _define()
+    durability: Literal["fsync", "process"] = "process" if args.variant == "process" else "fsync"
+    out: dict[str, Any] = {"durability": durability}
+    async with perdure.Runtime(path=args.dir, durability=durability) as rt:
+        if args.workload in ("w1", "w2", "w4"):
+            await wf["seq"].ainvoke(3, _cfg("warmup"))
+        if args.workload == "w1":
+            watch = Stopwatch()
+            total = await wf["seq"].ainvoke(args.n, _cfg("seq"))
+            watch.stop(out)
+            assert total == args.n * (args.n - 1) // 2, total
+        elif args.workload == "w2":
+            watch = Stopwatch()
+            results = await asyncio.gather(
+                *(wf["three"].ainvoke(w, _cfg(f"wf-{w}")) for w in range(args.workflows))
+            )
+            watch.stop(out)
+            assert results[-1] == 3 * (args.workflows - 1) + 3, results[-1]
+        elif args.workload == "w3-setup":
+            watch = Stopwatch()
+            res = await wf["paused"].ainvoke(args.n, _cfg("paused"))
+            watch.stop(out)
+            assert "__interrupt__" in res, res
+        elif args.workload == "w3":
+            res = await wf["paused"].ainvoke(perdure.Command(resume=True), _cfg("paused"))
+            after_import.stop(out)
+            since_spawn(args, out)
+            out["reexecuted"] = EXECUTED[0]
+            assert res == {"total": args.n * (args.n - 1) // 2, "answer": True}, res
+        elif args.workload == "w4":
+            watch = Stopwatch()
+            first = await rt.run(wf["charge"], {"amount": 7}, idempotency_key="order-1")
+            watch.stop(out, "first_seconds")
+            watch = Stopwatch()
+            for _ in range(args.n):
+                again = await rt.run(wf["charge"], {"amount": 7}, idempotency_key="order-1")
+            watch.stop(out)
+            out["seconds"] /= args.n  # per call
+            out["cpu_s"] /= args.n
+            assert first == again == {"charged": 7}, (first, again)
+            assert EXECUTED[0] == 3 + 1, EXECUTED[0]  # warm-up's 3 steps + one charge
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import_start = Stopwatch()
+    import perdure
+
+    after_import = Stopwatch()
+    out: dict[str, Any] = {"import_s": after_import.wall - import_start.wall}
+    if args.workload == "version":
+        return emit({**out, "version": perdure.__version__})
+    # Drop the two info lines per run, as a service would configure structlog.
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    out.update(asyncio.run(_run(args, after_import)))
+    out["startup_to_main_s"] = import_start.wall - _T0
+    out["executed"] = EXECUTED[0]
+    return emit(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
