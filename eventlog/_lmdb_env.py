@@ -31,8 +31,9 @@ from perdure.eventlog._lmdb_keys import (
     META,
     SCHEMA_KEY,
     SCHEMA_VERSION,
+    Databases,
 )
-from perdure.eventlog._lmdb_writer import Databases, ResizeGuard, Writer
+from perdure.eventlog._lmdb_writer import ResizeGuard, Writer
 from perdure.eventlog._protocol import Durability
 
 _T = TypeVar("_T")

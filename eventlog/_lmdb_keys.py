@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
@@ -34,6 +34,9 @@ from perdure.eventlog._errors import StorageError
 from perdure.eventlog._events import Event
 from perdure.eventlog._index import IndexChanges, index_changes
 from perdure.eventlog._protocol import IdempotencyRecord, RunInfo, RunStatus, TimerEntry
+
+if TYPE_CHECKING:
+    from lmdb import _Database
 
 #: Layout version of the store (databases and keys), checked at open.
 SCHEMA_VERSION = 1
@@ -52,6 +55,20 @@ MAX_DBS = 16
 #: LMDB keys are at most 511 bytes; run ids get a fixed share so every key fits.
 MAX_KEY_BYTES = 511
 MAX_RUN_ID_BYTES = 400
+
+
+@attrs.frozen
+class Databases:
+    """Handles of the named databases above, opened once per environment."""
+
+    events: _Database
+    runs: _Database
+    run_order: _Database
+    idempotency: _Database
+    timers: _Database
+    timer_ids: _Database
+    meta: _Database
+
 
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")

@@ -39,6 +39,7 @@ from perdure.eventlog._events import Event, RunStarted
 from perdure.eventlog._index import updated_run
 from perdure.eventlog._lmdb_keys import (
     SEP,
+    Databases,
     dump_claim,
     dump_run,
     event_key,
@@ -65,19 +66,6 @@ READER_CHECK_INTERVAL = 30.0
 YIELD_AFTER = 0.0005
 #: Appenders woken per event-loop iteration when a batch settles (see `_settle`).
 SETTLE_CHUNK = 64
-
-
-@attrs.frozen
-class Databases:
-    """Handles of the store's named databases (see `_lmdb_keys`)."""
-
-    events: _Database
-    runs: _Database
-    run_order: _Database
-    idempotency: _Database
-    timers: _Database
-    timer_ids: _Database
-    meta: _Database
 
 
 class ResizeGuard:
@@ -249,8 +237,14 @@ class Writer:
                 item.ticket.loop.call_soon_threadsafe(_settle, [(item.ticket, error)])
 
     def _commit(self, appends: list[PendingAppend]) -> list[BaseException | None]:
-        """Write one batch in one transaction; the outcome of each append, in order."""
+        """Write one batch in one transaction; the outcome of each append, in order.
+
+        Each append goes in a child transaction, so a failing one is rolled back
+        alone; a batch of one needs no child. A batch whose appends all failed
+        is aborted, not committed: nothing to make durable, no fsync.
+        """
         env = self._env
+        single = len(appends) == 1
         for _ in range(MAX_GROWTHS):
             outcomes: list[BaseException | None] = [None] * len(appends)
             txn = env.begin(write=True)
@@ -260,18 +254,29 @@ class Writer:
                     if index & 15 == 15 and time.perf_counter() >= next_yield:
                         time.sleep(0)  # hands the GIL to a waiting event loop
                         next_yield = time.perf_counter() + YIELD_AFTER
-                    child = env.begin(write=True, parent=txn)
+                    child = txn if single else env.begin(write=True, parent=txn)
                     try:
                         self._apply(child, item)
                     except lmdb.Error:
-                        child.abort()
+                        if not single:
+                            child.abort()
                         raise
                     except Exception as exc:  # this append's own failure only
-                        child.abort()
+                        if not single:
+                            child.abort()
                         outcomes[index] = exc
                         continue
-                    child.commit()
-                self._commit_txn(txn)
+                    if not single:
+                        child.commit()
+                written = sum(
+                    len(item.events)
+                    for item, outcome in zip(appends, outcomes, strict=True)
+                    if outcome is None
+                )
+                if written:
+                    self._commit_txn(txn)
+                else:
+                    txn.abort()
             except lmdb.MapFullError:
                 txn.abort()
                 self._grow()
@@ -288,14 +293,10 @@ class Writer:
             except BaseException:
                 txn.abort()
                 raise
-            written = sum(
-                len(item.events)
-                for item, outcome in zip(appends, outcomes, strict=True)
-                if outcome is None
-            )
-            self.appends += written
-            self.batches += 1
-            self.last_batch_size = written
+            if written:
+                self.appends += written
+                self.batches += 1
+                self.last_batch_size = written
             return outcomes
         return [
             StorageError(f"the LMDB store at {self._path} cannot grow its map enough for a batch")
@@ -398,4 +399,4 @@ def _settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:
         else:
             future.set_exception(outcome)
     if len(settled) > SETTLE_CHUNK:
-        settled[0].ticket.loop.call_soon(_settle, settled[SETTLE_CHUNK:])
+        settled[0][0].loop.call_soon(_settle, settled[SETTLE_CHUNK:])

@@ -232,12 +232,43 @@ class Bench:
                     f"| {label} | {system.label} | {med * scale:,.1f} {unit} "
                     f"({min(vals) * scale:,.1f}) | {cpu_txt} | {ratio} | {note} |"
                 )
-        lines += ["", *GUARANTEES]
+        lines += ["", *self.verdict(), "", *GUARANTEES]
         for name, why in self.skipped.items():
             lines.append(f"- **{name.split('.')[0]} was skipped in this run**: {why}")
         if a.quick:
             lines += ["", "(--quick: tiny sizes, a smoke test of the harness; not figures.)"]
         return "\n".join(lines) + "\n"
+
+    def verdict(self) -> list[str]:
+        """Where a peer beat perdure (fsync), plainly; and where wall time was mostly waiting."""
+        wins, idle = [], []
+        for row, key, label, _, _ in self.rows():
+            base = self.values(row, BASELINE, key)
+            for system in self.active():
+                vals = self.values(row, system.label, key)
+                if not base or not vals or system.check == "perdure":
+                    continue
+                ratio = statistics.median(vals) / statistics.median(base)
+                if ratio < 1:
+                    wins.append(f"{label}: {system.label} ({1 / ratio:.2f}x faster)")
+                cpu = self.values(row, system.label, "cpu_s")
+                if (
+                    key == "seconds"
+                    and cpu
+                    and statistics.median(cpu) < statistics.median(vals) / 2
+                ):
+                    idle.append(f"{label}: {system.label}")
+        out = ["Where a peer is faster than perdure (fsync) in this run:", ""]
+        out += [f"- {w}" for w in wins] or ["- nowhere, on any of the workloads above."]
+        if idle:
+            out += [
+                "",
+                "Less than half of the wall time was CPU time (the process was mostly waiting: "
+                "on fsync, on polling, or on a background thread) for:",
+                "",
+                *[f"- {i}" for i in idle],
+            ]
+        return out
 
     def chart(self, out: str) -> str | None:
         """Draw the PNG with the first interpreter that has matplotlib; None if none has."""
@@ -320,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dbos-python", default=os.environ.get("DBOS_PYTHON", "/tmp/venv-dbos/bin/python")
     )
+    parser.add_argument("--json", help="also write every raw result here")
     parser.add_argument("--scratch", help="directory for the stores (default: the temp dir)")
     parser.add_argument("--out", default=None, help=f"results file (default {RESULTS_MD})")
     parser.add_argument("--chart", default=None, help=f"PNG chart (default {CHART_PNG})")
@@ -329,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     bench.interpreters()
     bench.run()
+    if args.json:
+        with open(args.json, "w") as fh:
+            raw = {" | ".join(k): v for k, v in bench.results.items()}
+            json.dump({"args": vars(args), "results": raw}, fh, indent=1)
     text = bench.markdown()
     print(text)
     # --quick must not overwrite the published figures unless asked to.

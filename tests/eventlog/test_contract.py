@@ -119,6 +119,7 @@ async def test_runs_are_independent_streams(log: EventLog) -> None:
 
 async def test_a_stale_expected_seq_raises_and_writes_nothing(log: EventLog) -> None:
     await log.append("r", 0, [started("r"), done("r", 1)])
+    before = await log.statistics()
     for expected in (0, 1, 5):
         with pytest.raises(SequenceConflictError) as caught:
             await log.append("r", expected, steps("r", expected, 1))
@@ -129,6 +130,16 @@ async def test_a_stale_expected_seq_raises_and_writes_nothing(log: EventLog) -> 
         )
     assert await log.read("r") == [started("r"), done("r", 1)]
     assert (await log.get_run("r")) == info("r", 2, updated=2.0)
+    after = await log.statistics()  # nothing written is nothing committed
+    assert (
+        (after.appends, after.batches, after.events)
+        == (2, 1, 2)
+        == (
+            before.appends,
+            before.batches,
+            before.events,
+        )
+    )
     with pytest.raises(SequenceConflictError):  # unknown run: its next seq is 0
         await log.append("new", 3, [started("new", 3)])
     assert await log.get_run("new") is None

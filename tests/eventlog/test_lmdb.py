@@ -304,6 +304,34 @@ async def test_one_failing_append_does_not_fail_the_rest_of_its_batch(
     assert (await log.lookup_idempotency("k")).run_id == "owner"  # type: ignore[union-attr]
 
 
+async def test_a_large_batch_wakes_its_appenders_a_chunk_per_loop_iteration(
+    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = HeldWriter(log, monkeypatch)
+    warm_up = await held.hold(log)
+    tasks = [asyncio.create_task(log.append(f"r{n}", 0, [started(f"r{n}")])) for n in range(300)]
+    iteration = 0
+    finished_in: set[int] = set()
+    for task in tasks:
+        task.add_done_callback(lambda _: finished_in.add(iteration))
+
+    async def count_iterations() -> None:
+        nonlocal iteration
+        while not all(task.done() for task in tasks):
+            iteration += 1
+            await asyncio.sleep(0)
+
+    await asyncio.sleep(0)
+    assert held.queued() == 300
+    before = await log.statistics()
+    held.gate.set()
+    await warm_up
+    await asyncio.gather(count_iterations(), *tasks)
+    after = await log.statistics()
+    assert (after.batches - before.batches, after.last_batch_size) == (2, 300)  # warm-up, all
+    assert len(finished_in) >= 300 // 64  # not all 300 resumed in one iteration
+
+
 async def test_an_append_failing_halfway_is_rolled_back_alone(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -226,10 +226,14 @@ async def test_a_sticky_fault_on_one_run_leaves_other_runs_working_and_heals() -
     log = _faulty(Fault(nth=2, sticky=True, run_id="sick"))
     async with Runtime(log=log, clock=MockClock(), max_restarts=3) as rt:
         sick = await _within(rt.start(faults_add, {"a": 1, "b": 1}, run_id="sick"))
-        for i in range(5):
-            out = await _within(rt.run(faults_add, {"a": i, "b": 10}, run_id=f"well-{i}"))
+        waiting = asyncio.ensure_future(sick.result())
+        others = [rt.run(faults_add, {"a": i, "b": 10}, run_id=f"well-{i}") for i in range(5)]
+        for i, out in enumerate(await _within(asyncio.gather(*others))):
             assert out["sum"] == i + 10
-        with pytest.raises(RunTimeoutError):
+        # The store refuses even the RunParked record: the waiting caller is told so.
+        with pytest.raises(RunParkedError, match="could not be parked either"):
+            await _within(waiting)
+        with pytest.raises(RunTimeoutError):  # a caller who comes later just waits
             await sick.result(timeout=0.2)
         assert rt.statistics().restarts == 3
         assert await rt.status("sick") == "running"  # nothing false was recorded
