@@ -1,8 +1,10 @@
 """Events to stored bytes and back: JSON through one cattrs converter, in a checksummed envelope.
 
 Stored record = 1 byte envelope version + 4 bytes big-endian CRC32 + JSON.
-The CRC covers the run id and sequence number as well as the JSON, so a
-record copied under the wrong key is caught too. The JSON holds the wire name
+The CRC covers the version byte, the run id and the sequence number as well as
+the JSON, so a record copied under the wrong key, or with a flipped version
+bit, is caught too. (Envelope 1 records, which left the version byte out of
+the CRC, still decode.) The JSON holds the wire name
 (``"t"``), the schema version (``"v"``) and the event's fields except
 ``run_id``/``seq``, which live in the key. Decoding never executes code: it is
 JSON parsing plus attrs construction of known classes.
@@ -21,7 +23,7 @@ import orjson
 from perdure.eventlog._errors import CorruptEventError, SchemaVersionError
 from perdure.eventlog._events import BY_WIRE_NAME, Event
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
 _HEADER = struct.Struct(">BI")
 _SEQ = struct.Struct(">Q")
 
@@ -37,8 +39,10 @@ def register_upcaster(wire_name: str, from_version: int, fn: Upcaster) -> None:
     UPCASTERS[(wire_name, from_version)] = fn
 
 
-def _checksum(run_id: str, seq: int, body: bytes) -> int:
-    return zlib.crc32(body, zlib.crc32(_SEQ.pack(seq), zlib.crc32(run_id.encode())))
+def _checksum(version: int, run_id: str, seq: int, body: bytes) -> int:
+    # Envelope 1 (perdure 0.1.0 pre-releases) left the version byte out of the CRC.
+    head = zlib.crc32(run_id.encode(), zlib.crc32(bytes((version,))) if version != 1 else 0)
+    return zlib.crc32(body, zlib.crc32(_SEQ.pack(seq), head))
 
 
 def to_dict(event: Event) -> dict[str, Any]:
@@ -56,7 +60,8 @@ def encode(event: Event) -> bytes:
     data["t"] = event.WIRE_NAME
     data["v"] = event.VERSION
     body = orjson.dumps(data)
-    return _HEADER.pack(ENVELOPE_VERSION, _checksum(event.run_id, event.seq, body)) + body
+    crc = _checksum(ENVELOPE_VERSION, event.run_id, event.seq, body)
+    return _HEADER.pack(ENVELOPE_VERSION, crc) + body
 
 
 def decode(run_id: str, seq: int, record: bytes) -> Event:
@@ -66,7 +71,16 @@ def decode(run_id: str, seq: int, record: bytes) -> Event:
             f"event {run_id}#{seq} is truncated ({len(record)} bytes)", run_id=run_id, seq=seq
         )
     version, crc = _HEADER.unpack_from(record)
-    if version != ENVELOPE_VERSION:
+    body = bytes(record[_HEADER.size :])
+    # The checksum covers the version byte too: a flipped version bit is corruption,
+    # not a record from a newer perdure (whose checksum would match).
+    if _checksum(version, run_id, seq, body) != crc:
+        raise CorruptEventError(
+            f"event {run_id}#{seq} failed its checksum: the record is corrupt",
+            run_id=run_id,
+            seq=seq,
+        )
+    if not 1 <= version <= ENVELOPE_VERSION:
         if version > ENVELOPE_VERSION:
             raise SchemaVersionError(
                 f"event {run_id}#{seq} uses envelope version {version}, newer than this "
@@ -76,13 +90,6 @@ def decode(run_id: str, seq: int, record: bytes) -> Event:
             )
         raise CorruptEventError(
             f"event {run_id}#{seq} has unknown envelope version {version}", run_id=run_id, seq=seq
-        )
-    body = bytes(record[_HEADER.size :])
-    if _checksum(run_id, seq, body) != crc:
-        raise CorruptEventError(
-            f"event {run_id}#{seq} failed its checksum: the record is corrupt",
-            run_id=run_id,
-            seq=seq,
         )
     try:
         data = orjson.loads(body)

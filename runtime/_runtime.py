@@ -45,6 +45,7 @@ from perdure.eventlog import (
     RunInfo,
     RunStatus,
     SerializationError,
+    StoreLockedError,
     TimerCancelled,
     TimerEntry,
     TimerFired,
@@ -301,6 +302,7 @@ class Runtime:
         """Open the log, start supervisor and scheduler, and resume unfinished runs."""
         if self._open:
             return
+        self._refuse_a_second_writer()
         self._loop = asyncio.get_running_loop()
         if self._log is None:
             self._log = LmdbEventLog(self.path, durability=self._durability)
@@ -320,6 +322,26 @@ class Runtime:
         _open_runtimes.append(self)
         if self._recover:
             self._recovery = asyncio.get_running_loop().create_task(self._resume_unfinished())
+
+    def _refuse_a_second_writer(self) -> None:
+        """Two runtimes on one store would both drive its runs: refuse the second one."""
+        for other in _open_runtimes:
+            if other is self or not other.is_open:
+                continue
+            if self._given_log is not None:
+                same = other._log is self._given_log
+            else:
+                same = other._given_log is None and os.path.realpath(
+                    other.path
+                ) == os.path.realpath(self.path)
+            if same:
+                where = self.path if self._given_log is None else repr(self._given_log)
+                raise StoreLockedError(
+                    f"the store {where} is already open in this process by another Runtime; "
+                    "use that one (inside its event loop, Client.arun and ainvoke find it), "
+                    "or close it first",
+                    path=self.path,
+                )
 
     async def _resume_unfinished(self) -> None:
         runs = await self.log.list_runs(status="running")

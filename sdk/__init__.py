@@ -55,6 +55,7 @@ from perdure.eventlog import (
     StorageError,
     StoreClosedError,
     StoreLockedError,
+    StorePathError,
 )
 from perdure.runtime import (
     DuplicateNameError,
@@ -135,6 +136,7 @@ __all__ = [
     "StorageError",
     "StoreClosedError",
     "StoreLockedError",
+    "StorePathError",
     "TaskFailedError",
     "TaskTimeoutError",
     "UnknownTargetError",

@@ -17,7 +17,7 @@ from perdure.testing import MockClock
 
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own default store (PERDURE_PATH), and background runtimes are closed after."""
+    """Every test gets its own default store (PERDURE_PATH); background runtimes close after."""
     store = tmp_path / "store"
     monkeypatch.setenv("PERDURE_PATH", os.fspath(store))
     yield store
