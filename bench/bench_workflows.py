@@ -300,7 +300,8 @@ class Bench:
                 for variant in self.variants():
                     for workload, n in (("seq", args.seq_tasks), ("fanout", 3)):
                         log(f"[{r + 1}/{args.repeats}] {workload} {'/'.join(variant)}")
-                        res = run_json(self.cmd(variant, workload, self.fresh_dir(), n))
+                        cmd = self.cmd(variant, workload, self.fresh_dir(), n)
+                        res = run_json(cmd, timeout=300)  # seconds normally; a hang is a bug
                         self.record(variant, workload, res)
             for variant in self.variants(resume=True):
                 base = self.fresh_dir()

@@ -20,15 +20,15 @@ from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._replay_report import ReplayResult, ReplaySummary
 from perdure.runtime._replayer import Replayer
-from perdure.runtime._runtime import (
+from perdure.runtime._discovery import (
     DEFAULT_PATH,
-    RunHandle,
-    Runtime,
     current_runtime,
     default_store_path,
     find_runtime,
     new_run_id,
 )
+from perdure.runtime._handle import RunHandle
+from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 

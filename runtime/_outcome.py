@@ -9,11 +9,13 @@ import attrs
 from perdure.actors import (
     Interrupt,
     NonDeterminismError,
+    RunActor,
     RunCancelledError,
     RunFailedError,
     RunParkedError,
     RunState,
 )
+from perdure.eventlog import Event, Resumed, RunContinued
 from perdure.eventlog._json import fresh
 
 INTERRUPT_KEY = "__interrupt__"
@@ -101,3 +103,21 @@ def settled_outcome(state: RunState) -> Outcome | None:
         reason=state.reason,
         details=dict(error.details) if error else {},
     )
+
+
+def live_outcome(actor: RunActor, events: list[Event]) -> Outcome | None:
+    """A live run's outcome, or None while its body runs or restarts after `events`.
+
+    A run with interrupts still pending after a partial resume is not settled
+    until its body has run again (it may ask new questions, or finish tasks).
+    Nor is a run whose latest events are still being committed: the live state
+    runs ahead of the log, and the commit reports the outcome once it is durable.
+    """
+    if actor.durable_seq < actor.state.next_seq:
+        return None
+    if actor.state.terminal is None and (
+        actor.execution.body is not None
+        or any(type(event) is Resumed or type(event) is RunContinued for event in events)
+    ):
+        return None
+    return settled_outcome(actor.state)

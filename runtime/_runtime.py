@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
-import secrets
-import time
 from types import TracebackType
 from typing import Any
 
@@ -40,8 +38,6 @@ from perdure.eventlog import (
     EventLog,
     IdempotencyKeyTakenError,
     LmdbEventLog,
-    Resumed,
-    RunContinued,
     RunInfo,
     RunStatus,
     SerializationError,
@@ -53,119 +49,24 @@ from perdure.eventlog import (
     check_json,
     digest,
 )
+from perdure.runtime._discovery import (
+    _check_id,
+    _open_runtimes,
+    current_runtime,
+    default_store_path,
+    new_run_id,
+)
 from perdure.runtime._errors import (
     IdempotencyConflictError,
     RunNotFoundError,
     RuntimeClosedError,
     RunTimeoutError,
 )
-from perdure.runtime._outcome import Outcome, settled_outcome
+from perdure.runtime._handle import RunHandle
+from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
-
-DEFAULT_PATH = "./.perdure"
-current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
-    "perdure_runtime", default=None
-)
-_MAX_ID = 200
-#: Open runtimes, so code running in another context on the same loop (a web
-#: framework's request handlers, after its lifespan opened the runtime) finds them.
-_open_runtimes: list[Runtime] = []
-
-
-def default_store_path() -> str:
-    """`PERDURE_PATH` if set, else ``./.perdure``."""
-    return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
-
-
-def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Runtime | None:
-    """The open runtime on the running event loop for a store, if there is one.
-
-    With `log`, the runtime using that log object; with `path`, the runtime on
-    that store path; with neither, the current runtime (``async with``) or else
-    one on the default store. Runtimes on other loops are never returned.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    current = current_runtime.get()
-    candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
-    wanted = os.path.realpath(path or default_store_path())
-    for rt in candidates:
-        if not rt.is_open or rt._loop is not loop:
-            continue
-        if log is not None:
-            matches = rt._log is log
-        elif path is None and rt is current:
-            matches = True
-        else:
-            matches = rt._given_log is None and os.path.realpath(rt.path) == wanted
-        if matches:
-            return rt
-    return None
-
-
-_last_id_time = [0, 0]  # (millisecond, sequence within it) of the last id made here
-
-
-def new_run_id() -> str:
-    """A fresh run id that sorts by creation time (strictly, within one process)."""
-    ms = int(time.time() * 1000)
-    last_ms, last_seq = _last_id_time
-    seq = 0
-    if ms <= last_ms:
-        ms, seq = last_ms, last_seq + 1
-    _last_id_time[:] = [ms, seq]
-    return f"run-{ms:012x}-{seq:04x}{secrets.token_hex(4)}"
-
-
-def _check_id(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > _MAX_ID or "\x00" in value:
-        raise ValueError(
-            f"{kind} must be a non-empty string of at most {_MAX_ID} characters without NUL, "
-            f"got {value!r}"
-        )
-    return value
-
-
-def live_outcome(actor: RunActor, events: list[Event]) -> Outcome | None:
-    """A live run's outcome, or None while its body runs or restarts after `events`.
-
-    A run with interrupts still pending after a partial resume is not settled
-    until its body has run again (it may ask new questions, or finish tasks).
-    Nor is a run whose latest events are still being committed: the live state
-    runs ahead of the log, and the commit reports the outcome once it is durable.
-    """
-    if actor.durable_seq < actor.state.next_seq:
-        return None
-    if actor.state.terminal is None and (
-        actor.execution.body is not None
-        or any(type(event) is Resumed or type(event) is RunContinued for event in events)
-    ):
-        return None
-    return settled_outcome(actor.state)
-
-
-class RunHandle:
-    """A started run: its id, its status, and a way to wait for its result."""
-
-    def __init__(self, runtime: Runtime, run_id: str, target: str) -> None:
-        self.runtime = runtime
-        self.run_id = run_id
-        self.target = target
-
-    def __repr__(self) -> str:
-        return f"RunHandle(run_id={self.run_id!r}, target={self.target!r})"
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """Wait until the run settles; return its result (or its interrupts), or raise its error."""
-        outcome = await self.runtime.wait(self.run_id, timeout=timeout)
-        return outcome.unwrap()
-
-    async def status(self) -> RunStatus:
-        return await self.runtime.status(self.run_id)
 
 
 class Runtime:
