@@ -5,6 +5,7 @@ runtime through `ActorHost`; they know nothing of LMDB or of the sdk.
 """
 
 from perdure.actors._actor import RunActor
+from perdure.actors._attempts import TaskTimeoutError
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     InvalidResumeError,
@@ -18,7 +19,6 @@ from perdure.actors._errors import (
     Suspend,
     TaskFailedError,
 )
-from perdure.actors._execution import TaskTimeoutError
 from perdure.actors._host import ActorHost
 from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
 from perdure.actors._policy import (

@@ -5,6 +5,13 @@ from perdure.runtime._background import (
     background_runtime,
     close_background_runtimes,
 )
+from perdure.runtime._discovery import (
+    DEFAULT_PATH,
+    current_runtime,
+    default_store_path,
+    find_runtime,
+    new_run_id,
+)
 from perdure.runtime._errors import (
     DuplicateNameError,
     IdempotencyConflictError,
@@ -15,19 +22,12 @@ from perdure.runtime._errors import (
     UnknownTargetError,
 )
 from perdure.runtime._executors import run_sync
+from perdure.runtime._handle import RunHandle
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._replay_report import ReplayResult, ReplaySummary
 from perdure.runtime._replayer import Replayer
-from perdure.runtime._discovery import (
-    DEFAULT_PATH,
-    current_runtime,
-    default_store_path,
-    find_runtime,
-    new_run_id,
-)
-from perdure.runtime._handle import RunHandle
 from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
