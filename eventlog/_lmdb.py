@@ -182,17 +182,15 @@ class LmdbEventLog:
 
         def collect(txn: lmdb.Transaction[bytes]) -> tuple[int, list[tuple[bytes, bytes]]]:
             raw = txn.get(run, db=dbs.runs)
-            if raw is None:
-                return 0, []
-            next_seq = load_run(run_id, raw).next_seq
+            next_seq = load_run(run_id, raw).next_seq if raw is not None else 0
+            # Scan by key prefix, not up to the index's next_seq: a damaged index
+            # entry must be reported below, never silently hide events.
             found: list[tuple[bytes, bytes]] = []
-            if from_seq >= next_seq:
-                return next_seq, found
             prefix = run + SEP
             cursor = txn.cursor(db=dbs.events)
             if cursor.set_range(event_key(run, from_seq)):
                 for key, value in cursor.iternext():
-                    if not key.startswith(prefix) or len(found) >= next_seq - from_seq:
+                    if not key.startswith(prefix):
                         break
                     found.append((key, value))
             return next_seq, found
@@ -209,6 +207,13 @@ class LmdbEventLog:
                 )
             events.append(decode(run_id, seq, record))
         missing = from_seq + len(records)
+        if records and missing > next_seq:
+            raise CorruptEventError(
+                f"the runs index says run {run_id!r} ends before seq {next_seq}, but its "
+                f"events go on to seq {missing - 1}: the index entry is corrupt",
+                run_id=run_id,
+                seq=next_seq,
+            )
         if missing < next_seq:
             raise CorruptEventError(
                 f"event {run_id}#{missing} is missing from the store "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import struct
@@ -358,7 +359,8 @@ async def test_an_append_failing_halfway_is_rolled_back_alone(
     assert isinstance(failed, StorageError) and "r#2 is already stored" in str(failed)
     assert succeeded is None
     assert (await log.get_run("r")).next_seq == 1  # type: ignore[union-attr]
-    assert [e.seq for e in await log.read("r")] == [0]
+    with pytest.raises(CorruptEventError, match="r#1 is missing"):
+        await log.read("r")  # the planted stray event is damage, and reading says so
     assert [e.seq for e in await log.read("s")] == [0, 1, 2]
     await log.close()
     with raw_env(store) as env, env.begin(db=env.open_db(b"events")) as txn:
@@ -604,3 +606,20 @@ async def test_a_log_inherited_through_fork_refuses_to_work(log: LmdbEventLog) -
     _, status = await asyncio.to_thread(os.waitpid, pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert (await log.get_run("r")) is not None  # the parent is unaffected
+
+
+async def test_a_damaged_runs_index_entry_is_reported_not_hiding_events(store: Path) -> None:
+    """An index entry that claims fewer events than the run has must not hide the rest."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.close()
+    with raw_env(store) as env, env.begin(write=True, db=env.open_db(b"runs")) as txn:
+        entry = json.loads(txn.get(b"r"))
+        entry["next_seq"] = 1  # a flipped bit in the index: 3 becomes 1
+        assert txn.put(b"r", json.dumps(entry).encode())
+    log = LmdbEventLog(store)
+    with pytest.raises(CorruptEventError, match="index entry is corrupt") as caught:
+        await log.read("r")
+    assert (caught.value.run_id, caught.value.seq) == ("r", 1)
+    await log.close()
