@@ -21,7 +21,7 @@ from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
 from perdure.actors._replay import match_step
 from perdure.actors._targets import BodyInfo, TaskSpec
-from perdure.eventlog import SerializationError, TaskFailed, check_json, digest
+from perdure.eventlog import TaskFailed, check_json, digest
 from perdure.eventlog._json import fresh
 
 if TYPE_CHECKING:
@@ -154,15 +154,9 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     actor = scope.actor
     position = scope.next_position()
     arg_list = list(args)
-    try:
-        check_json(arg_list, "args")
-        check_json(kwargs, "kwargs")
-    except SerializationError as exc:
-        raise SerializationError(
-            f"task {spec.name!r} (run {actor.run_id!r}, position {position}): {exc}",
-            path=exc.path,
-            type_name=exc.type_name,
-        ) from None
+    where = f"task {spec.name!r} (run {actor.run_id!r}, position {position})"
+    check_json(arg_list, "args", where=where)
+    check_json(kwargs, "kwargs", where=where)
     payload_digest = digest([arg_list, kwargs])
     step = match_step(actor.state, position, "task", spec.name, payload_digest)
     if step is not None and step.settled_seq < actor.durable_seq:
@@ -202,14 +196,7 @@ def interrupt(value: Any) -> Any:
         if step.answered and step.settled_seq < actor.durable_seq:
             return fresh(step.answer)
         raise Suspend("interrupt", step.interrupt_id)
-    try:
-        check_json(value, "value")
-    except SerializationError as exc:
-        raise SerializationError(
-            f"interrupt() in run {actor.run_id!r} at position {position}: {exc}",
-            path=exc.path,
-            type_name=exc.type_name,
-        ) from None
+    check_json(value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}")
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,

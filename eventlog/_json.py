@@ -21,8 +21,24 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def check_json(value: Any, path: str = "value") -> None:
-    """Raise `SerializationError` naming the path of the first value that is not plain JSON."""
+def check_json(value: Any, path: str = "value", *, where: str = "") -> None:
+    """Raise `SerializationError` naming the path of the first value that is not plain JSON.
+
+    `where` (e.g. ``"task 'fetch' (run 'r1', position 3)"``) prefixes the
+    message, so the error says which call the bad value belongs to.
+    """
+    if where:
+        try:
+            _check(value, path)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"{where}: {exc}", path=exc.path, type_name=exc.type_name
+            ) from None
+    else:
+        _check(value, path)
+
+
+def _check(value: Any, path: str) -> None:
     if isinstance(value, str):
         if not value.isascii():
             _check_text(value, path)
@@ -57,11 +73,11 @@ def check_json(value: Any, path: str = "value") -> None:
                     path=f"{path}[{key!r}]",
                     type_name=type(key).__name__,
                 )
-            check_json(item, f"{path}[{key!r}]")
+            _check(item, f"{path}[{key!r}]")
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            check_json(item, f"{path}[{index}]")
+            _check(item, f"{path}[{index}]")
         return
     kind = type(value).__name__
     hint = " (use a list)" if isinstance(value, tuple) else ""

@@ -40,7 +40,6 @@ from perdure.eventlog import (
     LmdbEventLog,
     RunInfo,
     RunStatus,
-    SerializationError,
     StoreLockedError,
     TimerCancelled,
     TimerEntry,
@@ -346,14 +345,7 @@ class Runtime:
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
-        try:
-            check_json(input, "input")
-        except SerializationError as exc:
-            raise SerializationError(
-                f"input of {spec.name!r} cannot be stored: {exc}",
-                path=exc.path,
-                type_name=exc.type_name,
-            ) from None
+        check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         spec.validate_input(input)
         input_digest = digest(input)
         if idempotency_key is not None:
