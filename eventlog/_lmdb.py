@@ -1,8 +1,9 @@
 """`LmdbEventLog`: the embedded, durable `EventLog` on LMDB, with group commit.
 
 Layout: see `_lmdb_keys`. Opening, sharing and locking: `_lmdb_env`. Writes:
-`_lmdb_writer` (one thread, one transaction and one fsync per batch of
-appends). Reads run on the caller's thread in short read transactions; values
+`_lmdb_writer` (one thread, one transaction and one journal flush per batch of
+appends; `_lmdb_journal`). Reads run on the caller's thread in short read
+transactions, after the commit of every batch already acknowledged; values
 are copied out and decoded after the transaction ends.
 """
 
@@ -59,13 +60,16 @@ class LmdbEventLog:
 
     `durability` chooses what an acknowledged append survives:
 
-    - ``"fsync"`` (default): each commit is fsynced (LMDB ``sync``/``metasync``).
-      Survives process crashes, OS crashes and power loss. Costs one fsync per
-      commit; group commit shares it between every append queued meanwhile.
+    - ``"fsync"`` (default): a batch is acknowledged once it is on stable
+      storage - one flush of the store's journal, shared by every append
+      queued meanwhile (group commit); LMDB is updated right after (see
+      `perdure.eventlog._lmdb_journal`). Survives process crashes, OS crashes
+      and power loss.
     - ``"process"``: commits reach the OS page cache but are not fsynced.
       Survives a crash of this process (even SIGKILL), not an OS crash or power
-      loss, which can lose recent commits (never corrupt the store). Several
-      times faster per commit.
+      loss, which can lose recent commits - and, as LMDB documents for
+      ``MDB_NOSYNC``, can even leave the store damaged on a filesystem that
+      reorders writes. Several times faster per commit.
 
     One process at a time may open a store for writing (a second gets
     `StoreLockedError`); ``read_only=True`` opens beside a running writer, sees
@@ -167,12 +171,14 @@ class LmdbEventLog:
     async def copy(self, dest: str | os.PathLike[str]) -> None:
         """Write a consistent, compacted copy of the live store into the new directory `dest`."""
         shared = self._open_env()
+        await shared.caught_up()
         await asyncio.to_thread(shared.copy_to, os.fspath(dest))
 
     # -- reads -----------------------------------------------------------------------------
 
     async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
         shared = self._open_env()
+        await shared.caught_up()
         if from_seq < 0:
             raise ValueError(f"read of run {run_id!r}: from_seq {from_seq} must be >= 0")
         run = _run_key(run_id)
@@ -225,6 +231,7 @@ class LmdbEventLog:
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         shared = self._open_env()
+        await shared.caught_up()
         run = _run_key(run_id)
         if run is None:
             return None
@@ -239,6 +246,7 @@ class LmdbEventLog:
         limit: int | None = None,
     ) -> list[RunInfo]:
         shared = self._open_env()
+        await shared.caught_up()
         if limit is not None and limit < 0:
             raise ValueError(f"list_runs: limit {limit} must be >= 0")
         if status is not None and status not in RUN_STATUSES:
@@ -266,6 +274,7 @@ class LmdbEventLog:
 
     async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
         shared = self._open_env()
+        await shared.caught_up()
         raw_key = key.encode()
         if not raw_key or len(raw_key) > MAX_KEY_BYTES:
             return None
@@ -274,6 +283,7 @@ class LmdbEventLog:
 
     async def due_timers(self, now: float, limit: int = 256) -> list[TimerEntry]:
         shared = self._open_env()
+        await shared.caught_up()
         if limit < 0:
             raise ValueError(f"due_timers: limit {limit} must be >= 0")
         bound = sortable_float(now)
@@ -294,6 +304,7 @@ class LmdbEventLog:
 
     async def next_timer(self) -> TimerEntry | None:
         shared = self._open_env()
+        await shared.caught_up()
 
         def first(txn: lmdb.Transaction[bytes]) -> bytes | None:
             cursor = txn.cursor(db=shared.dbs.timers)
@@ -304,6 +315,7 @@ class LmdbEventLog:
 
     async def statistics(self) -> LogStatistics:
         shared = self._open_env()
+        await shared.caught_up()
         dbs = shared.dbs
 
         def collect(txn: lmdb.Transaction[bytes]) -> tuple[dict[str, int], int, int, int]:

@@ -25,6 +25,7 @@ from perdure.eventlog._errors import (
     StoreLockedError,
     StorePathError,
 )
+from perdure.eventlog._lmdb_journal import JOURNAL_FILE, Journal, recover
 from perdure.eventlog._lmdb_keys import (
     DB_NAMES,
     MAX_DBS,
@@ -72,9 +73,28 @@ class SharedEnv:
         self.forked = False
         self.guard = ResizeGuard()
         self.writer: Writer | None = None
+        self.journal: Journal | None = None
         if lock_fd is not None:
-            self.writer = Writer(env, dbs, self.guard, path)
+            handles = [getattr(dbs, name.decode()) for name in DB_NAMES]
+            journal = Journal(path)
+            try:
+                next_frame = recover(env, handles, dbs.meta, journal)
+            except BaseException:
+                journal.close()
+                raise
+            if durability == "fsync":
+                self.journal = journal
+            else:  # recovered (a crash may have left frames), but not written to
+                journal.close()
+            self.writer = Writer(
+                env, dbs, self.guard, path, journal=self.journal, next_frame=next_frame
+            )
             self.writer.start()
+
+    async def caught_up(self) -> None:
+        """Wait until reads see every batch acknowledged to this process (see `Writer`)."""
+        if self.writer is not None:
+            await self.writer.caught_up()
 
     def read(self, fn: Callable[[lmdb.Transaction[bytes]], _T]) -> _T:
         """Run `fn` in a fresh read transaction, ended (and dropped) before returning."""
@@ -118,6 +138,10 @@ class SharedEnv:
         """Stop the writer (after it commits what is queued), close the env, drop the lock."""
         if self.writer is not None:
             self.writer.stop()
+        if self.journal is not None:
+            with contextlib.suppress(lmdb.Error):
+                self.env.sync(True)  # LMDB alone is complete and durable after a clean close
+            self.journal.close()
         self.env.close()
         if self.lock_fd is not None:
             os.close(self.lock_fd)  # releases the flock
@@ -226,8 +250,13 @@ def _lock(path: str) -> int:
 def _open(
     path: str, key: tuple[int, int], *, durability: Durability, read_only: bool, map_size: int
 ) -> SharedEnv:
+    if read_only:
+        _recover_unowned(path, map_size)
     lock_fd = None if read_only else _lock(path)
     try:
+        # With fsync, acknowledged batches are made durable by the journal; LMDB
+        # flushes its data pages per commit but leaves the meta page to the next
+        # flush, which keeps it consistent after a power loss (`_lmdb_journal`).
         sync = durability == "fsync"
         env = lmdb.open(
             path,
@@ -236,7 +265,7 @@ def _open(
             readonly=read_only,
             create=not read_only,
             sync=sync,
-            metasync=sync,
+            metasync=False,
             writemap=False,  # a full disk under writemap kills the process with SIGBUS
             mode=0o600,
             max_dbs=MAX_DBS,
@@ -249,12 +278,57 @@ def _open(
     try:
         env.reader_check()  # free reader slots left by dead processes (they pin pages)
         dbs = _open_databases(env, path, read_only=read_only)
+        return SharedEnv(path, key, env, dbs, durability=durability, lock_fd=lock_fd)
     except BaseException:
         env.close()
         if lock_fd is not None:
             os.close(lock_fd)
         raise
-    return SharedEnv(path, key, env, dbs, durability=durability, lock_fd=lock_fd)
+
+
+def _recover_unowned(path: str, map_size: int) -> None:
+    """Before a read-only open: re-apply the journal's tail if no process owns the store.
+
+    A writer killed between a batch's journal flush and its LMDB commit leaves
+    that acknowledged batch in the journal only; its next writable open puts it
+    into LMDB. A reader arriving first does the same under the writer's lock,
+    so it sees everything that was acknowledged. Without the lock (a live
+    writer, or no write permission) the reader reads LMDB as it is.
+    """
+    if not os.path.exists(os.path.join(path, JOURNAL_FILE)):
+        return
+    try:
+        lock_fd = _lock(path)
+    except (StoreLockedError, StorePathError):
+        return
+    try:
+        env = lmdb.open(
+            path,
+            map_size=map_size,
+            subdir=True,
+            create=False,
+            sync=True,
+            metasync=False,
+            writemap=False,
+            mode=0o600,
+            max_dbs=MAX_DBS,
+            lock=True,
+        )
+        try:
+            dbs = _open_databases(env, path, read_only=False)
+            journal = Journal(path)
+            try:
+                recover(env, [getattr(dbs, n.decode()) for n in DB_NAMES], dbs.meta, journal)
+            finally:
+                journal.close()
+        finally:
+            env.close()
+    except lmdb.ReadonlyError:
+        return  # no permission to write: read what LMDB holds
+    except lmdb.Error as exc:
+        raise StorageError(f"cannot re-apply the journal of the store at {path}: {exc}") from exc
+    finally:
+        os.close(lock_fd)
 
 
 def _check_schema(raw: bytes | None, path: str) -> None:
@@ -285,7 +359,8 @@ def _open_databases(env: lmdb.Environment, path: str, *, read_only: bool) -> Dat
                 meta = env.open_db(META, txn=txn)
                 raw = txn.get(SCHEMA_KEY, db=meta)
                 _check_schema(raw, path)  # before creating anything in a newer store
-                if raw is None and not txn.put(SCHEMA_KEY, str(SCHEMA_VERSION).encode(), db=meta):
+                current = str(SCHEMA_VERSION).encode()
+                if raw != current and not txn.put(SCHEMA_KEY, current, db=meta):
                     raise StorageError(f"cannot write the schema version of {path}")
                 handles = {name: env.open_db(name, txn=txn) for name in DB_NAMES}
     except lmdb.NotFoundError:

@@ -12,6 +12,7 @@ database        key                                         value
 ``timers``      due (8) ‖ run ‖ 0x00 ‖ timer id             empty
 ``timer_ids``   run ‖ 0x00 ‖ timer id                       due (8)
 ``meta``        b"schema_version"                           ASCII integer
+``meta``        b"journal_applied"                          last journal frame in LMDB (8)
 ==============  ==========================================  ==========================
 
 ``run`` is the run id in UTF-8 (no NUL, checked by `check_batch`); ``due`` and
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from lmdb import _Database
 
 #: Layout version of the store (databases and keys), checked at open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_KEY = b"schema_version"
 
 EVENTS = b"events"

@@ -5,14 +5,21 @@ commit (with its fsync) must never run on an event loop. So every write goes
 through one `Writer` thread per open store. It takes everything queued, applies
 each append in a child transaction of one write transaction (a failed append
 is rolled back alone: `SequenceConflictError`, `IdempotencyKeyTakenError` or a
-`ValueError` fails only that append), commits once - one fsync for the whole
-batch - and only then resolves each caller's future on the caller's own loop
-with `loop.call_soon_threadsafe`.
+`ValueError` fails only that append), makes the batch durable once, and only
+then resolves each caller's future on the caller's own loop with
+`loop.call_soon_threadsafe`.
+
+Durable means: with ``durability="fsync"``, the batch's frame is in the journal
+(one flush, see `_lmdb_journal`); the LMDB commit follows the acknowledgement,
+and reads in this process wait for it (`Writer.caught_up`). With
+``"process"``, the LMDB commit has returned.
 
 Batch-level failures: `MapFullError` aborts the batch, doubles the map between
-transactions and retries the same batch; any other `lmdb.Error` fails every
-append of the batch with `StorageError` (nothing is acknowledged) and the
-writer carries on with the next batch.
+transactions and retries the same batch; any other `lmdb.Error`, or a failed
+journal write, fails every append of the batch with `StorageError` (nothing is
+acknowledged) and the writer carries on with the next batch. A journaled
+batch whose LMDB commit fails is redone from its frame; if that fails too the
+writer refuses further appends (reopening re-applies the journal).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +44,24 @@ from perdure.eventlog._errors import (
 )
 from perdure.eventlog._events import Event, RunStarted
 from perdure.eventlog._index import updated_run
+from perdure.eventlog._lmdb_journal import (
+    APPLIED_KEY,
+    Journal,
+    Op,
+    applied_value,
+    apply_ops,
+    encode_frame,
+)
 from perdure.eventlog._lmdb_keys import (
+    DB_NAMES,
+    EVENTS,
+    IDEMPOTENCY,
+    META,
+    RUN_ORDER,
+    RUNS,
     SEP,
+    TIMER_IDS,
+    TIMERS,
     Databases,
     dump_claim,
     dump_run,
@@ -133,14 +156,45 @@ class Barrier:
 
 
 _STOP = object()
+#: Queued by a waiting reader: commit the open transaction now.
+_CATCH_UP = object()
+#: With the journal, LMDB commits (one flush each) once the writer is idle this
+#: long, or once this many batches or seconds have gone into one transaction.
+IDLE_COMMIT = 0.001
+MAX_PENDING_FRAMES = 256
+MAX_PENDING_AGE = 0.02
+_EVENTS, _RUNS, _RUN_ORDER, _IDEMPOTENCY, _TIMERS, _TIMER_IDS, _META = (
+    DB_NAMES.index(name) for name in (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
+)
 
 
 class Writer:
     """The one thread that writes to a store; see the module docstring."""
 
-    def __init__(self, env: lmdb.Environment, dbs: Databases, guard: ResizeGuard, path: str):
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        dbs: Databases,
+        guard: ResizeGuard,
+        path: str,
+        *,
+        journal: Journal | None = None,
+        next_frame: int = 1,
+    ):
         self._env = env
         self._dbs = dbs
+        self._handles = [getattr(dbs, name.decode()) for name in DB_NAMES]
+        self._journal = journal
+        self._next_frame = next_frame
+        #: Batches acknowledged / committed to LMDB (they differ while a journaled commit runs).
+        self._acked = 0
+        self._applied = 0
+        self._readers: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._broken: StorageError | None = None
+        #: The open LMDB transaction holding journaled batches, and their changes.
+        self._txn: lmdb.Transaction[bytes] | None = None
+        self._txn_began = 0.0
+        self._pending: list[list[Op]] = []
         self._guard = guard
         self._path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -161,6 +215,8 @@ class Writer:
         with self._lock:
             if self._stopping:
                 raise StoreClosedError(f"the LMDB store at {self._path} is closed")
+            if self._broken is not None and type(item) is PendingAppend:
+                raise self._broken
             self._queue.put(item)
 
     def stop(self) -> None:
@@ -183,9 +239,11 @@ class Writer:
                     with suppress(lmdb.Error):
                         self._env.reader_check()
                     next_check = time.monotonic() + READER_CHECK_INTERVAL
+                wait = READER_CHECK_INTERVAL if self._txn is None else IDLE_COMMIT
                 try:
-                    first = self._queue.get(timeout=READER_CHECK_INTERVAL)
+                    first = self._queue.get(timeout=wait)
                 except queue.Empty:
+                    self._commit_pending()  # idle: let LMDB catch up with the journal
                     continue
                 batch = [first]
                 while len(batch) < MAX_BATCH:
@@ -196,116 +254,350 @@ class Writer:
                 if batch[-1] is _STOP:  # nothing is queued after _STOP (submit refuses)
                     batch.pop()
                     stop = True
-                self._process(batch)
+                batch = [item for item in batch if item is not _CATCH_UP]
+                if batch:
+                    self._process(batch)
+                if self._txn is not None and (
+                    stop
+                    or self._readers
+                    or len(self._pending) >= MAX_PENDING_FRAMES
+                    or time.monotonic() - self._txn_began >= MAX_PENDING_AGE
+                ):
+                    self._commit_pending()
         finally:
-            with self._lock:
-                self._stopping = True
-            self._fail_queued()
+            try:
+                self._commit_pending()
+            finally:
+                with self._lock:
+                    self._stopping = True
+                self._fail_queued()
 
     def _process(self, batch: list[Any]) -> None:
         appends: list[PendingAppend] = [item for item in batch if type(item) is PendingAppend]
-        fatal: BaseException | None = None
+        acked = False
+
+        def acknowledge(outcomes: list[BaseException | None]) -> None:
+            nonlocal acked
+            acked = True
+            self._post(batch, outcomes)
+
         try:
-            outcomes = self._commit(appends) if appends else []
+            if self._broken is not None:
+                acknowledge([self._broken for _ in appends])
+            elif appends:
+                self._commit(appends, acknowledge)
         except BaseException as exc:  # a bug here must not strand the waiting callers
-            outcomes = [
-                StorageError(f"the writer of {self._path} failed: {exc!r}; nothing acknowledged")
-                for _ in appends
-            ]
-            fatal = None if isinstance(exc, Exception) else exc
+            if not acked:
+                error = StorageError(
+                    f"the writer of {self._path} failed: {exc!r}; nothing acknowledged"
+                )
+                acknowledge([error for _ in appends])
+            else:
+                self._break(StorageError(f"the writer of {self._path} failed: {exc!r}"))
+            if not isinstance(exc, Exception):
+                raise
+        if not acked:
+            acknowledge([])
+
+    def _post(self, batch: list[Any], outcomes: list[BaseException | None]) -> None:
+        """Hand every item of `batch` its outcome on its own loop."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, BaseException | None]]] = {}
         results = iter(outcomes)
         for item in batch:
-            outcome = next(results) if type(item) is PendingAppend else None
+            outcome = next(results, None) if type(item) is PendingAppend else None
             by_loop.setdefault(item.ticket.loop, []).append((item.ticket, outcome))
         for loop, settled in by_loop.items():
             with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, settled)
-        if fatal is not None:
-            raise fatal
 
     def _fail_queued(self) -> None:
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if item is _STOP:
+                break
+            if item is _STOP or item is _CATCH_UP:
                 continue
             error = StoreClosedError(f"the LMDB store at {self._path} closed before this append")
             with suppress(RuntimeError):
                 item.ticket.loop.call_soon_threadsafe(_settle, [(item.ticket, error)])
+        self._wake_readers(None)
 
-    def _commit(self, appends: list[PendingAppend]) -> list[BaseException | None]:
-        """Write one batch in one transaction; the outcome of each append, in order.
+    # -- read barrier --------------------------------------------------------------------------
+
+    async def caught_up(self) -> None:
+        """Return once every batch acknowledged so far is visible to readers.
+
+        With the journal a batch is acknowledged before its LMDB commit (see
+        `_lmdb_journal`); reads in this process wait here for that commit, so
+        they always see what they were told is stored.
+        """
+        target = self._acked
+        if self._applied >= target:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._applied >= target:
+                return
+            if self._broken is not None:
+                raise self._broken
+            self._readers.append((target, loop, future))
+            if not self._stopping:
+                self._queue.put(_CATCH_UP)  # wakes the writer to commit now
+        await future
+
+    def _mark_applied(self, batches: int) -> None:
+        with self._lock:
+            self._applied += batches
+            if not self._readers:
+                return
+        self._wake_readers(None)
+
+    def _wake_readers(self, error: BaseException | None) -> None:
+        with self._lock:
+            applied = self._applied
+            ready = [r for r in self._readers if error is not None or r[0] <= applied]
+            self._readers = [r for r in self._readers if not (error is not None or r[0] <= applied)]
+        for _, loop, future in ready:
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(_release, future, error)
+
+    def _break(self, error: StorageError) -> None:
+        """Refuse every later append: LMDB could not take a batch the journal holds."""
+        with self._lock:
+            if self._broken is None:
+                self._broken = error
+        self._wake_readers(error)
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        appends: list[PendingAppend],
+        acknowledge: Callable[[list[BaseException | None]], None],
+    ) -> None:
+        """Write one batch and `acknowledge` each append's outcome, in order.
 
         Each append goes in a child transaction, so a failing one is rolled back
         alone; a batch of one needs no child. A batch whose appends all failed
-        is aborted, not committed: nothing to make durable, no fsync.
+        writes nothing. Without the journal the batch is its own LMDB
+        transaction, acknowledged once committed. With it, the batch is a child
+        of the open LMDB transaction (`_txn`), acknowledged once its frame is
+        durable; that transaction is committed later (`_commit_pending`).
         """
-        env = self._env
-        single = len(appends) == 1
         for _ in range(MAX_GROWTHS):
-            outcomes: list[BaseException | None] = [None] * len(appends)
-            txn = env.begin(write=True)
-            next_yield = time.perf_counter() + YIELD_AFTER
+            journaled = self._journal is not None
             try:
-                for index, item in enumerate(appends):
-                    if index & 15 == 15 and time.perf_counter() >= next_yield:
-                        time.sleep(0)  # hands the GIL to a waiting event loop
-                        next_yield = time.perf_counter() + YIELD_AFTER
-                    child = txn if single else env.begin(write=True, parent=txn)
-                    try:
-                        self._apply(child, item)
-                    except lmdb.Error:
-                        if not single:
-                            child.abort()
-                        raise
-                    except Exception as exc:  # this append's own failure only
-                        if not single:
-                            child.abort()
-                        outcomes[index] = exc
-                        continue
-                    if not single:
-                        child.commit()
-                written = sum(
-                    len(item.events)
-                    for item, outcome in zip(appends, outcomes, strict=True)
-                    if outcome is None
-                )
-                if written:
-                    self._commit_txn(txn)
-                else:
+                parent = self._open_txn() if journaled else None
+                txn = self._env.begin(write=True, parent=parent)
+            except lmdb.Error as exc:
+                acknowledge(self._failed(appends, exc))
+                return
+            try:
+                outcomes, ops, written = self._apply_all(txn, appends)
+                if not written:
                     txn.abort()
+                    acknowledge(outcomes)
+                    return
+                if not journaled:
+                    self._commit_txn(txn)
+                    self._count(written)
+                    self._acked += 1
+                    self._mark_applied(1)
+                    acknowledge(outcomes)
+                    return
+                assert self._journal is not None
+                number = self._next_frame
+                value = applied_value(number)
+                _put(txn, APPLIED_KEY, value, self._dbs.meta)
+                ops.append((_META, APPLIED_KEY, value))
+                frame = encode_frame(number, ops)
+                if len(frame) > self._journal.capacity:
+                    txn.commit()  # into the open transaction; all of it is made durable now
+                    self._next_frame += 1
+                    self._pending.append(ops)
+                    if not self._commit_pending():
+                        acknowledge(self._failed(appends, "LMDB refused the batch"))
+                        return
+                    self._checkpoint()
+                    self._count(written)
+                    self._acked += 1
+                    acknowledge(outcomes)
+                    return
+                if not self._journal.fits(frame):
+                    txn.abort()
+                    self._checkpoint()
+                    continue  # the same batch again, its frame now at the journal's start
+                self._write_journal(frame)
+                self._next_frame += 1
+                self._count(written)
+                self._acked += 1
+                self._keep(txn, ops)
+                acknowledge(outcomes)
+                return
             except lmdb.MapFullError:
                 txn.abort()
+                if journaled and not self._commit_pending():
+                    acknowledge(self._failed(appends, "LMDB refused a journaled batch"))
+                    return
                 self._grow()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:
                 txn.abort()
-                return [
-                    StorageError(
-                        f"commit to the LMDB store at {self._path} failed ({exc}); "
-                        "nothing of this append was acknowledged"
-                    )
-                    for _ in appends
-                ]
+                acknowledge(self._failed(appends, exc))
+                return
             except BaseException:
                 txn.abort()
                 raise
-            if written:
-                self.appends += written
-                self.batches += 1
-                self.last_batch_size = written
-            return outcomes
-        return [
-            StorageError(f"the LMDB store at {self._path} cannot grow its map enough for a batch")
-            for _ in appends
-        ]
+        error = StorageError(
+            f"the LMDB store at {self._path} cannot grow its map enough for a batch"
+        )
+        acknowledge([error for _ in appends])
+
+    def _apply_all(
+        self, txn: lmdb.Transaction[bytes], appends: list[PendingAppend]
+    ) -> tuple[list[BaseException | None], list[Op], int]:
+        """Apply each append in its own child of `txn`: outcomes, the changes, events written."""
+        env = self._env
+        single = len(appends) == 1
+        outcomes: list[BaseException | None] = [None] * len(appends)
+        ops: list[Op] = []
+        next_yield = time.perf_counter() + YIELD_AFTER
+        written = 0
+        for index, item in enumerate(appends):
+            if index & 15 == 15 and time.perf_counter() >= next_yield:
+                time.sleep(0)  # hands the GIL to a waiting event loop
+                next_yield = time.perf_counter() + YIELD_AFTER
+            child = txn if single else env.begin(write=True, parent=txn)
+            mark = len(ops)
+            try:
+                self._apply(child, item, ops)
+            except lmdb.Error:
+                if not single:
+                    child.abort()
+                raise
+            except Exception as exc:  # this append's own failure only
+                if not single:
+                    child.abort()
+                del ops[mark:]
+                outcomes[index] = exc
+                continue
+            if not single:
+                child.commit()
+            written += len(item.events)
+        return outcomes, ops, written
+
+    def _keep(self, txn: lmdb.Transaction[bytes], ops: list[Op]) -> None:
+        """Merge a journaled batch into the open transaction (no I/O), whatever it takes.
+
+        The batch is durable and about to be acknowledged, so if the merge fails
+        LMDB gets it another way: the open transaction is committed and the
+        batch redone on its own; failing that, the writer stops (`_break`).
+        """
+        try:
+            txn.commit()
+        except lmdb.Error as exc:
+            with suppress(lmdb.Error):
+                txn.abort()
+            if self._commit_pending() and self._redo(ops):
+                self._mark_applied(1)
+            else:
+                self._break(
+                    StorageError(
+                        f"the LMDB store at {self._path} could not take a batch that is durable "
+                        f"in its journal ({exc}); it refuses further appends. Nothing "
+                        "acknowledged is lost: close and reopen the store to re-apply the journal"
+                    )
+                )
+            return
+        self._pending.append(ops)
+
+    def _failed(self, appends: list[PendingAppend], cause: object) -> list[BaseException | None]:
+        error = StorageError(
+            f"commit to the LMDB store at {self._path} failed ({cause}); "
+            "nothing of this append was acknowledged"
+        )
+        return [error for _ in appends]
+
+    def _count(self, written: int) -> None:
+        self.appends += written
+        self.batches += 1
+        self.last_batch_size = written
+
+    # -- the open transaction (journal only) ---------------------------------------------------
+
+    def _open_txn(self) -> lmdb.Transaction[bytes]:
+        if self._txn is None:
+            self._txn = self._env.begin(write=True)
+            self._txn_began = time.monotonic()
+        return self._txn
+
+    def _commit_pending(self) -> bool:
+        """Commit the open transaction: LMDB catches up with the journal. False if it cannot.
+
+        Its batches are durable in the journal already, so a failed commit is not
+        their callers' failure: their changes are applied again in a fresh
+        transaction (growing the map if that is what failed). If LMDB still
+        refuses, the writer stops taking appends; reopening the store re-applies
+        the journal.
+        """
+        txn, pending = self._txn, self._pending
+        if txn is None:
+            return True
+        self._txn, self._pending = None, []
+        try:
+            self._commit_txn(txn)
+        except lmdb.Error as first:
+            with suppress(lmdb.Error):
+                txn.abort()
+            if not self._redo([op for ops in pending for op in ops]):
+                self._break(
+                    StorageError(
+                        f"the LMDB store at {self._path} could not take batches that are "
+                        f"durable in its journal ({first}); it refuses further appends. Nothing "
+                        "acknowledged is lost: close and reopen the store (after fixing the "
+                        "cause, e.g. a full disk) to re-apply the journal"
+                    )
+                )
+                return False
+        self._mark_applied(len(pending))
+        return True
+
+    def _redo(self, ops: list[Op]) -> bool:
+        for _ in range(MAX_GROWTHS):
+            txn = self._env.begin(write=True)
+            try:
+                apply_ops(txn, self._handles, ops)
+                self._commit_txn(txn)
+            except lmdb.MapFullError:
+                with suppress(lmdb.Error):
+                    txn.abort()
+                self._grow()
+                continue
+            except (lmdb.Error, StorageError):
+                with suppress(lmdb.Error):
+                    txn.abort()
+                return False
+            return True
+        return False
+
+    def _checkpoint(self) -> None:
+        """Make LMDB hold everything durably, so the journal can start over."""
+        assert self._journal is not None
+        if not self._commit_pending():
+            raise lmdb.Error("LMDB refused batches of the journal")
+        self._env.sync(True)
+        self._journal.rewind()
 
     def _commit_txn(self, txn: lmdb.Transaction[bytes]) -> None:
         """Commit (a seam for fault-injection tests)."""
         txn.commit()
+
+    def _write_journal(self, frame: bytes) -> None:
+        """Write a frame durably (a seam for fault-injection tests)."""
+        assert self._journal is not None
+        self._journal.write(frame)
 
     def _grow(self) -> None:
         """Double the map size; only between transactions, never beside a read."""
@@ -315,11 +607,12 @@ class Writer:
         except lmdb.Error:  # the next attempt fails again and reports StorageError
             pass
 
-    def _apply(self, txn: lmdb.Transaction[bytes], item: PendingAppend) -> None:
+    def _apply(self, txn: lmdb.Transaction[bytes], item: PendingAppend, ops: list[Op]) -> None:
         """Validate one append against `txn` (which sees earlier appends), then write it.
 
         The checks run in the in-memory log's order, so both raise the same error
-        for the same bad append.
+        for the same bad append. Every change is also recorded in `ops` (the
+        journal frame's operations).
         """
         dbs = self._dbs
         keys = plan(item.run_id, item.events, item.status)
@@ -355,32 +648,55 @@ class Writer:
         updated = updated_run(item.run_id, info, keys.changes, actual + len(records))
         for offset, record in enumerate(records):
             key = event_key(run, actual + offset)
+            ops.append((_EVENTS, key, record))
             if not txn.put(key, record, db=dbs.events, overwrite=False):
                 raise StorageError(
                     f"event {item.run_id}#{actual + offset} is already stored although the runs "
                     f"index puts run {item.run_id!r} at seq {actual}: the store is inconsistent; "
                     "nothing of this append was written"
                 )
-        _put(txn, run, dump_run(updated), dbs.runs)
+        record_run = dump_run(updated)
+        _put(txn, run, record_run, dbs.runs)
+        ops.append((_RUNS, run, record_run))
         if info is None or (info.status, info.created_at) != (updated.status, updated.created_at):
             if info is not None:
-                txn.delete(order_key(info.status, info.created_at, run), db=dbs.run_order)
-            _put(txn, order_key(updated.status, updated.created_at, run), b"", dbs.run_order)
+                old = order_key(info.status, info.created_at, run)
+                txn.delete(old, db=dbs.run_order)
+                ops.append((_RUN_ORDER, old, None))
+            new = order_key(updated.status, updated.created_at, run)
+            _put(txn, new, b"", dbs.run_order)
+            ops.append((_RUN_ORDER, new, b""))
         if keys.claim is not None and started is not None:
-            _put(txn, keys.claim, dump_claim(item.run_id, started.input_digest), dbs.idempotency)
+            claim = dump_claim(item.run_id, started.input_digest)
+            _put(txn, keys.claim, claim, dbs.idempotency)
+            ops.append((_IDEMPOTENCY, keys.claim, claim))
         prefix = len(run) + len(SEP)
         for lookup in keys.timers_removed:
             due = txn.pop(lookup, db=dbs.timer_ids)
             if due is not None:
-                txn.delete(timer_key(due, run, lookup[prefix:]), db=dbs.timers)
+                timer = timer_key(due, run, lookup[prefix:])
+                txn.delete(timer, db=dbs.timers)
+                ops.append((_TIMER_IDS, lookup, None))
+                ops.append((_TIMERS, timer, None))
         for lookup, due, key in keys.timers_set:
             _put(txn, lookup, due, dbs.timer_ids)
             _put(txn, key, b"", dbs.timers)
+            ops.append((_TIMER_IDS, lookup, due))
+            ops.append((_TIMERS, key, b""))
 
 
 def _put(txn: lmdb.Transaction[bytes], key: bytes, value: bytes, db: _Database) -> None:
     if not txn.put(key, value, db=db):
         raise StorageError(f"LMDB refused to store key {key!r}")
+
+
+def _release(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:

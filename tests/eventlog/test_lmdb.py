@@ -19,6 +19,8 @@ import lmdb
 import pytest
 from _eventlog_helpers import done, started, steps, timer
 
+from perdure.eventlog._lmdb_journal import PAGE, Journal
+
 from perdure.eventlog import (
     CorruptEventError,
     IdempotencyKeyTakenError,
@@ -125,6 +127,9 @@ async def test_a_read_only_process_sees_live_writes_and_refuses_to_write(store: 
         for seq in range(1, 2001, 50):
             await writer.append("r", seq, [done("r", s, payload) for s in range(seq, seq + 50)])
         await writer.append("s", 0, [started("s", ts=5.0)])
+        # Another process sees a journaled batch once LMDB has caught up (within
+        # milliseconds); a read in the writer's process waits for exactly that.
+        assert await writer.get_run("s") is not None
         out, err = reader.communicate("check\nwrite\n", timeout=60)
         assert out.splitlines() == [
             "events 2001 True",
@@ -200,8 +205,11 @@ async def test_durability_chooses_whether_commits_are_fsynced(store: Path, tmp_p
     fsynced = LmdbEventLog(store)
     relaxed = LmdbEventLog(tmp_path / "relaxed", durability="process")
     assert (fsynced.durability, relaxed.durability) == ("fsync", "process")
-    assert fsynced._shared.env.flags()["sync"] and fsynced._shared.env.flags()["metasync"]
+    # fsync: LMDB flushes its data pages per commit, the journal makes each batch durable
+    assert fsynced._shared.env.flags()["sync"] and not fsynced._shared.env.flags()["metasync"]
+    assert fsynced._shared.journal is not None
     assert not relaxed._shared.env.flags()["sync"]
+    assert relaxed._shared.journal is None
     assert not fsynced._shared.env.flags()["writemap"]
     await relaxed.append("r", 0, [started("r")])
     await relaxed.close()
@@ -253,10 +261,10 @@ class HeldWriter:
         self.gate = threading.Event()
         original = writer._commit
 
-        def held(appends: Any) -> Any:
+        def held(appends: Any, acknowledge: Any) -> Any:
             self.entered.set()
             self.gate.wait(30)
-            return original(appends)
+            return original(appends, acknowledge)
 
         monkeypatch.setattr(writer, "_commit", held)
 
@@ -274,9 +282,9 @@ async def test_one_failing_append_does_not_fail_the_rest_of_its_batch(
 ) -> None:
     for run_id in ("ok1", "ok2", "stale", "owner"):
         await log.append(run_id, 0, [started(run_id, key="k" if run_id == "owner" else None)])
+    before = await log.statistics()  # (a read waits for the writer: not while it is held)
     held = HeldWriter(log, monkeypatch)
     warm_up = await held.hold(log)
-    before = await log.statistics()
     calls = [
         log.append("ok1", 1, steps("ok1", 1, 2)),
         log.append("stale", 0, [started("stale")]),
@@ -368,21 +376,42 @@ async def test_an_append_failing_halfway_is_rolled_back_alone(
         assert txn.get(event_key("r", 2)) == stray  # and the stray key was not overwritten
 
 
-async def test_a_failed_commit_raises_storage_error_and_the_store_stays_usable(
-    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await log.append("r", 0, [started("r")])
+@pytest.fixture(params=["fsync", "process"])
+async def either(request: pytest.FixtureRequest, store: Path) -> AsyncIterator[LmdbEventLog]:
+    opened = LmdbEventLog(store, durability=request.param)
+    yield opened
+    await opened.close()
+
+
+def fail_durable_step(log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch, calls: set[int]) -> None:
+    """Make the write that makes a batch durable fail on the given calls (counted from 1).
+
+    That write is the journal frame with fsync, the LMDB commit with process.
+    """
     writer = log._shared.writer
     assert writer is not None
-    original = writer._commit_txn
-    failures = iter([True])
+    name = "_write_journal" if log.durability == "fsync" else "_commit_txn"
+    original = getattr(writer, name)
+    count = 0
 
-    def failing_commit(txn: Any) -> None:
-        if next(failures, False):
+    def failing(arg: Any) -> None:
+        nonlocal count
+        count += 1
+        if count in calls:
+            if name == "_write_journal":
+                raise OSError(5, "injected EIO")
             raise lmdb.DiskError("injected EIO")
-        original(txn)
+        original(arg)
 
-    monkeypatch.setattr(writer, "_commit_txn", failing_commit)
+    monkeypatch.setattr(writer, name, failing)
+
+
+async def test_a_failed_durable_write_raises_storage_error_and_the_store_stays_usable(
+    either: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = either
+    await log.append("r", 0, [started("r")])
+    fail_durable_step(log, monkeypatch, {1})
     with pytest.raises(StorageError, match=r"injected EIO.*nothing of this append"):
         await log.append("r", 1, steps("r", 1, 2))
     assert [e.seq for e in await log.read("r")] == [0]
@@ -391,23 +420,13 @@ async def test_a_failed_commit_raises_storage_error_and_the_store_stays_usable(
     assert [e.seq for e in await log.read("r")] == [0, 1, 2]
 
 
-async def test_a_failed_commit_acknowledges_nothing_of_a_grouped_batch(
-    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+async def test_a_failed_durable_write_acknowledges_nothing_of_a_grouped_batch(
+    either: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    log = either
     held = HeldWriter(log, monkeypatch)
     warm_up = await held.hold(log)
-    writer = held.writer
-    original = writer._commit_txn
-    commits = 0
-
-    def second_commit_fails(txn: Any) -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 2:
-            raise lmdb.DiskError("injected EIO")
-        original(txn)
-
-    monkeypatch.setattr(writer, "_commit_txn", second_commit_fails)
+    fail_durable_step(log, monkeypatch, {2})
     tasks = [asyncio.create_task(log.append(f"r{n}", 0, [started(f"r{n}")])) for n in range(5)]
     await asyncio.sleep(0)
     assert held.queued() == 5
@@ -419,6 +438,146 @@ async def test_a_failed_commit_acknowledges_nothing_of_a_grouped_batch(
     assert (await log.statistics()).events == 1
     await log.append("r0", 0, [started("r0")])
     assert [e.seq for e in await log.read("r0")] == [0]
+
+
+# -- the journal (durability="fsync") ------------------------------------------------------
+
+
+def fail_lmdb_commits(log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+    writer = log._shared.writer
+    assert writer is not None
+    original = writer._commit_txn
+    left = times
+
+    def failing(txn: Any) -> None:
+        nonlocal left
+        if left:
+            left -= 1
+            raise lmdb.DiskError("injected EIO")
+        original(txn)
+
+    monkeypatch.setattr(writer, "_commit_txn", failing)
+
+
+async def test_an_lmdb_commit_failing_after_the_journal_is_redone_from_the_frame(
+    log: LmdbEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await log.append("r", 0, [started("r")])
+    fail_lmdb_commits(log, monkeypatch, 1)
+    await log.append("r", 1, steps("r", 1, 2))  # durable in the journal: acknowledged
+    assert [e.seq for e in await log.read("r")] == [0, 1, 2]
+    await log.append("r", 3, steps("r", 3, 1))
+    assert (await log.get_run("r")).next_seq == 4  # type: ignore[union-attr]
+
+
+async def test_lmdb_refusing_a_journaled_batch_stops_writes_and_a_reopen_recovers_it(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    fail_lmdb_commits(log, monkeypatch, 1_000)
+    await log.append("r", 1, steps("r", 1, 2))  # acknowledged: it is in the journal
+    with pytest.raises(StorageError, match="refuses further appends.*reopen"):
+        await log.read("r")  # a read cannot see the acknowledged batch, and says why
+    with pytest.raises(StorageError, match="refuses further appends"):
+        await log.append("r", 3, steps("r", 3, 1))
+    await log.close()
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2]
+    await reopened.append("r", 3, steps("r", 3, 1))
+    await reopened.close()
+
+
+def journal_frames(store: Path) -> list[int]:
+    journal = Journal(str(store))
+    try:
+        return [number for number, _ in journal.frames()]
+    finally:
+        journal.close()
+
+
+async def test_the_journal_restores_commits_lmdb_lost(store: Path, tmp_path: Path) -> None:
+    """Power loss, simulated: LMDB loses its last commits, the journal still has them."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("s", 0, [started("s", key="k")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)  # LMDB as it was after two batches
+    await log.append("r", 1, steps("r", 1, 3))
+    await log.append("r", 4, [timer("r", 4, "t1", due=5.0)])
+    await log.append("s", 1, [done("s", 1)], status="completed")
+    await log.close()
+    frames = journal_frames(store)
+    assert len(frames) == 5 and frames == list(range(frames[0], frames[0] + 5))
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    (store / "lock.mdb").unlink()
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
+    assert [(r.run_id, r.status) for r in await reopened.list_runs(status="completed")] == [
+        ("s", "completed")
+    ]
+    assert [t.timer_id for t in await reopened.due_timers(10.0)] == ["t1"]
+    assert (await reopened.lookup_idempotency("k")).run_id == "s"  # type: ignore[union-attr]
+    await reopened.append("r", 5, steps("r", 5, 1))  # and it carries on
+    await reopened.close()
+
+
+async def test_a_read_only_open_after_a_crash_applies_the_journal_first(
+    store: Path, tmp_path: Path
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.close()
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    reader = LmdbEventLog(store, read_only=True)
+    assert [e.seq for e in await reader.read("r")] == [0, 1, 2]
+    await reader.close()
+
+
+async def test_a_torn_or_stale_journal_tail_is_ignored(store: Path) -> None:
+    log = LmdbEventLog(store)
+    for seq in range(4):
+        await log.append("r", seq, [started("r")] if seq == 0 else steps("r", seq, 1))
+    await log.close()
+    frames = journal_frames(store)
+    with open(store / "journal.wal", "r+b") as f:  # tear the last frame's payload
+        f.seek(PAGE * (len(frames) - 1) + 30)
+        f.write(b"\xff\xff")
+    assert journal_frames(store) == frames[:-1]
+    reopened = LmdbEventLog(store)  # LMDB has everything (clean close): nothing to redo
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3]
+    await reopened.append("r", 4, steps("r", 4, 1))  # written over the old frames from the start
+    await reopened.close()
+    assert len(journal_frames(store)) == 1  # the frames after it are from before: not followed
+
+
+async def test_the_journal_wraps_after_a_checkpoint_and_huge_batches_bypass_it(
+    store: Path, tmp_path: Path
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    payload = "p" * 1500
+    seq = 1
+    for _ in range(40):  # ~40 pages per batch: wraps the 2 MiB journal more than once
+        await log.append("r", seq, [done("r", seq + i, result=payload) for i in range(100)])
+        seq += 100
+    huge = [done("r", seq + i, result=payload) for i in range(1500)]  # more than the journal
+    await log.append("r", seq, huge)
+    seq += 1500
+    await log.append("r", seq, steps("r", seq, 1))
+    seq += 1
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", seq, steps("r", seq, 2))
+    await log.close()
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    reopened = LmdbEventLog(store)
+    events = await reopened.read("r")
+    assert [e.seq for e in events] == list(range(seq + 2))
+    await reopened.close()
 
 
 # -- map growth ----------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""The journal in front of an fsync'd LMDB store: one device flush per acknowledged batch.
+
+An fsync'd LMDB commit flushes the device twice (the data pages, then the meta
+page that makes them current), and that pair is most of a durable append's
+latency. With `durability="fsync"` the writer instead writes each batch's
+changes as one *frame* to this preallocated file with ``O_DSYNC`` — one flush —
+acknowledges the batch, and only then commits the LMDB transaction, with
+``metasync`` off: LMDB flushes the data pages before writing the meta page, so
+the store is always consistent, but the meta page of the newest commit is only
+flushed by the next commit (or `checkpoint`). That commit's flush overlaps the
+caller's next step instead of delaying its acknowledgement.
+
+After an OS crash or power loss LMDB may therefore be a commit (or, after a
+failed commit, more) behind what was acknowledged. Every LMDB transaction
+records the number of the last frame it contains (`APPLIED_KEY` in ``meta``);
+opening the store for writing re-applies the frames past it (`recover`).
+
+Layout: frames start on page boundaries, from offset 0. A frame is a header
+(magic, frame number, payload length, CRC32 of number, length and payload) and
+a payload of operations, each ``db index, kind, key length, value length, key,
+value`` (kind 1 deletes the key). Frame numbers increase by one; a scan stops
+at the first page that is not the next frame (a torn write, zeros, or a frame
+left from before the last wrap, whose number is smaller). Before the writer
+wraps to offset 0 it makes LMDB itself durable (`checkpoint`), so no frame
+that LMDB might still need is overwritten. A frame larger than the whole
+journal is not journaled: its batch is committed the old way, LMDB flushing
+both pages before the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+
+import lmdb
+
+from perdure.eventlog._errors import StorageError
+
+JOURNAL_FILE = "journal.wal"
+#: Preallocated (zero-filled) size: overwriting written blocks needs no metadata flush.
+JOURNAL_BYTES = 2 << 20
+PAGE = 4096
+#: Key in the ``meta`` database: the number of the last frame LMDB contains (8 bytes).
+APPLIED_KEY = b"journal_applied"
+
+_HEADER = struct.Struct(">4sQII")
+_MAGIC = b"PDJ1"
+_NUMBERS = struct.Struct(">QI")
+_OP = struct.Struct(">BBHI")
+_DELETE = 1
+_U64 = struct.Struct(">Q")
+
+#: One change to the store: (database index in `DB_NAMES` order, key, value or None to delete).
+Op = tuple[int, bytes, bytes | None]
+
+
+def encode_frame(number: int, ops: Sequence[Op]) -> bytes:
+    """One frame, padded to whole pages."""
+    parts: list[bytes] = [b""]
+    pack = _OP.pack
+    for db, key, value in ops:
+        if value is None:
+            parts.append(pack(db, _DELETE, len(key), 0))
+            parts.append(key)
+        else:
+            parts.append(pack(db, 0, len(key), len(value)))
+            parts.append(key)
+            parts.append(value)
+    payload = b"".join(parts)
+    crc = zlib.crc32(payload, zlib.crc32(_NUMBERS.pack(number, len(payload))))
+    size = _HEADER.size + len(payload)
+    padding = -size % PAGE
+    return b"".join((_HEADER.pack(_MAGIC, number, len(payload), crc), payload, bytes(padding)))
+
+
+def decode_ops(payload: bytes) -> list[Op]:
+    """The operations of a frame's payload (whose CRC has been checked)."""
+    ops: list[Op] = []
+    view = memoryview(payload)
+    offset = 0
+    end = len(payload)
+    while offset < end:
+        db, kind, key_len, value_len = _OP.unpack_from(view, offset)
+        offset += _OP.size
+        key = bytes(view[offset : offset + key_len])
+        offset += key_len
+        if kind == _DELETE:
+            ops.append((db, key, None))
+        else:
+            ops.append((db, key, bytes(view[offset : offset + value_len])))
+            offset += value_len
+    if offset != end:
+        raise ValueError("a journal frame's operations overrun its payload")
+    return ops
+
+
+class Journal:
+    """The preallocated journal file of one store, written by its writer thread only."""
+
+    def __init__(self, directory: str, capacity: int = JOURNAL_BYTES) -> None:
+        self.path = os.path.join(directory, JOURNAL_FILE)
+        self.capacity = capacity
+        self.offset = 0
+        try:
+            existed = os.path.exists(self.path)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open the journal {self.path}: {exc}") from exc
+        try:
+            size = os.fstat(self._fd).st_size
+            if size < capacity:
+                os.pwrite(self._fd, bytes(capacity - size), size)
+                os.fsync(self._fd)
+            if not existed:
+                _fsync_dir(directory)
+            # Reopened with O_DSYNC: each frame's pwrite returns once it is on stable storage.
+            sync_fd = os.open(self.path, os.O_RDWR | os.O_DSYNC | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(self._fd)
+            raise StorageError(f"cannot prepare the journal {self.path}: {exc}") from exc
+        os.close(self._fd)
+        self._fd = sync_fd
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """(number, payload) of each valid frame from the start, while numbers follow on."""
+        offset = 0
+        expected: int | None = None
+        while offset + _HEADER.size <= self.capacity:
+            header = os.pread(self._fd, _HEADER.size, offset)
+            magic, number, length, crc = _HEADER.unpack(header)
+            end = offset + _HEADER.size + length
+            if magic != _MAGIC or end > self.capacity:
+                return
+            if expected is not None and number != expected:
+                return
+            payload = os.pread(self._fd, length, offset + _HEADER.size)
+            if zlib.crc32(payload, zlib.crc32(_NUMBERS.pack(number, length))) != crc:
+                return
+            yield number, payload
+            expected = number + 1
+            offset = end + (-end % PAGE)
+
+    def fits(self, frame: bytes) -> bool:
+        """Whether `frame` fits after the frames written since the last `rewind`."""
+        return self.offset + len(frame) <= self.capacity
+
+    def write(self, frame: bytes) -> None:
+        """Append `frame`; durable when this returns (``O_DSYNC``). Raises OSError."""
+        written = os.pwrite(self._fd, frame, self.offset)
+        if written != len(frame):
+            raise OSError(f"short write to the journal ({written} of {len(frame)} bytes)")
+        self.offset += len(frame)
+
+    def rewind(self) -> None:
+        """Write the next frame at the start (only once LMDB holds everything durably)."""
+        self.offset = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def applied_frame(txn: lmdb.Transaction[bytes], meta: lmdb._Database) -> int:
+    """The number of the last frame this transaction's view of LMDB contains (0: none)."""
+    raw = txn.get(APPLIED_KEY, db=meta)
+    return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+
+def applied_value(number: int) -> bytes:
+    return _U64.pack(number)
+
+
+def apply_ops(
+    txn: lmdb.Transaction[bytes], handles: Sequence[lmdb._Database], ops: Sequence[Op]
+) -> None:
+    """Redo a frame's operations in `txn` (exactly what the acknowledged batch wrote)."""
+    for db, key, value in ops:
+        if value is None:
+            txn.delete(key, db=handles[db])
+        elif not txn.put(key, value, db=handles[db]):
+            raise StorageError(f"LMDB refused to store key {key!r} while re-applying the journal")
+
+
+def recover(
+    env: lmdb.Environment, handles: Sequence[lmdb._Database], meta: lmdb._Database, journal: Journal
+) -> int:
+    """Re-apply the frames LMDB lacks (after an OS crash or power loss); the next frame number.
+
+    Runs before the writer starts, with LMDB opened for writing. Afterwards LMDB
+    is flushed completely, so the journal can be written again from the start.
+    """
+    with env.begin() as txn:
+        applied = applied_frame(txn, meta)
+    missing = [(number, payload) for number, payload in journal.frames() if number > applied]
+    if missing and missing[0][0] != applied + 1:
+        raise StorageError(
+            f"the journal of the store at {os.path.dirname(journal.path)} continues at batch "
+            f"{missing[0][0]} but the store holds batches up to {applied} only: batches in "
+            "between are lost (was data.mdb replaced by an older copy? restore the matching "
+            f"{JOURNAL_FILE} too, or remove {JOURNAL_FILE} to accept the loss)"
+        )
+    last = applied
+    if missing:
+        try:
+            with env.begin(write=True) as txn:
+                for number, payload in missing:
+                    apply_ops(txn, handles, decode_ops(payload))
+                    last = number
+                txn.put(APPLIED_KEY, applied_value(last), db=meta)
+        except (lmdb.Error, ValueError, struct.error) as exc:
+            raise StorageError(
+                f"re-applying the journal {journal.path} to the store failed: {exc}"
+            ) from exc
+    env.sync(True)
+    journal.rewind()
+    return last + 1
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
