@@ -433,8 +433,8 @@ class Writer:
                 self._next_frame += 1
                 self._count(written)
                 self._acked += 1
+                acknowledge(outcomes)  # durable now; the callers wake while LMDB catches up
                 self._keep(txn, ops)
-                acknowledge(outcomes)
                 return
             except lmdb.MapFullError:
                 txn.abort()
