@@ -19,8 +19,6 @@ import lmdb
 import pytest
 from _eventlog_helpers import done, started, steps, timer
 
-from perdure.eventlog._lmdb_journal import PAGE, Journal
-
 from perdure.eventlog import (
     CorruptEventError,
     IdempotencyKeyTakenError,
@@ -31,6 +29,7 @@ from perdure.eventlog import (
     StorageError,
     StorePathError,
 )
+from perdure.eventlog._lmdb_journal import PAGE, Journal
 
 
 @pytest.fixture
@@ -477,7 +476,7 @@ async def test_lmdb_refusing_a_journaled_batch_stops_writes_and_a_reopen_recover
     await log.append("r", 0, [started("r")])
     fail_lmdb_commits(log, monkeypatch, 1_000)
     await log.append("r", 1, steps("r", 1, 2))  # acknowledged: it is in the journal
-    with pytest.raises(StorageError, match="refuses further appends.*reopen"):
+    with pytest.raises(StorageError, match=r"refuses further appends.*reopen"):
         await log.read("r")  # a read cannot see the acknowledged batch, and says why
     with pytest.raises(StorageError, match="refuses further appends"):
         await log.append("r", 3, steps("r", 3, 1))
@@ -543,9 +542,10 @@ async def test_a_torn_or_stale_journal_tail_is_ignored(store: Path) -> None:
         await log.append("r", seq, [started("r")] if seq == 0 else steps("r", seq, 1))
     await log.close()
     frames = journal_frames(store)
-    with open(store / "journal.wal", "r+b") as f:  # tear the last frame's payload
-        f.seek(PAGE * (len(frames) - 1) + 30)
-        f.write(b"\xff\xff")
+    torn = store / "journal.wal"  # tear the last frame's payload
+    data = bytearray(torn.read_bytes())
+    data[PAGE * (len(frames) - 1) + 30] ^= 0xFF
+    torn.write_bytes(bytes(data))
     assert journal_frames(store) == frames[:-1]
     reopened = LmdbEventLog(store)  # LMDB has everything (clean close): nothing to redo
     assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3]
