@@ -429,12 +429,20 @@ class Writer:
                     txn.abort()
                     self._checkpoint()
                     continue  # the same batch again, its frame now at the journal's start
-                self._write_journal(frame)
+                # Merged before the frame is written, so that nothing but the acknowledgement
+                # is left to do once it is durable (the woken callers need the GIL).
+                txn.commit()  # into the open transaction: no I/O
+                try:
+                    self._write_journal(frame)
+                except OSError as exc:
+                    self._drop_unjournaled()
+                    acknowledge(self._failed(appends, exc))
+                    return
+                self._pending.append(ops)
                 self._next_frame += 1
                 self._count(written)
                 self._acked += 1
-                acknowledge(outcomes)  # durable now; the callers wake while LMDB catches up
-                self._keep(txn, ops)
+                acknowledge(outcomes)  # durable now; LMDB catches up later
                 return
             except lmdb.MapFullError:
                 txn.abort()
@@ -488,30 +496,29 @@ class Writer:
             written += len(item.events)
         return outcomes, ops, written
 
-    def _keep(self, txn: lmdb.Transaction[bytes], ops: list[Op]) -> None:
-        """Merge a journaled batch into the open transaction (no I/O), whatever it takes.
+    def _drop_unjournaled(self) -> None:
+        """Take a batch whose frame could not be written back out of the open transaction.
 
-        The batch is durable and about to be acknowledged, so if the merge fails
-        LMDB gets it another way: the open transaction is committed and the
-        batch redone on its own; failing that, the writer stops (`_break`).
+        It was merged already, so the open transaction is aborted and the
+        journaled batches it held are redone in a transaction of their own.
         """
-        try:
-            txn.commit()
-        except lmdb.Error as exc:
+        txn, pending = self._txn, self._pending
+        self._txn, self._pending = None, []
+        if txn is not None:
             with suppress(lmdb.Error):
                 txn.abort()
-            if self._commit_pending() and self._redo(ops):
-                self._mark_applied(1)
-            else:
-                self._break(
-                    StorageError(
-                        f"the LMDB store at {self._path} could not take a batch that is durable "
-                        f"in its journal ({exc}); it refuses further appends. Nothing "
-                        "acknowledged is lost: close and reopen the store to re-apply the journal"
-                    )
-                )
+        if not pending:
             return
-        self._pending.append(ops)
+        if self._redo([op for ops in pending for op in ops]):
+            self._mark_applied(len(pending))
+        else:
+            self._break(
+                StorageError(
+                    f"the LMDB store at {self._path} could not take batches that are durable "
+                    "in its journal; it refuses further appends. Nothing acknowledged is "
+                    "lost: close and reopen the store to re-apply the journal"
+                )
+            )
 
     def _failed(self, appends: list[PendingAppend], cause: object) -> list[BaseException | None]:
         error = StorageError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
@@ -29,6 +30,7 @@ from perdure.eventlog import (
     StorageError,
     StorePathError,
 )
+from perdure.eventlog import _lmdb_writer as lmdb_writer
 from perdure.eventlog._lmdb_journal import PAGE, Journal
 
 
@@ -782,3 +784,52 @@ async def test_a_damaged_runs_index_entry_is_reported_not_hiding_events(store: P
         await log.read("r")
     assert (caught.value.run_id, caught.value.seq) == ("r", 1)
     await log.close()
+
+
+@pytest.mark.parametrize("how", ["no O_DIRECT", "O_DIRECT refused at write"])
+async def test_the_journal_falls_back_to_buffered_synchronous_writes(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "no O_DIRECT":
+        monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    else:
+        real_pwrite = os.pwrite
+
+        def pwrite(fd: int, data: Any, offset: int) -> int:
+            if isinstance(data, memoryview):  # the aligned direct-write buffer
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real_pwrite(fd, data, offset)
+
+        monkeypatch.setattr(os, "pwrite", pwrite)
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", 1, steps("r", 1, 2))
+    journal = log._shared.journal
+    assert journal is not None and journal._view is None  # buffered O_DSYNC writes
+    await log.close()
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2]  # the frames were written
+    await reopened.close()
+
+
+async def test_a_failed_journal_write_keeps_the_batches_lmdb_has_not_committed_yet(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lmdb_writer, "IDLE_COMMIT", 30.0)  # LMDB commits only when asked
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("r", 1, steps("r", 1, 2))
+    writer = log._shared.writer
+    assert writer is not None and len(writer._pending) == 2  # journaled, not in LMDB yet
+    fail_durable_step(log, monkeypatch, {1})
+    with pytest.raises(StorageError, match="nothing of this append"):
+        await log.append("r", 3, steps("r", 3, 1))
+    assert [e.seq for e in await log.read("r")] == [0, 1, 2]
+    await log.append("r", 3, steps("r", 3, 2))
+    await log.close()
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
+    await reopened.close()
