@@ -269,6 +269,7 @@ class AttemptRunner(abc.ABC):
                 input_digest=call.digest,
                 result=message.value,
             )
+            self.calls.pop(call.position, None)  # settled: a long run must not keep every call
             self._deliver(step, self.waiters.pop(call.position, []))
             if actor.state.kind == "function" and call.position == "0":
                 # The function's trivial body would only repeat this: finish the run in
@@ -339,6 +340,7 @@ class AttemptRunner(abc.ABC):
             traceback=last.traceback if last else "",
             attempts=step.failures,
         )
+        self.calls.pop(call.position, None)
         self._deliver(step, self.waiters.pop(call.position, []))
         if actor.state.kind == "function" and call.position == "0":
             assert step.failed is not None
