@@ -305,7 +305,7 @@ class Bench:
             "--durability",
             durability,
         ]
-        if system in ("perdure", "lmdb"):
+        if system in ("perdure", "lmdb", "disk"):
             logs = ["--info-logs"] if self.args.info_logs else []
             return [sys.executable, os.path.abspath(__file__), "--worker", *logs, *common]
         assert self.lg_python is not None
@@ -331,7 +331,7 @@ class Bench:
         args = self.args
         try:
             for r in range(args.repeats):
-                log(f"[{r + 1}/{args.repeats}] raw LMDB commits")
+                log(f"[{r + 1}/{args.repeats}] raw flushes and LMDB commits")
                 for floor, name in ((RAW_FLUSH, "raw-flush"), (RAW_COMMIT, "raw-commit")):
                     raw = self.cmd(floor, name, self.fresh_dir(), args.seq_tasks)
                     self.record(floor, "seq", run_json(raw))
