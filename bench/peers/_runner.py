@@ -311,8 +311,9 @@ GUARANTEES = [
     "What each system guarantees in the configuration measured:",
     "",
     '- **perdure (fsync)**: `LmdbEventLog` with `durability="fsync"` (the default). A step\'s '
-    "result is in an fsync'd LMDB commit before the workflow goes on (commits of concurrent "
-    "runs are grouped); it survives power loss.",
+    "result is on disk (an O_DSYNC write of the store's journal; LMDB commits right behind "
+    "it) before the workflow goes on (concurrent runs share each write); it survives power "
+    "loss.",
     '- **perdure (process)**: `durability="process"`: commits reach the OS page cache, not '
     "the disk; they survive a crash of the process, not of the machine.",
     "- **LangGraph (durability=sync)**: `SqliteSaver` on a file DB (W2: `AsyncSqliteSaver`, "
