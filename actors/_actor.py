@@ -87,6 +87,8 @@ class RunActor:
         self._after: list[Callable[[], None]] = []
         self._replies: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        #: Seq of a `RunStarted` emitted soft (see `Start.durable`), until it is durable.
+        self.soft_start_seq: int | None = None
         self._stop_when_idle = False
         self.run_span: Span | None = None
         self.execution = Execution(self)
@@ -96,6 +98,10 @@ class RunActor:
     def post(self, message: object) -> None:
         """Queue a message for this run (event-loop thread only)."""
         self.mailbox.put_nowait(message)
+
+    def start_lost(self) -> bool:
+        """Whether this run's latest start never reached the log (its actor is crashing)."""
+        return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
 
     def idle(self) -> bool:
         return (
@@ -294,8 +300,9 @@ class RunActor:
             trace_context = _observe.span_carrier(self.run_span)
         else:
             trace_context = {}
-        self.emit(
+        started = self.emit(
             RunStarted,
+            soft=not message.durable,
             target=spec.name,
             kind=spec.kind,
             input=message.input,
@@ -304,8 +311,11 @@ class RunActor:
             trace_context=trace_context,
             invocation=invocation,
         )
+        if not message.durable:
+            self.soft_start_seq = started.seq
         try:
-            await self.flush()
+            if message.durable:
+                await self.flush()
         except (IdempotencyKeyTakenError, SequenceConflictError) as exc:
             _observe.end_span(self.run_span)
             self.run_span = None

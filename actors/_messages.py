@@ -24,6 +24,10 @@ class Start:
     trace_context: dict[str, str]
     reply: asyncio.Future[None]
     new_invocation: bool = False
+    #: Commit `RunStarted` before the body runs and before `reply` (a `start()` handle
+    #: promises a recorded run). Otherwise it is soft: it goes out with the run's first
+    #: hard event (or after the linger), one commit fewer for `run()` and `invoke`.
+    durable: bool = True
 
 
 @attrs.define(slots=True, kw_only=True)

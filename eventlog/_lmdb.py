@@ -178,7 +178,7 @@ class LmdbEventLog:
 
     async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
         shared = self._open_env()
-        await shared.caught_up()
+        await shared.caught_up(run_id=run_id)
         if from_seq < 0:
             raise ValueError(f"read of run {run_id!r}: from_seq {from_seq} must be >= 0")
         run = _run_key(run_id)
@@ -231,7 +231,7 @@ class LmdbEventLog:
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         shared = self._open_env()
-        await shared.caught_up()
+        await shared.caught_up(run_id=run_id)
         run = _run_key(run_id)
         if run is None:
             return None
@@ -274,7 +274,7 @@ class LmdbEventLog:
 
     async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
         shared = self._open_env()
-        await shared.caught_up()
+        await shared.caught_up(key=key)
         raw_key = key.encode()
         if not raw_key or len(raw_key) > MAX_KEY_BYTES:
             return None

@@ -91,10 +91,10 @@ class SharedEnv:
             )
             self.writer.start()
 
-    async def caught_up(self) -> None:
+    async def caught_up(self, *, run_id: str | None = None, key: str | None = None) -> None:
         """Wait until reads see every batch acknowledged to this process (see `Writer`)."""
         if self.writer is not None:
-            await self.writer.caught_up()
+            await self.writer.caught_up(run_id=run_id, key=key)
 
     def read(self, fn: Callable[[lmdb.Transaction[bytes]], _T]) -> _T:
         """Run `fn` in a fresh read transaction, ended (and dropped) before returning."""

@@ -191,6 +191,9 @@ class Writer:
         self._applied = 0
         self._readers: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._broken: StorageError | None = None
+        #: Runs and idempotency keys that acknowledged batches not yet in LMDB touched.
+        self._unapplied_runs: set[str] = set()
+        self._unapplied_keys: set[str] = set()
         #: The open LMDB transaction holding journaled batches, and their changes.
         self._txn: lmdb.Transaction[bytes] | None = None
         self._txn_began = 0.0
@@ -325,13 +328,19 @@ class Writer:
 
     # -- read barrier --------------------------------------------------------------------------
 
-    async def caught_up(self) -> None:
+    async def caught_up(self, *, run_id: str | None = None, key: str | None = None) -> None:
         """Return once every batch acknowledged so far is visible to readers.
 
         With the journal a batch is acknowledged before its LMDB commit (see
         `_lmdb_journal`); reads in this process wait here for that commit, so
-        they always see what they were told is stored.
+        they always see what they were told is stored. A read of one run (or
+        one idempotency key) waits only if an uncommitted batch touched it: a
+        new run reading its empty log does not force a commit.
         """
+        if run_id is not None and run_id not in self._unapplied_runs:
+            return
+        if key is not None and key not in self._unapplied_keys:
+            return
         target = self._acked
         if self._applied >= target:
             return
@@ -441,6 +450,7 @@ class Writer:
                 self._pending.append(ops)
                 self._next_frame += 1
                 self._count(written)
+                self._note_unapplied(appends, outcomes)
                 self._acked += 1
                 acknowledge(outcomes)  # durable now; LMDB catches up later
                 return
@@ -510,7 +520,7 @@ class Writer:
         if not pending:
             return
         if self._redo([op for ops in pending for op in ops]):
-            self._mark_applied(len(pending))
+            self._applied_all(len(pending))
         else:
             self._break(
                 StorageError(
@@ -519,6 +529,24 @@ class Writer:
                     "lost: close and reopen the store to re-apply the journal"
                 )
             )
+
+    def _note_unapplied(
+        self, appends: list[PendingAppend], outcomes: list[BaseException | None]
+    ) -> None:
+        """Remember what a batch going into the open transaction touched (`caught_up`)."""
+        runs, keys = self._unapplied_runs, self._unapplied_keys
+        for item, outcome in zip(appends, outcomes, strict=True):
+            if outcome is None:
+                runs.add(item.run_id)
+                first = item.events[0]
+                if type(first) is RunStarted and first.idempotency_key is not None:
+                    keys.add(first.idempotency_key)
+
+    def _applied_all(self, batches: int) -> None:
+        """LMDB holds every acknowledged batch now."""
+        self._unapplied_runs = set()
+        self._unapplied_keys = set()
+        self._mark_applied(batches)
 
     def _failed(self, appends: list[PendingAppend], cause: object) -> list[BaseException | None]:
         error = StorageError(
@@ -568,7 +596,7 @@ class Writer:
                     )
                 )
                 return False
-        self._mark_applied(len(pending))
+        self._applied_all(len(pending))
         return True
 
     def _redo(self, ops: list[Op]) -> bool:

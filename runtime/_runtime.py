@@ -272,7 +272,7 @@ class Runtime:
         self._settle_waiters.clear()
         for listeners in self._listeners.values():
             for queue in listeners:
-                queue.put_nowait(("closed", None))
+                queue.put_nowait(("closed", closed))
         if self._given_log is None and self._log is not None:
             await self._log.close()
             self._log = None
@@ -302,7 +302,7 @@ class Runtime:
             if not fut.done():
                 fut.set_exception(error)
         for queue in self._listeners.get(run_id, ()):
-            queue.put_nowait(("closed", None))
+            queue.put_nowait(("closed", error))
 
     def _actor_restarted(self, run_id: str) -> None:
         if self._scheduler is not None:
@@ -322,8 +322,16 @@ class Runtime:
         timeout: float | None = None,
         run_id: str | None = None,
     ) -> Any:
-        """Start a run and return its result (raising its error). See `start`."""
-        handle = await self.start(target, input, idempotency_key=idempotency_key, run_id=run_id)
+        """Start a run and return its result (raising its error). See `start`.
+
+        Unlike `start`, the run's start is not committed on its own before the
+        body runs: it goes out with the run's first result (one commit instead
+        of two). Nobody holds a handle in between, so nothing is promised that
+        a crash could break; with an idempotency key it is committed first.
+        """
+        handle = await self._start(
+            target, input, idempotency_key=idempotency_key, run_id=run_id, durable=False
+        )
         return await handle.result(timeout=timeout)
 
     async def start(
@@ -341,6 +349,20 @@ class Runtime:
         different input raises `IdempotencyConflictError`. With the `run_id`
         of a settled workflow thread, a new invocation starts on that thread.
         """
+        return await self._start(
+            target, input, run_id=run_id, idempotency_key=idempotency_key, durable=True
+        )
+
+    async def _start(
+        self,
+        target: Any,
+        input: Any,
+        *,
+        run_id: str | None,
+        idempotency_key: str | None,
+        durable: bool,
+    ) -> RunHandle:
+        """`start`; with `durable=False` the start is committed with the run's first result."""
         supervisor = self._require_open()
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
@@ -367,6 +389,7 @@ class Runtime:
                 trace_context=caller_context(),
                 reply=reply,
                 new_invocation=True,
+                durable=durable or idempotency_key is not None,
             ),
         )
         try:

@@ -108,6 +108,10 @@ class Supervisor:
             raise
         except Exception as exc:
             cell.task = None
+            if actor.start_lost() and self._on_unavailable is not None:
+                # Its start was soft and is gone with the failed commit: the rebuilt
+                # actor will not know this invocation, so its waiters learn it here.
+                self._on_unavailable(cell.run_id, exc)
             await self._crashed(cell, exc)
             return
         cell.task = None

@@ -160,7 +160,8 @@ class WorkflowApi:
         elif input is None and await runtime.get_run(thread_id) is not None:
             await runtime.continue_run(thread_id)
         else:
-            await runtime.start(self, input, run_id=thread_id)
+            # The caller waits for the outcome: the start needs no commit of its own.
+            await runtime._start(self, input, run_id=thread_id, idempotency_key=None, durable=False)
 
     async def _invoke(self, runtime: Runtime, input: Any, thread_id: str) -> Outcome:
         await self._kick(runtime, input, thread_id)
@@ -220,6 +221,8 @@ class WorkflowApi:
                         else:
                             outcome.unwrap()  # raises the run's error, if any
                         return
+                    elif payload is not None:  # "closed": the run cannot go on
+                        raise payload
                     else:
                         return
             finally:

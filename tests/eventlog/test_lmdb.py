@@ -833,3 +833,28 @@ async def test_a_failed_journal_write_keeps_the_batches_lmdb_has_not_committed_y
     reopened = LmdbEventLog(store)
     assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
     await reopened.close()
+
+
+async def test_a_read_waits_for_the_lmdb_commit_only_if_it_needs_an_uncommitted_batch(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lmdb_writer, "IDLE_COMMIT", 30.0)  # LMDB commits only when asked
+    log = LmdbEventLog(store)
+    writer = log._shared.writer
+    assert writer is not None
+    await log.append("a", 0, [started("a", key="ka")])
+    assert len(writer._pending) == 1
+    # Another run, another key: nothing uncommitted concerns them, no commit is forced.
+    assert await log.read("b") == [] and await log.get_run("b") is None
+    assert await log.lookup_idempotency("kb") is None
+    assert len(writer._pending) == 1
+    # The run itself (or its key): the read waits for LMDB and sees the batch.
+    assert (await log.lookup_idempotency("ka")).run_id == "a"  # type: ignore[union-attr]
+    assert writer._pending == []
+    await log.append("a", 1, steps("a", 1, 1))
+    assert [e.seq for e in await log.read("a")] == [0, 1]
+    assert writer._pending == []
+    await log.append("a", 2, steps("a", 2, 1))
+    assert [r.run_id for r in await log.list_runs()] == ["a"]  # store-wide reads wait too
+    assert writer._pending == []
+    await log.close()

@@ -95,7 +95,8 @@ async def test_a_crashed_actor_is_rebuilt_from_the_log_and_the_run_completes(
 async def test_restart_logs_the_crash(crashing: CrashingLog, logs: Any) -> None:
     crashing.failures["sup-log"] = 1
     async with Runtime(log=crashing, clock=MockClock()) as runtime:  # type: ignore[arg-type]
-        await runtime.run(sup_work, {"item": "b"}, run_id="sup-log")
+        handle = await runtime.start(sup_work, {"item": "b"}, run_id="sup-log")
+        await handle.result()
     (crash,) = logs.find("run actor crashed")
     assert crash["run_id"] == "sup-log"
     assert "StorageError: injected I/O error #1" in crash["error"]
@@ -154,7 +155,8 @@ async def test_restarts_outside_the_window_do_not_add_up(crashing: CrashingLog) 
     runtime = Runtime(log=crashing, clock=MockClock(), max_restarts=1, restart_window=0.0)  # type: ignore[arg-type]
     async with runtime:
         # With a zero-length window every crash is the first in its window: never parked.
-        assert await runtime.run(sup_work, {"item": "w"}, run_id="sup-window") == "done w"
+        handle = await runtime.start(sup_work, {"item": "w"}, run_id="sup-window")
+        assert await handle.result() == "done w"
         assert runtime.statistics().parked == 0
         assert runtime.statistics().restarts == 3
 
@@ -184,3 +186,37 @@ async def test_a_run_that_cannot_even_be_parked_does_not_leave_callers_hanging(
         handle = await runtime.start(sup_work, {"item": "h"}, run_id="sup-hopeless")
         with pytest.raises((RunParkedError, StorageError)):
             await asyncio.wait_for(handle.result(), 0.5)
+
+
+class FailFirstCommit:
+    """Fails the first append of every run once (with StorageError), then behaves."""
+
+    def __init__(self, inner: MemoryEventLog) -> None:
+        self.inner = inner
+        self.failed: set[str] = set()
+
+    async def append(
+        self, run_id: str, expected_seq: int, events: Sequence[Event], *, status: Any = None
+    ) -> None:
+        if run_id not in self.failed:
+            self.failed.add(run_id)
+            raise StorageError(f"injected I/O error for the first commit of {run_id}")
+        await self.inner.append(run_id, expected_seq, events, status=status)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_run_whose_start_goes_out_with_its_result_reports_a_failed_commit(
+    memlog: MemoryEventLog,
+) -> None:
+    """`run()` commits its start with the first result; if that commit fails the caller
+    gets the storage error (not a hang, not another invocation's result) and the log
+    has no trace of the run."""
+    failing = FailFirstCommit(memlog)
+    async with Runtime(log=failing, clock=MockClock()) as runtime:  # type: ignore[arg-type]
+        with pytest.raises(StorageError, match="injected I/O error"):
+            await runtime.run(sup_work, {"item": "c"}, run_id="soft-1")
+        assert await memlog.read("soft-1") == []
+        assert await runtime.run(sup_work, {"item": "c"}, run_id="soft-1") == "done c"
+    assert executions == ["c", "c"]  # the body ran before the commit that failed
