@@ -20,6 +20,7 @@ from perdure.actors._errors import (
     TaskFailedError,
 )
 from perdure.actors._host import ActorHost
+from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
 from perdure.actors._policy import (
     NO_RETRY,
@@ -66,6 +67,7 @@ __all__ = [
     "FireTimer",
     "Interrupt",
     "InvalidResumeError",
+    "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",
     "NotInWorkflowError",

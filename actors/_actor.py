@@ -32,6 +32,7 @@ from perdure.actors._errors import (
 )
 from perdure.actors._execution import Execution
 from perdure.actors._host import ActorHost
+from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
@@ -68,9 +69,7 @@ _DRAIN_LIMIT = 512
 class RunActor:
     """One incarnation of a run's actor. A crash or eviction ends it; the next one rebuilds."""
 
-    def __init__(
-        self, run_id: str, host: ActorHost, mailbox: asyncio.Queue[Any], incarnation: int
-    ) -> None:
+    def __init__(self, run_id: str, host: ActorHost, mailbox: Mailbox, incarnation: int) -> None:
         self.run_id = run_id
         self.host = host
         self.mailbox = mailbox

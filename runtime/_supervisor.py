@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from perdure.actors import ActorHost, RunActor, RunParkedError, Stop, Wake, fold
+from perdure.actors import ActorHost, Mailbox, RunActor, RunParkedError, Stop, Wake, fold
 from perdure.actors._observe import logger
 from perdure.eventlog import RunParked, TimerCancelled
 
@@ -24,7 +24,7 @@ from perdure.eventlog import RunParked, TimerCancelled
 @attrs.define(eq=False)
 class Cell:
     run_id: str
-    mailbox: asyncio.Queue[Any] = attrs.field(factory=asyncio.Queue)
+    mailbox: Mailbox = attrs.field(factory=Mailbox)
     actor: RunActor | None = None
     task: asyncio.Task[None] | None = None
     incarnations: int = 0
