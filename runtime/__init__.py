@@ -1,4 +1,11 @@
-"""perdure.runtime: the Runtime, its supervisor, scheduler, registry and executors."""
+"""perdure.runtime: the Runtime, its supervisor, scheduler, registry and executors.
+
+The replay tools (`Replayer`, `ReplayResult`, `ReplaySummary`) load on first
+use: a service that never replays does not pay for importing them.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from perdure.runtime._background import (
     BackgroundRuntime,
@@ -26,11 +33,29 @@ from perdure.runtime._handle import RunHandle
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
-from perdure.runtime._replay_report import ReplayResult, ReplaySummary
-from perdure.runtime._replayer import Replayer
 from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+
+if TYPE_CHECKING:
+    from perdure.runtime._replay_report import ReplayResult, ReplaySummary
+    from perdure.runtime._replayer import Replayer
+
+_LAZY = {
+    "Replayer": "perdure.runtime._replayer",
+    "ReplayResult": "perdure.runtime._replay_report",
+    "ReplaySummary": "perdure.runtime._replay_report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_PATH",

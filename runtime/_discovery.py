@@ -47,7 +47,7 @@ def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Run
         return None
     current = current_runtime.get()
     candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
-    wanted = os.path.realpath(path or default_store_path())
+    wanted: str | None = None  # resolved only if a path has to be compared (syscalls)
     for rt in candidates:
         if not rt.is_open or rt._loop is not loop:
             continue
@@ -56,6 +56,8 @@ def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Run
         elif path is None and rt is current:
             matches = True
         else:
+            if wanted is None:
+                wanted = os.path.realpath(path or default_store_path())
             matches = rt._given_log is None and os.path.realpath(rt.path) == wanted
         if matches:
             return rt

@@ -7,6 +7,9 @@ possibly days later in another process. Everything is an event in a log that
 can be replayed.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from perdure._client import Client, ClientUsageError
 from perdure._function import DurableFunction, FunctionContext, function
 from perdure._workflow import (
@@ -61,9 +64,6 @@ from perdure.runtime import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
-    Replayer,
-    ReplayResult,
-    ReplaySummary,
     RunHandle,
     RunNotFoundError,
     Runtime,
@@ -71,6 +71,21 @@ from perdure.runtime import (
     RunTimeoutError,
     UnknownTargetError,
 )
+
+if TYPE_CHECKING:
+    from perdure.runtime import Replayer, ReplayResult, ReplaySummary
+
+_LAZY = frozenset({"Replayer", "ReplayResult", "ReplaySummary"})
+
+
+def __getattr__(name: str) -> Any:
+    """The replay tools load on first use (see `perdure.runtime`)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("perdure.runtime"), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -191,3 +191,27 @@ def test_console_scripts_resolve(installed: Installed) -> None:
     for value in scripts.values():
         module, attr = value.split(":")
         installed.run(f"import {module}; assert callable({module}.{attr})")
+
+
+def test_the_replay_tools_load_on_first_use() -> None:
+    """`import perdure` leaves the replayer out (a service that never replays does not
+    pay for it); `perdure.Replayer` and friends still work, by name and with `*`."""
+    code = (
+        "import sys, perdure\n"
+        "assert 'perdure.runtime._replayer' not in sys.modules\n"
+        "assert perdure.Replayer.__name__ == 'Replayer'\n"
+        "from perdure import ReplayResult, ReplaySummary\n"
+        "from perdure.runtime import Replayer\n"
+        "assert Replayer is perdure.Replayer\n"
+        "ns = {}\n"
+        "exec('from perdure import *', ns)\n"
+        "assert ns['ReplaySummary'] is ReplaySummary\n"
+        "try:\n"
+        "    perdure.Nope\n"
+        "except AttributeError as exc:\n"
+        "    assert 'Nope' in str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
