@@ -293,10 +293,16 @@ def _recover_unowned(path: str, map_size: int) -> None:
     that acknowledged batch in the journal only; its next writable open puts it
     into LMDB. A reader arriving first does the same under the writer's lock,
     so it sees everything that was acknowledged. Without the lock (a live
-    writer, or no write permission) the reader reads LMDB as it is.
+    writer, or no write permission) the reader reads LMDB as it is, which can
+    lack the batches acknowledged last before a crash.
     """
-    if not os.path.exists(os.path.join(path, JOURNAL_FILE)):
+    journal_path = os.path.join(path, JOURNAL_FILE)
+    if not os.path.exists(journal_path):
         return
+    if not all(
+        os.access(target, os.W_OK) for target in (path, journal_path, os.path.join(path, DATA_FILE))
+    ):
+        return  # a reader without write access (or a read-only filesystem) reads LMDB as is
     try:
         lock_fd = _lock(path)
     except (StoreLockedError, StorePathError):

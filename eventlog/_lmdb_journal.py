@@ -110,6 +110,7 @@ class Journal:
         self.path = os.path.join(directory, JOURNAL_FILE)
         self.capacity = capacity
         self.offset = 0
+        self.scan_end = 0
         self._buffer: mmap.mmap | None = None
         self._view: memoryview | None = None
         try:
@@ -146,23 +147,50 @@ class Journal:
         return os.open(self.path, flags)
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
-        """(number, payload) of each valid frame from the start, while numbers follow on."""
+        """(number, payload) of each valid frame from the start, while numbers follow on.
+
+        Afterwards `scan_end` is the offset where the chain of frames stopped.
+        """
         offset = 0
         expected: int | None = None
-        while offset + _HEADER.size <= self.capacity:
-            header = os.pread(self._fd, _HEADER.size, offset)
-            magic, number, length, crc = _HEADER.unpack(header)
-            end = offset + _HEADER.size + length
-            if magic != _MAGIC or end > self.capacity:
+        self.scan_end = 0
+        while True:
+            found = self._frame_at(offset)
+            if found is None or (expected is not None and found[0] != expected):
                 return
-            if expected is not None and number != expected:
-                return
-            payload = os.pread(self._fd, length, offset + _HEADER.size)
-            if zlib.crc32(payload, zlib.crc32(_NUMBERS.pack(number, length))) != crc:
-                return
+            number, payload, end = found
             yield number, payload
             expected = number + 1
-            offset = end + (-end % PAGE)
+            offset = self.scan_end = end
+
+    def later_frame(self, offset: int, above: int) -> int | None:
+        """The number of a valid frame past `offset` numbered above `above`, if any.
+
+        After the chain of frames ends there should be only zeros, a torn frame
+        or frames from before the last wrap (numbered lower). A valid frame
+        numbered higher means a frame in between is damaged.
+        """
+        rest = os.pread(self._fd, max(0, self.capacity - offset), offset)
+        for start in range(0, len(rest) - _HEADER.size + 1, PAGE):
+            if rest[start : start + 4] != _MAGIC:  # most pages: zeros or payload
+                continue
+            found = self._frame_at(offset + start)
+            if found is not None and found[0] > above:
+                return found[0]
+        return None
+
+    def _frame_at(self, offset: int) -> tuple[int, bytes, int] | None:
+        """(number, payload, offset of the next frame) of a valid frame at `offset`."""
+        if offset + _HEADER.size > self.capacity:
+            return None
+        magic, number, length, crc = _HEADER.unpack(os.pread(self._fd, _HEADER.size, offset))
+        end = offset + _HEADER.size + length
+        if magic != _MAGIC or end > self.capacity:
+            return None
+        payload = os.pread(self._fd, length, offset + _HEADER.size)
+        if zlib.crc32(payload, zlib.crc32(_NUMBERS.pack(number, length))) != crc:
+            return None
+        return number, payload, end + (-end % PAGE)
 
     def fits(self, frame: bytes) -> bool:
         """Whether `frame` fits after the frames written since the last `rewind`."""
@@ -246,7 +274,17 @@ def recover(
     """
     with env.begin() as txn:
         applied = applied_frame(txn, meta)
-    missing = [(number, payload) for number, payload in journal.frames() if number > applied]
+    chain = list(journal.frames())
+    last_valid = chain[-1][0] if chain else applied
+    beyond = journal.later_frame(journal.scan_end, max(applied, last_valid))
+    if beyond is not None:
+        raise StorageError(
+            f"the journal {journal.path} is damaged at offset {journal.scan_end}: batch "
+            f"{beyond} is intact after it, so acknowledged batches in between cannot be "
+            f"re-applied (the store holds batches up to {applied}). Keep a copy of the "
+            f"directory; removing {JOURNAL_FILE} opens the store without those batches"
+        )
+    missing = [(number, payload) for number, payload in chain if number > applied]
     if missing and missing[0][0] != applied + 1:
         raise StorageError(
             f"the journal of the store at {os.path.dirname(journal.path)} continues at batch "

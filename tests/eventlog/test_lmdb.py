@@ -858,3 +858,51 @@ async def test_a_read_waits_for_the_lmdb_commit_only_if_it_needs_an_uncommitted_
     assert [r.run_id for r in await log.list_runs()] == ["a"]  # store-wide reads wait too
     assert writer._pending == []
     await log.close()
+
+
+async def test_a_reader_that_cannot_write_reads_lmdb_as_it_is(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without write access the journal cannot be applied: the reader still opens."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.close()
+    os.replace(earlier / "data.mdb", store / "data.mdb")  # LMDB lost the last batch
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode)
+    )
+    reader = LmdbEventLog(store, read_only=True)
+    assert [e.seq for e in await reader.read("r")] == [0]  # what LMDB holds
+    await reader.close()
+    monkeypatch.setattr(os, "access", real_access)
+    writer = LmdbEventLog(store)  # a writer recovers the batch
+    assert [e.seq for e in await writer.read("r")] == [0, 1, 2]
+    await writer.close()
+
+
+async def test_a_frame_damaged_before_intact_ones_is_reported_not_skipped(
+    store: Path, tmp_path: Path
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    for seq in range(1, 4):
+        await log.append("r", seq, steps("r", seq, 1))
+    await log.close()
+    frames = journal_frames(store)
+    os.replace(earlier / "data.mdb", store / "data.mdb")  # LMDB needs the last three frames
+    journal = store / "journal.wal"
+    data = bytearray(journal.read_bytes())
+    data[PAGE * (len(frames) - 2) + 30] ^= 0xFF  # the middle one of them
+    journal.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match=r"journal .* is damaged .* removing journal\.wal"):
+        LmdbEventLog(store)
+    journal.unlink()  # the way out the message names: the store without those batches
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0]
+    await reopened.close()
