@@ -351,6 +351,8 @@ class Writer:
                 return
             if self._broken is not None:
                 raise self._broken
+            if self._stopping and not self._thread.is_alive():
+                return  # stopped: LMDB holds all it ever will
             self._readers.append((target, loop, future))
             if not self._stopping:
                 self._queue.put(_CATCH_UP)  # wakes the writer to commit now
@@ -440,7 +442,12 @@ class Writer:
                     continue  # the same batch again, its frame now at the journal's start
                 # Merged before the frame is written, so that nothing but the acknowledgement
                 # is left to do once it is durable (the woken callers need the GIL).
-                txn.commit()  # into the open transaction: no I/O
+                try:
+                    txn.commit()  # into the open transaction: no I/O
+                except lmdb.Error as exc:
+                    self._drop_unjournaled()  # the open transaction may be half-merged
+                    acknowledge(self._failed(appends, exc))
+                    return
                 try:
                     self._write_journal(frame)
                 except OSError as exc:
