@@ -37,7 +37,7 @@ from perdure.eventlog._lmdb_keys import (
     sortable_float,
     timer_entry,
 )
-from perdure.eventlog._lmdb_writer import Barrier, PendingAppend, Ticket
+from perdure.eventlog._lmdb_tickets import Barrier, PendingAppend, Ticket
 from perdure.eventlog._protocol import (
     RUN_STATUSES,
     Durability,

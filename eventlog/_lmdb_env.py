@@ -34,7 +34,8 @@ from perdure.eventlog._lmdb_keys import (
     SCHEMA_VERSION,
     Databases,
 )
-from perdure.eventlog._lmdb_writer import ResizeGuard, Writer
+from perdure.eventlog._lmdb_tickets import ResizeGuard
+from perdure.eventlog._lmdb_writer import Writer
 from perdure.eventlog._protocol import Durability
 
 _T = TypeVar("_T")

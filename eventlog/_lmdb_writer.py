@@ -3,11 +3,11 @@
 An LMDB write transaction must begin and commit on the same thread, and a
 commit (with its fsync) must never run on an event loop. So every write goes
 through one `Writer` thread per open store. It takes everything queued, applies
-each append in a child transaction of one write transaction (a failed append
-is rolled back alone: `SequenceConflictError`, `IdempotencyKeyTakenError` or a
-`ValueError` fails only that append), makes the batch durable once, and only
-then resolves each caller's future on the caller's own loop with
-`loop.call_soon_threadsafe`.
+each append in a child transaction of one write transaction (`_lmdb_batch`: a
+failed append is rolled back alone - `SequenceConflictError`,
+`IdempotencyKeyTakenError` or a `ValueError` fails only that append), makes the
+batch durable once, and only then resolves each caller's future on the
+caller's own loop with `loop.call_soon_threadsafe` (`_lmdb_tickets`).
 
 Durable means: with ``durability="fsync"``, the batch's frame is in the journal
 (one flush, see `_lmdb_journal`); the LMDB commit follows the acknowledgement,
@@ -28,22 +28,15 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
 
-import attrs
 import lmdb
 
-from perdure.eventlog._codec import encode
-from perdure.eventlog._errors import (
-    IdempotencyKeyTakenError,
-    SequenceConflictError,
-    StorageError,
-    StoreClosedError,
-)
-from perdure.eventlog._events import Event, RunStarted
-from perdure.eventlog._index import updated_run
+from perdure.eventlog._errors import StorageError, StoreClosedError
+from perdure.eventlog._events import RunStarted
+from perdure.eventlog._lmdb_batch import META_DB, apply_batch, put
 from perdure.eventlog._lmdb_journal import (
     APPLIED_KEY,
     Journal,
@@ -52,30 +45,15 @@ from perdure.eventlog._lmdb_journal import (
     apply_ops,
     encode_frame,
 )
-from perdure.eventlog._lmdb_keys import (
-    DB_NAMES,
-    EVENTS,
-    IDEMPOTENCY,
-    META,
-    RUN_ORDER,
-    RUNS,
-    SEP,
-    TIMER_IDS,
-    TIMERS,
-    Databases,
-    dump_claim,
-    dump_run,
-    event_key,
-    load_claim,
-    load_run,
-    order_key,
-    plan,
-    timer_key,
+from perdure.eventlog._lmdb_keys import DB_NAMES, Databases
+from perdure.eventlog._lmdb_tickets import (
+    Barrier,
+    PendingAppend,
+    ResizeGuard,
+    Ticket,
+    release,
+    settle,
 )
-from perdure.eventlog._protocol import RunStatus
-
-if TYPE_CHECKING:
-    from lmdb import _Database
 
 #: Appends per transaction at most; more wait for the next commit.
 MAX_BATCH = 4096
@@ -83,77 +61,6 @@ MAX_BATCH = 4096
 MAX_GROWTHS = 24
 #: Seconds between `reader_check()` runs (a dead process's reader slot pins pages).
 READER_CHECK_INTERVAL = 30.0
-#: Seconds of CPU the writer spends on a batch before it lets other threads take the
-#: GIL. Without it, an event loop waiting for the GIL waits for the interpreter's
-#: switch interval (5 ms) while a big batch is applied.
-YIELD_AFTER = 0.0005
-#: Appenders woken per event-loop iteration when a batch settles (see `_settle`).
-SETTLE_CHUNK = 64
-
-
-class ResizeGuard:
-    """Keeps `set_mapsize` (which needs no open transaction in the process) apart from reads."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._resizing = False
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def resizing(self) -> Iterator[None]:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._resizing = True
-            while self._readers:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._resizing = False
-                self._cond.notify_all()
-
-
-@attrs.define(slots=True, eq=False)
-class Ticket:
-    """Where to report an outcome: a future on the loop that waits for it."""
-
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-
-@attrs.define(slots=True, eq=False)
-class PendingAppend:
-    """One append (already through `check_batch`), waiting for the writer."""
-
-    ticket: Ticket
-    run_id: str
-    expected_seq: int
-    events: tuple[Event, ...]
-    status: RunStatus | None
-
-
-@attrs.define(slots=True, eq=False)
-class Barrier:
-    """Resolved once everything queued before it is committed (used by `close`)."""
-
-    ticket: Ticket
-
 
 _STOP = object()
 #: Queued by a waiting reader: commit the open transaction now.
@@ -163,9 +70,6 @@ _CATCH_UP = object()
 IDLE_COMMIT = 0.001
 MAX_PENDING_FRAMES = 256
 MAX_PENDING_AGE = 0.02
-_EVENTS, _RUNS, _RUN_ORDER, _IDEMPOTENCY, _TIMERS, _TIMER_IDS, _META = (
-    DB_NAMES.index(name) for name in (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
-)
 
 
 class Writer:
@@ -311,7 +215,7 @@ class Writer:
             by_loop.setdefault(item.ticket.loop, []).append((item.ticket, outcome))
         for loop, settled in by_loop.items():
             with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, settled)
+                loop.call_soon_threadsafe(settle, settled)
 
     def _fail_queued(self) -> None:
         while True:
@@ -323,7 +227,7 @@ class Writer:
                 continue
             error = StoreClosedError(f"the LMDB store at {self._path} closed before this append")
             with suppress(RuntimeError):
-                item.ticket.loop.call_soon_threadsafe(_settle, [(item.ticket, error)])
+                item.ticket.loop.call_soon_threadsafe(settle, [(item.ticket, error)])
         self._wake_readers(None)
 
     # -- read barrier --------------------------------------------------------------------------
@@ -372,7 +276,7 @@ class Writer:
             self._readers = [r for r in self._readers if not (error is not None or r[0] <= applied)]
         for _, loop, future in ready:
             with suppress(RuntimeError):
-                loop.call_soon_threadsafe(_release, future, error)
+                loop.call_soon_threadsafe(release, future, error)
 
     def _break(self, error: StorageError) -> None:
         """Refuse every later append: LMDB could not take a batch the journal holds."""
@@ -406,7 +310,7 @@ class Writer:
                 acknowledge(self._failed(appends, exc))
                 return
             try:
-                outcomes, ops, written = self._apply_all(txn, appends)
+                outcomes, ops, written = apply_batch(self._env, self._dbs, txn, appends)
                 if not written:
                     txn.abort()
                     acknowledge(outcomes)
@@ -421,8 +325,8 @@ class Writer:
                 assert self._journal is not None
                 number = self._next_frame
                 value = applied_value(number)
-                _put(txn, APPLIED_KEY, value, self._dbs.meta)
-                ops.append((_META, APPLIED_KEY, value))
+                put(txn, APPLIED_KEY, value, self._dbs.meta)
+                ops.append((META_DB, APPLIED_KEY, value))
                 frame = encode_frame(number, ops)
                 if len(frame) > self._journal.capacity:
                     txn.commit()  # into the open transaction; all of it is made durable now
@@ -479,39 +383,6 @@ class Writer:
             f"the LMDB store at {self._path} cannot grow its map enough for a batch"
         )
         acknowledge([error for _ in appends])
-
-    def _apply_all(
-        self, txn: lmdb.Transaction[bytes], appends: list[PendingAppend]
-    ) -> tuple[list[BaseException | None], list[Op], int]:
-        """Apply each append in its own child of `txn`: outcomes, the changes, events written."""
-        env = self._env
-        single = len(appends) == 1
-        outcomes: list[BaseException | None] = [None] * len(appends)
-        ops: list[Op] = []
-        next_yield = time.perf_counter() + YIELD_AFTER
-        written = 0
-        for index, item in enumerate(appends):
-            if index & 15 == 15 and time.perf_counter() >= next_yield:
-                time.sleep(0)  # hands the GIL to a waiting event loop
-                next_yield = time.perf_counter() + YIELD_AFTER
-            child = txn if single else env.begin(write=True, parent=txn)
-            mark = len(ops)
-            try:
-                self._apply(child, item, ops)
-            except lmdb.Error:
-                if not single:
-                    child.abort()
-                raise
-            except Exception as exc:  # this append's own failure only
-                if not single:
-                    child.abort()
-                del ops[mark:]
-                outcomes[index] = exc
-                continue
-            if not single:
-                child.commit()
-            written += len(item.events)
-        return outcomes, ops, written
 
     def _drop_unjournaled(self) -> None:
         """Take a batch whose frame could not be written back out of the open transaction.
@@ -648,113 +519,3 @@ class Writer:
                 self._env.set_mapsize(self._env.info()["map_size"] * 2)
         except lmdb.Error:  # the next attempt fails again and reports StorageError
             pass
-
-    def _apply(self, txn: lmdb.Transaction[bytes], item: PendingAppend, ops: list[Op]) -> None:
-        """Validate one append against `txn` (which sees earlier appends), then write it.
-
-        The checks run in the in-memory log's order, so both raise the same error
-        for the same bad append. Every change is also recorded in `ops` (the
-        journal frame's operations).
-        """
-        dbs = self._dbs
-        keys = plan(item.run_id, item.events, item.status)
-        run = keys.run
-        raw = txn.get(run, db=dbs.runs)
-        info = None if raw is None else load_run(item.run_id, raw)
-        actual = 0 if info is None else info.next_seq
-        if actual != item.expected_seq:
-            raise SequenceConflictError(
-                f"append to run {item.run_id!r} expected next seq {item.expected_seq}, "
-                f"but the run is at {actual}",
-                run_id=item.run_id,
-                expected=item.expected_seq,
-                actual=actual,
-            )
-        started = keys.changes.started
-        if keys.claim is not None:
-            held_raw = txn.get(keys.claim, db=dbs.idempotency)
-            if held_raw is not None:
-                held = load_claim(keys.claim.decode(), held_raw)
-                if held.run_id != item.run_id:
-                    raise IdempotencyKeyTakenError(
-                        f"idempotency key {held.key!r} is held by run {held.run_id!r}",
-                        key=held.key,
-                        existing_run_id=held.run_id,
-                        existing_digest=held.input_digest,
-                    )
-        if info is None and not isinstance(item.events[0], RunStarted):
-            raise ValueError(
-                f"append to unknown run {item.run_id!r}: its first event must be RunStarted"
-            )
-        records = [encode(event) for event in item.events]
-        updated = updated_run(item.run_id, info, keys.changes, actual + len(records))
-        for offset, record in enumerate(records):
-            key = event_key(run, actual + offset)
-            ops.append((_EVENTS, key, record))
-            if not txn.put(key, record, db=dbs.events, overwrite=False):
-                raise StorageError(
-                    f"event {item.run_id}#{actual + offset} is already stored although the runs "
-                    f"index puts run {item.run_id!r} at seq {actual}: the store is inconsistent; "
-                    "nothing of this append was written"
-                )
-        record_run = dump_run(updated)
-        _put(txn, run, record_run, dbs.runs)
-        ops.append((_RUNS, run, record_run))
-        if info is None or (info.status, info.created_at) != (updated.status, updated.created_at):
-            if info is not None:
-                old = order_key(info.status, info.created_at, run)
-                txn.delete(old, db=dbs.run_order)
-                ops.append((_RUN_ORDER, old, None))
-            new = order_key(updated.status, updated.created_at, run)
-            _put(txn, new, b"", dbs.run_order)
-            ops.append((_RUN_ORDER, new, b""))
-        if keys.claim is not None and started is not None:
-            claim = dump_claim(item.run_id, started.input_digest)
-            _put(txn, keys.claim, claim, dbs.idempotency)
-            ops.append((_IDEMPOTENCY, keys.claim, claim))
-        prefix = len(run) + len(SEP)
-        for lookup in keys.timers_removed:
-            due = txn.pop(lookup, db=dbs.timer_ids)
-            if due is not None:
-                timer = timer_key(due, run, lookup[prefix:])
-                txn.delete(timer, db=dbs.timers)
-                ops.append((_TIMER_IDS, lookup, None))
-                ops.append((_TIMERS, timer, None))
-        for lookup, due, key in keys.timers_set:
-            _put(txn, lookup, due, dbs.timer_ids)
-            _put(txn, key, b"", dbs.timers)
-            ops.append((_TIMER_IDS, lookup, due))
-            ops.append((_TIMERS, key, b""))
-
-
-def _put(txn: lmdb.Transaction[bytes], key: bytes, value: bytes, db: _Database) -> None:
-    if not txn.put(key, value, db=db):
-        raise StorageError(f"LMDB refused to store key {key!r}")
-
-
-def _release(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
-
-
-def _settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:
-    """Runs on the caller's loop: hand each waiting append its outcome.
-
-    A big batch wakes its appenders `SETTLE_CHUNK` at a time, one chunk per
-    loop iteration, so other callbacks (timers, I/O) run in between instead
-    of waiting behind a thousand resumed tasks.
-    """
-    for ticket, outcome in settled[:SETTLE_CHUNK]:
-        future = ticket.future
-        if future.done():  # the caller was cancelled; the outcome stands regardless
-            continue
-        if outcome is None:
-            future.set_result(None)
-        else:
-            future.set_exception(outcome)
-    if len(settled) > SETTLE_CHUNK:
-        settled[0][0].loop.call_soon(_settle, settled[SETTLE_CHUNK:])
