@@ -259,19 +259,7 @@ def _open(
         # flushes its data pages per commit but leaves the meta page to the next
         # flush, which keeps it consistent after a power loss (`_lmdb_journal`).
         sync = durability == "fsync"
-        env = lmdb.open(
-            path,
-            map_size=map_size,
-            subdir=True,
-            readonly=read_only,
-            create=not read_only,
-            sync=sync,
-            metasync=False,
-            writemap=False,  # a full disk under writemap kills the process with SIGBUS
-            mode=0o600,
-            max_dbs=MAX_DBS,
-            lock=True,
-        )
+        env = _lmdb_open(path, map_size, read_only=read_only, create=not read_only, sync=sync)
     except lmdb.Error as exc:
         if lock_fd is not None:
             os.close(lock_fd)
@@ -285,6 +273,25 @@ def _open(
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+
+
+def _lmdb_open(
+    path: str, map_size: int, *, read_only: bool, create: bool, sync: bool
+) -> lmdb.Environment:
+    """LMDB with perdure's settings (see `_open` for `sync`; `metasync` is always off)."""
+    return lmdb.open(
+        path,
+        map_size=map_size,
+        subdir=True,
+        readonly=read_only,
+        create=create,
+        sync=sync,
+        metasync=False,
+        writemap=False,  # a full disk under writemap kills the process with SIGBUS
+        mode=0o600,
+        max_dbs=MAX_DBS,
+        lock=True,
+    )
 
 
 def _recover_unowned(path: str, map_size: int) -> None:
@@ -309,18 +316,7 @@ def _recover_unowned(path: str, map_size: int) -> None:
     except (StoreLockedError, StorePathError):
         return
     try:
-        env = lmdb.open(
-            path,
-            map_size=map_size,
-            subdir=True,
-            create=False,
-            sync=True,
-            metasync=False,
-            writemap=False,
-            mode=0o600,
-            max_dbs=MAX_DBS,
-            lock=True,
-        )
+        env = _lmdb_open(path, map_size, read_only=False, create=False, sync=True)
         try:
             dbs = _open_databases(env, path, read_only=False)
             journal = Journal(path)

@@ -523,9 +523,9 @@ async def test_the_journal_restores_commits_lmdb_lost(store: Path, tmp_path: Pat
     await reopened.close()
 
 
-async def test_a_read_only_open_after_a_crash_applies_the_journal_first(
-    store: Path, tmp_path: Path
-) -> None:
+async def lmdb_loses_its_last_commit(store: Path, tmp_path: Path) -> None:
+    """Run "r" gets seqs 0-2 in two batches; then LMDB is rolled back to the first
+    (as a power loss can), while the journal still holds the second."""
     log = LmdbEventLog(store)
     await log.append("r", 0, [started("r")])
     earlier = tmp_path / "earlier"
@@ -533,6 +533,12 @@ async def test_a_read_only_open_after_a_crash_applies_the_journal_first(
     await log.append("r", 1, steps("r", 1, 2))
     await log.close()
     os.replace(earlier / "data.mdb", store / "data.mdb")
+
+
+async def test_a_read_only_open_after_a_crash_applies_the_journal_first(
+    store: Path, tmp_path: Path
+) -> None:
+    await lmdb_loses_its_last_commit(store, tmp_path)
     reader = LmdbEventLog(store, read_only=True)
     assert [e.seq for e in await reader.read("r")] == [0, 1, 2]
     await reader.close()
@@ -864,13 +870,7 @@ async def test_a_reader_that_cannot_write_reads_lmdb_as_it_is(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without write access the journal cannot be applied: the reader still opens."""
-    log = LmdbEventLog(store)
-    await log.append("r", 0, [started("r")])
-    earlier = tmp_path / "earlier"
-    await log.copy(earlier)
-    await log.append("r", 1, steps("r", 1, 2))
-    await log.close()
-    os.replace(earlier / "data.mdb", store / "data.mdb")  # LMDB lost the last batch
+    await lmdb_loses_its_last_commit(store, tmp_path)
     real_access = os.access
     monkeypatch.setattr(
         os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode)
