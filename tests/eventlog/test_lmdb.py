@@ -719,9 +719,14 @@ async def test_a_store_with_a_newer_schema_is_refused(store: Path) -> None:
         with pytest.raises(SchemaVersionError, match=r"schema version 99.*upgrade perdure"):
             LmdbEventLog(store, read_only=read_only)
     set_schema(b"1")  # the refused opens left nothing open or locked
+    (store / "journal.wal").unlink()  # as a store written by schema-1 perdure has none
     log = LmdbEventLog(store)
     assert [e.seq for e in await log.read("r")] == [0]
+    await log.append("r", 1, steps("r", 1, 1))
     await log.close()
+    with raw_env(store) as env, env.begin(db=env.open_db(b"meta")) as txn:
+        # Upgraded in place: a perdure that knows no journal now refuses this store.
+        assert txn.get(b"schema_version") == b"2"
 
 
 # -- limits, backup, fork ------------------------------------------------------------------
