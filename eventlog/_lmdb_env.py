@@ -76,10 +76,9 @@ class SharedEnv:
         self.writer: Writer | None = None
         self.journal: Journal | None = None
         if lock_fd is not None:
-            handles = [getattr(dbs, name.decode()) for name in DB_NAMES]
             journal = Journal(path)
             try:
-                next_frame = recover(env, handles, dbs.meta, journal)
+                next_frame = recover(env, dbs.in_order(), dbs.meta, journal)
             except BaseException:
                 journal.close()
                 raise
@@ -321,7 +320,7 @@ def _recover_unowned(path: str, map_size: int) -> None:
             dbs = _open_databases(env, path, read_only=False)
             journal = Journal(path)
             try:
-                recover(env, [getattr(dbs, n.decode()) for n in DB_NAMES], dbs.meta, journal)
+                recover(env, dbs.in_order(), dbs.meta, journal)
             finally:
                 journal.close()
         finally:

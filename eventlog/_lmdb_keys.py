@@ -70,6 +70,10 @@ class Databases:
     timer_ids: _Database
     meta: _Database
 
+    def in_order(self) -> list[_Database]:
+        """The handles in `DB_NAMES` order (journal operations name databases by index)."""
+        return [getattr(self, name.decode()) for name in DB_NAMES]
+
 
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")

@@ -45,7 +45,7 @@ from perdure.eventlog._lmdb_journal import (
     apply_ops,
     encode_frame,
 )
-from perdure.eventlog._lmdb_keys import DB_NAMES, Databases
+from perdure.eventlog._lmdb_keys import Databases
 from perdure.eventlog._lmdb_tickets import (
     Barrier,
     PendingAppend,
@@ -87,7 +87,7 @@ class Writer:
     ):
         self._env = env
         self._dbs = dbs
-        self._handles = [getattr(dbs, name.decode()) for name in DB_NAMES]
+        self._handles = dbs.in_order()
         self._journal = journal
         self._next_frame = next_frame
         #: Batches acknowledged / committed to LMDB (they differ while a journaled commit runs).
@@ -395,18 +395,8 @@ class Writer:
         if txn is not None:
             with suppress(lmdb.Error):
                 txn.abort()
-        if not pending:
-            return
-        if self._redo([op for ops in pending for op in ops]):
-            self._applied_all(len(pending))
-        else:
-            self._break(
-                StorageError(
-                    f"the LMDB store at {self._path} could not take batches that are durable "
-                    "in its journal; it refuses further appends. Nothing acknowledged is "
-                    "lost: close and reopen the store to re-apply the journal"
-                )
-            )
+        if pending:
+            self._redo_pending(pending, "the open transaction had to be dropped")
 
     def _note_unapplied(
         self, appends: list[PendingAppend], outcomes: list[BaseException | None]
@@ -464,18 +454,24 @@ class Writer:
         except lmdb.Error as first:
             with suppress(lmdb.Error):
                 txn.abort()
-            if not self._redo([op for ops in pending for op in ops]):
-                self._break(
-                    StorageError(
-                        f"the LMDB store at {self._path} could not take batches that are "
-                        f"durable in its journal ({first}); it refuses further appends. Nothing "
-                        "acknowledged is lost: close and reopen the store (after fixing the "
-                        "cause, e.g. a full disk) to re-apply the journal"
-                    )
-                )
-                return False
+            return self._redo_pending(pending, first)
         self._applied_all(len(pending))
         return True
+
+    def _redo_pending(self, pending: list[list[Op]], cause: object) -> bool:
+        """Apply journaled batches again in a fresh transaction; else stop taking appends."""
+        if self._redo([op for ops in pending for op in ops]):
+            self._applied_all(len(pending))
+            return True
+        self._break(
+            StorageError(
+                f"the LMDB store at {self._path} could not take batches that are durable in "
+                f"its journal ({cause}); it refuses further appends. Nothing acknowledged is "
+                "lost: close and reopen the store (after fixing the cause, e.g. a full disk) "
+                "to re-apply the journal"
+            )
+        )
+        return False
 
     def _redo(self, ops: list[Op]) -> bool:
         for _ in range(MAX_GROWTHS):
