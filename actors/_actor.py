@@ -85,7 +85,9 @@ class RunActor:
         self._hard = False
         self._after: list[Callable[[], None]] = []
         self._replies: list[asyncio.Future[None]] = []
+        #: The linger timer, and the loop time by which soft events must be committed.
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._linger_due: float | None = None
         #: Seq of a `RunStarted` emitted soft (see `Start.durable`), until it is durable.
         self.soft_start_seq: int | None = None
         self._stop_when_idle = False
@@ -134,17 +136,33 @@ class RunActor:
                         self._handle(item)
                 if self._hard:
                     await self.flush()
-                elif self._pending and self._flush_handle is None:
-                    self._flush_handle = self.loop.call_later(
-                        self.host.attempt_linger, self.post, Flush()
-                    )
-                self.last_active = self.loop.time()
+                now = self.loop.time()
+                if self._pending and self._linger_due is None:
+                    self._linger_due = now + self.host.attempt_linger
+                    if self._flush_handle is None:
+                        self._flush_handle = self.loop.call_at(self._linger_due, self._linger_check)
+                self.last_active = now
                 if self._stop_when_idle and self.idle():
                     stop = True
                 if stop:
                     return
         finally:
             self._teardown()
+
+    def _linger_check(self) -> None:
+        """The linger timer: flush soft events whose linger ran out, else wait for the next.
+
+        One timer serves many commits: a flush clears `_linger_due` instead of
+        cancelling the timer, which then only re-arms for a later linger.
+        """
+        self._flush_handle = None
+        due = self._linger_due
+        if due is None or not self.alive:
+            return
+        if self.loop.time() >= due:
+            self.post(Flush())
+        else:
+            self._flush_handle = self.loop.call_at(due, self._linger_check)
 
     def _teardown(self) -> None:
         self.alive = False
@@ -195,9 +213,7 @@ class RunActor:
 
     async def flush(self) -> None:
         """Commit pending events in one append, then run the effects that waited on them."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._linger_due = None
         if not self._pending:
             return
         events, self._pending, self._hard = self._pending, [], False
@@ -253,7 +269,6 @@ class RunActor:
             self._cancel(message)
         elif isinstance(message, Flush):
             # The linger ran out: commit the soft events now, with or without company.
-            self._flush_handle = None
             if self._pending:
                 self._hard = True
         elif isinstance(message, Wake):

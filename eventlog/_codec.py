@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cattrs
@@ -28,6 +28,9 @@ _HEADER = struct.Struct(">BI")
 _SEQ = struct.Struct(">Q")
 
 converter = cattrs.Converter(detailed_validation=False)
+# Fields typed `Any` hold user values that passed `check_json` (plain JSON types, or
+# subclasses of them that orjson writes as their base type): they need no walk.
+converter.register_unstructure_hook_func(lambda t: t is Any, lambda value: value)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 #: (wire name, version) -> function turning that version's fields into version+1's.
@@ -55,13 +58,23 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def encode(event: Event) -> bytes:
     """Stored bytes of an event: envelope header + JSON (without run id and seq)."""
-    data: dict[str, Any] = converter.unstructure(event)
-    del data["run_id"], data["seq"]
-    data["t"] = event.WIRE_NAME
-    data["v"] = event.VERSION
-    body = orjson.dumps(data)
-    crc = _checksum(ENVELOPE_VERSION, event.run_id, event.seq, body)
-    return _HEADER.pack(ENVELOPE_VERSION, crc) + body
+    return encode_all(event.run_id, (event,))[0]
+
+
+def encode_all(run_id: str, events: Sequence[Event]) -> list[bytes]:
+    """`encode` for a batch of one run's events (the run id's share of the CRC is done once)."""
+    head = zlib.crc32(run_id.encode(), zlib.crc32(bytes((ENVELOPE_VERSION,))))
+    unstructure = converter.unstructure
+    records = []
+    for event in events:
+        data: dict[str, Any] = unstructure(event)
+        del data["run_id"], data["seq"]
+        data["t"] = event.WIRE_NAME
+        data["v"] = event.VERSION
+        body = orjson.dumps(data)
+        crc = zlib.crc32(body, zlib.crc32(_SEQ.pack(event.seq), head))
+        records.append(_HEADER.pack(ENVELOPE_VERSION, crc) + body)
+    return records
 
 
 def decode(run_id: str, seq: int, record: bytes) -> Event:

@@ -10,11 +10,12 @@ change is also recorded as an operation, the journal frame's content.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import lmdb
 
-from perdure.eventlog._codec import encode
+from perdure.eventlog._codec import encode_all
 from perdure.eventlog._errors import IdempotencyKeyTakenError, SequenceConflictError, StorageError
 from perdure.eventlog._events import RunStarted
 from perdure.eventlog._index import updated_run
@@ -40,6 +41,7 @@ from perdure.eventlog._lmdb_keys import (
     timer_key,
 )
 from perdure.eventlog._lmdb_tickets import PendingAppend
+from perdure.eventlog._protocol import RunInfo
 
 if TYPE_CHECKING:
     from lmdb import _Database
@@ -59,11 +61,19 @@ def apply_batch(
     dbs: Databases,
     txn: lmdb.Transaction[bytes],
     appends: list[PendingAppend],
-) -> tuple[list[BaseException | None], list[Op], int]:
-    """Apply each append in its own child of `txn`: outcomes, the changes, events written."""
+    known: Mapping[str, RunInfo],
+) -> tuple[list[BaseException | None], list[Op], int, dict[str, RunInfo]]:
+    """Apply each append in its own child of `txn`.
+
+    `known` holds runs-index rows as `txn` has them (the writer's cache, which
+    saves reading and parsing the row of a busy run). Returns the outcomes, the
+    changes, the events written, and the rows the batch updated: the caller
+    adds those to its cache only once the batch is durable.
+    """
     single = len(appends) == 1
     outcomes: list[BaseException | None] = [None] * len(appends)
     ops: list[Op] = []
+    staged: dict[str, RunInfo] = {}
     next_yield = time.perf_counter() + YIELD_AFTER
     written = 0
     for index, item in enumerate(appends):
@@ -73,7 +83,8 @@ def apply_batch(
         child = txn if single else env.begin(write=True, parent=txn)
         mark = len(ops)
         try:
-            apply_append(dbs, child, item, ops)
+            info = staged.get(item.run_id) or known.get(item.run_id)
+            row = apply_append(dbs, child, item, ops, info)
         except lmdb.Error:
             if not single:
                 child.abort()
@@ -86,23 +97,30 @@ def apply_batch(
             continue
         if not single:
             child.commit()
+        staged[item.run_id] = row
         written += len(item.events)
-    return outcomes, ops, written
+    return outcomes, ops, written, staged
 
 
 def apply_append(
-    dbs: Databases, txn: lmdb.Transaction[bytes], item: PendingAppend, ops: list[Op]
-) -> None:
+    dbs: Databases,
+    txn: lmdb.Transaction[bytes],
+    item: PendingAppend,
+    ops: list[Op],
+    info: RunInfo | None = None,
+) -> RunInfo:
     """Validate one append against `txn` (which sees earlier appends), then write it.
 
     The checks run in the in-memory log's order, so both raise the same error
     for the same bad append. Every change is also recorded in `ops` (the
-    journal frame's operations).
+    journal frame's operations). `info` is the run's index row if the caller
+    knows it (else it is read from `txn`); the row after the append is returned.
     """
     keys = plan(item.run_id, item.events, item.status)
     run = keys.run
-    raw = txn.get(run, db=dbs.runs)
-    info = None if raw is None else load_run(item.run_id, raw)
+    if info is None:
+        raw = txn.get(run, db=dbs.runs)
+        info = None if raw is None else load_run(item.run_id, raw)
     actual = 0 if info is None else info.next_seq
     if actual != item.expected_seq:
         raise SequenceConflictError(
@@ -128,7 +146,7 @@ def apply_append(
         raise ValueError(
             f"append to unknown run {item.run_id!r}: its first event must be RunStarted"
         )
-    records = [encode(event) for event in item.events]
+    records = encode_all(item.run_id, item.events)
     updated = updated_run(item.run_id, info, keys.changes, actual + len(records))
     for offset, record in enumerate(records):
         key = event_key(run, actual + offset)
@@ -167,6 +185,7 @@ def apply_append(
         put(txn, key, b"", dbs.timers)
         ops.append((TIMER_IDS_DB, lookup, due))
         ops.append((TIMERS_DB, key, b""))
+    return updated
 
 
 def put(txn: lmdb.Transaction[bytes], key: bytes, value: bytes, db: _Database) -> None:

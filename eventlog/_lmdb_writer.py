@@ -54,6 +54,7 @@ from perdure.eventlog._lmdb_tickets import (
     release,
     settle,
 )
+from perdure.eventlog._protocol import RunInfo
 
 #: Appends per transaction at most; more wait for the next commit.
 MAX_BATCH = 4096
@@ -70,6 +71,8 @@ _CATCH_UP = object()
 IDLE_COMMIT = 0.001
 MAX_PENDING_FRAMES = 256
 MAX_PENDING_AGE = 0.02
+#: Runs-index rows the writer keeps (a busy run's append then reads nothing).
+RUN_CACHE_SIZE = 4096
 
 
 class Writer:
@@ -102,6 +105,9 @@ class Writer:
         self._txn: lmdb.Transaction[bytes] | None = None
         self._txn_began = 0.0
         self._pending: list[list[Op]] = []
+        #: Runs-index rows as the open transaction (or LMDB) has them, for busy runs:
+        #: filled only with batches that are durable, emptied if LMDB refuses one.
+        self._runs: dict[str, RunInfo] = {}
         self._guard = guard
         self._path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -208,6 +214,12 @@ class Writer:
 
     def _post(self, batch: list[Any], outcomes: list[BaseException | None]) -> None:
         """Hand every item of `batch` its outcome on its own loop."""
+        if len(batch) == 1:  # the common case of a lone caller, without the grouping
+            ticket = batch[0].ticket
+            outcome = outcomes[0] if outcomes else None
+            with suppress(RuntimeError):
+                ticket.loop.call_soon_threadsafe(settle, [(ticket, outcome)])
+            return
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, BaseException | None]]] = {}
         results = iter(outcomes)
         for item in batch:
@@ -280,6 +292,7 @@ class Writer:
 
     def _break(self, error: StorageError) -> None:
         """Refuse every later append: LMDB could not take a batch the journal holds."""
+        self._runs = {}
         with self._lock:
             if self._broken is None:
                 self._broken = error
@@ -310,13 +323,16 @@ class Writer:
                 acknowledge(self._failed(appends, exc))
                 return
             try:
-                outcomes, ops, written = apply_batch(self._env, self._dbs, txn, appends)
+                outcomes, ops, written, rows = apply_batch(
+                    self._env, self._dbs, txn, appends, self._runs
+                )
                 if not written:
                     txn.abort()
                     acknowledge(outcomes)
                     return
                 if not journaled:
                     self._commit_txn(txn)
+                    self._remember(rows)
                     self._count(written)
                     self._acked += 1
                     self._mark_applied(1)
@@ -335,6 +351,7 @@ class Writer:
                     if not self._commit_pending():
                         acknowledge(self._failed(appends, "LMDB refused the batch"))
                         return
+                    self._remember(rows)
                     self._checkpoint()
                     self._count(written)
                     self._acked += 1
@@ -360,6 +377,7 @@ class Writer:
                     return
                 self._pending.append(ops)
                 self._next_frame += 1
+                self._remember(rows)
                 self._count(written)
                 self._note_unapplied(appends, outcomes)
                 self._acked += 1
@@ -422,6 +440,12 @@ class Writer:
             "nothing of this append was acknowledged"
         )
         return [error for _ in appends]
+
+    def _remember(self, rows: dict[str, RunInfo]) -> None:
+        """Cache the runs-index rows of a batch LMDB holds (or will, from the journal)."""
+        if len(self._runs) + len(rows) > RUN_CACHE_SIZE:
+            self._runs = {}
+        self._runs.update(rows)
 
     def _count(self, written: int) -> None:
         self.appends += written

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from perdure.eventlog._codec import decode, encode
+from perdure.eventlog._codec import decode, encode_all
 from perdure.eventlog._errors import (
     IdempotencyKeyTakenError,
     SequenceConflictError,
@@ -88,7 +88,7 @@ class MemoryEventLog:
             raise ValueError(
                 f"append to unknown run {run_id!r}: its first event must be RunStarted"
             )
-        records = [encode(event) for event in events]
+        records = encode_all(run_id, events)
         updated = updated_run(run_id, info, changes, expected_seq + len(events))
         # Validation is over; apply every change (nothing above mutated state).
         self._streams.setdefault(run_id, stream).extend(records)

@@ -417,6 +417,8 @@ async def test_a_failed_durable_write_raises_storage_error_and_the_store_stays_u
         await log.append("r", 1, steps("r", 1, 2))
     assert [e.seq for e in await log.read("r")] == [0]
     assert (await log.get_run("r")).next_seq == 1  # type: ignore[union-attr]
+    with pytest.raises(SequenceConflictError, match="the run is at 1"):
+        await log.append("r", 3, steps("r", 3, 1))  # the writer forgot the failed batch too
     await log.append("r", 1, steps("r", 1, 2))  # usable afterwards, the same seqs are free
     assert [e.seq for e in await log.read("r")] == [0, 1, 2]
 
