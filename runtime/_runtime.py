@@ -80,6 +80,12 @@ class Runtime:
     max_restarts / restart_window: supervisor intensity; past it a run is parked.
     attempt_linger: seconds an attempt-start record may wait to share a commit.
     task_concurrency: task attempts of one run that may run at once.
+    recover: at start-up, resume every unfinished run whose code is registered,
+        and fire every due timer (the default: the process that serves the
+        store). With ``recover=False`` (a short-lived tool, like the CLI's
+        ``resume`` and ``cancel``) the runtime drives only the runs it starts
+        or sends a message to; other runs' timers wait for a process that
+        recovers.
     """
 
     def __init__(
@@ -111,6 +117,8 @@ class Runtime:
         self._attempt_linger = attempt_linger
         self._task_concurrency = task_concurrency
         self._recover = recover
+        #: Without recovery: the runs this runtime was asked to drive (only their timers fire).
+        self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
         self._settle_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
@@ -215,7 +223,12 @@ class Runtime:
             on_unavailable=self._run_unavailable,
         )
         self._supervisor.start()
-        self._scheduler = Scheduler(self.log, self._clock, self._deliver_timer)
+        self._scheduler = Scheduler(
+            self.log,
+            self._clock,
+            self._deliver_timer,
+            accept=None if self._recover else self._driven.__contains__,
+        )
         self._scheduler.start()
         self._open = True
         self._token = current_runtime.set(self)
@@ -291,6 +304,13 @@ class Runtime:
         if not self._open or self._supervisor is None:
             raise RuntimeClosedError("the runtime is not open; use `async with Runtime(...)`")
         return self._supervisor
+
+    def _drive(self, run_id: str) -> None:
+        """Without recovery, take `run_id` on: its timers fire here from now on."""
+        if not self._recover and run_id not in self._driven:
+            self._driven.add(run_id)
+            if self._scheduler is not None:
+                self._scheduler.forget_run(run_id)  # a timer skipped so far is due again
 
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
@@ -379,6 +399,7 @@ class Runtime:
                 )
         run_id = _check_id("run_id", run_id) if run_id is not None else new_run_id()
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drive(run_id)
         supervisor.post(
             run_id,
             Start(
@@ -428,6 +449,7 @@ class Runtime:
         if await self.log.get_run(run_id) is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drive(run_id)
         supervisor.post(run_id, make(reply))
         await reply
 

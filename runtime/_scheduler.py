@@ -24,10 +24,18 @@ _BATCH = 1024
 class Scheduler:
     """Delivers due timers to actors; `changed()` wakes it when timers are added or removed."""
 
-    def __init__(self, log: EventLog, clock: Clock, deliver: Callable[[TimerEntry], None]) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        clock: Clock,
+        deliver: Callable[[TimerEntry], None],
+        accept: Callable[[str], bool] | None = None,
+    ) -> None:
         self._log = log
         self._clock = clock
         self._deliver = deliver
+        #: Which runs' timers to deliver (None: all); a skipped one waits for `forget_run`.
+        self._accept = accept
         self._wake = asyncio.Event()
         self._inflight: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +59,8 @@ class Scheduler:
         self._inflight.discard((run_id, timer_id))
 
     def forget_run(self, run_id: str) -> None:
-        """The run's actor restarted: re-deliver its due timers (a delivery may have been lost)."""
+        """Deliver the run's due timers again: its actor restarted (a delivery may have been
+        lost), or the runtime has just taken the run on."""
         self._inflight = {key for key in self._inflight if key[0] != run_id}
         self._wake.set()
 
@@ -59,20 +68,23 @@ class Scheduler:
         while True:
             try:
                 self._wake.clear()
-                due = await self._log.due_timers(self._clock.now(), limit=_BATCH)
+                # Past the ones in flight (delivered, or skipped by a runtime that does not
+                # recover), so that those can never make the loop spin.
+                limit = _BATCH + len(self._inflight)
+                due = await self._log.due_timers(self._clock.now(), limit=limit)
                 for entry in due:
                     key = (entry.run_id, entry.timer_id)
                     if key not in self._inflight:
                         self._inflight.add(key)
-                        self.delivered += 1
-                        self._deliver(entry)
+                        if self._accept is None or self._accept(entry.run_id):
+                            self.delivered += 1
+                            self._deliver(entry)
                 upcoming = await self._log.due_timers(math.inf, limit=len(self._inflight) + 1)
                 nxt = next(
                     (e for e in upcoming if (e.run_id, e.timer_id) not in self._inflight), None
                 )
-                await self._wait(
-                    None if nxt is None or len(due) == _BATCH else nxt.due_at, len(due) == _BATCH
-                )
+                more = len(due) == limit
+                await self._wait(None if nxt is None or more else nxt.due_at, more)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a storage hiccup must not kill timers for good

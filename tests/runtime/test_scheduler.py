@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,66 @@ async def test_timers_already_overdue_at_start_fire_at_once(
         assert delivered == ["overdue"]
     finally:
         await scheduler.stop()
+
+
+async def test_timers_of_runs_not_accepted_wait_without_making_the_scheduler_spin(
+    memlog: MemoryEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A skipped timer stays due in the log; with a batch of 1 it once hid the next one."""
+    monkeypatch.setattr("perdure.runtime._scheduler._BATCH", 1)
+    clock = MockClock(start=T0 + 10, autojump=False)
+    await add_timers(memlog, "other", {"t": T0 + 1})  # the earliest, and not ours
+    await add_timers(memlog, "ours", {"t": T0 + 2})
+    wanted = {"ours"}
+    delivered: list[str] = []
+    queries = 0
+    original = memlog.due_timers
+
+    async def counted(now: float, limit: int = 100) -> list[TimerEntry]:
+        nonlocal queries
+        queries += 1
+        return await original(now, limit=limit)
+
+    monkeypatch.setattr(memlog, "due_timers", counted)
+    scheduler = Scheduler(memlog, clock, lambda e: delivered.append(e.run_id), wanted.__contains__)
+    scheduler.start()
+    try:
+        await settle()
+        assert delivered == ["ours"]
+        before = queries
+        await settle()
+        assert queries == before, "the scheduler keeps querying while nothing changes"
+        wanted.add("other")
+        scheduler.forget_run("other")  # taken on: its due timer is delivered now
+        await settle()
+        assert delivered == ["ours", "other"]
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_runtime_without_recovery_fires_only_the_timers_of_runs_it_drives(
+    tmp_path: Path,
+) -> None:
+    """What the CLI's cancel/resume rely on: other runs' retries do not run in the tool."""
+    store = tmp_path / "no-recover"
+    clock = MockClock(autojump=False)
+    async with Runtime(path=store, clock=clock) as service:
+        runs = [(await service.start(sched_flaky)).run_id for _ in range(2)]
+
+        async def both_backing_off() -> bool:
+            return len(await service.log.due_timers(math.inf)) == 2
+
+        await wait_until(both_backing_off)
+        stopped_at = clock.now()
+    driven, other = runs
+    tool_clock = MockClock(start=stopped_at, autojump=False)
+    async with Runtime(path=store, clock=tool_clock, recover=False) as tool:
+        before = await tool.log.read(other)
+        await tool.cancel(driven)
+        tool_clock.advance(60)  # both retries are long due
+        await asyncio.sleep(0.05)
+        assert await tool.status(driven) == "cancelled"
+        assert await tool.log.read(other) == before, "the tool fired another run's retry"
+    async with Runtime(path=store, clock=MockClock(start=stopped_at + 60)) as recovering:
+        outcome = await asyncio.wait_for(recovering.wait(other), 5)
+        assert outcome.unwrap() == 4  # the next process that recovers drives it on
