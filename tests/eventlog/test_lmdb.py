@@ -848,6 +848,70 @@ async def test_a_failed_journal_write_keeps_the_batches_lmdb_has_not_committed_y
     await reopened.close()
 
 
+class _RefusingMerge:
+    """An LMDB environment whose next child transaction fails to merge into its parent,
+    leaving part of its changes there (a stray event record)."""
+
+    def __init__(self, env: lmdb.Environment, events: Any, stray: bytes) -> None:
+        self._env = env
+        self._events = events
+        self._stray = stray
+        self.refusals = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def begin(self, **kwargs: Any) -> Any:
+        txn = self._env.begin(**kwargs)
+        parent = kwargs.get("parent")
+        if parent is None or not self.refusals:
+            return txn
+        self.refusals -= 1
+        return _RefusingCommit(txn, parent, self._events, self._stray)
+
+
+class _RefusingCommit:
+    def __init__(self, txn: Any, parent: Any, events: Any, stray: bytes) -> None:
+        self._txn = txn
+        self._parent = parent
+        self._events = events
+        self._stray = stray
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+    def commit(self) -> None:
+        self._txn.abort()
+        self._parent.put(self._stray, b"half-merged", db=self._events)
+        raise lmdb.Error("injected: the child transaction did not merge")
+
+
+async def test_a_batch_that_cannot_merge_fails_alone_and_keeps_the_journaled_ones(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge into the open transaction happens before the journal write; if it fails,
+    the open transaction may be half-merged, so it is dropped and the batches it held
+    (acknowledged, in the journal) are redone."""
+    monkeypatch.setattr(lmdb_writer, "IDLE_COMMIT", 30.0)  # LMDB commits only when asked
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("r", 1, steps("r", 1, 2))
+    writer = log._shared.writer
+    assert writer is not None and len(writer._pending) == 2  # acknowledged, not in LMDB yet
+    stray = event_key("r", 3)
+    monkeypatch.setattr(writer, "_env", _RefusingMerge(writer._env, writer._dbs.events, stray))
+    with pytest.raises(StorageError, match=r"did not merge.*nothing of this append"):
+        await log.append("r", 3, steps("r", 3, 1))
+    assert [e.seq for e in await log.read("r")] == [0, 1, 2]
+    with pytest.raises(SequenceConflictError, match="the run is at 3"):
+        await log.append("r", 4, steps("r", 4, 1))
+    await log.append("r", 3, steps("r", 3, 2))
+    await log.close()
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
+    await reopened.close()
+
+
 async def test_a_read_waits_for_the_lmdb_commit_only_if_it_needs_an_uncommitted_batch(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
