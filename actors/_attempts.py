@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from perdure.actors import _observe
 from perdure.actors._errors import NonDeterminismError, NotInWorkflowError, Suspend
@@ -191,22 +192,29 @@ class AttemptRunner(abc.ABC):
         async with self._semaphore:
             current_scope.set(Scope(actor, call.position, None))
             parent = actor.run_span
-            span = actor.host.tracer.start_span(
-                f"perdure.task {spec.name}",
-                context=trace.set_span_in_context(parent) if parent else None,
-                attributes={
-                    "perdure.run_id": actor.run_id,
-                    "perdure.task": spec.name,
-                    "perdure.position": call.position,
-                    "perdure.attempt": attempt,
-                },
-            )
+            span: Span | None
+            if parent is not None and not parent.is_recording():
+                # The run is not traced (no tracer provider, or sampled out), nor are its
+                # attempts; their logs still carry the run's trace id.
+                span, trace_id = None, _observe.trace_id_hex(parent)
+            else:
+                span = actor.host.tracer.start_span(
+                    f"perdure.task {spec.name}",
+                    context=trace.set_span_in_context(parent) if parent else None,
+                    attributes={
+                        "perdure.run_id": actor.run_id,
+                        "perdure.task": spec.name,
+                        "perdure.position": call.position,
+                        "perdure.attempt": attempt,
+                    },
+                )
+                trace_id = _observe.trace_id_hex(span)
             structlog.contextvars.bind_contextvars(
                 run_id=actor.run_id,
                 target=actor.state.target,
                 task=spec.name,
                 attempt=attempt,
-                trace_id=_observe.trace_id_hex(span),
+                trace_id=trace_id,
             )
             timed_out = False
             try:
