@@ -36,9 +36,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from typing import Any
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 from _common import (
     BENCH_DIR,
     machine,
@@ -49,20 +49,9 @@ from _common import (
     spread,
     table,
 )
+from _worker import Stopwatch
 
 EXECUTED = [0]  # task bodies run in this (worker) process
-
-
-class Stopwatch:
-    """Wall-clock and process CPU time since creation (CPU time is steadier on a busy machine)."""
-
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
-
-    def stop(self, out: dict[str, Any], key: str = "seconds") -> None:
-        out[key] = time.perf_counter() - self.wall
-        out[key.replace("seconds", "cpu_s")] = time.process_time() - self.cpu
 
 
 # (system, style, durability). LangGraph's durability is its own knob ("async"

@@ -40,19 +40,10 @@ import sqlite3  # noqa: E402
 import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from _worker import Stopwatch  # noqa: E402 - shared with the peers' workers (stdlib only)
+
 EXECUTED = [0]  # task bodies run in this process
-
-
-class Stopwatch:
-    """Wall-clock and process CPU time since creation (CPU time is steadier on a busy machine)."""
-
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
-
-    def stop(self, out: dict[str, Any], key: str = "seconds") -> None:
-        out[key] = time.perf_counter() - self.wall
-        out[key.replace("seconds", "cpu_s")] = time.process_time() - self.cpu
 
 
 def _workflows(saver: Any, style: str) -> dict[str, Any]:
