@@ -53,6 +53,8 @@ from perdure.eventlog import (
     Event,
     IdempotencyKeyTakenError,
     Interrupted,
+    LmdbEventLog,
+    MemoryEventLog,
     Resumed,
     RunCancelled,
     RunContinued,
@@ -64,6 +66,9 @@ from perdure.eventlog import (
 )
 
 _DRAIN_LIMIT = 512
+#: Logs whose `append` takes `on_durable` (a wrapper around one may not: it gets the
+#: plain call, and the effects run once `append` returns).
+_NOTIFYING_LOGS: tuple[type, ...] = (LmdbEventLog, MemoryEventLog)
 
 
 class RunActor:
@@ -219,20 +224,38 @@ class RunActor:
         events, self._pending, self._hard = self._pending, [], False
         effects, self._after = self._after, []
         replies, self._replies = self._replies, []
-        try:
-            await self.host.log.append(self.run_id, events[0].seq, events, status=self.state.status)
-        except BaseException as exc:
+        landed = False
+
+        def durable() -> None:
+            # Run by the log the moment the batch is durable (see `_NOTIFYING_LOGS`): the
+            # code these effects wake runs before this actor resumes, and what it posts
+            # is waiting in the mailbox by then.
+            nonlocal landed
+            landed = True
+            self.durable_seq = events[-1].seq + 1
+            self.host.committed(self, events)
+            for effect in effects:
+                effect()
             for reply in replies:
                 if not reply.done():
-                    reply.set_exception(exc)
+                    reply.set_result(None)
+
+        log = self.host.log
+        try:
+            if type(log) in _NOTIFYING_LOGS:
+                await log.append(  # type: ignore[call-arg]
+                    self.run_id, events[0].seq, events, status=self.state.status, on_durable=durable
+                )
+            else:
+                await log.append(self.run_id, events[0].seq, events, status=self.state.status)
+        except BaseException as exc:
+            if not landed:
+                for reply in replies:
+                    if not reply.done():
+                        reply.set_exception(exc)
             raise
-        self.durable_seq = events[-1].seq + 1
-        self.host.committed(self, events)
-        for effect in effects:
-            effect()
-        for reply in replies:
-            if not reply.done():
-                reply.set_result(None)
+        if not landed:
+            durable()
 
     def reply_after_commit(self, reply: asyncio.Future[None]) -> None:
         if self._hard:

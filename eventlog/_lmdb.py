@@ -10,9 +10,10 @@ are copied out and decoded after the transaction ends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import lmdb
@@ -139,13 +140,24 @@ class LmdbEventLog:
         events: Sequence[Event],
         *,
         status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
     ) -> None:
+        """`EventLog.append`, plus `on_durable`: called once on the caller's event loop
+        as soon as the batch is durable, before this coroutine resumes (the runtime
+        wakes code waiting on the outcome one loop iteration sooner). Not called if
+        the append fails; if it raises, `append` raises that although the batch is
+        stored.
+        """
         shared = self._open_env()
         if self._read_only or shared.writer is None:
             raise ReadOnlyStoreError(f"the store at {self._path} is open read-only")
         check_batch(run_id, expected_seq, events, status)
         loop = asyncio.get_running_loop()
-        ticket = Ticket(loop, loop.create_future())
+        if on_durable is None:
+            ticket = Ticket(loop, loop.create_future())
+        else:
+            context = contextvars.copy_context()
+            ticket = Ticket(loop, loop.create_future(), on_durable, context)
         # Encoding and key building happen on the writer thread, keeping the loop's share small.
         shared.writer.submit(PendingAppend(ticket, run_id, expected_seq, tuple(events), status))
         await ticket.future

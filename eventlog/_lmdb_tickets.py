@@ -9,8 +9,9 @@ A caller's append travels to the writer thread as a `PendingAppend` carrying a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import attrs
@@ -62,10 +63,16 @@ class ResizeGuard:
 
 @attrs.define(slots=True, eq=False)
 class Ticket:
-    """Where to report an outcome: a future on the loop that waits for it."""
+    """Where to report an outcome: a future on the loop that waits for it.
+
+    `on_durable`, if set, runs (in `context`) the moment the outcome is known to
+    be success, before the waiting task is even woken (see `EventLog.append`).
+    """
 
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
+    on_durable: Callable[[], None] | None = None
+    context: contextvars.Context | None = None
 
 
 @attrs.define(slots=True, eq=False)
@@ -106,9 +113,18 @@ def settle(settled: list[tuple[Ticket, BaseException | None]]) -> None:
         future = ticket.future
         if future.done():  # the caller was cancelled; the outcome stands regardless
             continue
-        if outcome is None:
+        error = outcome
+        if error is None and ticket.on_durable is not None:
+            try:
+                if ticket.context is not None:
+                    ticket.context.run(ticket.on_durable)
+                else:
+                    ticket.on_durable()
+            except BaseException as exc:  # the append raises it; the batch stays durable
+                error = exc
+        if error is None:
             future.set_result(None)
         else:
-            future.set_exception(outcome)
+            future.set_exception(error)
     if len(settled) > SETTLE_CHUNK:
         settled[0][0].loop.call_soon(settle, settled[SETTLE_CHUNK:])

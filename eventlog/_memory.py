@@ -8,7 +8,7 @@ survive the LMDB log does not survive this one either.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from perdure.eventlog._codec import decode, encode_all
 from perdure.eventlog._errors import (
@@ -60,7 +60,14 @@ class MemoryEventLog:
         events: Sequence[Event],
         *,
         status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
     ) -> None:
+        """`EventLog.append`, plus `on_durable`: called once on the caller's event loop
+        as soon as the batch is durable, before this coroutine resumes (the runtime
+        wakes code waiting on the outcome one loop iteration sooner). Not called if
+        the append fails; if it raises, `append` raises that although the batch is
+        stored.
+        """
         self._check_open()
         check_batch(run_id, expected_seq, events, status)
         stream = self._streams.get(run_id, [])
@@ -108,6 +115,8 @@ class MemoryEventLog:
         self._appends += len(events)
         self._last_batch = len(events)
         self._batches += 1
+        if on_durable is not None:
+            on_durable()
 
     async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
         self._check_open()

@@ -253,7 +253,9 @@ def _campaign_pair(tmp_path: Path, threads: int, kills: int, seed: int, budget: 
     assert oracle.kills == 0 and oracle.starts == 1
     bodies = sum(1 for line in oracle.lines if line[0] == "body")
     crashed = run_campaign(tmp_path / "crashed", threads, kills, seed, budget, bodies=bodies)
-    assert crashed.kills == kills
+    # The last armed starts may finish the remaining work before their kill lands (the
+    # kill waits for a number of bodies, plus up to 3 ms): most kills must have happened.
+    assert kills - 2 <= crashed.kills <= kills, crashed.kills
     figures = check(crashed, oracle, threads)
     # at-least-once: some bodies may run again after a kill; report how many
     print(

@@ -117,6 +117,34 @@ async def test_runs_are_independent_streams(log: EventLog) -> None:
         assert [(e.run_id, e.seq) for e in events] == [(run_id, 0), (run_id, 1), (run_id, 2)]
 
 
+async def test_on_durable_runs_once_before_the_appender_resumes_and_never_on_failure(
+    log: EventLog,
+) -> None:
+    """Both logs take `on_durable` (the runtime's actors use it to wake waiting code sooner)."""
+    assert isinstance(log, (MemoryEventLog, LmdbEventLog))
+    seen: list[str] = []
+    await log.append("r", 0, [started("r")], on_durable=lambda: seen.append("durable"))
+    seen.append("resumed")
+    assert seen == ["durable", "resumed"]
+    with pytest.raises(SequenceConflictError):
+        await log.append("r", 5, steps("r", 5, 1), on_durable=lambda: seen.append("wrong"))
+    assert seen == ["durable", "resumed"]
+
+
+async def test_an_on_durable_that_raises_fails_the_append_but_the_batch_is_stored(
+    log: EventLog,
+) -> None:
+    assert isinstance(log, (MemoryEventLog, LmdbEventLog))
+
+    def broken() -> None:
+        raise RuntimeError("bug in the caller's callback")
+
+    with pytest.raises(RuntimeError, match="bug in the caller"):
+        await log.append("r", 0, [started("r")], on_durable=broken)
+    assert [e.seq for e in await log.read("r")] == [0]
+    await log.append("r", 1, steps("r", 1, 1))
+
+
 async def test_a_stale_expected_seq_raises_and_writes_nothing(log: EventLog) -> None:
     await log.append("r", 0, [started("r"), done("r", 1)])
     before = await log.statistics()
