@@ -21,7 +21,7 @@ from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
 from perdure.actors._replay import match_step
 from perdure.actors._targets import BodyInfo, TaskSpec
-from perdure.eventlog import SerializationError, TaskFailed, check_json, digest
+from perdure.eventlog import TaskFailed, check_json, digest
 from perdure.eventlog._json import fresh
 
 if TYPE_CHECKING:
@@ -154,15 +154,12 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     actor = scope.actor
     position = scope.next_position()
     arg_list = list(args)
-    try:
-        check_json(arg_list, "args")
-        check_json(kwargs, "kwargs")
-    except SerializationError as exc:  # say which call (built only when needed)
-        raise SerializationError(
-            f"task {spec.name!r} (run {actor.run_id!r}, position {position}): {exc}",
-            path=exc.path,
-            type_name=exc.type_name,
-        ) from None
+
+    def where() -> str:
+        return f"task {spec.name!r} (run {actor.run_id!r}, position {position})"
+
+    check_json(arg_list, "args", where=where)
+    check_json(kwargs, "kwargs", where=where)
     payload_digest = digest([arg_list, kwargs])
     step = match_step(actor.state, position, "task", spec.name, payload_digest)
     if step is not None and step.settled_seq < actor.durable_seq:

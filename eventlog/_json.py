@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,18 +22,20 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def check_json(value: Any, path: str = "value", *, where: str = "") -> None:
+def check_json(value: Any, path: str = "value", *, where: str | Callable[[], str] = "") -> None:
     """Raise `SerializationError` naming the path of the first value that is not plain JSON.
 
     `where` (e.g. ``"task 'fetch' (run 'r1', position 3)"``) prefixes the
-    message, so the error says which call the bad value belongs to.
+    message, so the error says which call the bad value belongs to; a hot
+    caller passes a function, called only if there is an error.
     """
     if where:
         try:
             _check(value, path)
         except SerializationError as exc:
+            prefix = where if isinstance(where, str) else where()
             raise SerializationError(
-                f"{where}: {exc}", path=exc.path, type_name=exc.type_name
+                f"{prefix}: {exc}", path=exc.path, type_name=exc.type_name
             ) from None
     else:
         _check(value, path)

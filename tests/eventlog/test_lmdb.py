@@ -828,24 +828,35 @@ async def test_the_journal_falls_back_to_buffered_synchronous_writes(
     await reopened.close()
 
 
-async def test_a_failed_journal_write_keeps_the_batches_lmdb_has_not_committed_yet(
-    store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def two_batches_lmdb_lacks(store: Path, monkeypatch: pytest.MonkeyPatch) -> LmdbEventLog:
+    """A log whose two acknowledged batches (r#0, r#1-2) are journaled but not in LMDB yet."""
     monkeypatch.setattr(lmdb_writer, "IDLE_COMMIT", 30.0)  # LMDB commits only when asked
     log = LmdbEventLog(store)
     await log.append("r", 0, [started("r")])
     await log.append("r", 1, steps("r", 1, 2))
     writer = log._shared.writer
-    assert writer is not None and len(writer._pending) == 2  # journaled, not in LMDB yet
-    fail_durable_step(log, monkeypatch, {1})
-    with pytest.raises(StorageError, match="nothing of this append"):
-        await log.append("r", 3, steps("r", 3, 1))
+    assert writer is not None and len(writer._pending) == 2
+    return log
+
+
+async def the_failed_batch_left_no_trace(log: LmdbEventLog, store: Path) -> None:
+    """After a failed r#3: r holds 0-2, takes r#3-4, and a reopen sees exactly that."""
     assert [e.seq for e in await log.read("r")] == [0, 1, 2]
     await log.append("r", 3, steps("r", 3, 2))
     await log.close()
     reopened = LmdbEventLog(store)
     assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
     await reopened.close()
+
+
+async def test_a_failed_journal_write_keeps_the_batches_lmdb_has_not_committed_yet(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = await two_batches_lmdb_lacks(store, monkeypatch)
+    fail_durable_step(log, monkeypatch, {1})
+    with pytest.raises(StorageError, match="nothing of this append"):
+        await log.append("r", 3, steps("r", 3, 1))
+    await the_failed_batch_left_no_trace(log, store)
 
 
 class _RefusingMerge:
@@ -892,24 +903,16 @@ async def test_a_batch_that_cannot_merge_fails_alone_and_keeps_the_journaled_one
     """The merge into the open transaction happens before the journal write; if it fails,
     the open transaction may be half-merged, so it is dropped and the batches it held
     (acknowledged, in the journal) are redone."""
-    monkeypatch.setattr(lmdb_writer, "IDLE_COMMIT", 30.0)  # LMDB commits only when asked
-    log = LmdbEventLog(store)
-    await log.append("r", 0, [started("r")])
-    await log.append("r", 1, steps("r", 1, 2))
+    log = await two_batches_lmdb_lacks(store, monkeypatch)
     writer = log._shared.writer
-    assert writer is not None and len(writer._pending) == 2  # acknowledged, not in LMDB yet
+    assert writer is not None
     stray = event_key("r", 3)
     monkeypatch.setattr(writer, "_env", _RefusingMerge(writer._env, writer._dbs.events, stray))
     with pytest.raises(StorageError, match=r"did not merge.*nothing of this append"):
         await log.append("r", 3, steps("r", 3, 1))
-    assert [e.seq for e in await log.read("r")] == [0, 1, 2]
     with pytest.raises(SequenceConflictError, match="the run is at 3"):
         await log.append("r", 4, steps("r", 4, 1))
-    await log.append("r", 3, steps("r", 3, 2))
-    await log.close()
-    reopened = LmdbEventLog(store)
-    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3, 4]
-    await reopened.close()
+    await the_failed_batch_left_no_trace(log, store)
 
 
 async def test_a_read_waits_for_the_lmdb_commit_only_if_it_needs_an_uncommitted_batch(
