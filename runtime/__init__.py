@@ -11,13 +11,18 @@ from perdure.runtime._background import (
     BackgroundRuntime,
     background_runtime,
     close_background_runtimes,
+    lease_background,
+    release_background,
+    retain_background,
 )
 from perdure.runtime._discovery import (
     DEFAULT_PATH,
+    StoreKey,
     current_runtime,
     default_store_path,
     find_runtime,
     new_run_id,
+    store_key,
 )
 from perdure.runtime._errors import (
     DuplicateNameError,
@@ -76,6 +81,7 @@ __all__ = [
     "Runtime",
     "RuntimeClosedError",
     "Scheduler",
+    "StoreKey",
     "Supervisor",
     "SupervisorStatistics",
     "UnknownTargetError",
@@ -85,7 +91,11 @@ __all__ = [
     "default_registry",
     "default_store_path",
     "find_runtime",
+    "lease_background",
     "new_run_id",
+    "release_background",
+    "retain_background",
     "run_sync",
     "settled_outcome",
+    "store_key",
 ]

@@ -1,8 +1,12 @@
 """A runtime on a background event-loop thread, for synchronous callers (`Client.run`, `invoke`).
 
-One background runtime per store (keyed by the log object or the store's real
-path) is shared by every caller in the process, because LMDB allows one open
-per process and one writer per store. It is closed at interpreter exit.
+One background runtime per store (keyed by `store_key`) is shared by every
+caller in the process, because LMDB allows one open per process and one writer
+per store. Callers lease it (`lease_background` / `release_background`): a
+call holds a lease while it runs, a `Client` from its first call until its
+`close()`. The last lease released with ``close_if_unused`` closes it (so a
+`Runtime` can open the store afterwards); otherwise it lives until interpreter
+exit (`close_background_runtimes`).
 """
 
 from __future__ import annotations
@@ -10,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from perdure.eventlog import EventLog
+from perdure.runtime._discovery import StoreKey, store_key
 from perdure.runtime._runtime import Runtime
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_runtimes: dict[Any, BackgroundRuntime] = {}
+_runtimes: dict[StoreKey, BackgroundRuntime] = {}
 
 
 class BackgroundRuntime:
@@ -31,6 +35,9 @@ class BackgroundRuntime:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="perdure-runtime", daemon=True)
         self.runtime = Runtime(path, log=log)
+        self.key = self.runtime.store_key
+        #: Callers using it now (guarded by the module lock); see `release_background`.
+        self.leases = 0
         self._ready = concurrent.futures.Future[None]()
         self._thread.start()
         self._ready.result()
@@ -57,8 +64,8 @@ class BackgroundRuntime:
         return asyncio.run_coroutine_threadsafe(go(), self.loop)
 
     def close(self) -> None:
-        if not self.loop.is_running():
-            return
+        if not self.loop.is_running() or threading.current_thread() is self._thread:
+            return  # (on its own thread it cannot wait for itself: interpreter exit closes it)
         asyncio.run_coroutine_threadsafe(self.runtime.close(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
@@ -69,13 +76,40 @@ class BackgroundRuntime:
 def background_runtime(
     *, path: str | None = None, log: EventLog | None = None
 ) -> BackgroundRuntime:
-    """The shared background runtime for a log object or a store path."""
-    key: Any = ("log", id(log)) if log is not None else ("path", os.path.realpath(path or "."))
+    """The shared background runtime for a log object or a store path (created on first use)."""
+    key = store_key(log=log, path=path)
     with _lock:
         runtime = _runtimes.get(key)
         if runtime is None:
             runtime = _runtimes[key] = BackgroundRuntime(path=path, log=log)
         return runtime
+
+
+def lease_background(*, path: str | None = None, log: EventLog | None = None) -> BackgroundRuntime:
+    """`background_runtime`, counted as in use until `release_background`."""
+    key = store_key(log=log, path=path)
+    with _lock:
+        runtime = _runtimes.get(key)
+        if runtime is None:
+            runtime = _runtimes[key] = BackgroundRuntime(path=path, log=log)
+        runtime.leases += 1
+        return runtime
+
+
+def retain_background(runtime: BackgroundRuntime) -> None:
+    """One more lease on a runtime already leased (a holder keeping it beyond one call)."""
+    with _lock:
+        runtime.leases += 1
+
+
+def release_background(runtime: BackgroundRuntime, *, close_if_unused: bool = False) -> None:
+    """Give a lease back; with `close_if_unused`, close the runtime if it was the last one."""
+    with _lock:
+        runtime.leases = max(runtime.leases - 1, 0)
+        if not close_if_unused or runtime.leases or _runtimes.get(runtime.key) is not runtime:
+            return
+        del _runtimes[runtime.key]
+    runtime.close()
 
 
 def close_background_runtimes() -> None:

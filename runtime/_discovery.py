@@ -34,32 +34,54 @@ def default_store_path() -> str:
     return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
 
 
-def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Runtime | None:
-    """The open runtime on the running event loop for a store, if there is one.
+StoreKey = tuple[str, Any]
+
+
+def store_key(
+    *, log: EventLog | None = None, path: str | os.PathLike[str] | None = None
+) -> StoreKey:
+    """Which store a runtime or a caller means: the one place that decides "same store".
+
+    A log object is its own store (compared by identity); otherwise the store
+    is the real path of `path` (default: `default_store_path()`), so
+    ``./.perdure``, an absolute spelling and a symlink to it are one store.
+    """
+    if log is not None:
+        return ("log", id(log))
+    return ("path", os.path.realpath(path if path is not None else default_store_path()))
+
+
+def find_runtime(
+    *,
+    log: EventLog | None = None,
+    path: str | os.PathLike[str] | None = None,
+    any_loop: bool = False,
+) -> Runtime | None:
+    """The open runtime for a store, if there is one.
 
     With `log`, the runtime using that log object; with `path`, the runtime on
     that store path; with neither, the current runtime (``async with``) or else
-    one on the default store. Runtimes on other loops are never returned.
+    one on the default store. Only runtimes on the running event loop are
+    returned, unless `any_loop` (then a runtime on another thread's loop, or
+    with no running loop here, is returned too).
     """
     try:
-        loop = asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
-        return None
+        if not any_loop:
+            return None
+        loop = None
     current = current_runtime.get()
     candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
-    wanted: str | None = None  # resolved only if a path has to be compared (syscalls)
+    wanted: StoreKey | None = None  # computed only if a key has to be compared (syscalls)
     for rt in candidates:
-        if not rt.is_open or rt._loop is not loop:
+        if not rt.is_open or (rt._loop is not loop and not any_loop):
             continue
-        if log is not None:
-            matches = rt._log is log
-        elif path is None and rt is current:
-            matches = True
-        else:
-            if wanted is None:
-                wanted = os.path.realpath(path or default_store_path())
-            matches = rt._given_log is None and os.path.realpath(rt.path) == wanted
-        if matches:
+        if log is None and path is None and rt is current:
+            return rt
+        if wanted is None:
+            wanted = store_key(log=log, path=path)
+        if rt.store_key == wanted:
             return rt
     return None
 

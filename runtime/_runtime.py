@@ -54,6 +54,7 @@ from perdure.runtime._discovery import (
     current_runtime,
     default_store_path,
     new_run_id,
+    store_key,
 )
 from perdure.runtime._errors import (
     IdempotencyConflictError,
@@ -127,6 +128,8 @@ class Runtime:
         self._token: contextvars.Token[Runtime | None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Which store this is (see `store_key`); fixed when the runtime opens.
+        self.store_key = store_key(log=log, path=self.path)
 
     # -- ActorHost -----------------------------------------------------------------
 
@@ -238,21 +241,14 @@ class Runtime:
 
     def _refuse_a_second_writer(self) -> None:
         """Two runtimes on one store would both drive its runs: refuse the second one."""
+        self.store_key = store_key(log=self._given_log, path=self.path)
         for other in _open_runtimes:
-            if other is self or not other.is_open:
-                continue
-            if self._given_log is not None:
-                same = other._log is self._given_log
-            else:
-                same = other._given_log is None and os.path.realpath(
-                    other.path
-                ) == os.path.realpath(self.path)
-            if same:
+            if other is not self and other.is_open and other.store_key == self.store_key:
                 where = self.path if self._given_log is None else repr(self._given_log)
                 raise StoreLockedError(
                     f"the store {where} is already open in this process by another Runtime; "
-                    "use that one (inside its event loop, Client.arun and ainvoke find it), "
-                    "or close it first",
+                    "use that one (Client and workflow calls, sync or async, find it), "
+                    "or close it first (a Client: `client.close()`)",
                     path=self.path,
                 )
 
@@ -299,6 +295,11 @@ class Runtime:
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the runtime was opened on (calls from other threads go there)."""
+        return self._loop
 
     def _require_open(self) -> Supervisor:
         if not self._open or self._supervisor is None:

@@ -5,32 +5,33 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, TypeVar
 
-from perdure.eventlog import EventLog, PerdureError
-from perdure.runtime import (
-    BackgroundRuntime,
-    Runtime,
-    background_runtime,
-    default_store_path,
-    find_runtime,
-)
+from perdure._bridge import Bridge, ClientUsageError
+from perdure.eventlog import EventLog
+from perdure.runtime import Runtime
 
 T = TypeVar("T")
 
-
-class ClientUsageError(PerdureError, RuntimeError):
-    """A blocking `Client` method was called from inside a running event loop."""
+__all__ = ["Client", "ClientUsageError"]
 
 
 class Client:
     """Runs registered functions and workflows on the embedded store.
 
     ``Client()`` uses ``PERDURE_PATH`` or ``./.perdure``; ``Client(path=...)``
-    or ``Client(log=...)`` picks another. The runtime lives on a background
-    thread shared by every client of the same store, so ``client.run(...)``
-    works from plain synchronous code; use ``await client.arun(...)`` in async
-    code (inside ``async with Runtime(...)`` that runtime is used).
+    or ``Client(log=...)`` picks another. Calls go to the runtime open on that
+    store in this process, wherever it runs: inside ``async with Runtime(...)``
+    that runtime; from a thread (a web framework's ``def`` handler) the runtime
+    its app opened on another event loop; otherwise a runtime on a background
+    thread shared by every client of the store, so ``client.run(...)`` works
+    from plain synchronous code. Use ``await client.arun(...)`` in async code.
+
+    The background runtime holds the store until `close()` (or the end of a
+    ``with Client(...) as client:`` / ``async with`` block, or interpreter
+    exit); closing the last client of a store releases it, so a `Runtime` can
+    open it in this process afterwards.
     """
 
     def __init__(
@@ -38,34 +39,58 @@ class Client:
     ) -> None:
         self._path = os.fspath(path) if path is not None else None
         self._log = log
+        self._bridge = Bridge(log=log, path=self._path, hold=True)
+        self._bridge.closed_message = (
+            f"{self!r} is closed; make a new Client to call the store again"
+        )
 
     def __repr__(self) -> str:
-        where = "log" if self._log is not None else (self._path or default_store_path())
-        return f"Client({where!r})"
+        return f"Client({self._bridge.where()!r})"
 
-    def _background(self) -> BackgroundRuntime:
-        if self._log is not None:
-            return background_runtime(log=self._log)
-        return background_runtime(path=self._path or default_store_path())
+    def close(self) -> None:
+        """Release the store: later calls raise `ClientUsageError`. Closing twice is fine.
 
-    def _local(self) -> Runtime | None:
-        return find_runtime(log=self._log, path=self._path)
+        The shared background runtime closes when no other client of the store
+        uses it (calls still running finish first); a `Runtime` the
+        application opened itself is not affected.
+        """
+        self._bridge.close()
+
+    async def aclose(self) -> None:
+        """Async `close` (the background runtime is closed off this event loop)."""
+        await asyncio.to_thread(self._bridge.close)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def _call(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._background().call(make)
-        raise ClientUsageError(
+        return self._bridge.call(
+            make,
             f"Client.{what}() blocks, and it was called inside a running event loop; "
-            f"use `await client.a{what}(...)` instead"
+            f"use `await client.a{what}(...)` instead",
         )
 
     async def _acall(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
-        runtime = self._local()
-        if runtime is not None:
-            return await make(runtime)
-        return await asyncio.wrap_future(self._background().submit(make))
+        return await self._bridge.acall(make)
 
     def run(
         self,

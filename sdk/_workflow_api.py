@@ -1,20 +1,21 @@
 """How a workflow is run from outside: invoke / ainvoke / stream / astream / get_state.
 
-Async callers inside ``async with Runtime(...)`` use that runtime; everyone
-else uses a shared background runtime on the workflow's checkpointer (or the
-default embedded store), so plain synchronous scripts work too.
+Calls reach the runtime open on the workflow's checkpointer (or the default
+embedded store) through the sdk's `Bridge`: the enclosing ``async with
+Runtime(...)``, a runtime open on another thread's loop, or else a shared
+background runtime, so plain synchronous scripts work too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import attrs
 
+from perdure._bridge import Bridge
 from perdure.actors import Command, Interrupt, RunState, TargetSpec, apply
 from perdure.eventlog import (
     Event,
@@ -27,14 +28,7 @@ from perdure.eventlog import (
     TaskCompleted,
 )
 from perdure.eventlog._json import fresh
-from perdure.runtime import (
-    INTERRUPT_KEY,
-    Outcome,
-    Runtime,
-    background_runtime,
-    default_store_path,
-    find_runtime,
-)
+from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime
 
 T = TypeVar("T")
 STREAM_MODES = ("updates", "values", "custom")
@@ -110,14 +104,6 @@ def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, .
     return modes, many
 
 
-def _in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 class WorkflowApi:
     """The run-it-from-outside half of `Workflow`."""
 
@@ -125,31 +111,19 @@ class WorkflowApi:
         self.__perdure_target__ = spec
         self.name = spec.name
         self.checkpointer = checkpointer
+        self._bridge = Bridge(log=checkpointer)
 
     # -- choosing a runtime -------------------------------------------------------------
 
-    def _local_runtime(self) -> Runtime | None:
-        return find_runtime(log=self.checkpointer)
-
-    def _background(self) -> Any:
-        if self.checkpointer is not None:
-            return background_runtime(log=self.checkpointer)
-        return background_runtime(path=default_store_path())
-
     async def _on_runtime(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
-        runtime = self._local_runtime()
-        if runtime is not None:
-            return await make(runtime)
-        return await asyncio.wrap_future(self._background().submit(make))
+        return await self._bridge.acall(make)
 
     def _sync(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
-        if _in_loop():
-            raise RuntimeError(
-                f"{self.name}.{what}() blocks and was called inside a running event loop; "
-                f"use `await {self.name}.a{what}(...)` instead"
-            )
-        result: T = self._background().call(make)
-        return result
+        return self._bridge.call(
+            make,
+            f"{self.name}.{what}() blocks, and it was called inside a running event loop; "
+            f"use `await {self.name}.a{what}(...)` instead",
+        )
 
     # -- invoke -----------------------------------------------------------------------------
 
@@ -251,32 +225,10 @@ class WorkflowApi:
         """Async `stream`."""
         modes, many = _modes(stream_mode)
         thread_id = thread_id_of(config, required=isinstance(input, Command))
-        runtime = self._local_runtime()
-        if runtime is not None:
-            async for chunk in self._astream_on(runtime, input, thread_id, modes, many):
-                yield chunk
-            return
-        bridge: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-
-        async def pump(rt: Runtime) -> None:
-            try:
-                async for chunk in self._astream_on(rt, input, thread_id, modes, many):
-                    loop.call_soon_threadsafe(bridge.put_nowait, ("item", chunk))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(bridge.put_nowait, ("error", exc))
-                return
-            loop.call_soon_threadsafe(bridge.put_nowait, ("end", None))
-
-        self._background().submit(pump)
-        while True:
-            kind, value = await bridge.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        async for chunk in self._bridge.aiterate(
+            lambda rt: self._astream_on(rt, input, thread_id, modes, many)
+        ):
+            yield chunk
 
     def stream(
         self,
@@ -288,32 +240,13 @@ class WorkflowApi:
         """Run like `invoke`, yielding progress: ``"updates"`` ({task: result} per task, then
         {workflow: result}), ``"values"`` (the return value), ``"custom"`` (items from
         `writer`), or a list of modes yielding ``(mode, chunk)`` pairs."""
-        if _in_loop():
-            raise RuntimeError(
-                f"{self.name}.stream() blocks; use `async for ... in {self.name}.astream(...)`"
-            )
         modes, many = _modes(stream_mode)
         thread_id = thread_id_of(config, required=isinstance(input, Command))
-        bridge: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-        async def pump(rt: Runtime) -> None:
-            try:
-                async for chunk in self._astream_on(rt, input, thread_id, modes, many):
-                    bridge.put(("item", chunk))
-            except BaseException as exc:
-                bridge.put(("error", exc))
-                return
-            bridge.put(("end", None))
-
-        self._background().submit(pump)
-        while True:
-            kind, value = bridge.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        yield from self._bridge.iterate(
+            lambda rt: self._astream_on(rt, input, thread_id, modes, many),
+            f"{self.name}.stream() blocks, and it was called inside a running event loop; "
+            f"use `async for ... in {self.name}.astream(...)` instead",
+        )
 
     # -- state -------------------------------------------------------------------------------------
 

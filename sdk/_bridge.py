@@ -1,0 +1,245 @@
+"""How sdk callers (`Client`, `Workflow`) reach a runtime, from sync or async code.
+
+A `Bridge` names a store (a log object, a path, or the default store) and sends
+each call to the runtime open on it in this process:
+
+1. an async caller whose event loop runs that runtime calls it directly (with
+   neither log nor path: the runtime of the enclosing ``async with Runtime(...)``);
+2. otherwise, a runtime open on that store on another thread's loop (a web
+   app's lifespan runtime, called from a ``def`` handler's worker thread) gets
+   the call on its own loop, thread-safely;
+3. otherwise the store's shared background runtime (`perdure.runtime._background`),
+   leased for the duration of the call.
+
+A blocking call made on a running event loop raises `ClientUsageError`, as does
+any call through a closed bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from perdure.eventlog import EventLog, PerdureError
+from perdure.runtime import (
+    BackgroundRuntime,
+    Runtime,
+    RuntimeClosedError,
+    default_store_path,
+    find_runtime,
+    lease_background,
+    release_background,
+    retain_background,
+)
+
+T = TypeVar("T")
+#: How often a thread blocked on another loop checks that the loop still runs (seconds).
+_POLL = 0.5
+
+
+class ClientUsageError(PerdureError, RuntimeError):
+    """A client or workflow call was made where it cannot work: a blocking call inside a
+    running event loop, or a call on a closed `Client`."""
+
+
+def in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _stopped(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop.is_closed() or not loop.is_running()
+
+
+def _wait(fut: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> T:
+    """`fut.result()`, unless `loop` stops first (its pending calls would never run)."""
+    while True:
+        try:
+            return fut.result(timeout=_POLL)
+        except TimeoutError:
+            if _stopped(loop) and not fut.done():
+                fut.cancel()
+                raise RuntimeClosedError(
+                    "the runtime's event loop stopped before the call finished"
+                ) from None
+
+
+class Bridge:
+    """Routes calls for one store to the runtime that serves it (see the module docstring).
+
+    log / path: the store (neither: the enclosing runtime, else the default store
+        ``PERDURE_PATH`` or ``./.perdure``, looked up at each call).
+    hold: keep a lease on the background runtime from the first call until
+        `close` (a `Client`), so `close` can release the store.
+    """
+
+    def __init__(
+        self, *, log: EventLog | None = None, path: str | None = None, hold: bool = False
+    ) -> None:
+        self.log = log
+        self.path = path
+        self._hold = hold
+        self._held: BackgroundRuntime | None = None
+        self._lock = threading.Lock()
+        self.closed = False
+        self.closed_message = "this client is closed"
+
+    def where(self) -> str:
+        if self.log is not None:
+            return repr(self.log)
+        return self.path or default_store_path()
+
+    # -- finding the runtime -----------------------------------------------------------------
+
+    def _check(self, blocking: str | None) -> None:
+        if self.closed:
+            raise ClientUsageError(self.closed_message)
+        if blocking is not None and in_event_loop():
+            raise ClientUsageError(blocking)
+
+    def _here(self) -> Runtime | None:
+        """The runtime of this store on the running loop."""
+        return find_runtime(log=self.log, path=self.path)
+
+    def _lease(self) -> BackgroundRuntime:
+        background = lease_background(log=self.log, path=self.path)
+        if not self._hold:
+            return background
+        with self._lock:
+            stale, self._held = self._held, background
+            if stale is not background:
+                retain_background(background)  # the holder's own lease, until close()
+        if stale is not None and stale is not background:
+            release_background(stale)  # closed meanwhile (close_background_runtimes)
+        return background
+
+    @contextlib.contextmanager
+    def _elsewhere(self) -> Iterator[tuple[Runtime, asyncio.AbstractEventLoop]]:
+        """The runtime of this store on another thread's loop: an open one, else the
+        background one (leased while the `with` block runs)."""
+        runtime = find_runtime(log=self.log, path=self.path, any_loop=True)
+        if runtime is not None and runtime.loop is not None:
+            yield runtime, runtime.loop
+            return
+        background = self._lease()
+        try:
+            yield background.runtime, background.loop
+        finally:
+            release_background(background)
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def call(self, make: Callable[[Runtime], Awaitable[T]], blocking: str) -> T:
+        """Run `make(runtime)` and wait for it, from synchronous code.
+
+        blocking: the `ClientUsageError` message if this is called on a running loop.
+        """
+        self._check(blocking)
+        with self._elsewhere() as (runtime, loop):
+
+            async def go() -> T:
+                return await make(runtime)
+
+            return _wait(asyncio.run_coroutine_threadsafe(go(), loop), loop)
+
+    async def acall(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
+        """Run `make(runtime)` from async code (directly, if the runtime is on this loop)."""
+        self._check(None)
+        runtime = self._here()
+        if runtime is not None:
+            return await make(runtime)
+        with self._elsewhere() as (runtime, loop):
+
+            async def go() -> T:
+                return await make(runtime)
+
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(go(), loop))
+
+    def iterate(self, make: Callable[[Runtime], AsyncIterator[T]], blocking: str) -> Iterator[T]:
+        """Iterate `make(runtime)` from synchronous code (it runs on the runtime's loop)."""
+        self._check(blocking)
+        items: queue.Queue[tuple[str, Any]] = queue.Queue()
+        with self._elsewhere() as (runtime, loop):
+            fut = asyncio.run_coroutine_threadsafe(_pump(make(runtime), items.put), loop)
+            try:
+                while True:
+                    try:
+                        kind, value = items.get(timeout=_POLL)
+                    except queue.Empty:
+                        if _stopped(loop) and not fut.done():
+                            raise RuntimeClosedError(
+                                "the runtime's event loop stopped before the stream ended"
+                            ) from None
+                        continue
+                    if kind == "item":
+                        yield value
+                    elif kind == "error":
+                        raise value
+                    else:
+                        return
+            finally:
+                fut.cancel()  # the caller stopped early: stop the producer too
+
+    async def aiterate(self, make: Callable[[Runtime], AsyncIterator[T]]) -> AsyncIterator[T]:
+        """Iterate `make(runtime)` from async code (directly, if the runtime is on this loop)."""
+        self._check(None)
+        runtime = self._here()
+        if runtime is not None:
+            async for item in make(runtime):
+                yield item
+            return
+        here = asyncio.get_running_loop()
+        items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def put(entry: tuple[str, Any]) -> None:
+            here.call_soon_threadsafe(items.put_nowait, entry)
+
+        with self._elsewhere() as (runtime, loop):
+            fut = asyncio.run_coroutine_threadsafe(_pump(make(runtime), put), loop)
+            try:
+                while True:
+                    kind, value = await items.get()
+                    if kind == "item":
+                        yield value
+                    elif kind == "error":
+                        raise value
+                    else:
+                        return
+            finally:
+                fut.cancel()
+
+    # -- releasing the store -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Refuse further calls; give back the held lease (closing the background runtime
+        if no other caller uses it, which releases the store)."""
+        with self._lock:
+            self.closed = True
+            held, self._held = self._held, None
+        if held is not None:
+            release_background(held, close_if_unused=True)
+
+
+async def _pump(source: AsyncIterator[Any], put: Callable[[tuple[str, Any]], None]) -> None:
+    """Forward `source` through `put` as ("item", x) ... then ("end", None) or ("error", exc)."""
+    try:
+        async for item in source:
+            put(("item", item))
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        put(("error", exc))
+        return
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()  # stopped early: its own cleanup (unlisten) runs now
+    put(("end", None))

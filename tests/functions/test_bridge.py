@@ -1,0 +1,204 @@
+"""The sync/async bridge: sync and async callers reach the runtime open on a store, wherever it is.
+
+A FastAPI app whose lifespan opened a `Runtime` serves `async def` handlers on
+that loop and `def` handlers on worker threads: both must reach that runtime
+(the store allows one writer per process). A `Client` can be closed, releasing
+the store for a `Runtime` opened later in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from perdure import (
+    Client,
+    ClientUsageError,
+    Command,
+    Runtime,
+    StoreLockedError,
+    entrypoint,
+    function,
+    interrupt,
+    task,
+)
+
+
+@function(name="bridge_add")
+async def bridge_add(a: int, b: int) -> dict[str, Any]:
+    return {"sum": a + b, "thread": threading.current_thread().name}
+
+
+@task
+def bridge_draft(topic: str) -> str:
+    return f"draft about {topic}"
+
+
+@entrypoint(name="bridge_review")
+def bridge_review(topic: str) -> dict[str, Any]:
+    draft = bridge_draft(topic).result()
+    verdict = interrupt({"draft": draft})
+    return {"draft": draft, "verdict": verdict}
+
+
+def make_app(store: Path, seen: dict[str, Any]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime(path=store) as runtime:
+            seen["runtime"] = runtime
+            seen["loop"] = threading.current_thread().name
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/sync/add")
+    def sync_add(a: int, b: int) -> dict[str, Any]:
+        seen["sync_handler_thread"] = threading.current_thread().name
+        result: dict[str, Any] = Client(store).run("bridge_add", {"a": a, "b": b})
+        return result
+
+    @app.post("/async/add")
+    async def async_add(a: int, b: int) -> dict[str, Any]:
+        result: dict[str, Any] = await Client(store).arun("bridge_add", {"a": a, "b": b})
+        return result
+
+    @app.post("/sync/review/{thread}")
+    def sync_review(thread: str) -> dict[str, Any]:
+        paused = bridge_review.invoke("otters", {"configurable": {"thread_id": thread}})
+        return {"asks": [i.value for i in paused["__interrupt__"]]}
+
+    @app.post("/sync/review/{thread}/answer")
+    def sync_answer(thread: str, verdict: str) -> dict[str, Any]:
+        config = {"configurable": {"thread_id": thread}}
+        updates = list(bridge_review.stream(Command(resume=verdict), config))
+        state = bridge_review.get_state(config)
+        return {"updates": updates, "status": state.status}
+
+    @app.post("/async/review/{thread}")
+    async def async_review(thread: str) -> dict[str, Any]:
+        paused = await bridge_review.ainvoke("badgers", {"configurable": {"thread_id": thread}})
+        return {"asks": [i.value for i in paused["__interrupt__"]]}
+
+    @app.post("/async/review/{thread}/answer")
+    async def async_answer(thread: str, verdict: str) -> dict[str, Any]:
+        result: dict[str, Any] = await bridge_review.ainvoke(
+            Command(resume=verdict), {"configurable": {"thread_id": thread}}
+        )
+        return result
+
+    return app
+
+
+def test_fastapi_def_and_async_def_handlers_reach_the_lifespan_runtime(
+    _isolated_store: Path,
+) -> None:
+    store = _isolated_store  # PERDURE_PATH: the workflow (no checkpointer) uses it too
+    seen: dict[str, Any] = {}
+    with TestClient(make_app(store, seen)) as http:
+        got = http.post("/sync/add", params={"a": 2, "b": 3})
+        assert got.status_code == 200, got.text
+        # The body ran on the lifespan's loop, not on a background runtime of its own.
+        assert got.json() == {"sum": 5, "thread": seen["loop"]}
+        assert seen["sync_handler_thread"] != seen["loop"]
+        got = http.post("/async/add", params={"a": 1, "b": 1})
+        assert got.json() == {"sum": 2, "thread": seen["loop"]}
+
+        asks = http.post("/sync/review/t-sync").json()["asks"]
+        assert asks == [{"draft": "draft about otters"}]
+        done = http.post("/sync/review/t-sync/answer", params={"verdict": "yes"}).json()
+        assert done["status"] == "completed"
+        assert done["updates"][-1] == {
+            "bridge_review": {"draft": "draft about otters", "verdict": "yes"}
+        }
+
+        assert http.post("/async/review/t-async").json()["asks"] == [
+            {"draft": "draft about badgers"}
+        ]
+        answered = http.post("/async/review/t-async/answer", params={"verdict": "no"}).json()
+        assert answered == {"draft": "draft about badgers", "verdict": "no"}
+
+        runtime: Runtime = seen["runtime"]
+
+        async def runs() -> set[str]:
+            return {r.run_id for r in await runtime.list_runs()}
+
+        assert {"t-sync", "t-async"} <= asyncio.run_coroutine_threadsafe(
+            runs(),
+            runtime._loop,  # type: ignore[arg-type]
+        ).result(10)
+    # The lifespan closed its runtime: the store is free for a new one in this process.
+    assert "t-sync" in asyncio.run(_open_and_close(store))
+
+
+async def _open_and_close(store: Path) -> set[str]:
+    """Open a Runtime on the store (refused while another holds it): the runs it sees."""
+    async with Runtime(path=store) as runtime:
+        return {r.run_id for r in await runtime.list_runs()}
+
+
+def test_sync_call_from_a_thread_reaches_a_runtime_on_another_loop(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+
+    async def main() -> dict[str, Any]:
+        async with Runtime(path=store):
+            result: dict[str, Any] = await asyncio.to_thread(
+                Client(store).run, "bridge_add", {"a": 4, "b": 5}
+            )
+            return result
+
+    result = asyncio.run(main())
+    assert result["sum"] == 9 and result["thread"] == threading.current_thread().name
+
+
+def test_closing_a_client_releases_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with Client(store) as client:
+        assert client.run("bridge_add", {"a": 1, "b": 2})["sum"] == 3
+    asyncio.run(_open_and_close(store))  # no StoreLockedError: the client let go
+
+    client = Client(store)
+    client.run("bridge_add", {"a": 1, "b": 2})
+    client.close()
+    client.close()  # closing twice is fine
+    with pytest.raises(ClientUsageError, match="closed"):
+        client.run("bridge_add", {"a": 1, "b": 2})
+    asyncio.run(_open_and_close(store))
+
+
+async def test_async_with_client_releases_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    async with Client(store) as client:
+        assert (await client.arun("bridge_add", {"a": 2, "b": 2}))["sum"] == 4
+    async with Runtime(path=store) as runtime:
+        assert runtime.is_open
+
+
+def test_a_client_closes_the_store_only_when_no_other_client_uses_it(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first, second = Client(store), Client(store)
+    first.run("bridge_add", {"a": 1, "b": 1})
+    second.run("bridge_add", {"a": 1, "b": 1})
+    first.close()
+    assert second.run("bridge_add", {"a": 2, "b": 1})["sum"] == 3  # still served
+    with pytest.raises(StoreLockedError):
+        asyncio.run(_open_and_close(store))
+    second.close()
+    asyncio.run(_open_and_close(store))
+
+
+async def test_blocking_workflow_calls_inside_a_loop_raise_client_usage_error() -> None:
+    config = {"configurable": {"thread_id": "in-loop"}}
+    with pytest.raises(ClientUsageError, match="ainvoke"):
+        bridge_review.invoke("x", config)
+    with pytest.raises(ClientUsageError, match="astream"):
+        next(iter(bridge_review.stream("x", config)))
+    with pytest.raises(ClientUsageError, match="aget_state"):
+        bridge_review.get_state(config)
