@@ -49,6 +49,7 @@ from perdure.actors._targets import (
     Interrupt,
     TargetSpec,
     TaskSpec,
+    body_config,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "TaskTimeoutError",
     "Wake",
     "apply",
+    "body_config",
     "call_task",
     "current_body",
     "current_scope",

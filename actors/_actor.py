@@ -347,6 +347,7 @@ class RunActor:
             idempotency_key=message.idempotency_key,
             trace_context=trace_context,
             invocation=invocation,
+            config=message.config,
         )
         if not message.durable:
             self.soft_start_seq = started.seq

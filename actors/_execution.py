@@ -22,7 +22,7 @@ from perdure.actors._errors import NonDeterminismError, Suspend, TaskFailedError
 from perdure.actors._messages import BodyDone, SleepRequest
 from perdure.actors._scope import Scope, call_task, current_scope
 from perdure.actors._state import BODY
-from perdure.actors._targets import BodyInfo, Final, TargetSpec
+from perdure.actors._targets import BodyInfo, Final, TargetSpec, body_config
 from perdure.eventlog import (
     RunCompleted,
     RunFailed,
@@ -76,7 +76,7 @@ class Execution(AttemptRunner):
             run_id=actor.run_id,
             input=fresh(state.input),
             previous=fresh(state.previous),
-            config=actor.host.body_config(actor.run_id),
+            config=body_config(actor.host.body_config(actor.run_id), state.config),
             writer=functools.partial(actor.host.publish_custom, actor.run_id),
         )
         self.body = actor.loop.create_task(

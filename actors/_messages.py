@@ -28,6 +28,8 @@ class Start:
     #: promises a recorded run). Otherwise it is soft: it goes out with the run's first
     #: hard event (or after the linger), one commit fewer for `run()` and `invoke`.
     durable: bool = True
+    #: The caller's config for a workflow invocation (recorded in `RunStarted`).
+    config: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define(slots=True, kw_only=True)

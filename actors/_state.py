@@ -89,6 +89,8 @@ class RunState:
     idempotency_key: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
     invocation: int = -1
+    #: The current invocation's caller config (see `RunStarted.config`).
+    config: dict[str, Any] = attrs.field(factory=dict)
     terminal: RunStatus | None = None
     steps: dict[str, Step] = attrs.field(factory=dict)
     interrupts: dict[str, Step] = attrs.field(factory=dict)
@@ -148,6 +150,7 @@ def _run_started(state: RunState, e: RunStarted) -> None:
     state.input = e.input
     state.input_digest = e.input_digest
     state.invocation = e.invocation
+    state.config = e.config
     state.terminal = None
     state.steps = {}
     state.interrupts = {}

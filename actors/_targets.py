@@ -14,6 +14,7 @@ import attrs
 
 from perdure.actors._policy import RetryPolicy
 from perdure.eventlog import RunKind
+from perdure.eventlog._json import fresh
 
 
 @attrs.frozen(kw_only=True)
@@ -50,6 +51,17 @@ class BodyInfo:
     previous: Any
     config: dict[str, Any]
     writer: Callable[[Any], None]
+
+
+def body_config(base: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The `config` a workflow body gets: the host's `base` (the thread id) with the caller's
+    `recorded` config of the invocation (other ``configurable`` keys, ``tags``, ``metadata``)
+    merged in; a fresh copy each time, so a body changing it changes nothing recorded."""
+    if not recorded:
+        return base
+    config: dict[str, Any] = fresh(recorded)
+    config["configurable"] = {**config.get("configurable", {}), **base.get("configurable", {})}
+    return config
 
 
 @attrs.frozen(kw_only=True)

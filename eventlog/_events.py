@@ -44,6 +44,9 @@ class RunStarted(Event):
     idempotency_key: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
     invocation: int = 0
+    #: The caller's config for this invocation, given to the body as its `config`:
+    #: ``configurable`` keys other than the thread id, ``tags``, ``metadata`` (JSON).
+    config: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

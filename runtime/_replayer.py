@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from perdure.actors import BodyInfo, RunState, Suspend, TargetSpec, current_scope, fold
+from perdure.actors import (
+    BodyInfo,
+    RunState,
+    Suspend,
+    TargetSpec,
+    body_config,
+    current_scope,
+    fold,
+)
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
 from perdure.actors._scope import Scope
 from perdure.eventlog import Event, EventLog, RunStarted, TaskAttemptStarted
@@ -196,7 +204,7 @@ class Replayer:
             run_id=run_id,
             input=fresh(state.input),
             previous=fresh(fold(run_id, events[: starts[-1]]).previous),
-            config={"configurable": {"thread_id": run_id}},
+            config=body_config({"configurable": {"thread_id": run_id}}, state.config),
             writer=lambda item: None,
         )
         scope = Scope(cast("RunActor", actor), "", info)

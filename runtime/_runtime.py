@@ -382,14 +382,20 @@ class Runtime:
         run_id: str | None,
         idempotency_key: str | None,
         durable: bool,
+        config: dict[str, Any] | None = None,
     ) -> RunHandle:
-        """`start`; with `durable=False` the start is committed with the run's first result."""
+        """`start`; with `durable=False` the start is committed with the run's first result.
+
+        config: a workflow invocation's caller config (see `RunStarted.config`).
+        """
         supervisor = self._require_open()
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
         check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         spec.validate_input(input)
+        if config:
+            check_json(config, "config", where=f"config of {spec.name!r} cannot be stored")
         input_digest = digest(input)
         if idempotency_key is not None:
             _check_id("idempotency_key", idempotency_key)
@@ -412,6 +418,7 @@ class Runtime:
                 reply=reply,
                 new_invocation=True,
                 durable=durable or idempotency_key is not None,
+                config=config or {},
             ),
         )
         try:

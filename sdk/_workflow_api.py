@@ -9,7 +9,6 @@ background runtime, so plain synchronous scripts work too.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -81,18 +80,75 @@ def _snapshot(state: RunState) -> StateSnapshot:
     )
 
 
-def thread_id_of(config: dict[str, Any] | None, *, required: bool) -> str:
-    configurable = (config or {}).get("configurable") or {}
+_SHAPE = '{"configurable": {"thread_id": "..."}}'
+
+
+@attrs.frozen
+class CallConfig:
+    """A caller's config, checked: the thread, and what else the body's `config` gets."""
+
+    thread_id: str
+    #: ``configurable`` keys but the thread id, ``tags`` and ``metadata`` (only those given).
+    extra: dict[str, Any]
+
+
+def call_config(config: Any, what: str) -> CallConfig:
+    """Check a caller's config: a thread id is required, `checkpoint_id` is refused.
+
+    `what` names the call for the messages, e.g. ``"essay.invoke()"``.
+    """
+    if config is None:
+        raise ValueError(
+            f"{what} needs a thread id: pass config={_SHAPE} (the thread keeps the run, its "
+            "interrupts and state; without one you could never resume or look at it)"
+        )
+    if not isinstance(config, dict):
+        raise TypeError(f"{what}: config must be a dict like {_SHAPE}, got {config!r}")
+    configurable = config.get("configurable")
+    if configurable is None:
+        configurable = {}
+    if not isinstance(configurable, dict):
+        raise TypeError(
+            f'{what}: config["configurable"] must be a dict like {{"thread_id": "..."}}, '
+            f"got {configurable!r}"
+        )
     thread_id = configurable.get("thread_id")
     if thread_id is None:
-        if required:
+        if "thread_id" in config:
             raise ValueError(
-                'this call needs a thread: pass config={"configurable": {"thread_id": "..."}}'
+                f'{what}: thread_id goes inside "configurable": pass config='
+                f'{{"configurable": {{"thread_id": {config["thread_id"]!r}}}}}, '
+                f"not {{'thread_id': {config['thread_id']!r}}}"
             )
-        return f"thread-{uuid.uuid4().hex}"
+        raise ValueError(f"{what} needs a thread id: pass config={_SHAPE}")
     if not isinstance(thread_id, str) or not thread_id:
         raise ValueError(f"thread_id must be a non-empty string, got {thread_id!r}")
-    return thread_id
+    if configurable.get("checkpoint_id") is not None:
+        raise ValueError(
+            f"{what}: checkpoint_id is not supported: perdure runs a thread from its latest "
+            "state only (running from an earlier checkpoint does not exist yet); drop "
+            '"checkpoint_id" from config["configurable"]'
+        )
+    extra: dict[str, Any] = {}
+    rest = {k: v for k, v in configurable.items() if k != "thread_id"}
+    if rest:
+        extra["configurable"] = rest
+    tags = config.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            raise TypeError(f'{what}: config["tags"] must be a list of strings, got {tags!r}')
+        extra["tags"] = list(tags)
+    metadata = config.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f'{what}: config["metadata"] must be a dict, got {metadata!r}')
+        extra["metadata"] = metadata
+    return CallConfig(thread_id, extra)
+
+
+def thread_id_of(config: Any, what: str) -> str:
+    """The thread id of a caller's config (see `call_config`)."""
+    return call_config(config, what).thread_id
 
 
 def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
@@ -127,46 +183,71 @@ class WorkflowApi:
 
     # -- invoke -----------------------------------------------------------------------------
 
-    async def _kick(self, runtime: Runtime, input: Any, thread_id: str) -> None:
+    async def _kick(self, runtime: Runtime, input: Any, config: CallConfig) -> None:
         """Start, resume or continue the thread according to `input`."""
-        if isinstance(input, Command):
-            await runtime.resume(thread_id, input.resume)
-        elif input is None and await runtime.get_run(thread_id) is not None:
-            await runtime.continue_run(thread_id)
-        else:
-            # The caller waits for the outcome: the start needs no commit of its own.
-            await runtime._start(self, input, run_id=thread_id, idempotency_key=None, durable=False)
+        thread_id = config.thread_id
+        if isinstance(input, Command) or input is None:
+            run = await runtime.get_run(thread_id)
+            if run is not None or isinstance(input, Command):
+                if config.extra:
+                    await self._same_config(runtime, config)
+                if isinstance(input, Command):
+                    await runtime.resume(thread_id, input.resume)
+                else:
+                    await runtime.continue_run(thread_id)
+                return
+        # The caller waits for the outcome: the start needs no commit of its own.
+        await runtime._start(
+            self,
+            input,
+            run_id=thread_id,
+            idempotency_key=None,
+            durable=False,
+            config=config.extra,
+        )
 
-    async def _invoke(self, runtime: Runtime, input: Any, thread_id: str) -> Outcome:
-        await self._kick(runtime, input, thread_id)
-        return await runtime.wait(thread_id)
+    async def _same_config(self, runtime: Runtime, config: CallConfig) -> None:
+        """A resumed or continued invocation keeps the config it started with (its replay
+        must see the same values): refuse a different one rather than drop it."""
+        recorded = (await runtime.state(config.thread_id)).config
+        if recorded != config.extra:
+            raise ValueError(
+                f"thread {config.thread_id!r}: its invocation started with config {recorded!r} "
+                f"(besides the thread id), and a resume or continue keeps it; this call passed "
+                f"{config.extra!r} — pass the same keys, or only the thread id"
+            )
+
+    async def _invoke(self, runtime: Runtime, input: Any, config: CallConfig) -> Outcome:
+        await self._kick(runtime, input, config)
+        return await runtime.wait(config.thread_id)
 
     def invoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Run (or resume with a `Command`, or continue with None) and return the result.
 
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
         """
-        thread_id = thread_id_of(config, required=isinstance(input, Command))
-        return self._sync(lambda rt: self._invoke(rt, input, thread_id), "invoke").unwrap()
+        checked = call_config(config, f"{self.name}.invoke()")
+        return self._sync(lambda rt: self._invoke(rt, input, checked), "invoke").unwrap()
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Async `invoke`."""
-        thread_id = thread_id_of(config, required=isinstance(input, Command))
-        outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, thread_id))
+        checked = call_config(config, f"{self.name}.ainvoke()")
+        outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, checked))
         return outcome.unwrap()
 
     # -- stream -------------------------------------------------------------------------------
 
     async def _astream_on(
-        self, runtime: Runtime, input: Any, thread_id: str, modes: tuple[str, ...], many: bool
+        self, runtime: Runtime, input: Any, config: CallConfig, modes: tuple[str, ...], many: bool
     ) -> AsyncIterator[Any]:
+        thread_id = config.thread_id
         listener = runtime.listen(thread_id)
 
         def out(mode: str, chunk: Any) -> Any:
             return (mode, chunk) if many else chunk
 
         try:
-            await self._kick(runtime, input, thread_id)
+            await self._kick(runtime, input, config)
             waiter = asyncio.ensure_future(runtime.wait(thread_id))
             waiter.add_done_callback(
                 lambda f: (
@@ -224,9 +305,9 @@ class WorkflowApi:
     ) -> AsyncIterator[Any]:
         """Async `stream`."""
         modes, many = _modes(stream_mode)
-        thread_id = thread_id_of(config, required=isinstance(input, Command))
+        checked = call_config(config, f"{self.name}.astream()")
         async for chunk in self._bridge.aiterate(
-            lambda rt: self._astream_on(rt, input, thread_id, modes, many)
+            lambda rt: self._astream_on(rt, input, checked, modes, many)
         ):
             yield chunk
 
@@ -241,9 +322,9 @@ class WorkflowApi:
         {workflow: result}), ``"values"`` (the return value), ``"custom"`` (items from
         `writer`), or a list of modes yielding ``(mode, chunk)`` pairs."""
         modes, many = _modes(stream_mode)
-        thread_id = thread_id_of(config, required=isinstance(input, Command))
+        checked = call_config(config, f"{self.name}.stream()")
         yield from self._bridge.iterate(
-            lambda rt: self._astream_on(rt, input, thread_id, modes, many),
+            lambda rt: self._astream_on(rt, input, checked, modes, many),
             f"{self.name}.stream() blocks, and it was called inside a running event loop; "
             f"use `async for ... in {self.name}.astream(...)` instead",
         )
@@ -266,18 +347,18 @@ class WorkflowApi:
 
     def get_state(self, config: dict[str, Any]) -> StateSnapshot:
         """The thread's current state: status, saved values, pending interrupts, task results."""
-        thread_id = thread_id_of(config, required=True)
+        thread_id = thread_id_of(config, f"{self.name}.get_state()")
         return self._sync(lambda rt: self._state(rt, thread_id), "get_state")
 
     async def aget_state(self, config: dict[str, Any]) -> StateSnapshot:
-        thread_id = thread_id_of(config, required=True)
+        thread_id = thread_id_of(config, f"{self.name}.aget_state()")
         return await self._on_runtime(lambda rt: self._state(rt, thread_id))
 
     def get_state_history(self, config: dict[str, Any]) -> list[StateSnapshot]:
         """Snapshots after each task result, interrupt, answer and invocation end; newest first."""
-        thread_id = thread_id_of(config, required=True)
+        thread_id = thread_id_of(config, f"{self.name}.get_state_history()")
         return self._sync(lambda rt: self._history(rt, thread_id), "get_state_history")
 
     async def aget_state_history(self, config: dict[str, Any]) -> list[StateSnapshot]:
-        thread_id = thread_id_of(config, required=True)
+        thread_id = thread_id_of(config, f"{self.name}.aget_state_history()")
         return await self._on_runtime(lambda rt: self._history(rt, thread_id))
