@@ -131,32 +131,48 @@ def _run(cmd: list[str], cwd: Path, what: str, source: str) -> None:
 
 
 def _runnable() -> list[Path]:
-    """The pages (and README) with at least one python block to run."""
+    """The pages (and README) with at least one python block to run (tutorials: see below)."""
     return [
         page
         for page in [*PAGES, ROOT / "README.md"]
-        if plan(blocks_of(page.read_text(encoding="utf-8")))[1]
+        if plan(blocks_of(page.read_text(encoding="utf-8")))[1] and page not in TUTORIALS
     ]
 
 
-@pytest.mark.parametrize("doc", _runnable(), ids=lambda p: os.fspath(p.relative_to(ROOT)))
-def test_doc_code_runs(doc: Path, tmp_path: Path) -> None:
+TUTORIALS = sorted((DOCS / "tutorial").glob("*.md"))
+
+
+def _run_doc(doc: Path, folder: Path) -> None:
+    """Run a page's blocks in `folder` as its reader would (files, scripts, pytest runs)."""
     files, steps = plan(blocks_of(doc.read_text(encoding="utf-8")))
     for block in files:
-        target = tmp_path / block.filename
+        target = folder / block.filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(block.code, encoding="utf-8")
     for number, step in enumerate(steps):
         source = _script(doc, step)
         if step.kind == "pytest":
-            path = tmp_path / f"test_doc_{number}.py"
+            path = folder / f"test_doc_{number}.py"
             path.write_text(source, encoding="utf-8")
             cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path.name]
-            _run(cmd, tmp_path, f"{doc.name} pytest block at line {step.blocks[0].line}", source)
+            _run(cmd, folder, f"{doc.name} pytest block at line {step.blocks[0].line}", source)
         else:
-            path = tmp_path / f"doc_step_{number}.py"
+            path = folder / f"doc_step_{number}.py"
             path.write_text(source, encoding="utf-8")
-            _run([sys.executable, path.name], tmp_path, f"{doc.name} step {number}", source)
+            _run([sys.executable, path.name], folder, f"{doc.name} step {number}", source)
+
+
+@pytest.mark.parametrize("doc", _runnable(), ids=lambda p: os.fspath(p.relative_to(ROOT)))
+def test_doc_code_runs(doc: Path, tmp_path: Path) -> None:
+    _run_doc(doc, tmp_path)
+
+
+@pytest.mark.parametrize("doc", TUTORIALS, ids=lambda p: os.fspath(p.relative_to(ROOT)))
+def test_tutorial_runs_and_runs_again_in_the_same_folder(doc: Path, tmp_path: Path) -> None:
+    """A reader runs a tutorial's script, then runs it again: the second run, in fresh
+    processes on the store the first one filled, keeps every promise too."""
+    _run_doc(doc, tmp_path)
+    _run_doc(doc, tmp_path)
 
 
 def _example_units() -> list[Path]:

@@ -45,7 +45,7 @@ def test_invoke_without_a_thread_id_is_refused_with_the_config_shape() -> None:
             ValueError, match=r'config=\{"configurable": \{"thread_id": "\.\.\."\}\}'
         ):
             conf_plain.invoke("x", bad)
-    with pytest.raises(ValueError, match="conf_plain.invoke\\(\\) needs a thread id"):
+    with pytest.raises(ValueError, match=r"conf_plain\.invoke\(\) needs a thread id"):
         conf_plain.invoke("x")
 
 
