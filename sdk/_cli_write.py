@@ -1,4 +1,5 @@
-"""The `perdure` commands that write: ``resume`` and ``cancel`` (and ``demo``).
+"""The `perdure` commands that write: ``resume`` and ``cancel`` (and ``demo``, on a temporary
+store unless ``--store`` is given).
 
 They open a `Runtime` on the store, which works only while no other process
 holds it for writing. ``resume`` without ``--app`` records the answer only: the
@@ -123,4 +124,6 @@ def demo(args: argparse.Namespace) -> int:
         if exc.name != "perdure._demo":
             raise
         fail("the demo is not part of this perdure installation")
-    return int(module.main(store_path(args.store)) or 0)
+    # Only an explicit --store keeps the demo's runs: by default it writes to a temporary
+    # store, never into the current folder (nor $PERDURE_PATH, a service's store).
+    return int(module.main(args.store) or 0)

@@ -5,10 +5,12 @@
 3. a run whose process is killed mid-step (SIGKILL) and that a new Runtime resumes;
 4. a workflow that pauses on `interrupt()` and is resumed with `Command(resume=...)`.
 
-Only public APIs are used. Every demo run uses fresh run ids and keys, so the
-demo can run again and again on the same store (its runs stay there to look at
-with ``perdure runs list``). The crash in step 3 is real: a child process runs
-the step, and the demo kills it with SIGKILL.
+Only public APIs are used. By default the demo runs on a temporary store,
+deleted at the end, so it writes nothing into the current folder; with
+``--store PATH`` its runs stay there to look at with ``perdure runs list``.
+Every demo run uses fresh run ids and keys, so it can run again and again on
+the same store. The crash in step 3 is real: a child process runs the step,
+and the demo kills it with SIGKILL.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import MutableMapping
@@ -302,9 +305,10 @@ async def _human_in_the_loop(token: str) -> None:
     _check(result.get("verdict") == "approve", f"unexpected workflow result {result}")
 
 
-async def _demo(store: str) -> None:
+async def _demo(store: str, keep: bool) -> None:
     token = secrets.token_hex(3)
-    say(f"perdure demo on the store {store!r} (demo id {token})")
+    where = f"the store {store!r}" if keep else "a temporary store"
+    say(f"perdure demo on {where} (demo id {token})")
     say()
     async with Runtime(path=store) as rt:
         await _retries(rt)
@@ -318,16 +322,31 @@ async def _demo(store: str) -> None:
         say()
         await _human_in_the_loop(token)
     say()
-    say("All four behaved as promised. The runs are in the store; look at them with")
-    say(f"  perdure runs list --store {store}")
-    say(f"  perdure events {run_id} --store {store}")
+    if keep:
+        say("All four behaved as promised. The runs are in the store; look at them with")
+        say(f"  perdure runs list --store {store}")
+        say(f"  perdure events {run_id} --store {store}")
+    else:
+        say("All four behaved as promised. The temporary store is deleted now; to keep the")
+        say("runs and look at them with `perdure runs list`, run: perdure demo --store PATH")
 
 
-def main(store_path: str) -> int:
-    """Run the demo on the store at `store_path`; 0 if everything behaved as promised."""
+def main(store_path: str | None = None) -> int:
+    """Run the demo; 0 if everything behaved as promised.
+
+    store_path: the store to run it on, kept afterwards; None: a temporary store,
+    deleted at the end.
+    """
+    if store_path is None:
+        with tempfile.TemporaryDirectory(prefix="perdure-demo-") as folder:
+            return _main(os.path.join(folder, "store"), keep=False)
+    return _main(store_path, keep=True)
+
+
+def _main(store_path: str, keep: bool) -> int:
     old = _configure_logging()
     try:
-        asyncio.run(_demo(store_path))
+        asyncio.run(_demo(store_path, keep))
     except DemoFailure as exc:
         say(f"\nDEMO FAILED: {exc}")
         return 1

@@ -230,18 +230,30 @@ def test_every_example_is_shown_in_a_page() -> None:
 
 
 def test_readme_demo_keeps_its_promises_and_runs_again_on_the_same_store(tmp_path: Path) -> None:
-    """`perdure demo` (README's first command) exits 0, and again on the store it filled."""
+    """`perdure demo` (README's first command) exits 0 on a temporary store, writing nothing
+    where it runs; with --store it keeps its runs there, and runs again on that store."""
     store = tmp_path / "store"
-    for round_ in (1, 2):
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PERDURE_PATH"] = os.fspath(tmp_path / "service-store")  # a service's: not the demo's
+    for round_, extra in ((0, []), (1, ["--store", os.fspath(store)]), (2, ["--store", "store"])):
         done = subprocess.run(
-            [sys.executable, "-m", "perdure", "demo", "--store", os.fspath(store)],
-            cwd=tmp_path,
+            [sys.executable, "-m", "perdure", "demo", *extra],
+            cwd=project if round_ == 0 else tmp_path,
+            env=env,
             capture_output=True,
             text=True,
             timeout=_TIMEOUT,
             check=False,
         )
         assert done.returncode == 0, f"round {round_}:\n{done.stdout}\n{done.stderr}"
+        if round_ == 0:
+            assert list(project.iterdir()) == [], "the demo wrote into the current folder"
+            assert not (tmp_path / "service-store").exists()
+            assert "temporary store" in done.stdout
+        else:
+            assert f"perdure runs list --store {extra[1]}" in done.stdout
         for promise in (
             "succeeded on attempt 3",
             "card charged 1 time(s): the result came from the log",
