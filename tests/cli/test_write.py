@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from perdure import Runtime
 from perdure.runtime import Outcome
+from perdure.testing import MockClock
 
 from . import cli_app
 from ._support import APP, cli
@@ -118,3 +120,37 @@ def test_resume_with_an_app_that_lacks_the_workflow_records_nothing(
     )
     assert ran.code == 2 and "has no workflow 'cli_review'" in ran.err
     assert status_of(store_copy, "cli-wait") == "waiting"
+
+
+def test_resume_with_app_drives_only_the_run_it_names(store_copy: str) -> None:
+    """Other unfinished runs - one answered and ready to go on, one with a retry long due -
+    are left for the service: the CLI process runs the named run and nothing else."""
+
+    async def prepare() -> None:
+        clock = MockClock(autojump=False)  # its timers are long due on the CLI's wall clock
+        async with Runtime(path=store_copy, registry=cli_app.APP, clock=clock) as rt:
+            await rt.start(cli_app.cli_review, "moles", run_id="other-answered")
+            await rt.wait("other-answered")
+            await rt.start(cli_app.cli_broken, {"n": 1}, run_id="other-retrying")
+            for _ in range(500):
+                if any(t.run_id == "other-retrying" for t in await rt.log.due_timers(math.inf)):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the retry timer was never set")
+
+    asyncio.run(prepare())
+    answered = cli("resume", "other-answered", "--value", '"approve"', "--store", store_copy)
+    assert answered.code == 0 and "answer recorded" in answered.out
+    others = ("other-answered", "other-retrying")
+    before = {run: cli("events", run, "--store", store_copy).out for run in others}
+
+    ran = cli(
+        "resume", "cli-wait", "--value", '"approve"', "--app", f"{APP}:APP", "--store", store_copy
+    )
+    assert ran.code == 0, ran.err
+    assert "completed" in ran.out and "other-" not in ran.out
+    assert status_of(store_copy, "cli-wait") == "completed"
+    for run in others:
+        assert cli("events", run, "--store", store_copy).out == before[run], f"{run} was driven"
+        assert status_of(store_copy, run) == "running"
