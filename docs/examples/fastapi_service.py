@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from perdure import (
+    Client,
     Command,
     InvalidResumeError,
     Runtime,
@@ -82,6 +83,23 @@ async def start_refund(invoice_id: str, request: Request) -> dict:
     return {"thread": thread, "questions": [i.value for i in outcome.interrupts]}
 
 
+@app.get("/refunds/{invoice_id}")
+def refund_status(invoice_id: str) -> dict:
+    # A `def` handler runs on a worker thread. Its sync calls (workflow.invoke,
+    # get_state, stream, Client().run) reach the lifespan's runtime on its loop.
+    state = refund_flow.get_state({"configurable": {"thread_id": f"refund-{invoice_id}"}})
+    return {"status": state.status, "questions": [i.value for i in state.interrupts]}
+
+
+@app.post("/invoices/{invoice_id}/charge-sync")
+def charge_from_sync_code(invoice_id: str, cents: int) -> dict:
+    return Client().run(
+        "charge_invoice",
+        {"invoice_id": invoice_id, "cents": cents},
+        idempotency_key=f"charge-{invoice_id}",  # the same key as the async route
+    )
+
+
 @app.post("/refunds/{invoice_id}/decision")
 async def decide(invoice_id: str, decision: str, request: Request) -> dict:
     rt = runtime_of(request)
@@ -103,6 +121,11 @@ if __name__ == "__main__":
         started = client.post("/refunds/inv-9").json()
         print(started)  # {'thread': 'refund-inv-9', 'questions': [{'draft': ..., 'ask': ...}]}
         assert started["questions"][0]["draft"] == "refund for inv-9"
+
+        status = client.get("/refunds/inv-9").json()  # from a `def` handler
+        assert status["status"] == "waiting" and status["questions"] == started["questions"]
+        synced = client.post("/invoices/inv-9/charge-sync", params={"cents": 500})
+        assert synced.json() == first.json()  # the same key: charged once
 
         done = client.post("/refunds/inv-9/decision", params={"decision": "approved"})
         print(done.json())  # {'invoice_id': 'inv-9', 'decision': 'approved'}
