@@ -38,6 +38,8 @@ class BackgroundRuntime:
         self.key = self.runtime.store_key
         #: Callers using it now (guarded by the module lock); see `release_background`.
         self.leases = 0
+        #: A holder closed while calls were in flight: the last of them closes it.
+        self.close_when_unused = False
         self._ready = concurrent.futures.Future[None]()
         self._thread.start()
         self._ready.result()
@@ -85,6 +87,13 @@ def background_runtime(
         return runtime
 
 
+def is_background(runtime: Runtime) -> bool:
+    """Whether `runtime` is a shared background runtime (use it through a lease)."""
+    with _lock:
+        background = _runtimes.get(runtime.store_key)
+        return background is not None and background.runtime is runtime
+
+
 def lease_background(*, path: str | None = None, log: EventLog | None = None) -> BackgroundRuntime:
     """`background_runtime`, counted as in use until `release_background`."""
     key = store_key(log=log, path=path)
@@ -93,6 +102,7 @@ def lease_background(*, path: str | None = None, log: EventLog | None = None) ->
         if runtime is None:
             runtime = _runtimes[key] = BackgroundRuntime(path=path, log=log)
         runtime.leases += 1
+        runtime.close_when_unused = False  # wanted again
         return runtime
 
 
@@ -103,10 +113,17 @@ def retain_background(runtime: BackgroundRuntime) -> None:
 
 
 def release_background(runtime: BackgroundRuntime, *, close_if_unused: bool = False) -> None:
-    """Give a lease back; with `close_if_unused`, close the runtime if it was the last one."""
+    """Give a lease back; with `close_if_unused`, close the runtime once no lease is left (now,
+    or when the calls still in flight give theirs back)."""
     with _lock:
         runtime.leases = max(runtime.leases - 1, 0)
-        if not close_if_unused or runtime.leases or _runtimes.get(runtime.key) is not runtime:
+        if close_if_unused:
+            runtime.close_when_unused = True
+        if (
+            not runtime.close_when_unused
+            or runtime.leases
+            or _runtimes.get(runtime.key) is not runtime
+        ):
             return
         del _runtimes[runtime.key]
     runtime.close()

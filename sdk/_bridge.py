@@ -32,6 +32,7 @@ from perdure.runtime import (
     RuntimeClosedError,
     default_store_path,
     find_runtime,
+    is_background,
     lease_background,
     release_background,
     retain_background,
@@ -126,7 +127,7 @@ class Bridge:
         """The runtime of this store on another thread's loop: an open one, else the
         background one (leased while the `with` block runs)."""
         runtime = find_runtime(log=self.log, path=self.path, any_loop=True)
-        if runtime is not None and runtime.loop is not None:
+        if runtime is not None and runtime.loop is not None and not is_background(runtime):
             yield runtime, runtime.loop
             return
         background = self._lease()

@@ -30,11 +30,23 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure._bridge import Bridge
 
 
 @function(name="bridge_add")
 async def bridge_add(a: int, b: int) -> dict[str, Any]:
     return {"sum": a + b, "thread": threading.current_thread().name}
+
+
+GATE = threading.Event()
+STARTED = threading.Event()
+
+
+@function(name="bridge_gate")
+def bridge_gate() -> str:
+    STARTED.set()
+    GATE.wait(30)
+    return "through"
 
 
 @task
@@ -192,6 +204,34 @@ def test_a_client_closes_the_store_only_when_no_other_client_uses_it(tmp_path: P
         asyncio.run(_open_and_close(store))
     second.close()
     asyncio.run(_open_and_close(store))
+
+
+def test_a_closed_client_releases_the_store_when_the_calls_in_flight_end(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    client = Client(store)
+    client.run("bridge_add", {"a": 1, "b": 1})
+    results: list[str] = []
+    # A call that holds no lease of its own beyond its duration (as a workflow's calls do).
+    caller = threading.Thread(
+        target=lambda: results.append(
+            Bridge(path=str(store)).call(lambda rt: rt.run("bridge_gate"), "blocking")
+        )
+    )
+    GATE.clear()
+    STARTED.clear()
+    caller.start()
+    try:
+        assert STARTED.wait(30)
+        client.close()  # the call in flight keeps the runtime until it ends
+        with pytest.raises(StoreLockedError):
+            asyncio.run(_open_and_close(store))
+    finally:
+        GATE.set()
+        caller.join(30)
+    assert results == ["through"]
+    asyncio.run(_open_and_close(store))  # released when the call gave its lease back
 
 
 async def test_blocking_workflow_calls_inside_a_loop_raise_client_usage_error() -> None:
