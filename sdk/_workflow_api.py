@@ -186,16 +186,16 @@ class WorkflowApi:
     async def _kick(self, runtime: Runtime, input: Any, config: CallConfig) -> None:
         """Start, resume or continue the thread according to `input`."""
         thread_id = config.thread_id
-        if isinstance(input, Command) or input is None:
-            run = await runtime.get_run(thread_id)
-            if run is not None or isinstance(input, Command):
-                if config.extra:
-                    await self._same_config(runtime, config)
-                if isinstance(input, Command):
-                    await runtime.resume(thread_id, input.resume)
-                else:
-                    await runtime.continue_run(thread_id)
-                return
+        if isinstance(input, Command):
+            if config.extra:
+                await self._same_config(runtime, config)
+            await runtime.resume(thread_id, input.resume)
+            return
+        if input is None and await runtime.get_run(thread_id) is not None:
+            if config.extra:
+                await self._same_config(runtime, config)
+            await runtime.continue_run(thread_id)
+            return
         # The caller waits for the outcome: the start needs no commit of its own.
         await runtime._start(
             self,
@@ -209,8 +209,9 @@ class WorkflowApi:
     async def _same_config(self, runtime: Runtime, config: CallConfig) -> None:
         """A resumed or continued invocation keeps the config it started with (its replay
         must see the same values): refuse a different one rather than drop it."""
-        recorded = (await runtime.state(config.thread_id)).config
-        if recorded != config.extra:
+        state = await runtime.state(config.thread_id)
+        recorded = state.config
+        if state.started and recorded != config.extra:
             raise ValueError(
                 f"thread {config.thread_id!r}: its invocation started with config {recorded!r} "
                 f"(besides the thread id), and a resume or continue keeps it; this call passed "
@@ -224,7 +225,12 @@ class WorkflowApi:
     def invoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Run (or resume with a `Command`, or continue with None) and return the result.
 
+        config: ``{"configurable": {"thread_id": "..."}}``, required (`ValueError`
+        otherwise). Other ``configurable`` keys, ``tags`` and ``metadata`` reach
+        the body's `config` and are recorded with the invocation; a resume or
+        continue keeps the config its invocation started with.
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
+        Inside a running event loop it raises `ClientUsageError`: use `ainvoke`.
         """
         checked = call_config(config, f"{self.name}.invoke()")
         return self._sync(lambda rt: self._invoke(rt, input, checked), "invoke").unwrap()

@@ -460,7 +460,7 @@ ROWS: list[Row] = [
     Row(
         "resume without a thread",
         ValueError,
-        "this call needs a thread",
+        "ainvoke() needs a thread id",
         lambda w: badin_review.ainvoke(Command(resume="x")),
     ),
     Row(
