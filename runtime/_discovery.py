@@ -14,7 +14,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from perdure.eventlog import EventLog
+from perdure.eventlog import EventLog, LmdbEventLog
 
 if TYPE_CHECKING:
     from perdure.runtime._runtime import Runtime
@@ -42,10 +42,13 @@ def store_key(
 ) -> StoreKey:
     """Which store a runtime or a caller means: the one place that decides "same store".
 
-    A log object is its own store (compared by identity); otherwise the store
-    is the real path of `path` (default: `default_store_path()`), so
-    ``./.perdure``, an absolute spelling and a symlink to it are one store.
+    The store is the real path of `path` (default: `default_store_path()`) or
+    of an `LmdbEventLog`'s directory, so ``./.perdure``, an absolute spelling, a
+    symlink to it and ``LmdbEventLog("./.perdure")`` are one store; any other
+    log object is its own store (compared by identity).
     """
+    if isinstance(log, LmdbEventLog):
+        return ("path", os.path.realpath(log.path))
     if log is not None:
         return ("log", id(log))
     return ("path", os.path.realpath(path if path is not None else default_store_path()))

@@ -23,6 +23,7 @@ from perdure import (
     Client,
     ClientUsageError,
     Command,
+    LmdbEventLog,
     Runtime,
     StoreLockedError,
     entrypoint,
@@ -242,3 +243,29 @@ async def test_blocking_workflow_calls_inside_a_loop_raise_client_usage_error() 
         next(iter(bridge_review.stream("x", config)))
     with pytest.raises(ClientUsageError, match="aget_state"):
         bridge_review.get_state(config)
+
+
+def test_an_lmdb_checkpointer_and_its_path_are_one_store(tmp_path: Path) -> None:
+    """A workflow whose checkpointer is `LmdbEventLog(path)` reaches the Runtime open on that
+    path; a second Runtime on the store's log object is refused (both would drive its runs)."""
+    store = tmp_path / "store"
+
+    async def main() -> dict[str, Any]:
+        async with Runtime(path=store) as runtime:
+            log = LmdbEventLog(store)
+            try:
+                flow = entrypoint(checkpointer=log, name="bridge_on_lmdb")(_lmdb_flow)
+                config = {"configurable": {"thread_id": "lmdb-1"}}
+                result: dict[str, Any] = await asyncio.to_thread(flow.invoke, 3, config)
+                assert await runtime.get_run("lmdb-1") is not None
+                with pytest.raises(StoreLockedError, match="another Runtime"):
+                    await Runtime(log=log).open()
+                return result
+            finally:
+                await log.close()
+
+    assert asyncio.run(main()) == {"n": 3, "thread": threading.current_thread().name}
+
+
+async def _lmdb_flow(n: int) -> dict[str, Any]:
+    return {"n": n, "thread": threading.current_thread().name}  # the loop's thread
