@@ -115,6 +115,8 @@ class Bridge:
         if not self._hold:
             return background
         with self._lock:
+            if self.closed:  # closed while this call was on its way: hold nothing more
+                return background
             stale, self._held = self._held, background
             if stale is not background:
                 retain_background(background)  # the holder's own lease, until close()
