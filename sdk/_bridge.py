@@ -130,6 +130,12 @@ class Bridge:
         background one (leased while the `with` block runs)."""
         runtime = find_runtime(log=self.log, path=self.path, any_loop=True)
         if runtime is not None and runtime.loop is not None and not is_background(runtime):
+            if _stopped(runtime.loop):
+                raise ClientUsageError(
+                    f"the Runtime open on {self.where()} belongs to an event loop that is not "
+                    "running now, so nothing can carry this call to it; call it from that "
+                    "loop (the async form), or close that runtime first"
+                )
             yield runtime, runtime.loop
             return
         background = self._lease()

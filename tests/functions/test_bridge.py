@@ -269,3 +269,16 @@ def test_an_lmdb_checkpointer_and_its_path_are_one_store(tmp_path: Path) -> None
 
 async def _lmdb_flow(n: int) -> dict[str, Any]:
     return {"n": n, "thread": threading.current_thread().name}  # the loop's thread
+
+
+def test_a_runtime_whose_loop_is_not_running_is_a_usage_error_not_a_hang(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    loop = asyncio.new_event_loop()
+    runtime = Runtime(path=store)
+    loop.run_until_complete(runtime.open())
+    try:
+        with pytest.raises(ClientUsageError, match="not running"):
+            Client(store).run("bridge_add", {"a": 1, "b": 1})
+    finally:
+        loop.run_until_complete(runtime.close())
+        loop.close()
