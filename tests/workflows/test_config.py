@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from perdure import Command, MemoryEventLog, Replayer, Runtime, entrypoint, interrupt, task
+from perdure import (
+    Command,
+    MemoryEventLog,
+    Replayer,
+    Runtime,
+    SerializationError,
+    entrypoint,
+    interrupt,
+    task,
+)
 from perdure.testing import MockClock
 
 from ._support import cfg
@@ -113,3 +122,13 @@ async def test_a_thread_without_extra_config_gets_only_its_thread_id() -> None:
     async with Runtime(log=LOG, clock=MockClock()):
         await conf_flow.ainvoke("x", cfg("conf-plain"))
     assert SEEN == [{"configurable": {"thread_id": "conf-plain"}}]
+
+
+async def test_config_that_is_not_json_fails_before_anything_is_written() -> None:
+    config = {"configurable": {"thread_id": "conf-bad", "when": object()}}
+    async with Runtime(log=LOG, clock=MockClock()):
+        with pytest.raises(SerializationError, match="config"):
+            await conf_flow.ainvoke("x", config)
+        with pytest.raises(TypeError, match="tags"):
+            await conf_flow.ainvoke("x", {**cfg("conf-bad"), "tags": "beta"})
+    assert await LOG.get_run("conf-bad") is None
