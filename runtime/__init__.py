@@ -14,6 +14,7 @@ from perdure.runtime._background import (
 )
 from perdure.runtime._discovery import (
     DEFAULT_PATH,
+    check_id,
     current_runtime,
     default_store_path,
     find_runtime,
@@ -23,6 +24,7 @@ from perdure.runtime._errors import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    InvalidIdError,
     RunNotFoundError,
     RuntimeClosedError,
     RunTimeoutError,
@@ -64,6 +66,7 @@ __all__ = [
     "DuplicateNameError",
     "IdempotencyConflictError",
     "InvalidArgumentsError",
+    "InvalidIdError",
     "MockClock",
     "Outcome",
     "Registry",
@@ -80,6 +83,7 @@ __all__ = [
     "SupervisorStatistics",
     "UnknownTargetError",
     "background_runtime",
+    "check_id",
     "close_background_runtimes",
     "current_runtime",
     "default_registry",

@@ -32,6 +32,7 @@ from perdure.runtime import (
     Outcome,
     Runtime,
     background_runtime,
+    check_id,
     default_store_path,
     find_runtime,
 )
@@ -96,9 +97,7 @@ def thread_id_of(config: dict[str, Any] | None, *, required: bool) -> str:
                 'this call needs a thread: pass config={"configurable": {"thread_id": "..."}}'
             )
         return f"thread-{uuid.uuid4().hex}"
-    if not isinstance(thread_id, str) or not thread_id:
-        raise ValueError(f"thread_id must be a non-empty string, got {thread_id!r}")
-    return thread_id
+    return check_id("thread_id", thread_id)
 
 
 def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
