@@ -29,8 +29,12 @@ def _pool(kind: str) -> ThreadPoolExecutor:
     return pool
 
 
-async def run_sync(kind: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run `fn` in the `kind` ("task" or "body") pool with the caller's context variables."""
+async def run_sync(kind: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run `fn` in the `kind` ("task" or "body") pool with the caller's context variables.
+
+    `kind` and `fn` are positional-only, so `kwargs` may hold any name (a user
+    function's ``kind=`` or ``fn=`` parameter, or its ``**kwargs``).
+    """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     return await loop.run_in_executor(_pool(kind), functools.partial(ctx.run, fn, *args, **kwargs))

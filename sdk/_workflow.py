@@ -57,7 +57,7 @@ class Task:
     def __repr__(self) -> str:
         return f"<perdure task {self.name!r}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         if kwargs or len(args) != self._arity:
             self._check_arguments(args, kwargs)
         return call_task(self.spec, args, kwargs)
