@@ -33,13 +33,14 @@ def describe(error: BaseException) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """`value` as ASCII text (any stream can write it), numbers as they are."""
     if isinstance(value, (bool, int, float)) or value is None:
         return value
     try:
         text = value if isinstance(value, str) else repr(value)
     except Exception:
         text = f"<{type(value).__name__} that cannot be shown>"
-    return printable(text)
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 class SafeLogger:
@@ -48,8 +49,8 @@ class SafeLogger:
     A log call sits inside actors and the supervisor; if it raised (a lone
     surrogate on a strict UTF-8 stream, a broken handler, a processor error),
     it would kill the actor and leave its callers waiting. A failed line is
-    written again with every field made plain, escaped text; if that fails
-    too, it is dropped.
+    written again with every field as escaped ASCII text; if that fails too,
+    it is dropped.
     """
 
     __slots__ = ("_inner",)
