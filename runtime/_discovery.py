@@ -101,7 +101,8 @@ def check_id(parameter: str, value: Any) -> str:
             raise InvalidIdError(
                 f"{parameter} must be text that UTF-8 can encode, got {_shown(value)}: it holds "
                 f"a lone surrogate {value[exc.start]!r} at position {exc.start} (json.loads "
-                "makes one from an unpaired \\ud800-\\udfff escape)",
+                "makes one from an unpaired \\ud800-\\udfff escape, Python one from bytes "
+                "that are not UTF-8)",
                 parameter=parameter,
             ) from None
     return value

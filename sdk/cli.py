@@ -58,7 +58,7 @@ from perdure.eventlog import (
     from_dict,
     to_dict,
 )
-from perdure.runtime import ReplayResult
+from perdure.runtime import InvalidIdError, ReplayResult, check_id
 
 __all__ = ["main"]
 
@@ -72,6 +72,10 @@ async def _with_log(args: argparse.Namespace, use: Callable[[EventLog], Awaitabl
 
 
 async def _events_or_fail(log: EventLog, run_id: str) -> list[Event]:
+    try:
+        check_id("RUN_ID", run_id)  # e.g. bytes that are not UTF-8 in the argument
+    except InvalidIdError as exc:
+        fail(str(exc), USAGE)
     events = await log.read(run_id)
     if not events:
         fail(f"no run with id {run_id!r} in the store (see `perdure runs list`)")

@@ -160,3 +160,14 @@ def test_runtime_warnings_on_stderr_are_escaped(hostile_store: str, tmp_path: Pa
     assert ran.code == 0, ran.err
     assert raw_controls(ran.out + ran.err) == []
     assert shown(WAIT_ID) in ran.out
+
+
+@pytest.mark.parametrize("command", [("runs", "show"), ("events",)])
+def test_a_run_id_argument_that_is_not_utf8_is_a_usage_error(
+    hostile_store: str, command: tuple[str, ...]
+) -> None:
+    # Python hands bytes that are not UTF-8 in argv over as lone surrogates.
+    ran = cli(*command, "run-\udcff", "--store", hostile_store)
+    assert ran.code == 2
+    assert "RUN_ID must be text that UTF-8 can encode" in ran.err
+    assert "internal error" not in ran.err

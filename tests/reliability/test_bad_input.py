@@ -788,3 +788,16 @@ async def test_every_bad_input_gets_its_specific_error_and_leaves_the_log_unchan
                 problems.append(f"{row.name}: the log changed for {changed}")
     assert not problems, "\n".join(problems)
     assert FIGURES["inputs_tried"] >= 60
+
+
+async def test_ids_with_control_characters_are_valid_and_kept_exactly(tmp_path: Path) -> None:
+    """Control characters are not bad input in an id: stored exactly, escaped only on display."""
+    ids = ["ctl-\x1b[2J\x1b[31m", "ctl-line\nbreak", "ctl-\u202eevil", "ctl-\x9b-c1", "ctl-\t"]
+    async with Runtime(path=tmp_path / "store") as rt:
+        for run_id in ids:
+            assert await rt.run(badin_add, {"a": 1}, run_id=run_id, idempotency_key=run_id) == 1
+            assert await badin_echo.ainvoke(run_id, cfg(run_id + "-thread")) == run_id
+        listed = {info.run_id: info for info in await rt.list_runs()}
+    for run_id in ids:
+        assert listed[run_id].idempotency_key == run_id
+        assert run_id + "-thread" in listed
