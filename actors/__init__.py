@@ -8,6 +8,7 @@ from perdure.actors._actor import RunActor
 from perdure.actors._attempts import TaskTimeoutError
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
+    ActorCrashedError,
     InvalidResumeError,
     NonDeterminismError,
     NotInWorkflowError,
@@ -55,6 +56,7 @@ from perdure.actors._targets import (
 __all__ = [
     "BODY",
     "NO_RETRY",
+    "ActorCrashedError",
     "ActorHost",
     "AttemptInfo",
     "BackoffPolicy",

@@ -24,6 +24,7 @@ from opentelemetry.trace import Span
 
 from perdure.actors import _observe
 from perdure.actors._errors import (
+    ActorCrashedError,
     InvalidResumeError,
     RunBusyError,
     RunCancelledError,
@@ -119,6 +120,8 @@ class RunActor:
 
     async def main(self) -> None:
         """Rebuild from the log, recover, then serve the mailbox until stopped."""
+        batch: list[object] = []
+        handled = 0
         try:
             await self._rebuild()
             while True:
@@ -126,6 +129,7 @@ class RunActor:
                 batch = [message]
                 while len(batch) < _DRAIN_LIMIT and not self.mailbox.empty():
                     batch.append(self.mailbox.get_nowait())
+                handled = 0
                 stop = False
                 for item in batch:
                     if isinstance(item, Start):
@@ -139,6 +143,7 @@ class RunActor:
                         self._stop_when_idle = True
                     else:
                         self._handle(item)
+                    handled += 1
                 if self._hard:
                     await self.flush()
                 now = self.loop.time()
@@ -151,8 +156,37 @@ class RunActor:
                     stop = True
                 if stop:
                     return
+        except BaseException as exc:
+            self._abandon(batch[handled:], exc)
+            raise
         finally:
             self._teardown()
+
+    def _abandon(self, unhandled: list[object], exc: BaseException) -> None:
+        """The actor is crashing: no caller may be left waiting on a message it took.
+
+        The message being handled gets `ActorCrashedError` (it may have half
+        happened); the ones after it go back to the mailbox for the next
+        incarnation. When the actor is being cancelled there is no next one.
+        """
+        if not unhandled:
+            return
+        crashed = isinstance(exc, Exception)
+        error = ActorCrashedError(
+            f"run {self.run_id!r}: its actor crashed while handling this request "
+            f"({_observe.describe(exc)}); what the run committed "
+            "stays and it is rebuilt from its log - check its status and ask again if need be"
+            if crashed
+            else f"run {self.run_id!r}: its actor stopped before answering",
+            run_id=self.run_id,
+        )
+        error.__cause__ = exc
+        for item in unhandled if not crashed else unhandled[:1]:
+            reply = getattr(item, "reply", None)
+            if isinstance(reply, asyncio.Future) and not reply.done():
+                reply.set_exception(error)
+        if crashed:
+            self.mailbox.put_back(unhandled[1:])
 
     def _linger_check(self) -> None:
         """The linger timer: flush soft events whose linger ran out, else wait for the next.

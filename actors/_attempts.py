@@ -59,8 +59,21 @@ def fail_future(fut: asyncio.Future[Any], error: BaseException) -> None:
 
 
 def _format_error(error: BaseException) -> tuple[str, str, str]:
+    """Type name, message and traceback of `error`, as text the log can always store.
+
+    A message with a lone surrogate (or a ``__str__`` that raises) must fail the
+    attempt like any other error, not the commit that records it.
+    """
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<{type(error).__name__} whose str() raised>"
     text = "".join(traceback.format_exception(error))
-    return type(error).__name__, str(error), text[-_TRACEBACK_LIMIT:]
+    return (
+        _observe.printable(type(error).__name__),
+        _observe.printable(message),
+        _observe.printable(text[-_TRACEBACK_LIMIT:]),
+    )
 
 
 class AttemptRunner(abc.ABC):

@@ -97,6 +97,18 @@ class RunParkedError(PerdureError):
         self.reason = reason
 
 
+class ActorCrashedError(PerdureError, RuntimeError):
+    """A run's actor crashed while it handled a request, so the request has no answer.
+
+    What the run committed before the crash stays; the run is rebuilt from its
+    log. Check its status and ask again if need be. `__cause__` is the crash.
+    """
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class InvalidResumeError(PerdureError, ValueError):
     """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguity."""
 

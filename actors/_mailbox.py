@@ -34,6 +34,13 @@ class Mailbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def put_back(self, messages: list[Any]) -> None:
+        """Return taken `messages` to the front, in order (their actor crashed before them)."""
+        self._items.extendleft(reversed(messages))
+        waiter = self._waiter
+        if messages and waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def get_nowait(self) -> Any:
         """The oldest message; `asyncio.QueueEmpty` if there is none."""
         if not self._items:

@@ -19,6 +19,7 @@ from perdure.runtime._background import (
 from perdure.runtime._discovery import (
     DEFAULT_PATH,
     StoreKey,
+    check_id,
     current_runtime,
     default_store_path,
     find_runtime,
@@ -29,12 +30,13 @@ from perdure.runtime._errors import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    InvalidIdError,
     RunNotFoundError,
     RuntimeClosedError,
     RunTimeoutError,
     UnknownTargetError,
 )
-from perdure.runtime._executors import run_sync
+from perdure.runtime._executors import lend_while_blocked, run_sync
 from perdure.runtime._handle import RunHandle
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
@@ -70,6 +72,7 @@ __all__ = [
     "DuplicateNameError",
     "IdempotencyConflictError",
     "InvalidArgumentsError",
+    "InvalidIdError",
     "MockClock",
     "Outcome",
     "Registry",
@@ -87,6 +90,7 @@ __all__ = [
     "SupervisorStatistics",
     "UnknownTargetError",
     "background_runtime",
+    "check_id",
     "close_background_runtimes",
     "current_runtime",
     "default_registry",
@@ -98,6 +102,7 @@ __all__ = [
     "release_background",
     "retain_background",
     "run_sync",
+    "lend_while_blocked",
     "settled_outcome",
     "store_key",
 ]

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from perdure.eventlog import EventLog
 from perdure.runtime._discovery import StoreKey, store_key
+from perdure.runtime._executors import lend_while_blocked
 from perdure.runtime._runtime import Runtime
 
 T = TypeVar("T")
@@ -56,8 +57,14 @@ class BackgroundRuntime:
         self.loop.run_forever()
 
     def call(self, make: Callable[[Runtime], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run `make(runtime)` on the background loop and wait for it (from a non-async caller)."""
-        return self.submit(make).result(timeout)
+        """Run `make(runtime)` on the background loop and wait for it (from a non-async caller).
+
+        Called from a sync function or workflow body (a run calling another), the
+        caller's pool thread lends its slot while it waits, so the run it waits
+        for can get a thread even when every slot is held by such callers.
+        """
+        with lend_while_blocked():
+            return self.submit(make).result(timeout)
 
     def submit(self, make: Callable[[Runtime], Awaitable[T]]) -> concurrent.futures.Future[T]:
         async def go() -> T:

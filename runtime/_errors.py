@@ -58,3 +58,16 @@ class RunTimeoutError(PerdureError, TimeoutError):
         super().__init__(message)
         self.run_id = run_id
         self.timeout = timeout
+
+
+class InvalidIdError(PerdureError, ValueError):
+    """A run id, thread id, idempotency key or name is not usable text; `parameter` names it.
+
+    Ids and keys must be non-empty strings of at most 200 characters, without
+    NUL, that UTF-8 can encode (no lone surrogates, which ``json.loads`` makes
+    from a ``"\\ud800"`` escape).
+    """
+
+    def __init__(self, message: str, *, parameter: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter

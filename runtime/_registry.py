@@ -6,6 +6,7 @@ import difflib
 from typing import Any
 
 from perdure.actors import TargetSpec
+from perdure.runtime._discovery import check_id
 from perdure.runtime._errors import DuplicateNameError, UnknownTargetError
 
 
@@ -25,6 +26,7 @@ class Registry:
         Re-defining a name in the same module (a reload, a notebook cell run
         twice, a test defining a workflow inside a function) replaces the old one.
         """
+        check_id("name", spec.name)
         existing = self._targets.get(spec.name)
         if (
             existing is not None
@@ -48,7 +50,7 @@ class Registry:
     def resolve(self, target: Any) -> TargetSpec:
         """A target from a name or a decorated object (which is registered if it is not yet)."""
         if isinstance(target, str):
-            spec = self._targets.get(target)
+            spec = self._targets.get(check_id("target", target))
             if spec is None:
                 close = tuple(difflib.get_close_matches(target, self._targets, n=3, cutoff=0.6))
                 hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""

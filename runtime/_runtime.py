@@ -49,8 +49,8 @@ from perdure.eventlog import (
     digest,
 )
 from perdure.runtime._discovery import (
-    _check_id,
     _open_runtimes,
+    check_id,
     current_runtime,
     default_store_path,
     new_run_id,
@@ -398,13 +398,13 @@ class Runtime:
             check_json(config, "config", where=f"config of {spec.name!r} cannot be stored")
         input_digest = digest(input)
         if idempotency_key is not None:
-            _check_id("idempotency_key", idempotency_key)
+            check_id("idempotency_key", idempotency_key)
             held = await self.log.lookup_idempotency(idempotency_key)
             if held is not None:
                 return await self._attach(
                     idempotency_key, held.run_id, held.input_digest, input_digest, spec
                 )
-        run_id = _check_id("run_id", run_id) if run_id is not None else new_run_id()
+        run_id = check_id("run_id", run_id) if run_id is not None else new_run_id()
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._drive(run_id)
         supervisor.post(
@@ -454,6 +454,7 @@ class Runtime:
 
     async def _ask(self, run_id: str, make: Any) -> None:
         supervisor = self._require_open()
+        check_id("run_id", run_id)
         if await self.log.get_run(run_id) is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -478,12 +479,15 @@ class Runtime:
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
         """Cancel a run; a settled run is left as it is."""
+        if not isinstance(reason, str):
+            raise TypeError(f"cancel(): reason must be a string, got {type(reason).__name__}")
+        check_json(reason, "reason", where="cancel() cannot record this reason")
         await self._ask(run_id, lambda reply: Cancel(reason=reason, reply=reply))
 
     # -- reading runs -------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunInfo | None:
-        return await self.log.get_run(run_id)
+        return await self.log.get_run(check_id("run_id", run_id))
 
     async def list_runs(
         self,
@@ -495,13 +499,14 @@ class Runtime:
         return await self.log.list_runs(status=status, target=target, limit=limit)
 
     async def status(self, run_id: str) -> RunStatus:
-        info = await self.log.get_run(run_id)
+        info = await self.log.get_run(check_id("run_id", run_id))
         if info is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
         return info.status
 
     async def state(self, run_id: str) -> Any:
         """The run's current state (`perdure.actors.RunState`), folded from its log."""
+        check_id("run_id", run_id)
         actor = self._rebuilt_actor(run_id)
         if actor is not None and actor.durable_seq == actor.state.next_seq:
             return actor.state
@@ -516,6 +521,7 @@ class Runtime:
     async def wait(self, run_id: str, timeout: float | None = None) -> Outcome:
         """Wait until the run settles (finished, or paused on an interrupt)."""
         self._require_open()
+        check_id("run_id", run_id)
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._settle_waiters.setdefault(run_id, []).append(fut)
         try:

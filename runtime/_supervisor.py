@@ -16,8 +16,17 @@ from typing import Any
 
 import attrs
 
-from perdure.actors import ActorHost, Mailbox, RunActor, RunParkedError, Stop, Wake, fold
-from perdure.actors._observe import logger
+from perdure.actors import (
+    ActorCrashedError,
+    ActorHost,
+    Mailbox,
+    RunActor,
+    RunParkedError,
+    Stop,
+    Wake,
+    fold,
+)
+from perdure.actors._observe import describe, logger
 from perdure.eventlog import RunParked, TimerCancelled
 
 
@@ -108,11 +117,14 @@ class Supervisor:
             raise
         except Exception as exc:
             cell.task = None
-            if actor.start_lost() and self._on_unavailable is not None:
-                # Its start was soft and is gone with the failed commit: the rebuilt
-                # actor will not know this invocation, so its waiters learn it here.
-                self._on_unavailable(cell.run_id, exc)
-            await self._crashed(cell, exc)
+            try:
+                if actor.start_lost() and self._on_unavailable is not None:
+                    # Its start was soft and is gone with the failed commit: the rebuilt
+                    # actor will not know this invocation, so its waiters learn it here.
+                    self._on_unavailable(cell.run_id, exc)
+                await self._crashed(cell, exc)
+            except Exception as failure:
+                self._abandon(cell, exc, failure)
             return
         cell.task = None
         cell.actor = None
@@ -141,6 +153,37 @@ class Supervisor:
             self._spawn(cell)
             return
         await self._park(cell, reason)
+
+    def _abandon(self, cell: Cell, crash: Exception, failure: Exception) -> None:
+        """Handling a crash failed too: fail everyone waiting on the run rather than strand them.
+
+        The cell is dropped; the next message to the run starts a fresh actor,
+        which rebuilds the run from its log.
+        """
+        error = ActorCrashedError(
+            f"run {cell.run_id!r}: its actor crashed ({describe(crash)}) and could not be "
+            f"restarted ({describe(failure)}); what the run committed stays - ask again to "
+            "rebuild it from its log",
+            run_id=cell.run_id,
+        )
+        error.__cause__ = failure
+        logger.error(
+            "run actor could not be restarted",
+            run_id=cell.run_id,
+            error=describe(crash),
+            failure=describe(failure),
+        )
+        while not cell.mailbox.empty():
+            message = cell.mailbox.get_nowait()
+            reply = getattr(message, "reply", None) or getattr(message, "future", None)
+            if isinstance(reply, asyncio.Future) and not reply.done():
+                reply.set_exception(error)
+        cell.actor = None
+        if self.cells.get(cell.run_id) is cell:
+            del self.cells[cell.run_id]
+        if self._on_unavailable is not None:
+            with contextlib.suppress(Exception):
+                self._on_unavailable(cell.run_id, error)
 
     async def _park(self, cell: Cell, reason: str) -> None:
         text = (

@@ -23,6 +23,7 @@ from perdure._workflow import (
 )
 from perdure._workflow_api import StateSnapshot, TaskRecord
 from perdure.actors import (
+    ActorCrashedError,
     BackoffPolicy,
     BackoffType,
     Command,
@@ -64,6 +65,7 @@ from perdure.runtime import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    InvalidIdError,
     RunHandle,
     RunNotFoundError,
     Runtime,
@@ -126,12 +128,14 @@ __all__ = [
     "ReplaySummary",
     # errors
     "PerdureError",
+    "ActorCrashedError",
     "ClientUsageError",
     "CorruptEventError",
     "DuplicateNameError",
     "IdempotencyConflictError",
     "IdempotencyKeyTakenError",
     "InvalidArgumentsError",
+    "InvalidIdError",
     "InvalidResumeError",
     "NonDeterminismError",
     "NotInWorkflowError",

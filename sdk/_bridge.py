@@ -34,6 +34,7 @@ from perdure.runtime import (
     find_runtime,
     is_background,
     lease_background,
+    lend_while_blocked,
     release_background,
     retain_background,
 )
@@ -61,16 +62,21 @@ def _stopped(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _wait(fut: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> T:
-    """`fut.result()`, unless `loop` stops first (its pending calls would never run)."""
-    while True:
-        try:
-            return fut.result(timeout=_POLL)
-        except TimeoutError:
-            if _stopped(loop) and not fut.done():
-                fut.cancel()
-                raise RuntimeClosedError(
-                    "the runtime's event loop stopped before the call finished"
-                ) from None
+    """`fut.result()`, unless `loop` stops first (its pending calls would never run).
+
+    Called from a run's pool thread (a sync body calling another run), the thread
+    lends its slot while it waits, so the run it waits for can get a thread.
+    """
+    with lend_while_blocked():
+        while True:
+            try:
+                return fut.result(timeout=_POLL)
+            except TimeoutError:
+                if _stopped(loop) and not fut.done():
+                    fut.cancel()
+                    raise RuntimeClosedError(
+                        "the runtime's event loop stopped before the call finished"
+                    ) from None
 
 
 class Bridge:
@@ -181,7 +187,8 @@ class Bridge:
             try:
                 while True:
                     try:
-                        kind, value = items.get(timeout=_POLL)
+                        with lend_while_blocked():
+                            kind, value = items.get(timeout=_POLL)
                     except queue.Empty:
                         if _stopped(loop) and not fut.done():
                             raise RuntimeClosedError(

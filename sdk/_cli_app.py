@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from perdure._cli_render import safe_text
 from perdure.actors import TargetSpec
 from perdure.eventlog import EventLog, LmdbEventLog, PerdureError
 from perdure.runtime import Registry, Replayer, default_registry, default_store_path
@@ -43,7 +44,17 @@ def fail(message: str, code: int = FAILED) -> NoReturn:
 
 
 def out(*lines: str) -> None:
-    """Results go to stdout; errors and progress to stderr."""
+    """Human-readable results to stdout, control characters escaped (see `safe_text`).
+
+    Errors and progress go to stderr; exact output (``--json``) goes through
+    `out_exact` or `out_json`.
+    """
+    for line in lines:
+        print(safe_text(line))
+
+
+def out_exact(*lines: str) -> None:
+    """Lines printed exactly as given: machine-readable output (JSON) only."""
     for line in lines:
         print(line)
 

@@ -7,6 +7,7 @@ so the command module decides where output goes.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,34 @@ from perdure.runtime import ReplayResult, ReplaySummary
 
 _PAYLOAD_WIDTH = 160
 _HIDDEN = ("run_id", "seq", "ts", "t", "v")
+
+
+#: What must not reach a terminal as is: C0 and C1 controls (ESC starts escape sequences,
+#: newlines break lines and tables), DEL, bidirectional overrides and isolates, invisible
+#: zero-width characters, line and paragraph separators, and lone surrogates.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060\u2066-\u2069"
+    "\ufeff\ud800-\udfff]"
+)
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(text: str) -> str:
+    """`text` made safe for a terminal: control and invisible characters as ``\\x1b``-style escapes.
+
+    Ids, names, values and error messages come from users and their data; raw,
+    an ESC could drive the terminal and a newline could fake a line of output.
+    Everything else, backslashes included, is shown as it is.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSAFE.sub(_escaped, text)
 
 
 def iso(ts: float | None) -> str:
@@ -34,6 +63,7 @@ def compact(value: Any, width: int | None = _PAYLOAD_WIDTH) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    rows = [[safe_text(cell) for cell in row] for row in rows]  # escapes count in the widths
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]

@@ -73,6 +73,40 @@ def user_signature(fn: Callable[..., Any], skip_first: bool) -> inspect.Signatur
     return sig.replace(parameters=params[1:] if skip_first else params)
 
 
+_NO_CONTEXT = object()  # stands in for the FunctionContext when an input is checked
+
+
+def input_binder(
+    sig: inspect.Signature,
+) -> Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any]]]:
+    """How a run's input (a dict of arguments by name) becomes the call's args and kwargs.
+
+    Every key is passed by keyword, except the positional-only parameters'
+    (``def f(a, /)``), which go by position, so every parameter can be given by
+    name. Keys a ``**kwargs`` parameter collects go by keyword, whatever they
+    are called.
+    """
+    positional = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+    if not positional:
+        return lambda value: ([], value)
+
+    def bind(value: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        kwargs = dict(value)
+        args: list[Any] = []
+        for index, param in enumerate(positional):
+            if param.name in kwargs:
+                args.append(kwargs.pop(param.name))
+            elif param.default is not param.empty and any(
+                later.name in kwargs for later in positional[index + 1 :]
+            ):
+                args.append(param.default)  # a later one is given: this one keeps its default
+            else:
+                break
+        return args, kwargs
+
+    return bind
+
+
 def build_policy(
     retries: int | RetryPolicy | None,
     backoff: BackoffPolicy | BackoffType | str | None,
@@ -137,7 +171,7 @@ class DurableFunction:
     def __repr__(self) -> str:
         return f"<perdure function {self.name!r}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         if current_scope.get() is not None:
             return call_task(self._as_task, args, kwargs)
         return self.__wrapped__(*args, **kwargs)
@@ -192,13 +226,21 @@ def function(
         seconds = _check_timeout(timeout, f"@function {fname!r}")
         wants_ctx = _wants_context(func)
         sig = user_signature(func, skip_first=wants_ctx)
+        full_sig = inspect.signature(func)
+        from_input = input_binder(sig)
         is_async = inspect.iscoroutinefunction(func)
 
         async def call(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+            """Called from a workflow: the arguments are as the workflow passed them."""
             lead = (FunctionContext(info),) if wants_ctx else ()
             if is_async:
                 return await func(*lead, *args, **kwargs)
             return await run_sync("task", func, *lead, *args, **kwargs)
+
+        async def call_run(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+            """A run of its own: `kwargs` is the run's input, arguments by name."""
+            given, named = from_input(kwargs)
+            return await call([*args, *given], named, info)
 
         def validate_input(value: Any) -> None:
             if not isinstance(value, dict):
@@ -207,19 +249,24 @@ def function(
                     f"(parameters: {sig}), got {type(value).__name__}",
                     target=fname,
                 )
+            args, kwargs = from_input(value)
             try:
-                sig.bind(**value)
+                # Bound with the context in place, so an input key that collides with the
+                # context parameter (``def f(ctx, **kw)`` given ``{"ctx": ...}``) is caught.
+                full_sig.bind(*((_NO_CONTEXT,) if wants_ctx else ()), *args, **kwargs)
             except TypeError as exc:
                 raise InvalidArgumentsError(
                     f"input does not fit function {fname!r}{sig}: {exc}", target=fname
                 ) from None
 
-        task = TaskSpec(name=fname, call=call, retry=policy, timeout=seconds, record_input=False)
+        task = TaskSpec(
+            name=fname, call=call_run, retry=policy, timeout=seconds, record_input=False
+        )
         spec = TargetSpec(
             name=fname, kind="function", validate_input=validate_input, task=task, source=func
         )
         (registry or default_registry).register(spec)
-        return DurableFunction(func, spec, attrs.evolve(task, record_input=True))
+        return DurableFunction(func, spec, attrs.evolve(task, call=call, record_input=True))
 
     if fn is not None:
         return decorate(fn)

@@ -27,7 +27,13 @@ from perdure.actors import (
     durable_sleep,
 )
 from perdure.eventlog import EventLog
-from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
+from perdure.runtime import (
+    InvalidArgumentsError,
+    Registry,
+    check_id,
+    default_registry,
+    run_sync,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _INJECTABLE = ("previous", "config", "writer", "store")
@@ -51,7 +57,7 @@ class Task:
     def __repr__(self) -> str:
         return f"<perdure task {self.name!r}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         if kwargs or len(args) != self._arity:
             self._check_arguments(args, kwargs)
         return call_task(self.spec, args, kwargs)
@@ -108,6 +114,7 @@ def task(
         tname = name or getattr(func, "__name__", None)
         if not tname:
             raise TypeError("@task needs name=... for a callable without __name__")
+        check_id("name", tname)
         policy = build_policy(retry_policy, None, (), NO_RETRY)
         seconds = _check_timeout(timeout, f"@task {tname!r}")
         is_async = inspect.iscoroutinefunction(func)

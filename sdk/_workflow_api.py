@@ -27,7 +27,7 @@ from perdure.eventlog import (
     TaskCompleted,
 )
 from perdure.eventlog._json import fresh
-from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime
+from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime, check_id
 
 T = TypeVar("T")
 STREAM_MODES = ("updates", "values", "custom")
@@ -121,8 +121,7 @@ def call_config(config: Any, what: str) -> CallConfig:
                 f"not {{'thread_id': {config['thread_id']!r}}}"
             )
         raise ValueError(f"{what} needs a thread id: pass config={_SHAPE}")
-    if not isinstance(thread_id, str) or not thread_id:
-        raise ValueError(f"thread_id must be a non-empty string, got {thread_id!r}")
+    thread_id = check_id("thread_id", thread_id)
     if configurable.get("checkpoint_id") is not None:
         raise ValueError(
             f"{what}: checkpoint_id is not supported: perdure runs a thread from its latest "

@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -41,6 +43,7 @@ from perdure._cli_app import (
     load_app,
     open_read_only,
     out,
+    out_exact,
     out_json,
     store_path,
 )
@@ -55,7 +58,7 @@ from perdure.eventlog import (
     from_dict,
     to_dict,
 )
-from perdure.runtime import ReplayResult
+from perdure.runtime import InvalidIdError, ReplayResult, check_id
 
 __all__ = ["main"]
 
@@ -69,6 +72,10 @@ async def _with_log(args: argparse.Namespace, use: Callable[[EventLog], Awaitabl
 
 
 async def _events_or_fail(log: EventLog, run_id: str) -> list[Event]:
+    try:
+        check_id("RUN_ID", run_id)  # e.g. bytes that are not UTF-8 in the argument
+    except InvalidIdError as exc:
+        fail(str(exc), USAGE)
     events = await log.read(run_id)
     if not events:
         fail(f"no run with id {run_id!r} in the store (see `perdure runs list`)")
@@ -107,7 +114,7 @@ async def runs_show(args: argparse.Namespace, log: EventLog) -> int:
 async def events(args: argparse.Namespace, log: EventLog) -> int:
     def show(event: Event) -> None:
         if args.json:
-            out(json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":")))
+            out_exact(json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":")))
         else:
             out(render.event_line(event, full=args.full))
 
@@ -217,7 +224,9 @@ def _read_jsonl(name: str) -> list[Event]:
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--file {name!r}: {getattr(exc, 'strerror', None) or exc}", USAGE)
     found = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines() would also cut at a U+0085 or U+2028 inside a
+    # JSON string (they need no escape in JSON, and `events --json` writes them raw).
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 found.append(from_dict(json.loads(line)))
@@ -264,6 +273,7 @@ def _logging() -> Iterator[None]:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            _escape_log_fields,
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
@@ -277,7 +287,29 @@ def _logging() -> Iterator[None]:
 
 
 def _error(text: str) -> None:
-    print(f"perdure: error: {text}", file=sys.stderr)
+    print(f"perdure: error: {render.safe_text(text)}", file=sys.stderr)
+
+
+def _escape_log_fields(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> dict[str, Any]:
+    """Runtime warnings on stderr carry run ids and error texts: escape them like any output."""
+    return {
+        key: render.safe_text(value) if isinstance(value, str) else value
+        for key, value in event_dict.items()
+    }
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args`, its usage errors (which quote the arguments) escaped on stderr."""
+    caught = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(caught):
+            return parser.parse_args(argv)
+    finally:
+        text = caught.getvalue()
+        if text:
+            sys.stderr.write("\n".join(render.safe_text(line) for line in text.split("\n")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser(__version__)
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else USAGE
     with _logging():

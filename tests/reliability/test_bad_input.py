@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from perdure import (
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    InvalidIdError,
     InvalidResumeError,
     LmdbEventLog,
     NotInWorkflowError,
@@ -57,6 +59,8 @@ from perdure.eventlog import RunStarted, StorePathError, encode
 from perdure.runtime import Registry
 
 FIGURES = {"inputs_tried": 0}
+#: What ``json.loads('"user-\\ud800"')`` gives: a str UTF-8 cannot encode.
+SURROGATE = json.loads('"user-\\ud800"')
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -582,6 +586,79 @@ ROWS: list[Row] = [
         "without NUL",
         lambda w: badin_echo.ainvoke(1, cfg("t\0t")),
     ),
+    # -- ids that UTF-8 cannot encode (a lone surrogate, as json.loads makes from "\ud800")
+    Row(
+        "run id with a lone surrogate",
+        InvalidIdError,
+        "run_id must be text that UTF-8 can encode",
+        lambda w: w.rt.run(badin_add, {"a": 1}, run_id=SURROGATE),
+    ),
+    Row(
+        "started run id with a lone surrogate",
+        InvalidIdError,
+        "lone surrogate '\\ud800' at position 5",
+        lambda w: w.rt.start(badin_add, {"a": 1}, run_id=SURROGATE),
+    ),
+    Row(
+        "idempotency key with a lone surrogate",
+        InvalidIdError,
+        "idempotency_key must be text that UTF-8 can encode",
+        lambda w: w.rt.run(badin_add, {"a": 1}, idempotency_key=SURROGATE),
+    ),
+    Row(
+        "thread id with a lone surrogate",
+        InvalidIdError,
+        "thread_id must be text that UTF-8 can encode",
+        lambda w: badin_echo.ainvoke(1, cfg(SURROGATE)),
+    ),
+    Row(
+        "client run id with a lone surrogate",
+        InvalidIdError,
+        "run_id must be text",
+        lambda w: Client().arun("badin_add", {"a": 1}, run_id=SURROGATE),
+    ),
+    Row(
+        "resume a run id with a lone surrogate",
+        InvalidIdError,
+        "run_id must be text",
+        lambda w: w.rt.resume(SURROGATE, "yes"),
+    ),
+    Row(
+        "status of a run id with a lone surrogate",
+        InvalidIdError,
+        "run_id must be text",
+        lambda w: w.rt.status(SURROGATE),
+    ),
+    Row(
+        "wait on a run id with a lone surrogate",
+        InvalidIdError,
+        "run_id must be text",
+        lambda w: w.rt.wait(SURROGATE),
+    ),
+    Row(
+        "target name with a lone surrogate",
+        InvalidIdError,
+        "target must be text",
+        lambda w: w.rt.run(SURROGATE, {}),
+    ),
+    Row(
+        "function name with a lone surrogate",
+        InvalidIdError,
+        "name must be text",
+        lambda w: function(name=SURROGATE, registry=Registry())(badin_add.__wrapped__),
+    ),
+    Row(
+        "task name with a lone surrogate",
+        InvalidIdError,
+        "name must be text",
+        lambda w: task(name=SURROGATE)(badin_add.__wrapped__),
+    ),
+    Row(
+        "cancel reason with a lone surrogate",
+        SerializationError,
+        "cannot record this reason",
+        lambda w: w.rt.cancel("review-paused", "because " + SURROGATE),
+    ),
     # -- stores
     Row(
         "second writer (another process)",
@@ -711,3 +788,16 @@ async def test_every_bad_input_gets_its_specific_error_and_leaves_the_log_unchan
                 problems.append(f"{row.name}: the log changed for {changed}")
     assert not problems, "\n".join(problems)
     assert FIGURES["inputs_tried"] >= 60
+
+
+async def test_ids_with_control_characters_are_valid_and_kept_exactly(tmp_path: Path) -> None:
+    """Control characters are not bad input in an id: stored exactly, escaped only on display."""
+    ids = ["ctl-\x1b[2J\x1b[31m", "ctl-line\nbreak", "ctl-\u202eevil", "ctl-\x9b-c1", "ctl-\t"]
+    async with Runtime(path=tmp_path / "store") as rt:
+        for run_id in ids:
+            assert await rt.run(badin_add, {"a": 1}, run_id=run_id, idempotency_key=run_id) == 1
+            assert await badin_echo.ainvoke(run_id, cfg(run_id + "-thread")) == run_id
+        listed = {info.run_id: info for info in await rt.list_runs()}
+    for run_id in ids:
+        assert listed[run_id].idempotency_key == run_id
+        assert run_id + "-thread" in listed
