@@ -387,7 +387,7 @@ class Runtime:
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
-        check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
+        input = check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         spec.validate_input(input)
         input_digest = digest(input)
         if idempotency_key is not None:

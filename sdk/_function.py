@@ -20,6 +20,7 @@ from perdure.actors import (
     call_task,
     current_scope,
 )
+from perdure.eventlog._values import declared_types, rebuild
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +72,18 @@ def user_signature(fn: Callable[..., Any], skip_first: bool) -> inspect.Signatur
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     return sig.replace(parameters=params[1:] if skip_first else params)
+
+
+def _rebuild_arguments(
+    kwargs: dict[str, Any], types: dict[str, Any], target: str
+) -> dict[str, Any]:
+    """Keyword arguments with each declared type rebuilt from its stored (plain JSON) form."""
+    return {
+        key: rebuild(value, types[key], f"argument {key!r} of {target!r}")
+        if key in types
+        else value
+        for key, value in kwargs.items()
+    }
 
 
 def build_policy(
@@ -193,12 +206,19 @@ def function(
         wants_ctx = _wants_context(func)
         sig = user_signature(func, skip_first=wants_ctx)
         is_async = inspect.iscoroutinefunction(func)
+        param_types, result_type = declared_types(func)
 
         async def call(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
             lead = (FunctionContext(info),) if wants_ctx else ()
             if is_async:
                 return await func(*lead, *args, **kwargs)
             return await run_sync("task", func, *lead, *args, **kwargs)
+
+        async def call_run(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+            # A function run's input comes from the log as plain JSON: rebuild declared types.
+            if param_types:
+                kwargs = _rebuild_arguments(kwargs, param_types, fname)
+            return await call(args, kwargs, info)
 
         def validate_input(value: Any) -> None:
             if not isinstance(value, dict):
@@ -214,12 +234,20 @@ def function(
                     f"input does not fit function {fname!r}{sig}: {exc}", target=fname
                 ) from None
 
-        task = TaskSpec(name=fname, call=call, retry=policy, timeout=seconds, record_input=False)
+        task = TaskSpec(
+            name=fname, call=call_run, retry=policy, timeout=seconds, record_input=False
+        )
         spec = TargetSpec(
-            name=fname, kind="function", validate_input=validate_input, task=task, source=func
+            name=fname,
+            kind="function",
+            validate_input=validate_input,
+            task=task,
+            source=func,
+            result_type=result_type,
         )
         (registry or default_registry).register(spec)
-        return DurableFunction(func, spec, attrs.evolve(task, record_input=True))
+        as_task = attrs.evolve(task, call=call, record_input=True, result_type=result_type)
+        return DurableFunction(func, spec, as_task)
 
     if fn is not None:
         return decorate(fn)

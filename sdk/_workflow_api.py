@@ -27,6 +27,7 @@ from perdure.eventlog import (
     TaskCompleted,
 )
 from perdure.eventlog._json import fresh
+from perdure.eventlog._values import restore
 from perdure.runtime import (
     INTERRUPT_KEY,
     Outcome,
@@ -77,7 +78,9 @@ def _snapshot(state: RunState) -> StateSnapshot:
         values=fresh(state.result if state.terminal == "completed" else state.previous),
         input=fresh(state.input),
         invocation=state.invocation,
-        interrupts=tuple(Interrupt(s.question, s.interrupt_id) for s in state.pending_interrupts()),
+        interrupts=tuple(
+            Interrupt(fresh(s.question), s.interrupt_id) for s in state.pending_interrupts()
+        ),
         tasks=tuple(
             TaskRecord(position=s.position, name=s.name, result=fresh(s.result)) for s in done
         ),
@@ -173,13 +176,14 @@ class WorkflowApi:
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
         """
         thread_id = thread_id_of(config, required=isinstance(input, Command))
-        return self._sync(lambda rt: self._invoke(rt, input, thread_id), "invoke").unwrap()
+        outcome = self._sync(lambda rt: self._invoke(rt, input, thread_id), "invoke")
+        return outcome.unwrap(self.__perdure_target__.result_type)
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Async `invoke`."""
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, thread_id))
-        return outcome.unwrap()
+        return outcome.unwrap(self.__perdure_target__.result_type)
 
     # -- stream -------------------------------------------------------------------------------
 
@@ -236,10 +240,11 @@ class WorkflowApi:
         if type(event) is TaskCompleted and "updates" in modes:
             yield out("updates", {event.name: fresh(event.result)})
         elif type(event) is RunCompleted:
+            result_type = self.__perdure_target__.result_type
             if "updates" in modes:
-                yield out("updates", {self.name: fresh(event.result)})
+                yield out("updates", {self.name: restore(event.result, result_type)})
             if "values" in modes:
-                yield out("values", fresh(event.result))
+                yield out("values", restore(event.result, result_type))
 
     async def astream(
         self,

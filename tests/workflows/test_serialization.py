@@ -76,7 +76,7 @@ def ser_bad_save(name: str) -> Any:
 @entrypoint()
 def ser_bad_question(name: str) -> Any:
     page = ser_fetch(name).result()
-    when: Any = "2024-01-01" if "question" in FIXED else datetime.date(2024, 1, 1)
+    when: Any = "2024-01-01" if "question" in FIXED else b"2024-01-01"  # bytes: not storable
     return {"page": page, "answer": interrupt({"page": page, "when": when})}
 
 
@@ -135,7 +135,7 @@ async def test_a_saved_value_that_is_not_json(runtime: Runtime) -> None:
 
 async def test_an_interrupt_value_that_is_not_json(runtime: Runtime) -> None:
     error = await _failed_with(ser_bad_question, "ser-question", "value['when']")
-    assert "interrupt()" in error.error_message and "date" in error.error_message
+    assert "interrupt()" in error.error_message and "bytes" in error.error_message
     events = await events_of(runtime.log, "ser-question")
     assert "interrupted" not in names(events)
 

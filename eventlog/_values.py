@@ -1,0 +1,145 @@
+"""Stored values back to Python values: the declared type when code declares one.
+
+`check_json` (in `_json`) turns a value into its stored, tagged-JSON form;
+`fresh` turns a stored value into plain JSON (a datetime its ISO text, a
+dataclass its fields). `restore` goes one step further where user code declares
+a type (a task's return annotation, a parameter's annotation): it rebuilds that
+type with the event codec's cattrs converter. Which types are rebuilt is decided
+once, when a function is decorated (`declared_type`): annotations that name no
+rebuildable type (``dict[str, Any]``, ``int | str``, ``Any``) give plain JSON,
+exactly as before.
+
+Nothing here imports a class named by stored data: the type always comes from
+the code that reads the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import sys
+import typing
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from perdure.eventlog._codec import converter
+from perdure.eventlog._errors import SerializationError
+from perdure.eventlog._json import fresh
+
+_SCALARS: dict[type, Callable[[str], Any]] = {
+    datetime.datetime: datetime.datetime.fromisoformat,
+    datetime.date: datetime.date.fromisoformat,
+    datetime.time: datetime.time.fromisoformat,
+    uuid.UUID: uuid.UUID,
+    decimal.Decimal: decimal.Decimal,
+}
+
+
+def _scalar_hook(parse: Callable[[str], Any]) -> Callable[[Any, type], Any]:
+    def structure(value: Any, cls: type) -> Any:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"expected text for {cls.__name__}, got {type(value).__name__}")
+        return parse(value)
+
+    return structure
+
+
+for _cls, _parse in _SCALARS.items():
+    converter.register_structure_hook(_cls, _scalar_hook(_parse))
+
+
+def _is_pydantic_model(cls: Any) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
+
+
+converter.register_structure_hook_func(
+    _is_pydantic_model, lambda value, cls: cls.model_validate(value)
+)
+
+
+def _rebuildable(hint: Any, seen: set[int]) -> bool:
+    """Whether `hint` names, anywhere inside it, a type whose stored form is not itself."""
+    if id(hint) in seen:
+        return False
+    seen.add(id(hint))
+    if isinstance(hint, type):
+        if hint in _SCALARS or _is_pydantic_model(hint):
+            return True
+        if issubclass(hint, enum.Enum):
+            return True
+        if dataclasses.is_dataclass(hint) or attrs.has(hint):
+            return True
+    return any(_rebuildable(arg, seen) for arg in typing.get_args(hint))
+
+
+def declared_type(hint: Any) -> Any:
+    """`hint` if values declared with it need rebuilding from their stored form, else None.
+
+    None means plain JSON, as for an undeclared value: an annotation like
+    ``dict[str, Any]`` or ``int`` changes nothing.
+    """
+    if hint is None or hint is inspect.Parameter.empty or hint is Any:
+        return None
+    try:
+        return hint if _rebuildable(hint, set()) else None
+    except TypeError:  # an annotation that is not a type (a string left unresolved, ...)
+        return None
+
+
+def declared_types(fn: Callable[..., Any]) -> tuple[dict[str, Any], Any]:
+    """The rebuildable types `fn` declares: ({parameter: type}, return type), None for plain."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: the values stay plain JSON
+        hints = {}
+    params = {}
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        wanted = declared_type(hint)
+        if wanted is not None:
+            params[name] = wanted
+    return params, declared_type(hints.get("return"))
+
+
+def restore(stored: Any, hint: Any) -> Any:
+    """A stored value as user code sees it: `hint` rebuilt (see `declared_type`), or plain JSON."""
+    plain = fresh(stored)
+    if hint is None:
+        return plain
+    return rebuild(plain, hint)
+
+
+def rebuild(plain: Any, hint: Any, what: str = "value") -> Any:
+    """Build `hint` from plain JSON (already `fresh`); a mismatch is a `SerializationError`."""
+    try:
+        return converter.structure(plain, hint)
+    except Exception as exc:
+        name = _type_name(hint)
+        raise SerializationError(
+            f"{what}: the stored value {_short(plain)} cannot be turned into the declared type "
+            f"{name} ({type(exc).__name__}: {exc}); declare the type the value was stored "
+            "as, or Any for plain JSON",
+            path=what,
+            type_name=name,
+        ) from None
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__qualname__
+    return str(hint).replace("typing.", "")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
