@@ -286,9 +286,9 @@ def _store_other(value: Any, depth: int, loose: bool) -> Any:
     kind = cls.__name__
     hint = " (use a list)" if isinstance(value, tuple) else ""
     raise _Invalid(
-        f"{{path}} is a {kind}, which perdure cannot store{hint}; it stores JSON "
-        "(dict/list/str/int/float/bool/None), datetime, date, time, UUID, Decimal, Enum, "
-        "dataclasses, attrs classes and pydantic models",
+        f"{{path}} is a {kind}, which is not JSON-serialisable{hint}; perdure stores "
+        "dict/list/str/int/float/bool/None, and datetime, date, time, UUID, Decimal, Enum, "
+        "dataclasses, attrs classes and pydantic models as tagged JSON",
         kind,
     )
 
