@@ -253,3 +253,26 @@ def test_an_interrupt_result_is_served_by_fastapi() -> None:
     adapter = pydantic.TypeAdapter(Any)
     dumped = adapter.dump_python({"__interrupt__": [Interrupt({"a": 1}, "i1")]}, mode="json")
     assert dumped == {"__interrupt__": [{"value": {"a": 1}, "id": "i1"}]}
+
+
+@entrypoint()
+async def vt_plain_ask(doc: str) -> Any:
+    return interrupt({"approve": doc})
+
+
+def test_a_plain_interrupt_result_is_served_by_fastapi() -> None:
+    """The 500 of issue 12: `Interrupt` was an attrs class FastAPI could not encode."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+
+    @app.post("/docs/{thread}")
+    async def start(thread: str) -> Any:
+        return await vt_plain_ask.ainvoke("doc-1", cfg(thread))
+
+    with TestClient(app) as client:
+        response = client.post("/docs/plain-1")
+    assert response.status_code == 200, response.text
+    [item] = response.json()["__interrupt__"]
+    assert item["value"] == {"approve": "doc-1"} and item["id"]
