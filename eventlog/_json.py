@@ -234,7 +234,7 @@ def _store_other(value: Any, depth: int, loose: bool) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _bad_float(value)
-        return value
+        return float(value)  # the encoder writes no float subclass (numpy.float64, ...)
     if isinstance(value, dict):
         return _store_dict(value, depth, loose)
     if isinstance(value, list):

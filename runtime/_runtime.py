@@ -387,8 +387,8 @@ class Runtime:
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
-        input = check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         spec.validate_input(input)
+        input = check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         input_digest = digest(input)
         if idempotency_key is not None:
             _check_id("idempotency_key", idempotency_key)

@@ -228,3 +228,12 @@ def test_cycles_are_refused_with_the_path_where_the_value_repeats() -> None:
     with pytest.raises(SerializationError, match="contains a cycle") as caught:
         check_json(node)
     assert caught.value.path == "value.child"
+
+
+def test_a_float_subclass_is_stored_as_a_float() -> None:
+    class Meters(float):
+        pass
+
+    stored = check_json({"d": Meters(2.5)})
+    assert type(stored["d"]) is float and stored["d"] == 2.5
+    assert _through_the_log(stored) == {"d": 2.5}  # the encoder refused it before
