@@ -222,23 +222,19 @@ def _store_list(value: list[Any], depth: int, loose: bool) -> Any:
 
 def _store_other(value: Any, depth: int, loose: bool) -> Any:
     # Subclasses of the JSON types (a StrEnum, an OrderedDict) are stored as their base
-    # type, as they always were: their stored form, and so their digest, stays the same.
+    # type, as they always were: the same bytes, so the same digest. They are read through
+    # the base type's own methods, as the encoder reads them, so an override cannot hide
+    # a value from the check (and the encoder writes no float subclass at all).
     if isinstance(value, str):
-        if not value.isascii():
-            _check_text(value)
-        return value
+        return _store(str.__str__(value), depth, loose)
     if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise _bad_int()
-        return value
+        return _store(int.__int__(value), depth, loose)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _bad_float(value)
-        return float(value)  # the encoder writes no float subclass (numpy.float64, ...)
+        return _store(float.__float__(value), depth, loose)
     if isinstance(value, dict):
-        return _store_dict(value, depth, loose)
+        return _store_dict(dict(dict.items(value)), depth, loose)
     if isinstance(value, list):
-        return _store_list(value, depth, loose)
+        return _store_list(list(list.__iter__(value)), depth, loose)
     if depth >= MAX_DEPTH:
         raise _Invalid("", "depth")
     if isinstance(value, datetime.datetime):

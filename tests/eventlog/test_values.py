@@ -237,3 +237,24 @@ def test_a_float_subclass_is_stored_as_a_float() -> None:
     stored = check_json({"d": Meters(2.5)})
     assert type(stored["d"]) is float and stored["d"] == 2.5
     assert _through_the_log(stored) == {"d": 2.5}  # the encoder refused it before
+
+
+def test_subclass_overrides_cannot_hide_a_value_from_the_check() -> None:
+    """The encoder reads a subclass's storage, not its methods: so must the check."""
+
+    class Sneaky(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            return []
+
+    class Text(str):
+        def isascii(self) -> bool:
+            return True
+
+    with pytest.raises(SerializationError) as caught:
+        check_json({"k": Sneaky(hidden=object())}, "result")
+    assert caught.value.path == "result['k']['hidden']"
+    with pytest.raises(SerializationError, match="lone surrogate"):
+        check_json([Text("a\ud800")])
+    # Honest subclasses are stored as their base type, with the same digest as before.
+    assert digest(check_json(Sneaky(a=1))) == digest({"a": 1})
+    assert type(check_json(Size.LARGE)) is int
