@@ -95,20 +95,61 @@ def declared_type(hint: Any) -> Any:
         return None
 
 
-def declared_types(fn: Callable[..., Any]) -> tuple[dict[str, Any], Any]:
-    """The rebuildable types `fn` declares: ({parameter: type}, return type), None for plain."""
+class Declared:
+    """The declared type of one parameter (or ``"return"``) of `fn`, resolved on first use.
+
+    For annotations that could not be evaluated when `fn` was decorated: with
+    ``from __future__ import annotations`` they may name a class defined further
+    down the module.
+    """
+
+    __slots__ = ("_exclude", "_fn", "_name", "_resolved", "_type")
+
+    def __init__(self, fn: Callable[..., Any], name: str, exclude: tuple[Any, ...] = ()) -> None:
+        self._fn = fn
+        self._name = name
+        self._exclude = exclude
+        self._type: Any = None
+        self._resolved = False
+
+    def get(self) -> Any:
+        """The rebuildable type (see `declared_type`), or None for plain JSON."""
+        if not self._resolved:
+            try:
+                hints = typing.get_type_hints(self._fn)
+            except Exception:  # still unresolvable (a class local to a function): plain JSON
+                return None
+            hint = hints.get(self._name)
+            self._type = None if hint in self._exclude else declared_type(hint)
+            self._resolved = True
+        return self._type
+
+    def __repr__(self) -> str:
+        return f"Declared({getattr(self._fn, '__qualname__', self._fn)!r}, {self._name!r})"
+
+
+def declared_types(
+    fn: Callable[..., Any], exclude: tuple[Any, ...] = ()
+) -> tuple[dict[str, Any], Any]:
+    """The rebuildable types `fn` declares: ({parameter: type}, return type), None for plain.
+
+    Annotations that cannot be evaluated yet become `Declared` (resolved when first
+    needed); `restore` and `rebuild` accept both. Annotations in `exclude` (such as
+    ``entrypoint.final[...]``, which declares no value type) count as undeclared.
+    """
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: the values stay plain JSON
-        hints = {}
+    except Exception:  # a forward reference not defined yet: resolve on first use
+        names = getattr(fn, "__annotations__", {})
+        params = {name: Declared(fn, name, exclude) for name in names if name != "return"}
+        return params, Declared(fn, "return", exclude) if "return" in names else None
     params = {}
     for name, hint in hints.items():
-        if name == "return":
-            continue
-        wanted = declared_type(hint)
-        if wanted is not None:
+        wanted = None if hint in exclude else declared_type(hint)
+        if wanted is not None and name != "return":
             params[name] = wanted
-    return params, declared_type(hints.get("return"))
+    result = hints.get("return")
+    return params, None if result in exclude else declared_type(result)
 
 
 def restore(stored: Any, hint: Any) -> Any:
@@ -121,6 +162,10 @@ def restore(stored: Any, hint: Any) -> Any:
 
 def rebuild(plain: Any, hint: Any, what: str = "value") -> Any:
     """Build `hint` from plain JSON (already `fresh`); a mismatch is a `SerializationError`."""
+    if type(hint) is Declared:
+        hint = hint.get()
+        if hint is None:
+            return plain
     try:
         return converter.structure(plain, hint)
     except Exception as exc:

@@ -189,9 +189,8 @@ class entrypoint:
         wanted = [key for key in _INJECTABLE if key in params]
         is_async = inspect.iscoroutinefunction(fn)
         # The input and `previous` come from the log as plain JSON: rebuild declared types.
-        param_types, result_type = declared_types(fn)
-        if result_type is Final:  # ``-> entrypoint.final[Value, Saved]``: the value is undeclared
-            result_type = None
+        # ``-> entrypoint.final[Value, Saved]`` declares no value type: plain JSON.
+        param_types, result_type = declared_types(fn, exclude=(Final,))
         input_type = param_types.get(positional[0].name)
         previous_type = param_types.get("previous")
 

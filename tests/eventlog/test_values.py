@@ -258,3 +258,26 @@ def test_subclass_overrides_cannot_hide_a_value_from_the_check() -> None:
     # Honest subclasses are stored as their base type, with the same digest as before.
     assert digest(check_json(Sneaky(a=1))) == digest({"a": 1})
     assert type(check_json(Size.LARGE)) is int
+
+
+def test_annotations_naming_a_class_defined_later_are_resolved_on_first_use() -> None:
+    def make() -> Later:  # noqa: F821  # defined below, as in a module read top-down
+        raise NotImplementedError
+
+    def takes(x: Later) -> int:  # noqa: F821
+        raise NotImplementedError
+
+    params, result = declared_types(make)
+    assert params == {} and result is not None
+    assert declared_types(takes)[0]  # `x` is deferred too
+    globals()["Later"] = _Later
+    try:
+        stored = check_json(_Later(day=datetime.date(2024, 1, 2)))
+        assert restore(stored, result) == _Later(day=datetime.date(2024, 1, 2))
+    finally:
+        del globals()["Later"]
+
+
+@dataclasses.dataclass
+class _Later:
+    day: datetime.date
