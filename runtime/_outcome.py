@@ -24,7 +24,11 @@ INTERRUPT_KEY = "__interrupt__"
 
 @attrs.frozen
 class Outcome:
-    """A snapshot of a run at a point where a caller stops waiting."""
+    """A snapshot of a run at a point where a caller stops waiting.
+
+    `result` is the value as stored (tagged JSON for a datetime, a dataclass, ...);
+    `unwrap()` gives it as plain JSON or as the declared type.
+    """
 
     run_id: str
     target: str

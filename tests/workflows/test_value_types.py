@@ -276,3 +276,13 @@ def test_a_plain_interrupt_result_is_served_by_fastapi() -> None:
     assert response.status_code == 200, response.text
     [item] = response.json()["__interrupt__"]
     assert item["value"] == {"approve": "doc-1"} and item["id"]
+
+
+def test_client_resume_returns_the_declared_type() -> None:
+    from perdure import Client
+
+    client = Client()
+    paused = client.run("vt_flow", ORDER, run_id="vt-client")
+    assert paused["__interrupt__"][0].value["ref"] == str(ID)
+    assert client.resume("vt-client", "yes") == Receipt(order=ORDER, paid_on=DAY)
+    assert client.run("vt_ship", {"order": ORDER, "when": DAY}) == Receipt(order=ORDER, paid_on=DAY)
