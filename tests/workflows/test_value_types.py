@@ -21,6 +21,7 @@ from perdure import (
     Command,
     IdempotencyConflictError,
     Interrupt,
+    Replayer,
     Runtime,
     entrypoint,
     function,
@@ -168,6 +169,11 @@ async def test_a_workflow_round_trips_everyday_types(runtime: Runtime, flow: Any
     assert isinstance(paid[0], TaskCompleted) and paid[0].result["__perdure__"] == "attrs"
     [done] = of_type(events, "run_completed")
     assert isinstance(done, RunCompleted) and done.result["__perdure__"] == "attrs"
+
+    # The deploy check replays it to the same end, typed values and all.
+    thread = config["configurable"]["thread_id"]
+    replayed = await Replayer(workflows=[flow]).areplay(thread, log=runtime.log)
+    assert replayed.ok and replayed.divergence is None, replayed
 
 
 def test_a_workflow_round_trips_everyday_types_through_sync_invoke() -> None:
