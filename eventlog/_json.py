@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
 import hashlib
 import math
@@ -245,7 +244,9 @@ def _store_other(value: Any, depth: int, loose: bool) -> Any:
         return {TAG: "time", "value": value.isoformat()}
     if isinstance(value, uuid.UUID):
         return {TAG: "uuid", "value": str(value)}
-    if isinstance(value, decimal.Decimal):
+    # `decimal` is not imported for this check: without the module there is no Decimal.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return {TAG: "decimal", "value": str(value)}
     if isinstance(value, enum.Enum):
         try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
 import inspect
 import sys
@@ -32,28 +31,33 @@ from perdure.eventlog._codec import converter
 from perdure.eventlog._errors import SerializationError
 from perdure.eventlog._json import fresh
 
-_SCALARS: dict[type, Callable[[str], Any]] = {
-    datetime.datetime: datetime.datetime.fromisoformat,
-    datetime.date: datetime.date.fromisoformat,
-    datetime.time: datetime.time.fromisoformat,
-    uuid.UUID: uuid.UUID,
-    decimal.Decimal: decimal.Decimal,
-}
+
+def _scalar_parser(cls: Any) -> Callable[[str], Any] | None:
+    """How to parse the stored text of a tagged scalar type, or None for other types."""
+    if cls is datetime.datetime or cls is datetime.date or cls is datetime.time:
+        return cls.fromisoformat
+    if cls is uuid.UUID:
+        return uuid.UUID
+    # `decimal` is not imported for this: code that declares Decimal has imported it.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and cls is decimal.Decimal:
+        return decimal.Decimal  # type: ignore[no-any-return]
+    return None
 
 
-def _scalar_hook(parse: Callable[[str], Any]) -> Callable[[Any, type], Any]:
-    def structure(value: Any, cls: type) -> Any:
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, str):
-            raise TypeError(f"expected text for {cls.__name__}, got {type(value).__name__}")
-        return parse(value)
+def _structure_scalar(value: Any, cls: type) -> Any:
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected text for {cls.__name__}, got {type(value).__name__}")
+    parse = _scalar_parser(cls)
+    assert parse is not None
+    return parse(value)
 
-    return structure
 
-
-for _cls, _parse in _SCALARS.items():
-    converter.register_structure_hook(_cls, _scalar_hook(_parse))
+converter.register_structure_hook_func(
+    lambda cls: _scalar_parser(cls) is not None, _structure_scalar
+)
 
 
 def _is_pydantic_model(cls: Any) -> bool:
@@ -72,7 +76,7 @@ def _rebuildable(hint: Any, seen: set[int]) -> bool:
         return False
     seen.add(id(hint))
     if isinstance(hint, type):
-        if hint in _SCALARS or _is_pydantic_model(hint):
+        if _scalar_parser(hint) is not None or _is_pydantic_model(hint):
             return True
         if issubclass(hint, enum.Enum):
             return True
