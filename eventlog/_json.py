@@ -66,10 +66,9 @@ _isfinite = math.isfinite
 class _Invalid(Exception):
     """Internal: a bad value found while walking; each container on the way up adds its step."""
 
-    def __init__(self, reason: str, type_name: str, *, hint: str = "") -> None:
-        self.reason = reason
+    def __init__(self, reason: str, type_name: str) -> None:
+        self.reason = reason  # the message after the path, e.g. " is a set, which ..."
         self.type_name = type_name
-        self.hint = hint
         self.steps: list[str] = []
         self.containers: list[int] = []
 
@@ -127,7 +126,7 @@ def _error(bad: _Invalid, root: str) -> SerializationError:
             type_name="depth",
         )
     path = root + "".join(steps)
-    return SerializationError(bad.reason.format(path=path), path=path, type_name=bad.type_name)
+    return SerializationError(path + bad.reason, path=path, type_name=bad.type_name)
 
 
 def _store(value: Any, depth: int, loose: bool) -> Any:
@@ -160,7 +159,7 @@ def _store_dict(value: dict[Any, Any], depth: int, loose: bool) -> Any:
     for key, item in value.items():
         if type(key) is not str and not isinstance(key, str):
             raise _Invalid(
-                f"{{path}} has a key {key!r} of type {type(key).__name__}; "
+                f" has a key {key!r} of type {type(key).__name__}; "
                 "JSON object keys must be strings",
                 type(key).__name__,
             ).add(f"[{key!r}]", value)
@@ -272,7 +271,7 @@ def _store_other(value: Any, depth: int, loose: bool) -> Any:
             dumped = value.model_dump(mode="json")
         except Exception as exc:
             raise _Invalid(
-                f"{{path}} is a {cls.__name__} (pydantic) that cannot be dumped to JSON: {exc}",
+                f" is a {cls.__name__} (pydantic) that cannot be dumped to JSON: {exc}",
                 cls.__name__,
             ) from None
         try:
@@ -283,7 +282,7 @@ def _store_other(value: Any, depth: int, loose: bool) -> Any:
     kind = cls.__name__
     hint = " (use a list)" if isinstance(value, tuple) else ""
     raise _Invalid(
-        f"{{path}} is a {kind}, which is not JSON-serialisable{hint}; perdure stores "
+        f" is a {kind}, which is not JSON-serialisable{hint}; perdure stores "
         "dict/list/str/int/float/bool/None, and datetime, date, time, UUID, Decimal, Enum, "
         "dataclasses, attrs classes and pydantic models as tagged JSON",
         kind,
@@ -309,21 +308,19 @@ def _sorted(items: set[Any] | frozenset[Any]) -> list[Any]:
         return sorted(items)
     except TypeError:
         raise _Invalid(
-            "{path} is a set whose items cannot be sorted; use a list", type(items).__name__
+            " is a set whose items cannot be sorted; use a list", type(items).__name__
         ) from None
 
 
 def _bad_int() -> _Invalid:
     return _Invalid(
-        "{path} is an integer outside the 64-bit range JSON can carry here; store it as a string",
+        " is an integer outside the 64-bit range JSON can carry here; store it as a string",
         "int",
     )
 
 
 def _bad_float(value: float) -> _Invalid:
-    return _Invalid(
-        f"{{path}} is {value!r}, which JSON cannot represent; use None or a string", "float"
-    )
+    return _Invalid(f" is {value!r}, which JSON cannot represent; use None or a string", "float")
 
 
 def _check_text(text: str) -> None:
@@ -331,7 +328,7 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise _Invalid(
-            "{path} contains a lone surrogate character, which is not valid UTF-8 JSON", "str"
+            " contains a lone surrogate character, which is not valid UTF-8 JSON", "str"
         ) from None
 
 

@@ -281,3 +281,9 @@ def test_annotations_naming_a_class_defined_later_are_resolved_on_first_use() ->
 @dataclasses.dataclass
 class _Later:
     day: datetime.date
+
+
+def test_messages_quote_user_text_with_braces_safely() -> None:
+    with pytest.raises(SerializationError, match="keys must be strings") as caught:
+        check_json({("{path}", "{0}"): 1}, "input")
+    assert "('{path}', '{0}')" in str(caught.value)
