@@ -292,3 +292,26 @@ def test_client_resume_returns_the_declared_type() -> None:
     assert paused["__interrupt__"][0].value["ref"] == str(ID)
     assert client.resume("vt-client", "yes") == Receipt(order=ORDER, paid_on=DAY)
     assert client.run("vt_ship", {"order": ORDER, "when": DAY}) == Receipt(order=ORDER, paid_on=DAY)
+
+
+# A task annotated with a class the module defines further down (postponed annotations):
+# the type is resolved when first needed, not dropped.
+@task
+def vt_later() -> LaterThing:
+    return LaterThing(when=DAY)
+
+
+@entrypoint()
+def vt_later_flow(_: Any) -> LaterThing:
+    thing = vt_later().result()
+    assert isinstance(thing, LaterThing), thing
+    return thing
+
+
+@dataclasses.dataclass
+class LaterThing:
+    when: datetime.date
+
+
+async def test_a_type_defined_after_the_task_is_rebuilt(runtime: Runtime) -> None:
+    assert await vt_later_flow.ainvoke(None, cfg("vt-later")) == LaterThing(when=DAY)
