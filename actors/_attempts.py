@@ -106,7 +106,12 @@ class AttemptRunner(abc.ABC):
                 if fut.done():
                     continue
                 if step.done:
-                    fut.set_result(restore(step.result, result_type))
+                    try:
+                        value = restore(step.result, result_type)
+                    except SerializationError as exc:  # not the declared type: the caller's error
+                        fail_future(fut, exc)
+                    else:
+                        fut.set_result(value)
                 elif step.failed is not None:
                     fail_future(fut, failure_error(actor.run_id, step.failed))
 

@@ -6,6 +6,7 @@ as plain JSON otherwise; the same in a live run and in its replay.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import decimal
@@ -22,6 +23,7 @@ from perdure import (
     IdempotencyConflictError,
     Interrupt,
     Replayer,
+    RunFailedError,
     Runtime,
     entrypoint,
     function,
@@ -315,3 +317,27 @@ class LaterThing:
 
 async def test_a_type_defined_after_the_task_is_rebuilt(runtime: Runtime) -> None:
     assert await vt_later_flow.ainvoke(None, cfg("vt-later")) == LaterThing(when=DAY)
+
+
+@task
+def vt_mislabelled() -> Receipt:
+    CALLS.hit("mislabelled")
+    return {"nope": 1}  # type: ignore[return-value]  # not what it declares
+
+
+@entrypoint()
+async def vt_mislabelled_flow(_: Any) -> Any:
+    return await vt_mislabelled()
+
+
+async def test_a_result_that_does_not_fit_its_declared_type_fails_the_run_clearly(
+    runtime: Runtime, logs: Any
+) -> None:
+    with pytest.raises(RunFailedError) as info:
+        await asyncio.wait_for(vt_mislabelled_flow.ainvoke(None, cfg("vt-mislabelled")), 30)
+    assert info.value.error_type == "SerializationError"
+    assert "declared type Receipt" in info.value.error_message
+    assert CALLS["mislabelled"] == 1  # recorded once; the replay would fail the same way
+    events = await events_of(runtime.log, "vt-mislabelled")
+    assert [e.result for e in of_type(events, "task_completed")] == [{"nope": 1}]
+    assert logs.find("run actor crashed") == []  # the waiting code got the error, not the actor
