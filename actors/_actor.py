@@ -450,7 +450,7 @@ class RunActor:
             )
             return
         try:
-            check_json(answers, "resume")
+            answers = check_json(answers, "resume")
         except Exception as exc:
             message.reply.set_exception(exc)
             return

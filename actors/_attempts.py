@@ -35,7 +35,7 @@ from perdure.eventlog import (
     TimerSet,
     check_json,
 )
-from perdure.eventlog._json import fresh
+from perdure.eventlog._values import restore
 
 if TYPE_CHECKING:
     from perdure.actors._actor import RunActor
@@ -88,8 +88,9 @@ class AttemptRunner(abc.ABC):
         self._semaphore: asyncio.Semaphore | None = None
 
     @abc.abstractmethod
-    def _complete(self, value: Any) -> None:
-        """Finish the run with `value` (a function run ends with its task)."""
+    def _complete(self, value: Any, *, stored: bool = False) -> None:
+        """Finish the run with `value` (a function run ends with its task; `stored`: the
+        value is already in its stored form)."""
 
     @abc.abstractmethod
     def _fail_run(self, error: BaseException, message: str | None = None) -> None:
@@ -104,12 +105,12 @@ class AttemptRunner(abc.ABC):
         self.calls[position] = message
         step = actor.state.steps.get(position)
         if step is not None and (step.done or step.failed is not None):
-            self._deliver(step, [message.future])
+            self._deliver(step, [message.future], message.spec.result_type)
             return
         self.waiters.setdefault(position, []).append(message.future)
         self.ensure_attempt(position)
 
-    def _deliver(self, step: Step, futures: list[asyncio.Future[Any]]) -> None:
+    def _deliver(self, step: Step, futures: list[asyncio.Future[Any]], result_type: Any) -> None:
         """Hand a settled step's outcome to waiting code, once that outcome is durable."""
         actor = self.actor
 
@@ -118,7 +119,12 @@ class AttemptRunner(abc.ABC):
                 if fut.done():
                     continue
                 if step.done:
-                    fut.set_result(fresh(step.result))
+                    try:
+                        value = restore(step.result, result_type)
+                    except SerializationError as exc:  # not the declared type: the caller's error
+                        fail_future(fut, exc)
+                    else:
+                        fut.set_result(value)
                 elif step.failed is not None:
                     fail_future(fut, failure_error(actor.run_id, step.failed))
 
@@ -177,7 +183,7 @@ class AttemptRunner(abc.ABC):
             name=spec.name,
             input_digest=call.digest,
             attempt=attempt,
-            input=[call.args, call.kwargs] if record else None,
+            input=(call.stored or [call.args, call.kwargs]) if record else None,
         )
         state = actor.state
         key = state.idempotency_key if state.kind == "function" and state.idempotency_key else None
@@ -236,7 +242,7 @@ class AttemptRunner(abc.ABC):
                 else:
                     async with asyncio.timeout(spec.timeout) as deadline:
                         done.value = await spec.call(call.args, call.kwargs, info)
-                check_json(done.value, "result")
+                done.value = check_json(done.value, "result")
             except Suspend as signal:
                 if signal.reason == "actor stopped":
                     _observe.end_span(span)
@@ -291,11 +297,11 @@ class AttemptRunner(abc.ABC):
                 result=message.value,
             )
             self.calls.pop(call.position, None)  # settled: a long run must not keep every call
-            self._deliver(step, self.waiters.pop(call.position, []))
+            self._deliver(step, self.waiters.pop(call.position, []), call.spec.result_type)
             if actor.state.kind == "function" and call.position == "0":
                 # The function's trivial body would only repeat this: finish the run in
                 # the same commit (`_complete` cancels the body and its BodyDone).
-                self._complete(message.value)
+                self._complete(message.value, stored=True)
         elif message.outcome == "suspended":
             actor.emit(
                 TaskSuspended, position=call.position, name=call.spec.name, attempt=message.attempt
@@ -362,7 +368,7 @@ class AttemptRunner(abc.ABC):
             attempts=step.failures,
         )
         self.calls.pop(call.position, None)
-        self._deliver(step, self.waiters.pop(call.position, []))
+        self._deliver(step, self.waiters.pop(call.position, []), call.spec.result_type)
         if actor.state.kind == "function" and call.position == "0":
             assert step.failed is not None
             self._fail_run(failure_error(actor.run_id, step.failed))

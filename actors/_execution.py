@@ -173,7 +173,7 @@ class Execution(AttemptRunner):
         elif message.error is not None:
             self._body_failed(message.error)
 
-    def _complete(self, value: Any) -> None:
+    def _complete(self, value: Any, *, stored: bool = False) -> None:
         actor = self.actor
         if isinstance(value, Final):
             result, saved = value.value, value.save
@@ -181,8 +181,9 @@ class Execution(AttemptRunner):
             result = value
             saved = value if actor.state.kind == "workflow" else None
         try:
-            check_json(result, "return value")
-            check_json(saved, "saved value")
+            if not stored:  # else: already in its stored form (a function's task result)
+                result = check_json(result, "return value")
+                saved = check_json(saved, "saved value")
         except SerializationError as exc:
             self._fail_run(
                 exc,

@@ -41,6 +41,9 @@ class ExecuteTask:
     kwargs: dict[str, Any]
     digest: str
     future: asyncio.Future[Any]
+    #: The stored form ([args, kwargs]) when it differs from the values the task is
+    #: called with (tagged types such as datetime); None when they are the same.
+    stored: list[Any] | None = None
 
 
 @attrs.define(slots=True, kw_only=True)

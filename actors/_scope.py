@@ -23,6 +23,7 @@ from perdure.actors._replay import match_step
 from perdure.actors._targets import BodyInfo, TaskSpec
 from perdure.eventlog import TaskFailed, check_json, digest
 from perdure.eventlog._json import fresh
+from perdure.eventlog._values import restore
 
 if TYPE_CHECKING:
     from perdure.actors._actor import RunActor
@@ -158,13 +159,14 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     def where() -> str:
         return f"task {spec.name!r} (run {actor.run_id!r}, position {position})"
 
-    check_json(arg_list, "args", where=where)
-    check_json(kwargs, "kwargs", where=where)
-    payload_digest = digest([arg_list, kwargs])
+    stored_args = check_json(arg_list, "args", where=where)
+    stored_kwargs = check_json(kwargs, "kwargs", where=where)
+    stored = [stored_args, stored_kwargs]
+    payload_digest = digest(stored)
     step = match_step(actor.state, position, "task", spec.name, payload_digest)
     if step is not None and step.settled_seq < actor.durable_seq:
         if step.done:
-            return TaskFuture(spec.name, actor.loop, value=fresh(step.result))
+            return TaskFuture(spec.name, actor.loop, value=restore(step.result, spec.result_type))
         if step.failed is not None:
             return TaskFuture(spec.name, actor.loop, error=failure_error(actor.run_id, step.failed))
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
@@ -178,6 +180,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             kwargs=kwargs,
             digest=payload_digest,
             future=fut,
+            stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
         ),
     )
     return TaskFuture(spec.name, actor.loop, fut=fut)
@@ -199,7 +202,9 @@ def interrupt(value: Any) -> Any:
         if step.answered and step.settled_seq < actor.durable_seq:
             return fresh(step.answer)
         raise Suspend("interrupt", step.interrupt_id)
-    check_json(value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}")
+    value = check_json(
+        value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}"
+    )
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,

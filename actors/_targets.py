@@ -7,6 +7,7 @@ code in a thread.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,9 @@ class TaskSpec:
     #: Whether the attempt's input is recorded in TaskAttemptStarted (not for
     #: function runs, whose input is already in RunStarted).
     record_input: bool = True
+    #: The declared type workflow code gets the result back as (None: plain JSON);
+    #: see `perdure.eventlog._values.declared_type`.
+    result_type: Any = None
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +84,8 @@ class TargetSpec:
     retry: RetryPolicy | None = None
     #: The decorated user object, for lookups by identity.
     source: Any = None
+    #: The declared type callers get the run's result back as (None: plain JSON).
+    result_type: Any = None
 
 
 @attrs.frozen
@@ -94,9 +100,13 @@ class Final:
         return cls
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Interrupt:
-    """A pending question from `interrupt(value)`; answer it with `Command(resume=...)`."""
+    """A pending question from `interrupt(value)`; answer it with `Command(resume=...)`.
+
+    A dataclass whose `value` is plain JSON, so web frameworks (FastAPI, pydantic)
+    serialise a returned ``{"__interrupt__": [...]}`` as ``{"value": ..., "id": ...}``.
+    """
 
     value: Any
     id: str

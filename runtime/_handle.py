@@ -24,7 +24,8 @@ class RunHandle:
     async def result(self, timeout: float | None = None) -> Any:
         """Wait until the run settles; return its result (or its interrupts), or raise its error."""
         outcome = await self.runtime.wait(self.run_id, timeout=timeout)
-        return outcome.unwrap()
+        spec = self.runtime.registry.get(self.target)
+        return outcome.unwrap(spec.result_type if spec is not None else None)
 
     async def status(self) -> RunStatus:
         return await self.runtime.status(self.run_id)

@@ -17,13 +17,18 @@ from perdure.actors import (
 )
 from perdure.eventlog import Event, Resumed, RunContinued
 from perdure.eventlog._json import fresh
+from perdure.eventlog._values import restore
 
 INTERRUPT_KEY = "__interrupt__"
 
 
 @attrs.frozen
 class Outcome:
-    """A snapshot of a run at a point where a caller stops waiting."""
+    """A snapshot of a run at a point where a caller stops waiting.
+
+    `result` is the value as stored (tagged JSON for a datetime, a dataclass, ...);
+    `unwrap()` gives it as plain JSON or as the declared type.
+    """
 
     run_id: str
     target: str
@@ -37,10 +42,14 @@ class Outcome:
     reason: str = ""
     details: dict[str, str] = attrs.field(factory=dict)
 
-    def unwrap(self) -> Any:
-        """The result, ``{"__interrupt__": [...]}`` when paused, or the run's error raised."""
+    def unwrap(self, result_type: Any = None) -> Any:
+        """The result, ``{"__interrupt__": [...]}`` when paused, or the run's error raised.
+
+        The result is plain JSON, or rebuilt as `result_type` (a type from
+        `perdure.eventlog._values.declared_type`, such as the target's `result_type`).
+        """
         if self.status == "completed":
-            return fresh(self.result)
+            return restore(self.result, result_type)
         if self.status == "waiting":
             return {INTERRUPT_KEY: list(self.interrupts)}
         if self.status == "failed":
@@ -82,7 +91,8 @@ def settled_outcome(state: RunState) -> Outcome | None:
     if state.terminal is None and not (status == "waiting" and state.pending_interrupts()):
         return None
     interrupts = tuple(
-        Interrupt(value=step.question, id=step.interrupt_id) for step in state.pending_interrupts()
+        Interrupt(value=fresh(step.question), id=step.interrupt_id)
+        for step in state.pending_interrupts()
     )
     error = state.error
     if state.kind == "function":

@@ -277,8 +277,8 @@ def _check_end(
         return None
     result, saved = (value.value, value.save) if isinstance(value, Final) else (value, value)
     try:
-        check_json(result, "return value")
-        check_json(saved, "saved value")
+        result = check_json(result, "return value")
+        saved = check_json(saved, "saved value")
     except SerializationError as exc:
         if end == "failed":
             return None  # the recorded run failed storing this value too

@@ -392,8 +392,8 @@ class Runtime:
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
-        check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         spec.validate_input(input)
+        input = check_json(input, "input", where=f"input of {spec.name!r} cannot be stored")
         if config:
             check_json(config, "config", where=f"config of {spec.name!r} cannot be stored")
         input_digest = digest(input)

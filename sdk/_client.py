@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from perdure._bridge import Bridge, ClientUsageError
 from perdure.eventlog import EventLog
-from perdure.runtime import Runtime
+from perdure.runtime import Outcome, Runtime
 
 T = TypeVar("T")
 
@@ -136,16 +136,22 @@ class Client:
 
         async def go(rt: Runtime) -> Any:
             await rt.resume(run_id, value)
-            return (await rt.wait(run_id)).unwrap()
+            return _result(rt, await rt.wait(run_id))
 
         return self._call(go, "resume")
 
     async def aresume(self, run_id: str, value: Any) -> Any:
         async def go(rt: Runtime) -> Any:
             await rt.resume(run_id, value)
-            return (await rt.wait(run_id)).unwrap()
+            return _result(rt, await rt.wait(run_id))
 
         return await self._acall(go)
 
     def cancel(self, run_id: str) -> None:
         self._call(lambda rt: rt.cancel(run_id), "cancel")
+
+
+def _result(rt: Runtime, outcome: Outcome) -> Any:
+    """`outcome.unwrap()`, with the result rebuilt as its target's declared type."""
+    spec = rt.registry.get(outcome.target)
+    return outcome.unwrap(spec.result_type if spec is not None else None)

@@ -20,6 +20,7 @@ from perdure.actors import (
     call_task,
     current_scope,
 )
+from perdure.eventlog._values import declared_types, rebuild
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,6 +106,18 @@ def input_binder(
         return args, kwargs
 
     return bind
+
+
+def _rebuild_arguments(
+    kwargs: dict[str, Any], types: dict[str, Any], target: str
+) -> dict[str, Any]:
+    """Keyword arguments with each declared type rebuilt from its stored (plain JSON) form."""
+    return {
+        key: rebuild(value, types[key], f"argument {key!r} of {target!r}")
+        if key in types
+        else value
+        for key, value in kwargs.items()
+    }
 
 
 def build_policy(
@@ -229,6 +242,7 @@ def function(
         full_sig = inspect.signature(func)
         from_input = input_binder(sig)
         is_async = inspect.iscoroutinefunction(func)
+        param_types, result_type = declared_types(func)
 
         async def call(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
             """Called from a workflow: the arguments are as the workflow passed them."""
@@ -238,7 +252,12 @@ def function(
             return await run_sync("task", func, *lead, *args, **kwargs)
 
         async def call_run(args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
-            """A run of its own: `kwargs` is the run's input, arguments by name."""
+            """A run of its own: `kwargs` is the run's input, arguments by name.
+
+            The input comes from the log as plain JSON: declared types are rebuilt.
+            """
+            if param_types:
+                kwargs = _rebuild_arguments(kwargs, param_types, fname)
             given, named = from_input(kwargs)
             return await call([*args, *given], named, info)
 
@@ -263,10 +282,16 @@ def function(
             name=fname, call=call_run, retry=policy, timeout=seconds, record_input=False
         )
         spec = TargetSpec(
-            name=fname, kind="function", validate_input=validate_input, task=task, source=func
+            name=fname,
+            kind="function",
+            validate_input=validate_input,
+            task=task,
+            source=func,
+            result_type=result_type,
         )
         (registry or default_registry).register(spec)
-        return DurableFunction(func, spec, attrs.evolve(task, call=call, record_input=True))
+        as_task = attrs.evolve(task, call=call, record_input=True, result_type=result_type)
+        return DurableFunction(func, spec, as_task)
 
     if fn is not None:
         return decorate(fn)

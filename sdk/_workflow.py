@@ -27,6 +27,7 @@ from perdure.actors import (
     durable_sleep,
 )
 from perdure.eventlog import EventLog
+from perdure.eventlog._values import declared_types, rebuild
 from perdure.runtime import (
     InvalidArgumentsError,
     Registry,
@@ -124,7 +125,13 @@ def task(
                 return await func(*args, **kwargs)
             return await run_sync("task", func, *args, **kwargs)
 
-        return Task(func, TaskSpec(name=tname, call=call, retry=policy, timeout=seconds))
+        # Workflow code gets the task's result back as its declared return type
+        # (plain JSON without one); the task itself is called with the values passed.
+        result_type = declared_types(func)[1]
+        spec = TaskSpec(
+            name=tname, call=call, retry=policy, timeout=seconds, result_type=result_type
+        )
+        return Task(func, spec)
 
     if fn is not None:
         return decorate(fn)
@@ -188,6 +195,11 @@ class entrypoint:
             )
         wanted = [key for key in _INJECTABLE if key in params]
         is_async = inspect.iscoroutinefunction(fn)
+        # The input and `previous` come from the log as plain JSON: rebuild declared types.
+        # ``-> entrypoint.final[Value, Saved]`` declares no value type: plain JSON.
+        param_types, result_type = declared_types(fn, exclude=(Final,))
+        input_type = param_types.get(positional[0].name)
+        previous_type = param_types.get("previous")
 
         async def run(info: BodyInfo) -> Any:
             injected: dict[str, Any] = {}
@@ -198,9 +210,16 @@ class entrypoint:
                     "writer": info.writer,
                     "store": None,
                 }[key]
+            value = info.input
+            if input_type is not None:
+                value = rebuild(value, input_type, f"input of {wname!r}")
+            if previous_type is not None and info.previous is not None:
+                injected["previous"] = rebuild(
+                    info.previous, previous_type, f"previous of {wname!r}"
+                )
             if is_async:
-                return await fn(info.input, **injected)
-            return await run_sync("body", fn, info.input, **injected)
+                return await fn(value, **injected)
+            return await run_sync("body", fn, value, **injected)
 
         spec = TargetSpec(
             name=wname,
@@ -209,6 +228,7 @@ class entrypoint:
             run=run,
             retry=self.retry_policy,
             source=fn,
+            result_type=result_type,
         )
         self.registry.register(spec)
         return Workflow(fn, spec, self.checkpointer)

@@ -27,6 +27,7 @@ from perdure.eventlog import (
     TaskCompleted,
 )
 from perdure.eventlog._json import fresh
+from perdure.eventlog._values import restore
 from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime, check_id
 
 T = TypeVar("T")
@@ -70,7 +71,9 @@ def _snapshot(state: RunState) -> StateSnapshot:
         values=fresh(state.result if state.terminal == "completed" else state.previous),
         input=fresh(state.input),
         invocation=state.invocation,
-        interrupts=tuple(Interrupt(s.question, s.interrupt_id) for s in state.pending_interrupts()),
+        interrupts=tuple(
+            Interrupt(fresh(s.question), s.interrupt_id) for s in state.pending_interrupts()
+        ),
         tasks=tuple(
             TaskRecord(position=s.position, name=s.name, result=fresh(s.result)) for s in done
         ),
@@ -232,13 +235,14 @@ class WorkflowApi:
         Inside a running event loop it raises `ClientUsageError`: use `ainvoke`.
         """
         checked = call_config(config, f"{self.name}.invoke()")
-        return self._sync(lambda rt: self._invoke(rt, input, checked), "invoke").unwrap()
+        outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke")
+        return outcome.unwrap(self.__perdure_target__.result_type)
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Async `invoke`."""
         checked = call_config(config, f"{self.name}.ainvoke()")
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, checked))
-        return outcome.unwrap()
+        return outcome.unwrap(self.__perdure_target__.result_type)
 
     # -- stream -------------------------------------------------------------------------------
 
@@ -296,10 +300,11 @@ class WorkflowApi:
         if type(event) is TaskCompleted and "updates" in modes:
             yield out("updates", {event.name: fresh(event.result)})
         elif type(event) is RunCompleted:
+            result_type = self.__perdure_target__.result_type
             if "updates" in modes:
-                yield out("updates", {self.name: fresh(event.result)})
+                yield out("updates", {self.name: restore(event.result, result_type)})
             if "values" in modes:
-                yield out("values", fresh(event.result))
+                yield out("values", restore(event.result, result_type))
 
     async def astream(
         self,

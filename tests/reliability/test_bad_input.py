@@ -84,6 +84,29 @@ def badin_returns_set() -> Any:
     return {1, 2}
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _cycle() -> Any:
+    value: dict[str, Any] = {"a": [1]}
+    value["a"].append(value)
+    return value
+
+
+@function(name="badin_returns_deep", retries=1)
+def badin_returns_deep(levels: int) -> Any:
+    return _nested(levels)
+
+
+@function(name="badin_returns_cycle", retries=1)
+def badin_returns_cycle() -> Any:
+    return _cycle()
+
+
 @task(name="badin_step")
 def badin_step(x: int) -> int:
     return x + 1
@@ -295,7 +318,54 @@ ROWS: list[Row] = [
         "not JSON-serialisable",
         lambda w: w.rt.resume("review-paused", {1, 2}),
     ),
+    # Too deep for the JSON encoder (it stops at 255 levels), or deeper than Python's
+    # recursion limit, or containing itself: refused up front with the path.
+    Row(
+        "input nested 300 levels",
+        SerializationError,
+        "nested more than 200 levels",
+        lambda w: w.rt.run(badin_add, {"a": _nested(300)}),
+    ),
+    Row(
+        "input nested 5000 levels",
+        SerializationError,
+        "nested more than 200 levels",
+        lambda w: badin_echo.ainvoke(_nested(5000), cfg("t-deep")),
+    ),
+    Row(
+        "input that contains itself",
+        SerializationError,
+        "input['a']['a'][1] is input['a'] itself",
+        lambda w: w.rt.run(badin_add, {"a": _cycle()}),
+    ),
+    Row(
+        "resume value nested 300 levels",
+        SerializationError,
+        "nested more than 200 levels",
+        lambda w: w.rt.resume("review-paused", _nested(300)),
+    ),
     # -- results and questions that are not JSON (found while running: one failed run)
+    Row(
+        "function returns a value nested 300 levels",
+        RunFailedError,
+        "nested more than 200 levels",
+        lambda w: w.rt.run(badin_returns_deep, {"levels": 300}, run_id="bad-deep-300"),
+        records_failed_run=True,
+    ),
+    Row(
+        "function returns a value nested 3000 levels",
+        RunFailedError,
+        "nested more than 200 levels",
+        lambda w: w.rt.run(badin_returns_deep, {"levels": 3000}, run_id="bad-deep-3000"),
+        records_failed_run=True,
+    ),
+    Row(
+        "function returns a value that contains itself",
+        RunFailedError,
+        "contains a cycle",
+        lambda w: w.rt.run(badin_returns_cycle, {}, run_id="bad-cycle"),
+        records_failed_run=True,
+    ),
     Row(
         "function returns a set",
         RunFailedError,

@@ -6,7 +6,7 @@ run with ``invoke(None, config)``: the run finishes, completed tasks do not run 
 
 from __future__ import annotations
 
-import datetime
+import asyncio
 from typing import Any
 
 import pytest
@@ -18,9 +18,11 @@ from perdure import (
     Runtime,
     SerializationError,
     entrypoint,
+    function,
     interrupt,
     task,
 )
+from perdure.eventlog._json import MAX_DEPTH
 
 from ._support import Calls, cfg, events_of, names, of_type
 
@@ -76,7 +78,7 @@ def ser_bad_save(name: str) -> Any:
 @entrypoint()
 def ser_bad_question(name: str) -> Any:
     page = ser_fetch(name).result()
-    when: Any = "2024-01-01" if "question" in FIXED else datetime.date(2024, 1, 1)
+    when: Any = "2024-01-01" if "question" in FIXED else b"2024-01-01"  # bytes: not storable
     return {"page": page, "answer": interrupt({"page": page, "when": when})}
 
 
@@ -135,7 +137,7 @@ async def test_a_saved_value_that_is_not_json(runtime: Runtime) -> None:
 
 async def test_an_interrupt_value_that_is_not_json(runtime: Runtime) -> None:
     error = await _failed_with(ser_bad_question, "ser-question", "value['when']")
-    assert "interrupt()" in error.error_message and "date" in error.error_message
+    assert "interrupt()" in error.error_message and "bytes" in error.error_message
     events = await events_of(runtime.log, "ser-question")
     assert "interrupted" not in names(events)
 
@@ -178,3 +180,142 @@ async def test_bad_input_and_bad_resume_values_are_refused_before_recording(
     state = await ser_bad_question.aget_state(config)
     assert state.status == "waiting" and state.interrupts == (pending,)
     assert (await ser_bad_question.ainvoke(Command(resume="yes"), config))["answer"] == "yes"
+
+
+# --- values too deep to store, or containing themselves ------------------------------------------
+# 256 to ~1,000 levels once passed the check and then broke the encoder; deeper ones and
+# cycles raised RecursionError. As a result, the write failed after the body ran: the
+# actor crash-looped, re-running the body, until the run was parked with no trace.
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = {"next": value} if levels % 2 else [value]
+    return value
+
+
+def _too_big(kind: str) -> Any:
+    if kind == "cycle":
+        value: dict[str, Any] = {"items": []}
+        value["items"].append(value)
+        return value
+    return _nested(int(kind))
+
+
+@task
+def ser_deep(kind: str) -> Any:
+    CALLS.hit("deep")
+    return _too_big(kind)
+
+
+@task
+async def ser_adeep(kind: str) -> Any:
+    CALLS.hit("deep")
+    return _too_big(kind)
+
+
+@entrypoint()
+def ser_deep_result(kind: str) -> Any:
+    return ser_deep(kind).result()
+
+
+@entrypoint()
+async def ser_adeep_result(kind: str) -> Any:
+    return await ser_adeep(kind)
+
+
+@entrypoint()
+def ser_deep_return(kind: str) -> Any:
+    CALLS.hit("body")
+    return _too_big(kind)
+
+
+@entrypoint()
+async def ser_adeep_question(kind: str) -> Any:
+    CALLS.hit("body")
+    return interrupt(_too_big(kind))
+
+
+@function(name="ser_deep_fn", retries=3)
+def ser_deep_fn(shape: str) -> Any:
+    CALLS.hit("deep")
+    return _too_big(shape)
+
+
+@function(name="ser_adeep_fn", retries=3)
+async def ser_adeep_fn(shape: str) -> Any:
+    CALLS.hit("deep")
+    return _too_big(shape)
+
+
+KINDS = ["300", "301", "1000", "5000", "cycle"]
+TOO_BIG = "nested more than 200 levels|contains a cycle"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("flow", [ser_deep_result, ser_adeep_result], ids=["sync", "async"])
+async def test_a_task_result_too_deep_is_one_recorded_failed_attempt(
+    runtime: Runtime, flow: Any, kind: str
+) -> None:
+    thread = f"ser-deep-{flow.name}-{kind}"
+    with pytest.raises(RunFailedError, match=TOO_BIG) as info:
+        await asyncio.wait_for(flow.ainvoke(kind, cfg(thread)), 30)
+    assert "result" in info.value.error_message
+    assert CALLS["deep"] == 1  # the body ran once: no crash loop
+    events = await events_of(runtime.log, thread)
+    assert len(of_type(events, "task_attempt_started")) == 1
+    [failed] = of_type(events, "task_failed")
+    assert failed.error_type == "SerializationError"
+    assert "run_parked" not in names(events)
+    assert (await flow.aget_state(cfg(thread))).status == "failed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("flow", [ser_deep_return, ser_adeep_question], ids=["return", "ask"])
+async def test_a_return_value_or_question_too_deep_fails_the_run_once(
+    runtime: Runtime, flow: Any, kind: str
+) -> None:
+    thread = f"ser-deep-{flow.name}-{kind}"
+    with pytest.raises(RunFailedError, match=TOO_BIG):
+        await asyncio.wait_for(flow.ainvoke(kind, cfg(thread)), 30)
+    assert CALLS["body"] == 1
+    events = await events_of(runtime.log, thread)
+    assert names(events)[-1] == "run_failed" and "run_parked" not in names(events)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fn", [ser_deep_fn, ser_adeep_fn], ids=["sync", "async"])
+async def test_a_function_result_too_deep_is_one_recorded_failed_attempt(
+    runtime: Runtime, fn: Any, kind: str
+) -> None:
+    run_id = f"ser-deep-{fn.name}-{kind}"
+    with pytest.raises(RunFailedError, match=TOO_BIG):
+        await asyncio.wait_for(runtime.run(fn, {"shape": kind}, run_id=run_id), 30)
+    assert CALLS["deep"] == 1  # not retried: the same code returns the same value
+    events = await events_of(runtime.log, run_id)
+    [failed] = of_type(events, "task_failed")
+    assert failed.error_type == "SerializationError"
+    assert names(events)[-1] == "run_failed" and "run_parked" not in names(events)
+
+
+async def test_values_at_the_depth_limit_are_stored_everywhere(runtime: Runtime) -> None:
+    deepest = _nested(MAX_DEPTH - 1)  # the limit counts the outer container too
+    assert await ser_deep_echo.ainvoke(deepest, cfg("ser-deepest")) is not None
+    paused = await ser_deep_echo.ainvoke(None, cfg("ser-deepest"))
+    assert paused["__interrupt__"][0].value == deepest
+    assert await ser_deep_echo.ainvoke(Command(resume=deepest), cfg("ser-deepest")) == deepest
+    with pytest.raises(SerializationError, match="nested more than 200 levels"):
+        await ser_deep_echo.ainvoke(_nested(MAX_DEPTH + 1), cfg("ser-deeper"))
+    assert await runtime.get_run("ser-deeper") is None
+
+
+@task
+def ser_deep_copy(value: Any) -> Any:
+    return value
+
+
+@entrypoint()
+def ser_deep_echo(value: Any) -> Any:
+    copy = ser_deep_copy(value).result()
+    return interrupt(copy)
