@@ -193,6 +193,11 @@ class WorkflowApi:
 
         try:
             await self._kick(runtime, input, thread_id)
+            # Anything settled before the kick returned is the thread's earlier state (an
+            # actor rebuilt from the log reports the last invocation's end, or the pause a
+            # resume answers): only outcomes after this mark end the stream.
+            listener.put_nowait(("kicked", None))
+            stale = True
             waiter = asyncio.ensure_future(runtime.wait(thread_id))
             waiter.add_done_callback(
                 lambda f: (
@@ -204,7 +209,11 @@ class WorkflowApi:
             try:
                 while True:
                     kind, payload = await listener.get()
-                    if kind == "events":
+                    if kind == "kicked":
+                        stale = False
+                    elif kind == "settled" and stale:
+                        continue
+                    elif kind == "events":
                         for event in payload:
                             for chunk in self._event_chunks(event, modes, out):
                                 yield chunk
