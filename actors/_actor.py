@@ -279,6 +279,7 @@ class RunActor:
                     position=message.position,
                     interrupt_id=message.interrupt_id,
                     value=message.value,
+                    value_digest=message.digest,
                 )
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)

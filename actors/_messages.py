@@ -57,6 +57,7 @@ class InterruptRequest:
     position: str
     interrupt_id: str
     value: Any
+    digest: str
 
 
 @attrs.define(slots=True, kw_only=True)

@@ -194,17 +194,22 @@ def interrupt(value: Any) -> Any:
     scope = require_scope("interrupt()")
     actor = scope.actor
     position = scope.next_position()
-    step = match_step(actor.state, position, "interrupt")
+    check_json(value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}")
+    value_digest = digest(value)
+    step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
     if step is not None:
         if step.answered and step.settled_seq < actor.durable_seq:
             return fresh(step.answer)
         raise Suspend("interrupt", step.interrupt_id)
-    check_json(value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}")
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,
         InterruptRequest(
-            incarnation=scope.incarnation, position=position, interrupt_id=iid, value=value
+            incarnation=scope.incarnation,
+            position=position,
+            interrupt_id=iid,
+            value=value,
+            digest=value_digest,
         ),
     )
     raise Suspend("interrupt", iid)

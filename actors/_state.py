@@ -31,6 +31,7 @@ from perdure.eventlog import (
     TimerCancelled,
     TimerFired,
     TimerSet,
+    digest,
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
@@ -58,6 +59,8 @@ class Step:
     retry_timer: str | None = None
     interrupt_id: str = ""
     question: Any = None
+    #: digest of `question`: a replayed `interrupt(value)` must ask the same question
+    question_digest: str = ""
     answered: bool = False
     answer: Any = None
     timer_id: str = ""
@@ -72,7 +75,7 @@ class Step:
         if self.kind == "task":
             return f"task {self.name!r} with input digest {self.input_digest}"
         if self.kind == "interrupt":
-            return f"interrupt() with value {self.question!r}"
+            return f"interrupt() with value {self.question!r} (digest {self.question_digest})"
         return "a durable sleep"
 
 
@@ -218,6 +221,8 @@ def _interrupted(state: RunState, e: Interrupted) -> None:
     step = _step(state, e.position, "interrupt")
     step.interrupt_id = e.interrupt_id
     step.question = e.value
+    # A log written before interrupts recorded their digest: derive it (the upcast).
+    step.question_digest = e.value_digest or digest(e.value)
     state.interrupts[e.interrupt_id] = step
 
 

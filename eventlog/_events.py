@@ -110,12 +110,19 @@ class TaskFailed(Event):
 
 @attrs.frozen(kw_only=True)
 class Interrupted(Event):
-    """The run paused at `position` asking a person for input (`value` is the question)."""
+    """The run paused at `position` asking a person for input (`value` is the question).
+
+    `value_digest` is the digest of `value`: a replay matches the interrupt at
+    `position` by it, as a task is matched by its input digest. Logs written
+    before it existed have ``""`` here; the digest is then computed from
+    `value` when the log is folded.
+    """
 
     WIRE_NAME: ClassVar[str] = "interrupted"
     position: str
     interrupt_id: str
     value: Any
+    value_digest: str = ""
 
 
 @attrs.frozen(kw_only=True)
