@@ -9,6 +9,7 @@ from perdure.actors._attempts import TaskTimeoutError
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     InvalidResumeError,
+    NestedWorkflowError,
     NonDeterminismError,
     NotInWorkflowError,
     RunBusyError,
@@ -70,6 +71,7 @@ __all__ = [
     "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",
+    "NestedWorkflowError",
     "NotInWorkflowError",
     "PolicyError",
     "Resume",

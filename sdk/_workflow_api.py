@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 import attrs
 
-from perdure.actors import Command, Interrupt, RunState, TargetSpec, apply
+from perdure.actors import (
+    Command,
+    Interrupt,
+    NestedWorkflowError,
+    RunState,
+    TargetSpec,
+    apply,
+    current_scope,
+)
 from perdure.eventlog import (
     Event,
     EventLog,
@@ -110,6 +118,25 @@ def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, .
     return modes, many
 
 
+def refuse_nested(name: str, what: str) -> None:
+    """Refuse to start or drive a workflow from another workflow's body (it is not recorded)."""
+    scope = current_scope.get()
+    if scope is None or scope.body is None:
+        return  # not in a workflow body: a caller outside perdure, or a task (recorded)
+    run_id = scope.actor.run_id
+    raise NestedWorkflowError(
+        f"{name}.{what}() was called in the body of workflow run {run_id!r}: a workflow "
+        "started from another workflow's body is not recorded in that run's log, so it would "
+        "run again, side effects and all, each time the outer run resumes. Call it from a "
+        f"@task instead (the task's result is recorded once and returned on replay), with a "
+        f"thread id of its own, e.g. derived from the outer thread's id: "
+        f"`@task async def step(x, thread_id): return await {name}.ainvoke(x, "
+        '{"configurable": {"thread_id": thread_id}})`',
+        run_id=run_id,
+        workflow=name,
+    )
+
+
 def _in_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -171,12 +198,15 @@ class WorkflowApi:
         """Run (or resume with a `Command`, or continue with None) and return the result.
 
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
+        Raises `NestedWorkflowError` inside another workflow's body (call it from a task).
         """
+        refuse_nested(self.name, "invoke")
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         return self._sync(lambda rt: self._invoke(rt, input, thread_id), "invoke").unwrap()
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Async `invoke`."""
+        refuse_nested(self.name, "ainvoke")
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, thread_id))
         return outcome.unwrap()
@@ -258,6 +288,7 @@ class WorkflowApi:
         stream_mode: str | list[str] | tuple[str, ...] = "updates",
     ) -> AsyncIterator[Any]:
         """Async `stream`."""
+        refuse_nested(self.name, "astream")
         modes, many = _modes(stream_mode)
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         runtime = self._local_runtime()
@@ -297,6 +328,7 @@ class WorkflowApi:
         """Run like `invoke`, yielding progress: ``"updates"`` ({task: result} per task, then
         {workflow: result}), ``"values"`` (the return value), ``"custom"`` (items from
         `writer`), or a list of modes yielding ``(mode, chunk)`` pairs."""
+        refuse_nested(self.name, "stream")
         if _in_loop():
             raise RuntimeError(
                 f"{self.name}.stream() blocks; use `async for ... in {self.name}.astream(...)`"
