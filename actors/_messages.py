@@ -39,6 +39,8 @@ class ExecuteTask:
     kwargs: dict[str, Any]
     digest: str
     future: asyncio.Future[Any]
+    #: the scope's view of the log when the code asked (see `Scope.seen`)
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -58,6 +60,7 @@ class InterruptRequest:
     interrupt_id: str
     value: Any
     digest: str
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -65,6 +68,7 @@ class SleepRequest:
     incarnation: int
     position: str
     seconds: float
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)

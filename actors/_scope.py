@@ -10,16 +10,18 @@ functions may be called from the event loop or from a worker thread (sync code).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import hashlib
 import math
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
 from perdure.actors._replay import match_step
+from perdure.actors._state import Step
 from perdure.actors._targets import BodyInfo, TaskSpec
 from perdure.eventlog import TaskFailed, check_json, digest
 from perdure.eventlog._json import fresh
@@ -31,25 +33,119 @@ T = TypeVar("T")
 
 
 class Scope:
-    """The body of a run or one task attempt, with its own step counter."""
+    """The body of a run or one task attempt, with its own step counter.
 
-    __slots__ = ("actor", "body", "counter", "incarnation", "prefix")
+    `root` is the asyncio task that runs the scope's code itself (None for sync
+    code in a thread); asyncio tasks the code starts (``asyncio.wait``,
+    ``gather``, ``create_task``) are its children. `generation` ties a body
+    scope to one execution of the body: children left running when it ends
+    stop at their next step.
 
-    def __init__(self, actor: RunActor, prefix: str, body: BodyInfo | None) -> None:
+    In an async body, recorded outcomes are handed out in the order the code
+    saw them live (see `Step.seen_seq`): an outcome is held back until the code
+    has asked again for every step it had asked for before seeing it, so a
+    race between a task and a sleep has the same winner on every replay.
+    """
+
+    __slots__ = (
+        "_held",
+        "_needs",
+        "_seen",
+        "actor",
+        "body",
+        "counter",
+        "generation",
+        "incarnation",
+        "prefix",
+        "root",
+    )
+
+    def __init__(
+        self, actor: RunActor, prefix: str, body: BodyInfo | None, generation: int = 0
+    ) -> None:
         self.actor = actor
         self.incarnation = actor.incarnation
         self.prefix = prefix
         self.counter = 0
         self.body = body
+        self.generation = generation
+        self.root: asyncio.Task[Any] | None = None
+        #: held-back outcomes: (settled seq, hand it out), in the order they were held
+        self._held: list[tuple[int, Callable[[], None]]] = []
+        #: built on first use: sorted seen_seq of recorded top-level steps, and for each
+        #: prefix of that list, how many steps the code must have asked for
+        self._seen: list[int] | None = None
+        self._needs: list[int] = []
 
     def next_position(self) -> str:
         n = self.counter
         self.counter = n + 1
+        if self._held:
+            self._release()
         return f"{self.prefix}.{n}" if self.prefix else str(n)
 
     def check_alive(self) -> None:
-        if not self.actor.alive or self.actor.incarnation != self.incarnation:
-            raise Suspend("actor stopped")
+        actor = self.actor
+        if (
+            not actor.alive
+            or actor.incarnation != self.incarnation
+            or (self.generation and actor.body_generation != self.generation)
+        ):
+            raise quiet(Suspend("actor stopped"))
+
+    def seen(self) -> int:
+        """What the code has seen of the log now (recorded as a new step's `seen_seq`)."""
+        return self.actor.durable_seq
+
+    def ordered(self) -> bool:
+        """Whether recorded outcomes are handed out in their live order here (async bodies)."""
+        return not self.prefix and self.root is not None and _on_loop_thread(self.actor.loop)
+
+    def due(self, settled_seq: int) -> bool:
+        """Whether the code has asked again for every step it asked for before it saw
+        the outcome recorded at `settled_seq` (so handing it out now is what it saw live)."""
+        if self._seen is None:
+            pairs = sorted(
+                (step.seen_seq, int(position))
+                for position, step in self.actor.state.steps.items()
+                if step.seen_seq >= 0 and position.isdigit()
+            )
+            self._seen = [seen for seen, _ in pairs]
+            most = 0
+            for _, index in pairs:
+                most = max(most, index + 1)
+                self._needs.append(most)
+        count = bisect.bisect_right(self._seen, settled_seq)
+        return count == 0 or self._needs[count - 1] <= self.counter
+
+    def hold(self, settled_seq: int, release: Callable[[], None]) -> None:
+        """Hand an outcome out once `due` (at a later step of this scope)."""
+        self._held.append((settled_seq, release))
+
+    def _release(self) -> None:
+        ready = [entry for entry in self._held if self.due(entry[0])]
+        if ready:
+            self._held = [entry for entry in self._held if entry not in ready]
+            for _, release in sorted(ready, key=lambda entry: entry[0]):
+                release()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def quiet(signal: BaseException) -> BaseException:
+    """Return `signal` (a `Suspend` about to be raised) after marking the current asyncio task's
+    exception as retrieved: a child task of a body (``asyncio.wait``, ``create_task``) that ends
+    with it must not reach asyncio's "exception was never retrieved" log."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on an event loop thread
+        return signal
+    if task is not None:
+        task.add_done_callback(_retrieve)
+    return signal
 
 
 current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -115,7 +211,15 @@ class TaskFuture(Generic[T]):
             if self._error is not None:
                 raise self._error
             return self._value  # type: ignore[no-any-return]
-        return (yield from self._fut.__await__())  # type: ignore[no-any-return]
+        try:
+            return (yield from self._fut.__await__())  # type: ignore[no-any-return]
+        except Suspend as signal:
+            stall = signal.detail
+            if signal.reason == "replay end" and callable(stall) and _child_of_a_scope():
+                # Replayed, a task the log does not settle has not finished yet: in a race,
+                # another side may still win (the replay ends if none can).
+                return (yield from stall().__await__())  # type: ignore[no-any-return]
+            raise quiet(signal) from None
 
     def result(self, timeout: float | None = None) -> T:
         """Block until the task's result is durable, then return it (sync workflow code)."""
@@ -162,11 +266,19 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     check_json(kwargs, "kwargs", where=where)
     payload_digest = digest([arg_list, kwargs])
     step = match_step(actor.state, position, "task", spec.name, payload_digest)
-    if step is not None and step.settled_seq < actor.durable_seq:
-        if step.done:
-            return TaskFuture(spec.name, actor.loop, value=fresh(step.result))
-        if step.failed is not None:
+    if (
+        step is not None
+        and step.settled_seq < actor.durable_seq
+        and (step.done or step.failed is not None)
+    ):
+        if not scope.ordered() or scope.due(step.settled_seq):
+            if step.done:
+                return TaskFuture(spec.name, actor.loop, value=fresh(step.result))
+            assert step.failed is not None
             return TaskFuture(spec.name, actor.loop, error=failure_error(actor.run_id, step.failed))
+        held: asyncio.Future[Any] = actor.loop.create_future()
+        scope.hold(step.settled_seq, lambda: _settle(held, step, actor.run_id))
+        return TaskFuture(spec.name, actor.loop, fut=held)
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
     _thread_safe_post(
         scope,
@@ -178,9 +290,20 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             kwargs=kwargs,
             digest=payload_digest,
             future=fut,
+            seen_seq=scope.seen(),
         ),
     )
     return TaskFuture(spec.name, actor.loop, fut=fut)
+
+
+def _settle(fut: asyncio.Future[Any], step: Step, run_id: str) -> None:
+    if fut.done():
+        return
+    if step.done:
+        fut.set_result(fresh(step.result))
+    elif step.failed is not None:
+        fut.set_exception(failure_error(run_id, step.failed))
+        fut.exception()  # whoever awaits it gets it; nobody awaiting must not log it
 
 
 def interrupt_id(run_id: str, invocation: int, position: str) -> str:
@@ -200,7 +323,7 @@ def interrupt(value: Any) -> Any:
     if step is not None:
         if step.answered and step.settled_seq < actor.durable_seq:
             return fresh(step.answer)
-        raise Suspend("interrupt", step.interrupt_id)
+        raise quiet(Suspend("interrupt", step.interrupt_id))
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,
@@ -210,30 +333,71 @@ def interrupt(value: Any) -> Any:
             interrupt_id=iid,
             value=value,
             digest=value_digest,
+            seen_seq=scope.seen(),
         ),
     )
-    raise Suspend("interrupt", iid)
+    raise quiet(Suspend("interrupt", iid))
 
 
-def durable_sleep(seconds: float) -> None:
-    """Wait `seconds` durably: the run is unloaded and resumed by a stored timer."""
+def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None] | None:
+    """Wait `seconds` durably: the run is unloaded and resumed by a stored timer.
+
+    Returns None once slept (at once on replay). Otherwise the scope's own
+    code raises `Suspend` (the body stops here and is re-executed when the
+    timer fires); with `wait` (``asleep``), code in a child asyncio task of the
+    body (one side of an ``asyncio.wait`` race) gets a future to await instead,
+    done when the timer has fired, so the other side can win meanwhile.
+    """
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
         raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
     scope = require_scope("sleep()")
     actor = scope.actor
     position = scope.next_position()
     step = match_step(actor.state, position, "sleep")
+    child = wait and scope.root is not None and _in_child(scope)
     if step is not None:
         if step.fired:
-            return
-        raise Suspend("sleep", step.timer_id)
+            if not (wait and scope.ordered()) or scope.due(step.settled_seq):
+                return None
+            held: asyncio.Future[None] = actor.loop.create_future()
+            scope.hold(step.settled_seq, lambda: wake([held]))
+            return held
+        if child:
+            return actor.step_waiter(position)
+        raise quiet(Suspend("sleep", step.timer_id))
     if seconds <= 0:
-        return
+        return None
     _thread_safe_post(
         scope,
-        SleepRequest(incarnation=scope.incarnation, position=position, seconds=float(seconds)),
+        SleepRequest(
+            incarnation=scope.incarnation,
+            position=position,
+            seconds=float(seconds),
+            seen_seq=scope.seen(),
+        ),
     )
-    raise Suspend("sleep")
+    if child:
+        return actor.step_waiter(position)
+    raise quiet(Suspend("sleep"))
+
+
+def wake(futures: list[asyncio.Future[None]]) -> None:
+    """Tell code waiting on a durable sleep that it has fired."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
+def _child_of_a_scope() -> bool:
+    scope = current_scope.get()
+    return scope is not None and scope.root is not None and _in_child(scope)
+
+
+def _in_child(scope: Scope) -> bool:
+    """Whether the caller is an asyncio task the scope's code started, not the scope's own."""
+    if not _on_loop_thread(scope.actor.loop):
+        return False
+    return asyncio.current_task() is not scope.root
 
 
 def current_body() -> BodyInfo:
