@@ -122,6 +122,16 @@ class Scope:
         """Hand an outcome out once `due` (at a later step of this scope)."""
         self._held.append((settled_seq, release))
 
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def release_until(self, settled_seq: int) -> None:
+        """Hand out every held outcome settled up to `settled_seq`, in order."""
+        ready = [entry for entry in self._held if entry[0] <= settled_seq]
+        self._held = [entry for entry in self._held if entry[0] > settled_seq]
+        for _, release in sorted(ready, key=lambda entry: entry[0]):
+            release()
+
     def _release(self) -> None:
         ready = [entry for entry in self._held if self.due(entry[0])]
         if ready:
@@ -184,7 +194,7 @@ async def _wait(fut: asyncio.Future[Any]) -> Any:
 class TaskFuture(Generic[T]):
     """The result of a task call: ``await`` it in async code, ``.result()`` in sync code."""
 
-    __slots__ = ("_error", "_fut", "_loop", "_value", "name")
+    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "name")
 
     def __init__(
         self,
@@ -199,6 +209,8 @@ class TaskFuture(Generic[T]):
         self._fut = fut
         self._value = value
         self._error = error
+        #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
+        self._held: tuple[Scope, int] | None = None
 
     def __repr__(self) -> str:
         return f"<TaskFuture {self.name} done={self.done()}>"
@@ -211,6 +223,11 @@ class TaskFuture(Generic[T]):
             if self._error is not None:
                 raise self._error
             return self._value  # type: ignore[no-any-return]
+        held = self._held
+        if held is not None and not self._fut.done() and not _in_child(held[0]):
+            # The scope's own code waits on it: nothing can overtake it (and code that
+            # changed since the log must not wait for steps it no longer asks for).
+            held[0].release_until(held[1])
         try:
             return (yield from self._fut.__await__())  # type: ignore[no-any-return]
         except Suspend as signal:
@@ -278,7 +295,9 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             return TaskFuture(spec.name, actor.loop, error=failure_error(actor.run_id, step.failed))
         held: asyncio.Future[Any] = actor.loop.create_future()
         scope.hold(step.settled_seq, lambda: _settle(held, step, actor.run_id))
-        return TaskFuture(spec.name, actor.loop, fut=held)
+        future: TaskFuture[Any] = TaskFuture(spec.name, actor.loop, fut=held)
+        future._held = (scope, step.settled_seq)
+        return future
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
     _thread_safe_post(
         scope,
@@ -357,7 +376,7 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     child = wait and scope.root is not None and _in_child(scope)
     if step is not None:
         if step.fired:
-            if not (wait and scope.ordered()) or scope.due(step.settled_seq):
+            if not (child and scope.ordered()) or scope.due(step.settled_seq):
                 return None
             held: asyncio.Future[None] = actor.loop.create_future()
             scope.hold(step.settled_seq, lambda: wake([held]))

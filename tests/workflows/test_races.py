@@ -186,3 +186,34 @@ async def test_asyncio_wait_for_over_a_task_and_a_durable_sleep(
         "slept",
     ]
     assert await asyncio_errors(runtime, asyncio_log) == []
+
+
+def _define_pair(order: str) -> Any:
+    @entrypoint(name="race_pair")
+    async def race_pair(key: str) -> dict[str, Any]:
+        if order == "ask-both-then-await":
+            first, second = race_fetch(key + "-1"), race_fetch(key + "-2")
+            results = [await first, await second]
+        else:  # a refactor: await the first before asking for the second
+            results = [await race_fetch(key + "-1")]
+            results.append(await race_fetch(key + "-2"))
+        return {"results": results, "answer": interrupt("done?")}
+
+    return race_pair
+
+
+async def test_code_that_now_awaits_a_task_earlier_still_gets_its_recorded_result(
+    runtime: Runtime,
+) -> None:
+    """Parallel calls' outcomes are held until the code has asked for both calls again;
+    code that awaits the first before asking for the second must not wait forever."""
+    config = cfg("race-refactor")
+    paused = await _define_pair("ask-both-then-await").ainvoke("p", config)
+    assert paused["__interrupt__"][0].value == "done?"
+    refactored = _define_pair("await-first")
+    events = await events_of(runtime.log, "race-refactor")
+    replayed = await asyncio.wait_for(Replayer(workflows=[refactored]).areplay(events), 10)
+    assert replayed.ok
+    result = await asyncio.wait_for(refactored.ainvoke(Command(resume="yes"), config), 10)
+    assert result == {"results": ["fetched p-1", "fetched p-2"], "answer": "yes"}
+    assert CALLS["p-1"] == CALLS["p-2"] == 1
