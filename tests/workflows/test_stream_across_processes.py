@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHILD = Path(__file__).with_name("_stream_child.py")
 
 
@@ -49,14 +51,14 @@ def expected(n: int) -> list[Any]:
     ]
 
 
+@pytest.mark.parametrize("step", ["sync", "async"])
 def test_every_stream_mode_streams_a_new_invocation_of_a_thread_run_by_an_earlier_process(
-    tmp_path: Path,
+    tmp_path: Path, step: str
 ) -> None:
     store = tmp_path / "store"
     first = run_step(store, "first")
     assert first["sync-0"] == 2 and first["sync-ask"] == [{"square": 9}]
-    for step in ("sync", "async"):
-        got = run_step(store, step)
-        for i in range(4):
-            assert got[f"{step}-{i}"] == expected(10 + i)[i], (step, i)
-        assert got[f"{step}-ask"] == [{"xp_ask": {"square": 9, "answer": "yes"}}]
+    got = run_step(store, step)
+    for i in range(4):
+        assert got[f"{step}-{i}"] == expected(10 + i)[i], (step, i)
+    assert got[f"{step}-ask"] == [{"xp_ask": {"square": 9, "answer": "yes"}}]
