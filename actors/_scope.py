@@ -10,7 +10,6 @@ functions may be called from the event loop or from a worker thread (sync code).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextvars
 import hashlib
 import math
@@ -49,8 +48,7 @@ class Scope:
 
     __slots__ = (
         "_held",
-        "_needs",
-        "_seen",
+        "_later",
         "actor",
         "body",
         "counter",
@@ -72,10 +70,9 @@ class Scope:
         self.root: asyncio.Task[Any] | None = None
         #: held-back outcomes: (settled seq, hand it out), in the order they were held
         self._held: list[tuple[int, Callable[[], None]]] = []
-        #: built on first use: sorted seen_seq of recorded top-level steps, and for each
-        #: prefix of that list, how many steps the code must have asked for
-        self._seen: list[int] | None = None
-        self._needs: list[int] = []
+        #: built on first use: for each top-level position i, the least `seen_seq` of the
+        #: recorded steps at i or after (what the code had seen before asking for them)
+        self._later: list[int] | None = None
 
     def next_position(self) -> str:
         n = self.counter
@@ -99,24 +96,28 @@ class Scope:
 
     def ordered(self) -> bool:
         """Whether recorded outcomes are handed out in their live order here (async bodies)."""
-        return not self.prefix and self.root is not None and _on_loop_thread(self.actor.loop)
+        return (
+            self.root is not None
+            and not self.prefix
+            and threading.get_ident() == self.actor.thread_id
+        )
 
     def due(self, settled_seq: int) -> bool:
         """Whether the code has asked again for every step it asked for before it saw
         the outcome recorded at `settled_seq` (so handing it out now is what it saw live)."""
-        if self._seen is None:
-            pairs = sorted(
-                (step.seen_seq, int(position))
+        later = self._later
+        if later is None:
+            seen = {
+                int(position): step.seen_seq
                 for position, step in self.actor.state.steps.items()
                 if step.seen_seq >= 0 and position.isdigit()
-            )
-            self._seen = [seen for seen, _ in pairs]
-            most = 0
-            for _, index in pairs:
-                most = max(most, index + 1)
-                self._needs.append(most)
-        count = bisect.bisect_right(self._seen, settled_seq)
-        return count == 0 or self._needs[count - 1] <= self.counter
+            }
+            later = [_UNSEEN] * (max(seen, default=-1) + 2)
+            for index in range(len(later) - 2, -1, -1):
+                later[index] = min(later[index + 1], seen.get(index, _UNSEEN))
+            self._later = later
+        counter = self.counter
+        return counter >= len(later) or later[counter] > settled_seq
 
     def hold(self, settled_seq: int, release: Callable[[], None]) -> None:
         """Hand an outcome out once `due` (at a later step of this scope)."""
@@ -138,6 +139,9 @@ class Scope:
             self._held = [entry for entry in self._held if entry not in ready]
             for _, release in sorted(ready, key=lambda entry: entry[0]):
                 release()
+
+
+_UNSEEN = 1 << 62  # a step with no recorded `seen_seq` holds nothing back
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
