@@ -25,7 +25,7 @@ def _requested(kind: str, name: str, digest: str, value: Any) -> str:
     if kind == "task":
         return f"task {name!r} with input digest {digest}"
     if kind == "interrupt":
-        return f"interrupt() with value {value!r} (digest {digest})"
+        return f"interrupt() with value {value!r}"
     return "a durable sleep"
 
 

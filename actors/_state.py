@@ -77,7 +77,7 @@ class Step:
         if self.kind == "task":
             return f"task {self.name!r} with input digest {self.input_digest}"
         if self.kind == "interrupt":
-            return f"interrupt() with value {self.question!r} (digest {self.question_digest})"
+            return f"interrupt() with value {self.question!r}"
         return "a durable sleep"
 
 
