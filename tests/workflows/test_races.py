@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 
-from perdure import Command, Replayer, Runtime, asleep, entrypoint, interrupt, task
+from perdure import (
+    Command,
+    MemoryEventLog,
+    Replayer,
+    Runtime,
+    asleep,
+    entrypoint,
+    interrupt,
+    task,
+)
+from perdure.testing import MockClock
 
 from ._support import Calls, cfg, events_of, of_type
 
@@ -217,3 +227,18 @@ async def test_code_that_now_awaits_a_task_earlier_still_gets_its_recorded_resul
     result = await asyncio.wait_for(refactored.ainvoke(Command(resume="yes"), config), 10)
     assert result == {"results": ["fetched p-1", "fetched p-2"], "answer": "yes"}
     assert CALLS["p-1"] == CALLS["p-2"] == 1
+
+
+async def test_a_run_waiting_in_a_race_replays_up_to_the_race() -> None:
+    """The deploy check on a run still racing: the replay ends where the run waits, fast."""
+    GATES["pending"] = asyncio.Event()
+    log = MemoryEventLog()
+    async with Runtime(log=log, clock=MockClock(autojump=False)) as rt:
+        await rt.start(race_then_ask, _spec("pending"), run_id="race-in-flight")
+        while not of_type(await events_of(log, "race-in-flight"), "timer_set"):  # noqa: ASYNC110 - waits on another task's log
+            await asyncio.sleep(0.001)
+        events = await events_of(log, "race-in-flight")
+        result = await asyncio.wait_for(Replayer(workflows=[race_then_ask]).areplay(events), 5)
+        assert result.ok and result.recorded_end == "running"
+        assert result.stopped_at == "0" and result.replayed == "reached the end of the log"
+        GATES["pending"].set()
