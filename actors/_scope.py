@@ -120,8 +120,23 @@ class Scope:
         return counter >= len(later) or later[counter] > settled_seq
 
     def hold(self, settled_seq: int, release: Callable[[], None]) -> None:
-        """Hand an outcome out once `due` (at a later step of this scope)."""
+        """Hand an outcome out once `due` (at a later step of this scope).
+
+        Code that changed since the log may never ask for the steps an outcome is
+        held for; if the scope asks for nothing for `STUCK_AFTER` seconds while
+        outcomes are held, they are all handed out rather than wait forever.
+        """
+        if not self._held:
+            self.actor.loop.call_later(STUCK_AFTER, self._unstick, self.counter)
         self._held.append((settled_seq, release))
+
+    def _unstick(self, counter: int) -> None:
+        if not self._held:
+            return
+        if counter == self.counter:
+            self.release_until(_UNSEEN)
+        else:
+            self.actor.loop.call_later(STUCK_AFTER, self._unstick, self.counter)
 
     def holding(self) -> bool:
         return bool(self._held)
@@ -142,6 +157,8 @@ class Scope:
 
 
 _UNSEEN = 1 << 62  # a step with no recorded `seen_seq` holds nothing back
+#: Seconds a scope may hold outcomes back without asking for a step (see `Scope.hold`).
+STUCK_AFTER = 0.05
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

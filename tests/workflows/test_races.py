@@ -20,6 +20,7 @@ import pytest
 from perdure import (
     Command,
     MemoryEventLog,
+    NonDeterminismError,
     Replayer,
     Runtime,
     asleep,
@@ -242,3 +243,32 @@ async def test_a_run_waiting_in_a_race_replays_up_to_the_race() -> None:
         assert result.ok and result.recorded_end == "running"
         assert result.stopped_at == "0" and result.replayed == "reached the end of the log"
         GATES["pending"].set()
+
+
+def _define_watch(version: int) -> Any:
+    @entrypoint(name="race_watch")
+    async def race_watch(key: str) -> dict[str, Any]:
+        first = asyncio.ensure_future(race_fetch(key + "-1"))
+        if version == 1:
+            second = race_fetch(key + "-2")  # asked before the first one finished
+        await asyncio.wait({first})
+        answer = interrupt("more?")
+        if version == 1:
+            return {"first": first.result(), "second": await second, "answer": answer}
+        return {"first": first.result(), "answer": answer}
+
+    return race_watch
+
+
+async def test_a_race_in_changed_code_does_not_wait_for_steps_it_no_longer_asks_for(
+    runtime: Runtime,
+) -> None:
+    """v1 asked for a second task before the first finished, so on replay the first one's
+    result waits until the second is asked for again; v2 no longer asks for it: the run
+    must fail loudly where v2 departs from the log, not wait forever."""
+    config = cfg("race-watch")
+    paused = await _define_watch(1).ainvoke("w", config)
+    assert paused["__interrupt__"][0].value == "more?"
+    with pytest.raises(NonDeterminismError) as info:
+        await asyncio.wait_for(_define_watch(2).ainvoke(Command(resume="no"), config), 10)
+    assert info.value.position == "1"
