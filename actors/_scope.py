@@ -14,11 +14,12 @@ import contextvars
 import hashlib
 import math
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
+from perdure.actors._order import Holdback
 from perdure.actors._replay import match_step
 from perdure.actors._state import Step
 from perdure.actors._targets import BodyInfo, TaskSpec
@@ -41,14 +42,12 @@ class Scope:
     stop at their next step.
 
     In an async body, recorded outcomes are handed out in the order the code
-    saw them live (see `Step.seen_seq`): an outcome is held back until the code
-    has asked again for every step it had asked for before seeing it, so a
-    race between a task and a sleep has the same winner on every replay.
+    saw them live (`holdback`, see `perdure.actors._order`), so a race between
+    a task and a sleep has the same winner on every replay.
     """
 
     __slots__ = (
-        "_held",
-        "_later",
+        "_holdback",
         "actor",
         "body",
         "counter",
@@ -68,17 +67,14 @@ class Scope:
         self.body = body
         self.generation = generation
         self.root: asyncio.Task[Any] | None = None
-        #: held-back outcomes: (settled seq, hand it out), in the order they were held
-        self._held: list[tuple[int, Callable[[], None]]] = []
-        #: built on first use: for each top-level position i, the least `seen_seq` of the
-        #: recorded steps at i or after (what the code had seen before asking for them)
-        self._later: list[int] | None = None
+        self._holdback: Holdback | None = None
 
     def next_position(self) -> str:
         n = self.counter
         self.counter = n + 1
-        if self._held:
-            self._release()
+        holdback = self._holdback
+        if holdback is not None and holdback.held:
+            holdback.release_due()
         return f"{self.prefix}.{n}" if self.prefix else str(n)
 
     def check_alive(self) -> None:
@@ -102,63 +98,15 @@ class Scope:
             and threading.get_ident() == self.actor.thread_id
         )
 
-    def due(self, settled_seq: int) -> bool:
-        """Whether the code has asked again for every step it asked for before it saw
-        the outcome recorded at `settled_seq` (so handing it out now is what it saw live)."""
-        later = self._later
-        if later is None:
-            seen = {
-                int(position): step.seen_seq
-                for position, step in self.actor.state.steps.items()
-                if step.seen_seq >= 0 and position.isdigit()
-            }
-            later = [_UNSEEN] * (max(seen, default=-1) + 2)
-            for index in range(len(later) - 2, -1, -1):
-                later[index] = min(later[index + 1], seen.get(index, _UNSEEN))
-            self._later = later
-        counter = self.counter
-        return counter >= len(later) or later[counter] > settled_seq
-
-    def hold(self, settled_seq: int, release: Callable[[], None]) -> None:
-        """Hand an outcome out once `due` (at a later step of this scope).
-
-        Code that changed since the log may never ask for the steps an outcome is
-        held for; if the scope asks for nothing for `STUCK_AFTER` seconds while
-        outcomes are held, they are all handed out rather than wait forever.
-        """
-        if not self._held:
-            self.actor.loop.call_later(STUCK_AFTER, self._unstick, self.counter)
-        self._held.append((settled_seq, release))
-
-    def _unstick(self, counter: int) -> None:
-        if not self._held:
-            return
-        if counter == self.counter:
-            self.release_until(_UNSEEN)
-        else:
-            self.actor.loop.call_later(STUCK_AFTER, self._unstick, self.counter)
+    @property
+    def holdback(self) -> Holdback:
+        """The recorded outcomes this scope holds back (see `perdure.actors._order`)."""
+        if self._holdback is None:
+            self._holdback = Holdback(self.actor.state, self.actor.loop, lambda: self.counter)
+        return self._holdback
 
     def holding(self) -> bool:
-        return bool(self._held)
-
-    def release_until(self, settled_seq: int) -> None:
-        """Hand out every held outcome settled up to `settled_seq`, in order."""
-        ready = [entry for entry in self._held if entry[0] <= settled_seq]
-        self._held = [entry for entry in self._held if entry[0] > settled_seq]
-        for _, release in sorted(ready, key=lambda entry: entry[0]):
-            release()
-
-    def _release(self) -> None:
-        ready = [entry for entry in self._held if self.due(entry[0])]
-        if ready:
-            self._held = [entry for entry in self._held if entry not in ready]
-            for _, release in sorted(ready, key=lambda entry: entry[0]):
-                release()
-
-
-_UNSEEN = 1 << 62  # a step with no recorded `seen_seq` holds nothing back
-#: Seconds a scope may hold outcomes back without asking for a step (see `Scope.hold`).
-STUCK_AFTER = 0.05
+        return self._holdback is not None and bool(self._holdback.held)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -248,7 +196,7 @@ class TaskFuture(Generic[T]):
         if held is not None and not self._fut.done() and not _in_child(held[0]):
             # The scope's own code waits on it: nothing can overtake it (and code that
             # changed since the log must not wait for steps it no longer asks for).
-            held[0].release_until(held[1])
+            held[0].holdback.release_until(held[1])
         try:
             return (yield from self._fut.__await__())  # type: ignore[no-any-return]
         except Suspend as signal:
@@ -309,13 +257,13 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         and step.settled_seq < actor.durable_seq
         and (step.done or step.failed is not None)
     ):
-        if not scope.ordered() or scope.due(step.settled_seq):
+        if not scope.ordered() or scope.holdback.due(step.settled_seq):
             if step.done:
                 return TaskFuture(spec.name, actor.loop, value=fresh(step.result))
             assert step.failed is not None
             return TaskFuture(spec.name, actor.loop, error=failure_error(actor.run_id, step.failed))
         held: asyncio.Future[Any] = actor.loop.create_future()
-        scope.hold(step.settled_seq, lambda: _settle(held, step, actor.run_id))
+        scope.holdback.hold(step.settled_seq, lambda: _settle(held, step, actor.run_id))
         future: TaskFuture[Any] = TaskFuture(spec.name, actor.loop, fut=held)
         future._held = (scope, step.settled_seq)
         return future
@@ -397,10 +345,10 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     child = wait and scope.root is not None and _in_child(scope)
     if step is not None:
         if step.fired:
-            if not (child and scope.ordered()) or scope.due(step.settled_seq):
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
                 return None
             held: asyncio.Future[None] = actor.loop.create_future()
-            scope.hold(step.settled_seq, lambda: wake([held]))
+            scope.holdback.hold(step.settled_seq, lambda: wake([held]))
             return held
         if child:
             return actor.step_waiter(position)

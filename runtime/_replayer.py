@@ -265,7 +265,7 @@ class Replayer:
             if still >= _BLOCKED_POLLS and scope.holding():
                 # Code changed since the log no longer asks for the steps an outcome was
                 # held for: hand everything out rather than wait for them.
-                scope.release_until(sys.maxsize)
+                scope.holdback.release_until(sys.maxsize)
                 still = 0
             elif still >= _BLOCKED_POLLS or actor.loop.time() >= deadline:
                 body.cancel()
