@@ -10,6 +10,7 @@ from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
     InvalidResumeError,
+    NestedWorkflowError,
     NonDeterminismError,
     NotInWorkflowError,
     RunBusyError,
@@ -73,6 +74,7 @@ __all__ = [
     "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",
+    "NestedWorkflowError",
     "NotInWorkflowError",
     "PolicyError",
     "Resume",

@@ -106,6 +106,15 @@ class RunActor:
         """Queue a message for this run (event-loop thread only)."""
         self.mailbox.put_nowait(message)
 
+    @property
+    def body_generation(self) -> int:
+        """Which execution of the body is current (a body scope of another one is stale)."""
+        return self.execution.generation
+
+    def step_waiter(self, position: str) -> asyncio.Future[None]:
+        """A future done when the durable sleep at `position` has fired (loop thread only)."""
+        return self.execution.sleep_waiter(position)
+
     def start_lost(self) -> bool:
         """Whether this run's latest start never reached the log (its actor is crashing)."""
         return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
@@ -313,6 +322,8 @@ class RunActor:
                     position=message.position,
                     interrupt_id=message.interrupt_id,
                     value=message.value,
+                    value_digest=message.digest,
+                    seen_seq=message.seen_seq,
                 )
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
@@ -474,9 +485,9 @@ class RunActor:
         for timer_id in list(self.state.timers):
             self.emit(TimerCancelled, timer_id=timer_id)
         self.emit(RunCancelled, reason=message.reason)
-        self.execution.cancel_work()
         error = RunCancelledError(f"run {self.run_id!r} was cancelled", run_id=self.run_id)
         self.execution.fail_waiters(error)
+        self.execution.cancel_work()
         self.reply_after_commit(message.reply)
 
     async def _shutdown(self) -> None:

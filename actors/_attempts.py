@@ -184,6 +184,7 @@ class AttemptRunner(abc.ABC):
             input_digest=call.digest,
             attempt=attempt,
             input=(call.stored or [call.args, call.kwargs]) if record else None,
+            seen_seq=call.seen_seq,
         )
         state = actor.state
         key = state.idempotency_key if state.kind == "function" and state.idempotency_key else None

@@ -139,6 +139,21 @@ class NotInWorkflowError(PerdureError, RuntimeError):
     """A task, `interrupt()` or durable sleep was used outside a running workflow or function."""
 
 
+class NestedWorkflowError(PerdureError, RuntimeError):
+    """A workflow was invoked or streamed from inside another workflow's body.
+
+    The inner run would not be recorded in the outer run's log, so it would
+    run again, side effects and all, each time the outer run resumes. Call the
+    inner workflow from a ``@task`` instead: the task's result is recorded once
+    and returned on replay.
+    """
+
+    def __init__(self, message: str, *, run_id: str, workflow: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.workflow = workflow
+
+
 class Suspend(BaseException):
     """Private signal: the current body or task attempt must stop here and wait.
 

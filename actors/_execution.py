@@ -20,7 +20,7 @@ from perdure.actors._attempts import (
 )
 from perdure.actors._errors import NonDeterminismError, Suspend, TaskFailedError
 from perdure.actors._messages import BodyDone, SleepRequest
-from perdure.actors._scope import Scope, call_task, current_scope
+from perdure.actors._scope import Scope, call_task, current_scope, wake
 from perdure.actors._state import BODY
 from perdure.actors._targets import BodyInfo, Final, TargetSpec, body_config
 from perdure.eventlog import (
@@ -48,6 +48,8 @@ class Execution(AttemptRunner):
         self.body: asyncio.Task[None] | None = None
         self.generation = 0
         self.restart_pending = False
+        #: position -> futures of child tasks of the body waiting for that durable sleep
+        self.sleep_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- recovery and lifecycle --------------------------------------------------------
 
@@ -108,6 +110,23 @@ class Execution(AttemptRunner):
             self.body.cancel()
             self.body = None
         self.cancel_attempts()
+        # Child tasks the body left waiting (the losers of a race) end with it.
+        for futures in self.waiters.values():
+            for fut in futures:
+                fut.cancel()
+        self.waiters.clear()
+        self._drop_sleep_waiters()
+
+    def sleep_waiter(self, position: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.actor.loop.create_future()
+        self.sleep_waiters.setdefault(position, []).append(fut)
+        return fut
+
+    def _drop_sleep_waiters(self) -> None:
+        for futures in self.sleep_waiters.values():
+            for fut in futures:
+                fut.cancel()
+        self.sleep_waiters.clear()
 
     def cancel_attempts(self) -> None:
         for task, _, _ in self.attempts.values():
@@ -129,7 +148,9 @@ class Execution(AttemptRunner):
 
     async def _body_main(self, spec: TargetSpec, generation: int, info: BodyInfo) -> None:
         actor = self.actor
-        current_scope.set(Scope(actor, "", info))
+        scope = Scope(actor, "", info, generation)
+        scope.root = asyncio.current_task()
+        current_scope.set(scope)
         message = BodyDone(incarnation=actor.incarnation, generation=generation, outcome="returned")
         try:
             if spec.kind == "function":
@@ -160,6 +181,9 @@ class Execution(AttemptRunner):
         if message.incarnation != actor.incarnation or message.generation != self.generation:
             return
         self.body = None
+        # Child tasks of the ended execution stop at their next step; a re-execution asks anew.
+        self.generation += 1
+        self._drop_sleep_waiters()
         if actor.state.terminal is not None:
             return
         if message.outcome == "returned":
@@ -282,6 +306,7 @@ class Execution(AttemptRunner):
             due_at=actor.host.clock.now() + message.seconds,
             purpose="sleep",
             position=message.position,
+            seen_seq=message.seen_seq,
         )
 
     def on_timer(self, timer_id: str) -> None:
@@ -291,7 +316,11 @@ class Execution(AttemptRunner):
             return
         _, purpose, position = entry
         actor.emit(TimerFired, timer_id=timer_id)
-        if purpose == "sleep" or position == BODY:
+        if purpose == "sleep" and position in self.sleep_waiters:
+            # A child task of the live body waits on it (a race): wake it, nothing to restart.
+            waiters = self.sleep_waiters.pop(position)
+            actor.after_commit(lambda: wake(waiters))
+        elif purpose == "sleep" or position == BODY:
             actor.after_commit(self.restart_body)
         else:
             self.ensure_attempt(position)

@@ -44,6 +44,8 @@ class ExecuteTask:
     #: The stored form ([args, kwargs]) when it differs from the values the task is
     #: called with (tagged types such as datetime); None when they are the same.
     stored: list[Any] | None = None
+    #: the scope's view of the log when the code asked (see `Scope.seen`)
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -62,6 +64,8 @@ class InterruptRequest:
     position: str
     interrupt_id: str
     value: Any
+    digest: str
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -69,6 +73,7 @@ class SleepRequest:
     incarnation: int
     position: str
     seconds: float
+    seen_seq: int = -1
 
 
 @attrs.define(slots=True, kw_only=True)

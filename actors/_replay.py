@@ -1,11 +1,14 @@
 """The replay matcher: the n-th step the code asks for must be the n-th step the log recorded.
 
-A step is matched by position, kind, task name and input digest. Anything
+A step is matched by position, kind, and for a task its name and input digest,
+for an interrupt the digest of its value (the question). Anything
 else is a `NonDeterminismError` naming the run, the position, both sides and
 the fix, never a recorded result handed to a different question.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from perdure.actors._errors import NonDeterminismError
 from perdure.actors._state import RunState, Step
@@ -18,29 +21,43 @@ _FIX = (
 )
 
 
-def _requested(kind: str, name: str, digest: str) -> str:
+def _requested(kind: str, name: str, digest: str, value: Any) -> str:
     if kind == "task":
         return f"task {name!r} with input digest {digest}"
     if kind == "interrupt":
-        return "interrupt()"
+        return f"interrupt() with value {value!r}"
     return "a durable sleep"
 
 
 def match_step(
-    state: RunState, position: str, kind: str, name: str = "", digest: str = ""
+    state: RunState,
+    position: str,
+    kind: str,
+    name: str = "",
+    digest: str = "",
+    *,
+    value: Any = None,
 ) -> Step | None:
-    """The recorded step at `position` if it matches the request; None if none is recorded."""
+    """The recorded step at `position` if it matches the request; None if none is recorded.
+
+    `digest` is a task's input digest or an interrupt's value digest; `value`
+    (an interrupt's question) only serves the error message.
+    """
     step = state.steps.get(position)
     if step is None:
         return None
-    if step.kind == kind and (
-        kind != "task" or (step.name == name and step.input_digest == digest)
-    ):
-        return step
+    if step.kind == kind:
+        if kind == "task":
+            if step.name == name and step.input_digest == digest:
+                return step
+        elif kind != "interrupt" or step.question_digest == digest:
+            return step
     recorded = step.describe()
-    requested = _requested(kind, name, digest)
+    requested = _requested(kind, name, digest, value)
     if step.kind == kind == "task" and step.name == name:
         what = "the same task with a different input"
+    elif step.kind == kind == "interrupt":
+        what = "the same interrupt asking a different question"
     else:
         what = "a different step"
     raise NonDeterminismError(

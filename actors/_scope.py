@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
 from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
+from perdure.actors._order import Holdback
 from perdure.actors._replay import match_step
+from perdure.actors._state import Step
 from perdure.actors._targets import BodyInfo, TaskSpec
 from perdure.eventlog import TaskFailed, check_json, digest
 from perdure.eventlog._json import fresh
@@ -32,25 +34,98 @@ T = TypeVar("T")
 
 
 class Scope:
-    """The body of a run or one task attempt, with its own step counter."""
+    """The body of a run or one task attempt, with its own step counter.
 
-    __slots__ = ("actor", "body", "counter", "incarnation", "prefix")
+    `root` is the asyncio task that runs the scope's code itself (None for sync
+    code in a thread); asyncio tasks the code starts (``asyncio.wait``,
+    ``gather``, ``create_task``) are its children. `generation` ties a body
+    scope to one execution of the body: children left running when it ends
+    stop at their next step.
 
-    def __init__(self, actor: RunActor, prefix: str, body: BodyInfo | None) -> None:
+    In an async body, recorded outcomes are handed out in the order the code
+    saw them live (`holdback`, see `perdure.actors._order`), so a race between
+    a task and a sleep has the same winner on every replay.
+    """
+
+    __slots__ = (
+        "_holdback",
+        "actor",
+        "body",
+        "counter",
+        "generation",
+        "incarnation",
+        "prefix",
+        "root",
+    )
+
+    def __init__(
+        self, actor: RunActor, prefix: str, body: BodyInfo | None, generation: int = 0
+    ) -> None:
         self.actor = actor
         self.incarnation = actor.incarnation
         self.prefix = prefix
         self.counter = 0
         self.body = body
+        self.generation = generation
+        self.root: asyncio.Task[Any] | None = None
+        self._holdback: Holdback | None = None
 
     def next_position(self) -> str:
         n = self.counter
         self.counter = n + 1
+        holdback = self._holdback
+        if holdback is not None and holdback.held:
+            holdback.release_due()
         return f"{self.prefix}.{n}" if self.prefix else str(n)
 
     def check_alive(self) -> None:
-        if not self.actor.alive or self.actor.incarnation != self.incarnation:
-            raise Suspend("actor stopped")
+        actor = self.actor
+        if (
+            not actor.alive
+            or actor.incarnation != self.incarnation
+            or (self.generation and actor.body_generation != self.generation)
+        ):
+            raise quiet(Suspend("actor stopped"))
+
+    def seen(self) -> int:
+        """What the code has seen of the log now (recorded as a new step's `seen_seq`)."""
+        return self.actor.durable_seq
+
+    def ordered(self) -> bool:
+        """Whether recorded outcomes are handed out in their live order here (async bodies)."""
+        return (
+            self.root is not None
+            and not self.prefix
+            and threading.get_ident() == self.actor.thread_id
+        )
+
+    @property
+    def holdback(self) -> Holdback:
+        """The recorded outcomes this scope holds back (see `perdure.actors._order`)."""
+        if self._holdback is None:
+            self._holdback = Holdback(self.actor.state, self.actor.loop, lambda: self.counter)
+        return self._holdback
+
+    def holding(self) -> bool:
+        return self._holdback is not None and bool(self._holdback.held)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def quiet(signal: BaseException) -> BaseException:
+    """Return `signal` (a `Suspend` about to be raised) after marking the current asyncio task's
+    exception as retrieved: a child task of a body (``asyncio.wait``, ``create_task``) that ends
+    with it must not reach asyncio's "exception was never retrieved" log."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on an event loop thread
+        return signal
+    if task is not None:
+        task.add_done_callback(_retrieve)
+    return signal
 
 
 current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -89,7 +164,7 @@ async def _wait(fut: asyncio.Future[Any]) -> Any:
 class TaskFuture(Generic[T]):
     """The result of a task call: ``await`` it in async code, ``.result()`` in sync code."""
 
-    __slots__ = ("_error", "_fut", "_loop", "_value", "name")
+    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "name")
 
     def __init__(
         self,
@@ -104,6 +179,8 @@ class TaskFuture(Generic[T]):
         self._fut = fut
         self._value = value
         self._error = error
+        #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
+        self._held: tuple[Scope, int] | None = None
 
     def __repr__(self) -> str:
         return f"<TaskFuture {self.name} done={self.done()}>"
@@ -116,7 +193,20 @@ class TaskFuture(Generic[T]):
             if self._error is not None:
                 raise self._error
             return self._value  # type: ignore[no-any-return]
-        return (yield from self._fut.__await__())  # type: ignore[no-any-return]
+        held = self._held
+        if held is not None and not self._fut.done() and not _in_child(held[0]):
+            # The scope's own code waits on it: nothing can overtake it (and code that
+            # changed since the log must not wait for steps it no longer asks for).
+            held[0].holdback.release_until(held[1])
+        try:
+            return (yield from self._fut.__await__())  # type: ignore[no-any-return]
+        except Suspend as signal:
+            stall = signal.detail
+            if signal.reason == "replay end" and callable(stall) and _child_of_a_scope():
+                # Replayed, a task the log does not settle has not finished yet: in a race,
+                # another side may still win (the replay ends if none can).
+                return (yield from stall().__await__())  # type: ignore[no-any-return]
+            raise quiet(signal) from None
 
     def result(self, timeout: float | None = None) -> T:
         """Block until the task's result is durable, then return it (sync workflow code)."""
@@ -164,11 +254,23 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     stored = [stored_args, stored_kwargs]
     payload_digest = digest(stored)
     step = match_step(actor.state, position, "task", spec.name, payload_digest)
-    if step is not None and step.settled_seq < actor.durable_seq:
-        if step.done:
-            return TaskFuture(spec.name, actor.loop, value=restore(step.result, spec.result_type))
-        if step.failed is not None:
+    if (
+        step is not None
+        and step.settled_seq < actor.durable_seq
+        and (step.done or step.failed is not None)
+    ):
+        if not scope.ordered() or scope.holdback.due(step.settled_seq):
+            if step.done:
+                return TaskFuture(
+                    spec.name, actor.loop, value=restore(step.result, spec.result_type)
+                )
+            assert step.failed is not None
             return TaskFuture(spec.name, actor.loop, error=failure_error(actor.run_id, step.failed))
+        held: asyncio.Future[Any] = actor.loop.create_future()
+        scope.holdback.hold(step.settled_seq, lambda: _settle(held, step, actor.run_id))
+        future: TaskFuture[Any] = TaskFuture(spec.name, actor.loop, fut=held)
+        future._held = (scope, step.settled_seq)
+        return future
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
     _thread_safe_post(
         scope,
@@ -181,9 +283,20 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             digest=payload_digest,
             future=fut,
             stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
+            seen_seq=scope.seen(),
         ),
     )
     return TaskFuture(spec.name, actor.loop, fut=fut)
+
+
+def _settle(fut: asyncio.Future[Any], step: Step, run_id: str) -> None:
+    if fut.done():
+        return
+    if step.done:
+        fut.set_result(fresh(step.result))
+    elif step.failed is not None:
+        fut.set_exception(failure_error(run_id, step.failed))
+        fut.exception()  # whoever awaits it gets it; nobody awaiting must not log it
 
 
 def interrupt_id(run_id: str, invocation: int, position: str) -> str:
@@ -197,43 +310,89 @@ def interrupt(value: Any) -> Any:
     scope = require_scope("interrupt()")
     actor = scope.actor
     position = scope.next_position()
-    step = match_step(actor.state, position, "interrupt")
-    if step is not None:
-        if step.answered and step.settled_seq < actor.durable_seq:
-            return fresh(step.answer)
-        raise Suspend("interrupt", step.interrupt_id)
     value = check_json(
         value, "value", where=f"interrupt() in run {actor.run_id!r} at position {position}"
     )
+    value_digest = digest(value)
+    step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
+    if step is not None:
+        if step.answered and step.settled_seq < actor.durable_seq:
+            return fresh(step.answer)
+        raise quiet(Suspend("interrupt", step.interrupt_id))
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
         scope,
         InterruptRequest(
-            incarnation=scope.incarnation, position=position, interrupt_id=iid, value=value
+            incarnation=scope.incarnation,
+            position=position,
+            interrupt_id=iid,
+            value=value,
+            digest=value_digest,
+            seen_seq=scope.seen(),
         ),
     )
-    raise Suspend("interrupt", iid)
+    raise quiet(Suspend("interrupt", iid))
 
 
-def durable_sleep(seconds: float) -> None:
-    """Wait `seconds` durably: the run is unloaded and resumed by a stored timer."""
+def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None] | None:
+    """Wait `seconds` durably: the run is unloaded and resumed by a stored timer.
+
+    Returns None once slept (at once on replay). Otherwise the scope's own
+    code raises `Suspend` (the body stops here and is re-executed when the
+    timer fires); with `wait` (``asleep``), code in a child asyncio task of the
+    body (one side of an ``asyncio.wait`` race) gets a future to await instead,
+    done when the timer has fired, so the other side can win meanwhile.
+    """
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
         raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
     scope = require_scope("sleep()")
     actor = scope.actor
     position = scope.next_position()
     step = match_step(actor.state, position, "sleep")
+    child = wait and scope.root is not None and _in_child(scope)
     if step is not None:
         if step.fired:
-            return
-        raise Suspend("sleep", step.timer_id)
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
+                return None
+            held: asyncio.Future[None] = actor.loop.create_future()
+            scope.holdback.hold(step.settled_seq, lambda: wake([held]))
+            return held
+        if child:
+            return actor.step_waiter(position)
+        raise quiet(Suspend("sleep", step.timer_id))
     if seconds <= 0:
-        return
+        return None
     _thread_safe_post(
         scope,
-        SleepRequest(incarnation=scope.incarnation, position=position, seconds=float(seconds)),
+        SleepRequest(
+            incarnation=scope.incarnation,
+            position=position,
+            seconds=float(seconds),
+            seen_seq=scope.seen(),
+        ),
     )
-    raise Suspend("sleep")
+    if child:
+        return actor.step_waiter(position)
+    raise quiet(Suspend("sleep"))
+
+
+def wake(futures: list[asyncio.Future[None]]) -> None:
+    """Tell code waiting on a durable sleep that it has fired."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
+def _child_of_a_scope() -> bool:
+    scope = current_scope.get()
+    return scope is not None and scope.root is not None and _in_child(scope)
+
+
+def _in_child(scope: Scope) -> bool:
+    """Whether the caller is an asyncio task the scope's code started, not the scope's own."""
+    if not _on_loop_thread(scope.actor.loop):
+        return False
+    return asyncio.current_task() is not scope.root
 
 
 def current_body() -> BodyInfo:

@@ -31,6 +31,7 @@ from perdure.eventlog import (
     TimerCancelled,
     TimerFired,
     TimerSet,
+    digest,
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
@@ -58,14 +59,18 @@ class Step:
     retry_timer: str | None = None
     interrupt_id: str = ""
     question: Any = None
+    #: digest of `question`: a replayed `interrupt(value)` must ask the same question
+    question_digest: str = ""
     answered: bool = False
     answer: Any = None
     timer_id: str = ""
     due_at: float = 0.0
     fired: bool = False
-    #: seq of the event that settled the step (result, final failure, answer);
+    #: seq of the event that settled the step (result, final failure, answer, timer fired);
     #: user code may only see the outcome once that seq is durable.
     settled_seq: int = -1
+    #: what the code had seen when it first asked for this step (see `Interrupted.seen_seq`)
+    seen_seq: int = -1
 
     def describe(self) -> str:
         """A short human description for error messages."""
@@ -167,6 +172,8 @@ def _attempt_started(state: RunState, e: TaskAttemptStarted) -> None:
     step = _step(state, e.position, "task")
     step.name = e.name
     step.input_digest = e.input_digest
+    if step.seen_seq < 0:
+        step.seen_seq = e.seen_seq
     if step.open_attempt is None:
         state.open_attempts += 1
     step.open_attempt = e.attempt
@@ -221,6 +228,9 @@ def _interrupted(state: RunState, e: Interrupted) -> None:
     step = _step(state, e.position, "interrupt")
     step.interrupt_id = e.interrupt_id
     step.question = e.value
+    # A log written before interrupts recorded their digest: derive it (the upcast).
+    step.question_digest = e.value_digest or digest(e.value)
+    step.seen_seq = e.seen_seq
     state.interrupts[e.interrupt_id] = step
 
 
@@ -238,13 +248,14 @@ def _timer_set(state: RunState, e: TimerSet) -> None:
         step = _step(state, e.position, "sleep")
         step.timer_id = e.timer_id
         step.due_at = e.due_at
+        step.seen_seq = e.seen_seq
     elif e.position == BODY:
         state.body_retry_timer = e.timer_id
     else:
         _step(state, e.position, "task").retry_timer = e.timer_id
 
 
-def _timer_done(state: RunState, timer_id: str, fired: bool) -> None:
+def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
     entry = state.timers.pop(timer_id, None)
     if entry is None:
         return
@@ -253,6 +264,8 @@ def _timer_done(state: RunState, timer_id: str, fired: bool) -> None:
         step = state.steps.get(position)
         if step is not None:
             step.fired = fired
+            if fired:
+                step.settled_seq = seq
     elif position == BODY:
         state.body_retry_timer = None
     else:
@@ -303,8 +316,8 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     Interrupted: _interrupted,
     Resumed: _resumed,
     TimerSet: _timer_set,
-    TimerFired: lambda s, e: _timer_done(s, e.timer_id, True),
-    TimerCancelled: lambda s, e: _timer_done(s, e.timer_id, False),
+    TimerFired: lambda s, e: _timer_done(s, e.timer_id, True, e.seq),
+    TimerCancelled: lambda s, e: _timer_done(s, e.timer_id, False, e.seq),
     RunCompleted: _run_completed,
     RunFailed: _run_failed,
     RunCancelled: _run_cancelled,

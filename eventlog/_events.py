@@ -8,6 +8,13 @@ versions are upgraded by the upcasters in `perdure.eventlog._codec`.
 Positions name a step of a run's deterministic call order: ``"0"``, ``"1"``,
 ... for the workflow body's steps, ``"3.0"`` for the first step inside the task
 at position 3, and ``""`` for the body itself (its own retries).
+
+``seen_seq`` on the events that record a step's request (attempt starts, sleep
+timers, interrupts) is what the code had seen when it asked: every outcome
+with a lower seq had been handed to it, none after. A replay withholds each
+recorded outcome until the code has asked again for every step it had asked
+for without seeing that outcome, so a race (``asyncio.wait`` over a task and a
+sleep) has the winner it had live. ``-1``: not known (logs from before it).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class TaskAttemptStarted(Event):
     input_digest: str
     attempt: int
     input: Any = None
+    seen_seq: int = -1
 
 
 @attrs.frozen(kw_only=True)
@@ -113,12 +121,20 @@ class TaskFailed(Event):
 
 @attrs.frozen(kw_only=True)
 class Interrupted(Event):
-    """The run paused at `position` asking a person for input (`value` is the question)."""
+    """The run paused at `position` asking a person for input (`value` is the question).
+
+    `value_digest` is the digest of `value`: a replay matches the interrupt at
+    `position` by it, as a task is matched by its input digest. Logs written
+    before it existed have ``""`` here; the digest is then computed from
+    `value` when the log is folded.
+    """
 
     WIRE_NAME: ClassVar[str] = "interrupted"
     position: str
     interrupt_id: str
     value: Any
+    value_digest: str = ""
+    seen_seq: int = -1
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +155,7 @@ class TimerSet(Event):
     due_at: float
     purpose: TimerPurpose
     position: str
+    seen_seq: int = -1
 
 
 @attrs.frozen(kw_only=True)

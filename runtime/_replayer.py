@@ -47,6 +47,9 @@ from perdure.runtime._replay_report import (
 if TYPE_CHECKING:
     from perdure.actors import RunActor
 
+#: A body waiting on unfired sleeps that asks for nothing in this many polls is blocked.
+_BLOCKED_POLL = 0.01
+_BLOCKED_POLLS = 3
 _FUNCTION_NOTE = "a function run has no workflow code to replay: its body is one recorded task"
 _DECORATOR = {"workflow": "@entrypoint", "function": "@function"}
 
@@ -62,8 +65,25 @@ class _ReplayActor:
         self.incarnation = 0
         self.alive = True
         self.durable_seq = sys.maxsize  # every recorded outcome counts as durable
+        self.body_generation = 0
         #: Steps the code asked for that the log does not settle: (position, description).
         self.asked: list[tuple[str, str]] = []
+        #: Child tasks of the body waiting on sleeps the log does not settle (never done).
+        self.waiting: list[asyncio.Future[None]] = []
+
+    def step_waiter(self, position: str) -> asyncio.Future[None]:
+        """A child task of the body waits on a sleep that never fired in the log: it stays
+        pending (another side of its race may win); if nothing else can, the replay ends."""
+        if all(asked != position for asked, _ in self.asked):
+            step = self.state.steps.get(position)
+            self.asked.append((position, step.describe() if step else "a durable sleep"))
+        return self.stall()
+
+    def stall(self) -> asyncio.Future[None]:
+        """A future that never completes, for a child task waiting on what the log lacks."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.waiting.append(fut)
+        return fut
 
     def post(self, message: object) -> None:
         """Scope code asks for a step the log does not settle: note it and stop the body there."""
@@ -72,7 +92,7 @@ class _ReplayActor:
                 (message.position, f"task {message.spec.name!r} with input digest {message.digest}")
             )
             if not message.future.done():
-                message.future.set_exception(Suspend("replay end"))
+                message.future.set_exception(Suspend("replay end", self.stall))
                 message.future.exception()  # retrieved: no "never retrieved" warning
         elif isinstance(message, InterruptRequest):
             self.asked.append((message.position, f"interrupt() with value {message.value!r}"))
@@ -209,9 +229,8 @@ class Replayer:
         )
         scope = Scope(cast("RunActor", actor), "", info)
         try:
-            outcome = await asyncio.wait_for(
-                loop.create_task(_run_body(spec, info, scope)), self.timeout
-            )
+            body = loop.create_task(_run_body(spec, info, scope))
+            outcome = await self._drive(body, actor, scope)
         except TimeoutError:
             note = (
                 f"the workflow body neither finished nor reached the end of the log within "
@@ -220,6 +239,8 @@ class Replayer:
             return _unreplayed(state, ok=False, replayed="timed out", note=note)
         finally:
             actor.alive = False  # a sync body still in its thread stops at its next step
+            for fut in actor.waiting:
+                fut.cancel()
         result = judge(state, scope.counter, actor.asked, outcome)
         divergence = result.divergence
         if divergence is None:
@@ -229,6 +250,37 @@ class Replayer:
             recorded_input=_recorded_input(events[starts[-1] :], divergence.position),
             location=user_location(divergence),
         )
+
+    async def _drive(
+        self, body: asyncio.Task[tuple[str, Any]], actor: _ReplayActor, scope: Scope
+    ) -> tuple[str, Any]:
+        """Wait for the replayed body; stop it where it can only wait on what the log lacks.
+
+        A body whose child tasks wait on sleeps that never fired in the log, and
+        that asks for nothing more while polled a few times, is where the
+        recorded run stopped (it was waiting in a race): that is the replay's end.
+        """
+        deadline = actor.loop.time() + self.timeout
+        last: tuple[int, int] | None = None
+        still = 0
+        while True:
+            done, _ = await asyncio.wait({body}, timeout=_BLOCKED_POLL)
+            if done:
+                return body.result()
+            mark = (scope.counter, len(actor.asked))
+            still = still + 1 if (actor.waiting or scope.holding()) and mark == last else 0
+            last = mark
+            if still >= _BLOCKED_POLLS and scope.holding():
+                # Code changed since the log no longer asks for the steps an outcome was
+                # held for: hand everything out rather than wait for them.
+                scope.holdback.release_until(sys.maxsize)
+                still = 0
+            elif still >= _BLOCKED_POLLS or actor.loop.time() >= deadline:
+                body.cancel()
+                await asyncio.wait({body})
+                if still >= _BLOCKED_POLLS:
+                    return "suspended", Suspend("replay end")
+                raise TimeoutError
 
     # -- many runs ---------------------------------------------------------------------
 
@@ -352,6 +404,7 @@ async def _events(events_or_run_id: str | Iterable[Event], log: EventLog | None)
 async def _run_body(spec: TargetSpec, info: BodyInfo, scope: Scope) -> tuple[str, Any]:
     """Run the body once in its own task (so the scope variable stays in that task's context)."""
     assert spec.run is not None
+    scope.root = asyncio.current_task()
     current_scope.set(scope)
     try:
         return "returned", await spec.run(info)

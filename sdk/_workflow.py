@@ -257,8 +257,17 @@ def sleep(seconds: float) -> None:
 
 
 async def asleep(seconds: float) -> None:
-    """Durable sleep in async workflow code (``await perdure.asleep(3600)``)."""
-    durable_sleep(seconds)
+    """Durable sleep in async workflow code (``await perdure.asleep(3600)``).
+
+    Awaited by the body itself, the run is unloaded until the stored timer
+    fires. In a task the body started (``asyncio.create_task(asleep(60))``,
+    one side of ``asyncio.wait(..., return_when=FIRST_COMPLETED)``) it waits
+    for the timer while the body goes on, so a task can race a durable
+    timeout; replays give the race the winner it had live.
+    """
+    fired = durable_sleep(seconds, wait=True)
+    if fired is not None:
+        await fired
 
 
 def get_previous_state() -> Any:

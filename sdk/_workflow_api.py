@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 import attrs
 
 from perdure._bridge import Bridge
-from perdure.actors import Command, Interrupt, RunState, TargetSpec, apply
+from perdure.actors import (
+    Command,
+    Interrupt,
+    NestedWorkflowError,
+    RunState,
+    TargetSpec,
+    apply,
+    current_scope,
+)
 from perdure.eventlog import (
     Event,
     EventLog,
@@ -162,6 +170,25 @@ def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, .
     return modes, many
 
 
+def refuse_nested(name: str, what: str) -> None:
+    """Refuse to start or drive a workflow from another workflow's body (it is not recorded)."""
+    scope = current_scope.get()
+    if scope is None or scope.body is None:
+        return  # not in a workflow body: a caller outside perdure, or a task (recorded)
+    run_id = scope.actor.run_id
+    raise NestedWorkflowError(
+        f"{name}.{what}() was called in the body of workflow run {run_id!r}: a workflow "
+        "started from another workflow's body is not recorded in that run's log, so it would "
+        "run again, side effects and all, each time the outer run resumes. Call it from a "
+        f"@task instead (the task's result is recorded once and returned on replay), with a "
+        f"thread id of its own, e.g. derived from the outer thread's id: "
+        f"`@task async def step(x, thread_id): return await {name}.ainvoke(x, "
+        '{"configurable": {"thread_id": thread_id}})`',
+        run_id=run_id,
+        workflow=name,
+    )
+
+
 class WorkflowApi:
     """The run-it-from-outside half of `Workflow`."""
 
@@ -233,13 +260,16 @@ class WorkflowApi:
         continue keeps the config its invocation started with.
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
         Inside a running event loop it raises `ClientUsageError`: use `ainvoke`.
+        Raises `NestedWorkflowError` inside another workflow's body (call it from a task).
         """
+        refuse_nested(self.name, "invoke")
         checked = call_config(config, f"{self.name}.invoke()")
         outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke")
         return outcome.unwrap(self.__perdure_target__.result_type)
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
         """Async `invoke`."""
+        refuse_nested(self.name, "ainvoke")
         checked = call_config(config, f"{self.name}.ainvoke()")
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, checked))
         return outcome.unwrap(self.__perdure_target__.result_type)
@@ -257,6 +287,11 @@ class WorkflowApi:
 
         try:
             await self._kick(runtime, input, config)
+            # Anything settled before the kick returned is the thread's earlier state (an
+            # actor rebuilt from the log reports the last invocation's end, or the pause a
+            # resume answers): only outcomes after this mark end the stream.
+            listener.put_nowait(("kicked", None))
+            stale = True
             waiter = asyncio.ensure_future(runtime.wait(thread_id))
             waiter.add_done_callback(
                 lambda f: (
@@ -268,7 +303,11 @@ class WorkflowApi:
             try:
                 while True:
                     kind, payload = await listener.get()
-                    if kind == "events":
+                    if kind == "kicked":
+                        stale = False
+                    elif kind == "settled" and stale:
+                        continue
+                    elif kind == "events":
                         for event in payload:
                             for chunk in self._event_chunks(event, modes, out):
                                 yield chunk
@@ -314,6 +353,7 @@ class WorkflowApi:
         stream_mode: str | list[str] | tuple[str, ...] = "updates",
     ) -> AsyncIterator[Any]:
         """Async `stream`."""
+        refuse_nested(self.name, "astream")
         modes, many = _modes(stream_mode)
         checked = call_config(config, f"{self.name}.astream()")
         async for chunk in self._bridge.aiterate(
@@ -331,6 +371,7 @@ class WorkflowApi:
         """Run like `invoke`, yielding progress: ``"updates"`` ({task: result} per task, then
         {workflow: result}), ``"values"`` (the return value), ``"custom"`` (items from
         `writer`), or a list of modes yielding ``(mode, chunk)`` pairs."""
+        refuse_nested(self.name, "stream")
         modes, many = _modes(stream_mode)
         checked = call_config(config, f"{self.name}.stream()")
         yield from self._bridge.iterate(

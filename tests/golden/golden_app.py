@@ -11,11 +11,13 @@ without clashing with the default registry.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from perdure import (
     FunctionContext,
     RetryPolicy,
+    asleep,
     entrypoint,
     function,
     interrupt,
@@ -129,5 +131,19 @@ def golden_nested(question: str) -> str:
     return result
 
 
-WORKFLOWS = [golden_review, golden_checkout, golden_counter, golden_nested]
+# -- a task raced against a durable sleep, then two questions (seen_seq, value_digest) ----------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_race(topic: str) -> dict[str, Any]:
+    fetch = asyncio.ensure_future(golden_square(len(topic)))
+    timeout = asyncio.create_task(asleep(30))
+    done, _ = await asyncio.wait({fetch, timeout}, return_when=asyncio.FIRST_COMPLETED)
+    winner = "task" if fetch in done else "sleep"
+    name = interrupt({"question": "name?", "winner": winner})
+    age = interrupt({"question": "age?"})
+    return {"winner": winner, "name": name, "age": age}
+
+
+WORKFLOWS = [golden_review, golden_checkout, golden_counter, golden_nested, golden_race]
 FUNCTIONS = [golden_flaky_fetch, golden_always_fails]

@@ -122,6 +122,23 @@ async def workflow_invocations(rt: Runtime) -> str:
     return run_id
 
 
+async def workflow_race(rt: Runtime) -> str:
+    """A task races a durable sleep and wins; the sleep fires while a person is asked."""
+    run_id = "golden-race"
+    await rt.start(golden_app.golden_race, "otters", run_id=run_id)
+    await rt.wait(run_id)
+    while not any(  # noqa: ASYNC110 - waits for the clock's autojump to fire the sleep
+        type(e).__name__ == "TimerFired" for e in await rt.log.read(run_id)
+    ):
+        await asyncio.sleep(0.01)
+    await rt.wait(run_id)
+    await rt.send(run_id, Command(resume="Ana"))
+    await rt.wait(run_id)
+    await rt.send(run_id, Command(resume=42))
+    await rt.wait(run_id)
+    return run_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "function_retries": function_retries,
     "function_failed": function_failed,
@@ -132,6 +149,7 @@ SCENARIOS: dict[str, Scenario] = {
     "workflow_continued": workflow_continued,
     "workflow_nested": workflow_nested,
     "workflow_invocations": workflow_invocations,
+    "workflow_race": workflow_race,
 }
 
 

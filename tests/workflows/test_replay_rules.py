@@ -74,6 +74,9 @@ def define(variant: str) -> Workflow:
             elif variant == "moved_interrupt":  # (c) the interrupt now comes first
                 verdict = interrupt({"draft": None})
                 draft = replay_draft(topic).result()
+            elif variant == "changed_question":  # (e) the interrupt asks something else
+                draft = replay_draft(topic).result()
+                verdict = interrupt({"draft": draft, "deadline": "today"})
             elif variant == "task_for_interrupt":  # (d) a task where the interrupt was
                 draft = replay_draft(topic).result()
                 draft = replay_polish(draft).result()
@@ -97,6 +100,12 @@ CHANGES = {
     "renamed_task": ("0", "task 'replay_draft'", "task 'replay_outline'", "a different step"),
     "changed_input": ("0", "task 'replay_draft'", "task 'replay_draft'", "different input"),
     "moved_interrupt": ("0", "task 'replay_draft'", "interrupt()", "a different step"),
+    "changed_question": (
+        "1",
+        "interrupt() with value {'draft': 'draft on cats'}",
+        "interrupt() with value {'draft': 'draft on cats', 'deadline': 'today'}",
+        "asking a different question",
+    ),
     "task_for_interrupt": (
         "1",
         "interrupt() with value",
