@@ -56,7 +56,7 @@ class Crowd:
 crowd = Crowd()
 
 
-@function(name="nested_inner", retries=1)
+@function(name="nested_fn_inner", retries=1)
 def nested_inner(x: int) -> int:
     crowd.running(1)
     crowd.running(-1)
@@ -67,7 +67,7 @@ def nested_inner(x: int) -> int:
 def nested_outer(x: int) -> int:
     crowd.enter()
     crowd.running(-1)  # blocked from here on
-    inner = Client().run("nested_inner", {"x": x})
+    inner = Client().run("nested_fn_inner", {"x": x})
     return int(inner) + 1
 
 
