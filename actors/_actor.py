@@ -7,10 +7,12 @@ expose outcomes to user code. A storage error escapes the loop; the supervisor
 then rebuilds the actor from the log, so in-memory state never outlives a
 failed write.
 
-Attempt-start events are "soft": they may wait up to `attempt_linger` seconds
-to share a commit with the attempt's result, which makes a fast task cost one
-fsync instead of two. A crash inside that window leaves no trace of the
-attempt, so the body runs again as the same attempt (still at-least-once).
+Some events are "soft": they may wait up to `attempt_linger` seconds to share a
+commit with the next hard one. A `RunStarted` of `run()`/`invoke` is soft, and
+so are the attempt starts made while it is (a crash then loses the whole
+invocation, which nobody can continue): a fast function call costs one fsync.
+Every other attempt start is committed before its body runs (`_attempts.py`),
+so an attempt that ran is always in the log.
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ class RunActor:
     def post(self, message: object) -> None:
         """Queue a message for this run (event-loop thread only)."""
         self.mailbox.put_nowait(message)
+
+    def start_pending(self) -> bool:
+        """Whether this invocation's `RunStarted` is soft and not durable yet."""
+        return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
 
     def start_lost(self) -> bool:
         """Whether this run's latest start never reached the log (its actor is crashing)."""
