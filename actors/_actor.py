@@ -64,6 +64,7 @@ from perdure.eventlog import (
     SequenceConflictError,
     TaskAttemptFailed,
     TimerCancelled,
+    TimerSet,
     check_json,
 )
 
@@ -431,10 +432,48 @@ class RunActor:
         self.after_commit(self.execution.restart_body)
 
     def _continue(self, message: Continue) -> None:
-        if self.state.terminal in ("failed", "parked"):
-            self.emit(RunContinued, reason="continued by invoke(None) / runtime.resume")
+        """Reopen a failed, parked or cancelled run: completed steps stay, the rest run again.
+
+        A cancelled run is reopened as DBOS resumes a cancelled workflow: attempts the
+        cancel cut short are recorded as ended (the next one gets a higher number), and
+        durable sleeps whose timers the cancel (or parking) removed are set again.
+        """
+        state = self.state
+        if state.terminal in ("failed", "parked", "cancelled"):
+            was = state.terminal
+            self.emit(RunContinued, reason=f"continued after it was {was}")
+            for step in list(state.steps.values()):
+                if step.open_attempt is not None:
+                    self.crash_failure(
+                        step.position,
+                        step.name,
+                        step.open_attempt,
+                        message=f"the run was {was} while this attempt ran; the run was "
+                        "continued, and the next attempt does not use up the retry budget",
+                    )
+                if step.kind == "sleep" and not step.fired and step.timer_id not in state.timers:
+                    self.emit(
+                        TimerSet,
+                        timer_id=step.timer_id,
+                        due_at=step.due_at,
+                        purpose="sleep",
+                        position=step.position,
+                    )
             self.reply_after_commit(message.reply)
             self.after_commit(self.execution.restart_body)
+        elif message.strict:
+            message.reply.set_exception(
+                InvalidResumeError(
+                    f"run {self.run_id!r} is {state.status}: there is nothing to continue; "
+                    "continue_run reopens a failed, parked or cancelled run"
+                    + (
+                        " (answer a waiting run with Command(resume=...))"
+                        if state.status == "waiting"
+                        else ""
+                    ),
+                    run_id=self.run_id,
+                )
+            )
         else:
             message.reply.set_result(None)
 
@@ -465,7 +504,9 @@ class RunActor:
                 {"perdure.run_id": self.run_id, "perdure.target": self.state.target},
             )
 
-    def crash_failure(self, position: str, name: str, attempt: int) -> None:
+    def crash_failure(
+        self, position: str, name: str, attempt: int, *, message: str | None = None
+    ) -> None:
         """Record an attempt the log shows started but never ended (the process died)."""
         self.emit(
             TaskAttemptFailed,
@@ -473,7 +514,8 @@ class RunActor:
             name=name,
             attempt=attempt,
             error_type=ATTEMPT_LOST,
-            message="the process stopped while this attempt ran (crash or kill); the next "
+            message=message
+            or "the process stopped while this attempt ran (crash or kill); the next "
             "attempt follows its backoff, without using up the retry budget",
             retryable=True,
             next_retry_at=None,

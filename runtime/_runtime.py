@@ -465,8 +465,18 @@ class Runtime:
         await self._ask(run_id, lambda reply: Resume(value=value, reply=reply))
 
     async def continue_run(self, run_id: str) -> None:
-        """Reopen a failed or parked run: completed steps stay, failed ones are retried."""
-        await self._ask(run_id, lambda reply: Continue(reply=reply))
+        """Reopen a failed, parked or cancelled run from its last completed step.
+
+        Completed steps stay (their bodies do not run again); failed steps, and
+        attempts a cancel cut short, get fresh attempts; durable sleeps keep their
+        original deadline. Any other run raises `InvalidResumeError` (nothing to
+        continue: answer a waiting run with ``Command(resume=...)``).
+        """
+        await self._continue(run_id, strict=True)
+
+    async def _continue(self, run_id: str, *, strict: bool) -> None:
+        """`continue_run`; with ``strict=False`` (``invoke(None)``) other runs are left alone."""
+        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
         """Cancel a run; a settled run is left as it is."""

@@ -158,7 +158,7 @@ class WorkflowApi:
         if isinstance(input, Command):
             await runtime.resume(thread_id, input.resume)
         elif input is None and await runtime.get_run(thread_id) is not None:
-            await runtime.continue_run(thread_id)
+            await runtime._continue(thread_id, strict=False)
         else:
             # The caller waits for the outcome: the start needs no commit of its own.
             await runtime._start(self, input, run_id=thread_id, idempotency_key=None, durable=False)
