@@ -11,8 +11,8 @@ Some events are "soft": they may wait up to `attempt_linger` seconds to share a
 commit with the next hard one. A `RunStarted` of `run()`/`invoke` is soft, and
 so are the attempt starts made while it is (a crash then loses the whole
 invocation, which nobody can continue): a fast function call costs one fsync.
-Every other attempt start is committed before its body runs (`_attempts.py`),
-so an attempt that ran is always in the log.
+So is the first attempt start of a workflow task (one commit per step). Every
+other attempt start is committed before its body runs (see `_attempts.py`).
 """
 
 from __future__ import annotations

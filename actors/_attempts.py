@@ -6,8 +6,8 @@ before any waiting code sees it: a result (`TaskCompleted`), a pause
 (`TaskSuspended`), or a failure with a retry timer or a final `TaskFailed`.
 Retries follow the task's own `RetryPolicy`; attempts lost with their process
 (`AttemptLost`) are retried without using up that budget, up to a cap. An
-attempt's start is durable before its body runs (see `_start_attempt`), so an
-attempt that ran is never missing from the log and its number is never reused.
+attempt's start is durable before its body runs, so an attempt that ran is in
+the log and its number is never reused (for the exceptions see `_start_attempt`).
 """
 
 from __future__ import annotations
@@ -166,17 +166,27 @@ class AttemptRunner(abc.ABC):
 
         The start is committed before the body runs, so an attempt that ran is
         in the log even if its process dies a moment later, and the next
-        attempt gets a higher number. It shares the commit of whatever the same
-        batch holds (the failure or timer that triggered a retry). The one
-        exception: while the invocation's own `RunStarted` is soft (`run()`,
-        `invoke`), a crash loses the whole invocation, so nothing can run this
-        attempt again under its number; there the start stays soft and goes
-        out with the attempt's result (one commit per call).
+        attempt gets a higher number (`ctx.attempt`). It shares the commit of
+        whatever the same batch holds (the failure or timer that triggered a
+        retry, a function's `RunStarted`). Two exceptions, where the start stays
+        soft and goes out with the attempt's result (one commit per step):
+
+        - while the invocation's own `RunStarted` is soft (`run()`, `invoke`): a
+          crash loses the whole invocation, so nothing can run this attempt
+          again under its number;
+        - the first attempt of a workflow task, unless `attempt_linger` is 0:
+          a workflow step would otherwise cost two durable commits (its start
+          cannot share the previous step's commit: the workflow code only asks
+          for it once that result is durable). A kill within the linger runs
+          the task again as attempt 0, with no trace of the first run (a task
+          has no `ctx.attempt`; the body still ran at least once).
         """
         actor = self.actor
         spec = call.spec
         record = spec.record_input and attempt == 0
-        soft = actor.start_pending()
+        soft = actor.start_pending() or (
+            attempt == 0 and actor.state.kind == "workflow" and actor.host.attempt_linger > 0
+        )
         actor.emit(
             TaskAttemptStarted,
             soft=soft,

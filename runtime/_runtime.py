@@ -78,7 +78,9 @@ class Runtime:
     clock: time source for timers (`perdure.testing.MockClock` in tests).
     idle_timeout: seconds after which an idle actor is evicted from memory.
     max_restarts / restart_window: supervisor intensity; past it a run is parked.
-    attempt_linger: seconds an attempt-start record may wait to share a commit.
+    attempt_linger: seconds the start record of a workflow task's first attempt
+        may wait to share a commit with its result (0: committed before the
+        task's body, like every other attempt start).
     task_concurrency: task attempts of one run that may run at once.
     recover: at start-up, resume every unfinished run whose code is registered,
         and fire every due timer (the default: the process that serves the
@@ -329,6 +331,8 @@ class Runtime:
             self._scheduler.forget_run(run_id)
 
     def statistics(self) -> SupervisorStatistics:
+        """Live actors, restarts, parked and evicted runs since open; `parking`: runs to park
+        whose `run_parked` record the store refused so far (parking is retried)."""
         return self._require_open().statistics()
 
     # -- starting runs ---------------------------------------------------------------------
@@ -479,7 +483,7 @@ class Runtime:
         await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
-        """Cancel a run; a settled run is left as it is."""
+        """Cancel a run; a settled run is left as it is. `continue_run` can reopen it later."""
         await self._ask(run_id, lambda reply: Cancel(reason=reason, reply=reply))
 
     # -- reading runs -------------------------------------------------------------------------

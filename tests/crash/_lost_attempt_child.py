@@ -3,10 +3,12 @@
 Usage: python _lost_attempt_child.py STORE JOURNAL DURABILITY KIND PHASE
 
 KIND is ``function`` (a `@function` started with `Runtime.start`, so its start
-is committed first), ``workflow`` (a workflow invoked without a start commit:
-task ``first`` completes, then task ``second`` is the one killed) or ``retry``
-(a `@function` whose attempt 0 fails at once and whose attempt 1, retried
-without a backoff, is the one killed).
+is committed first), ``retry`` (a `@function` whose attempt 0 fails at once and
+whose attempt 1, retried without a backoff, is the one killed), ``workflow`` (a
+workflow invoked without a start commit: task ``first`` completes, then task
+``second`` fails its attempt 0 and its attempt 1 is killed) or ``workflow0``
+(the same workflow, with ``second``'s attempt 0 killed, on a runtime with
+``attempt_linger=0``).
 
 In PHASE ``kill`` the runtime's attempt linger is an hour, so an attempt start
 that waits for company is certainly not committed when the parent kills this
@@ -43,8 +45,8 @@ def journal(*words: object) -> None:
 
 async def hot(attempt: int, *, fail_first: bool = False) -> int:
     journal("begin", KIND, attempt, os.getpid())
-    if fail_first and attempt == 0:
-        raise ConnectionError("attempt 0 refused")
+    if fail_first and attempt <= 0:
+        raise ConnectionError("first attempt refused")
     if PHASE == "kill":
         await asyncio.Event().wait()  # only the SIGKILL ends this attempt
     return attempt
@@ -68,9 +70,15 @@ async def first() -> str:
     return "first"
 
 
+_runs = [0]
+
+
 @task(name="second", retry_policy=AT_ONCE)
 async def second() -> int:
-    return await hot(-1)  # a task has no context: the log says which attempt ran
+    # A task has no context: the log says which attempt ran. In "workflow" its
+    # first attempt fails at once and the retry is the one killed.
+    _runs[0] += 1
+    return await hot(-1, fail_first=KIND == "workflow" and PHASE == "kill" and _runs[0] == 1)
 
 
 @entrypoint(name="lost_wf")
@@ -79,10 +87,12 @@ async def lost_wf(value: Any) -> Any:
 
 
 async def main() -> None:
-    linger = 3600.0 if PHASE == "kill" else 0.005
+    # "workflow0": a workflow task's first attempt, whose start lingers unless
+    # attempt_linger is 0 (then it is committed before the body, like the others).
+    linger = (0.0 if KIND == "workflow0" else 3600.0) if PHASE == "kill" else 0.005
     async with Runtime(path=STORE, durability=DURABILITY, attempt_linger=linger) as runtime:  # type: ignore[arg-type]
         if PHASE == "kill":
-            if KIND == "workflow":
+            if KIND.startswith("workflow"):
                 await lost_wf.ainvoke(None, {"configurable": {"thread_id": RUN_ID}})
             else:
                 target = lost_fn if KIND == "function" else lost_retry
