@@ -66,6 +66,7 @@ from perdure.eventlog import (
     TimerCancelled,
     TimerSet,
     check_json,
+    digest,
 )
 
 _DRAIN_LIMIT = 512
@@ -357,12 +358,28 @@ class RunActor:
         )
         if not message.durable:
             self.soft_start_seq = started.seq
+        elif spec.kind == "function" and spec.task is not None:
+            # The function's attempt 0 starts in the same commit as the run (its start
+            # must be durable before the body runs, and this commit is being made).
+            kwargs = message.input if isinstance(message.input, dict) else {}
+            self.execution.on_execute(
+                ExecuteTask(
+                    incarnation=self.incarnation,
+                    position="0",
+                    spec=spec.task,
+                    args=[],
+                    kwargs=kwargs,
+                    digest=digest([[], kwargs]),
+                    future=self.loop.create_future(),
+                )
+            )
         try:
             if message.durable:
                 await self.flush()
         except (IdempotencyKeyTakenError, SequenceConflictError) as exc:
             _observe.end_span(self.run_span)
             self.run_span = None
+            self.execution.forget_calls()
             await self._rebuild_state_only()
             message.reply.set_exception(exc)
             return
