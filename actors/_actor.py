@@ -115,7 +115,7 @@ class RunActor:
 
     def start_lost(self) -> bool:
         """Whether this run's latest start never reached the log (its actor is crashing)."""
-        return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
+        return self.start_pending()
 
     def idle(self) -> bool:
         return (
