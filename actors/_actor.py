@@ -7,10 +7,12 @@ expose outcomes to user code. A storage error escapes the loop; the supervisor
 then rebuilds the actor from the log, so in-memory state never outlives a
 failed write.
 
-Attempt-start events are "soft": they may wait up to `attempt_linger` seconds
-to share a commit with the attempt's result, which makes a fast task cost one
-fsync instead of two. A crash inside that window leaves no trace of the
-attempt, so the body runs again as the same attempt (still at-least-once).
+Some events are "soft": they may wait up to `attempt_linger` seconds to share a
+commit with the next hard one. A `RunStarted` of `run()`/`invoke` is soft, and
+so are the attempt starts made while it is (a crash then loses the whole
+invocation, which nobody can continue): a fast function call costs one fsync.
+So is the first attempt start of a workflow task (one commit per step). Every
+other attempt start is committed before its body runs (see `_attempts.py`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ from perdure.eventlog import (
     SequenceConflictError,
     TaskAttemptFailed,
     TimerCancelled,
+    TimerSet,
     check_json,
+    digest,
 )
 
 _DRAIN_LIMIT = 512
@@ -115,9 +119,13 @@ class RunActor:
         """A future done when the durable sleep at `position` has fired (loop thread only)."""
         return self.execution.sleep_waiter(position)
 
+    def start_pending(self) -> bool:
+        """Whether this invocation's `RunStarted` is soft and not durable yet."""
+        return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
+
     def start_lost(self) -> bool:
         """Whether this run's latest start never reached the log (its actor is crashing)."""
-        return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
+        return self.start_pending()
 
     def idle(self) -> bool:
         return (
@@ -396,12 +404,28 @@ class RunActor:
         )
         if not message.durable:
             self.soft_start_seq = started.seq
+        elif spec.kind == "function" and spec.task is not None:
+            # The function's attempt 0 starts in the same commit as the run (its start
+            # must be durable before the body runs, and this commit is being made).
+            kwargs = message.input if isinstance(message.input, dict) else {}
+            self.execution.on_execute(
+                ExecuteTask(
+                    incarnation=self.incarnation,
+                    position="0",
+                    spec=spec.task,
+                    args=[],
+                    kwargs=kwargs,
+                    digest=digest([[], kwargs]),
+                    future=self.loop.create_future(),
+                )
+            )
         try:
             if message.durable:
                 await self.flush()
         except (IdempotencyKeyTakenError, SequenceConflictError) as exc:
             _observe.end_span(self.run_span)
             self.run_span = None
+            self.execution.forget_calls()
             await self._rebuild_state_only()
             message.reply.set_exception(exc)
             return
@@ -471,10 +495,48 @@ class RunActor:
         self.after_commit(self.execution.restart_body)
 
     def _continue(self, message: Continue) -> None:
-        if self.state.terminal in ("failed", "parked"):
-            self.emit(RunContinued, reason="continued by invoke(None) / runtime.resume")
+        """Reopen a failed, parked or cancelled run: completed steps stay, the rest run again.
+
+        A cancelled run is reopened as DBOS resumes a cancelled workflow: attempts the
+        cancel cut short are recorded as ended (the next one gets a higher number), and
+        durable sleeps whose timers the cancel (or parking) removed are set again.
+        """
+        state = self.state
+        if state.terminal in ("failed", "parked", "cancelled"):
+            was = state.terminal
+            self.emit(RunContinued, reason=f"continued after it was {was}")
+            for step in list(state.steps.values()):
+                if step.open_attempt is not None:
+                    self.crash_failure(
+                        step.position,
+                        step.name,
+                        step.open_attempt,
+                        message=f"the run was {was} while this attempt ran; the run was "
+                        "continued, and the next attempt does not use up the retry budget",
+                    )
+                if step.kind == "sleep" and not step.fired and step.timer_id not in state.timers:
+                    self.emit(
+                        TimerSet,
+                        timer_id=step.timer_id,
+                        due_at=step.due_at,
+                        purpose="sleep",
+                        position=step.position,
+                    )
             self.reply_after_commit(message.reply)
             self.after_commit(self.execution.restart_body)
+        elif message.strict:
+            message.reply.set_exception(
+                InvalidResumeError(
+                    f"run {self.run_id!r} is {state.status}: there is nothing to continue; "
+                    "continue_run reopens a failed, parked or cancelled run"
+                    + (
+                        " (answer a waiting run with Command(resume=...))"
+                        if state.status == "waiting"
+                        else ""
+                    ),
+                    run_id=self.run_id,
+                )
+            )
         else:
             message.reply.set_result(None)
 
@@ -505,7 +567,9 @@ class RunActor:
                 {"perdure.run_id": self.run_id, "perdure.target": self.state.target},
             )
 
-    def crash_failure(self, position: str, name: str, attempt: int) -> None:
+    def crash_failure(
+        self, position: str, name: str, attempt: int, *, message: str | None = None
+    ) -> None:
         """Record an attempt the log shows started but never ended (the process died)."""
         self.emit(
             TaskAttemptFailed,
@@ -513,7 +577,8 @@ class RunActor:
             name=name,
             attempt=attempt,
             error_type=ATTEMPT_LOST,
-            message="the process stopped while this attempt ran (crash or kill); the next "
+            message=message
+            or "the process stopped while this attempt ran (crash or kill); the next "
             "attempt follows its backoff, without using up the retry budget",
             retryable=True,
             next_retry_at=None,

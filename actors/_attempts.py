@@ -5,13 +5,16 @@ task pool) that reports back through the mailbox. Its outcome is committed
 before any waiting code sees it: a result (`TaskCompleted`), a pause
 (`TaskSuspended`), or a failure with a retry timer or a final `TaskFailed`.
 Retries follow the task's own `RetryPolicy`; attempts lost with their process
-(`AttemptLost`) are retried without using up that budget, up to a cap.
+(`AttemptLost`) are retried without using up that budget, up to a cap. An
+attempt's start is durable before its body runs, so an attempt that ran is in
+the log and its number is never reused (for the exceptions see `_start_attempt`).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +59,11 @@ def fail_future(fut: asyncio.Future[Any], error: BaseException) -> None:
     if not fut.done():
         fut.set_exception(error)
         fut.exception()
+
+
+def _open_gate(gate: asyncio.Future[None]) -> None:
+    if not gate.done():
+        gate.set_result(None)
 
 
 def _format_error(error: BaseException) -> tuple[str, str, str]:
@@ -173,12 +181,34 @@ class AttemptRunner(abc.ABC):
         )
 
     def _start_attempt(self, call: ExecuteTask, attempt: int) -> None:
+        """Record the attempt's start, then run it once that record is durable.
+
+        The start is committed before the body runs, so an attempt that ran is
+        in the log even if its process dies a moment later, and the next
+        attempt gets a higher number (`ctx.attempt`). It shares the commit of
+        whatever the same batch holds (the failure or timer that triggered a
+        retry, a function's `RunStarted`). Two exceptions, where the start stays
+        soft and goes out with the attempt's result (one commit per step):
+
+        - while the invocation's own `RunStarted` is soft (`run()`, `invoke`): a
+          crash loses the whole invocation, so nothing can run this attempt
+          again under its number;
+        - the first attempt of a workflow task, unless `attempt_linger` is 0:
+          a workflow step would otherwise cost two durable commits (its start
+          cannot share the previous step's commit: the workflow code only asks
+          for it once that result is durable). A kill within the linger runs
+          the task again as attempt 0, with no trace of the first run (a task
+          has no `ctx.attempt`; the body still ran at least once).
+        """
         actor = self.actor
         spec = call.spec
         record = spec.record_input and attempt == 0
+        soft = actor.start_pending() or (
+            attempt == 0 and actor.state.kind == "workflow" and actor.host.attempt_linger > 0
+        )
         actor.emit(
             TaskAttemptStarted,
-            soft=True,
+            soft=soft,
             position=call.position,
             name=spec.name,
             input_digest=call.digest,
@@ -196,14 +226,26 @@ class AttemptRunner(abc.ABC):
             idempotency_key=key or f"perdure:{actor.run_id}:{state.invocation}:{call.position}",
             target=state.target,
         )
+        gate: asyncio.Future[None] | None = None
+        if not soft:
+            gate = actor.loop.create_future()
+            actor.after_commit(functools.partial(_open_gate, gate))
         task = actor.loop.create_task(
-            self._attempt_main(call, attempt, info), name=f"perdure-task-{spec.name}"
+            self._attempt_main(call, attempt, info, gate), name=f"perdure-task-{spec.name}"
         )
         self.attempts[call.position] = (task, attempt, call)
 
-    async def _attempt_main(self, call: ExecuteTask, attempt: int, info: AttemptInfo) -> None:
+    async def _attempt_main(
+        self,
+        call: ExecuteTask,
+        attempt: int,
+        info: AttemptInfo,
+        gate: asyncio.Future[None] | None,
+    ) -> None:
         actor = self.actor
         spec = call.spec
+        if gate is not None:
+            await gate  # the start is durable: the body may run
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(actor.host.task_concurrency)
         done = AttemptDone(

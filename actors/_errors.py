@@ -110,7 +110,11 @@ class ActorCrashedError(PerdureError, RuntimeError):
 
 
 class InvalidResumeError(PerdureError, ValueError):
-    """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguity."""
+    """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguity.
+
+    Also raised by `continue_run` for a run with nothing to continue (running,
+    waiting or completed).
+    """
 
     def __init__(self, message: str, *, run_id: str, pending: tuple[str, ...] = ()) -> None:
         super().__init__(message)

@@ -54,7 +54,13 @@ class Execution(AttemptRunner):
     # -- recovery and lifecycle --------------------------------------------------------
 
     def recover(self) -> None:
-        """After a rebuild: attempts the log shows open were lost with their process."""
+        """After a rebuild: attempts the log shows open were lost with their process.
+
+        Not in a settled run (parked, cancelled): nothing may be written to it (its
+        store may be what failed); `continue_run` records them when it reopens it.
+        """
+        if self.actor.state.terminal is not None:
+            return
         for step in list(self.actor.state.steps.values()):
             if step.open_attempt is not None:
                 self.actor.crash_failure(step.position, step.name, step.open_attempt)
@@ -132,6 +138,15 @@ class Execution(AttemptRunner):
         for task, _, _ in self.attempts.values():
             task.cancel()
         self.attempts.clear()
+
+    def forget_calls(self) -> None:
+        """Drop every task call and attempt (a start that did not commit; no one waits yet)."""
+        self.cancel_attempts()
+        self.calls.clear()
+        for futures in self.waiters.values():
+            for fut in futures:
+                fut.cancel()
+        self.waiters.clear()
 
     def fail_waiters(self, error: BaseException) -> None:
         for futures in self.waiters.values():

@@ -94,6 +94,9 @@ class Resume:
 @attrs.define(slots=True, kw_only=True)
 class Continue:
     reply: asyncio.Future[None]
+    #: Refuse (InvalidResumeError) a run that is not failed, parked or cancelled;
+    #: otherwise (``invoke(None)`` on a thread) leave it as it is.
+    strict: bool = True
 
 
 @attrs.define(slots=True, kw_only=True)

@@ -79,7 +79,9 @@ class Runtime:
     clock: time source for timers (`perdure.testing.MockClock` in tests).
     idle_timeout: seconds after which an idle actor is evicted from memory.
     max_restarts / restart_window: supervisor intensity; past it a run is parked.
-    attempt_linger: seconds an attempt-start record may wait to share a commit.
+    attempt_linger: seconds the start record of a workflow task's first attempt
+        may wait to share a commit with its result (0: committed before the
+        task's body, like every other attempt start).
     task_concurrency: task attempts of one run that may run at once.
     recover: at start-up, resume every unfinished run whose code is registered,
         and fire every due timer (the default: the process that serves the
@@ -330,6 +332,8 @@ class Runtime:
             self._scheduler.forget_run(run_id)
 
     def statistics(self) -> SupervisorStatistics:
+        """Live actors, restarts, parked and evicted runs since open; `parking`: runs to park
+        whose `run_parked` record the store refused so far (parking is retried)."""
         return self._require_open().statistics()
 
     # -- starting runs ---------------------------------------------------------------------
@@ -474,11 +478,21 @@ class Runtime:
         await self._ask(run_id, lambda reply: Resume(value=value, reply=reply))
 
     async def continue_run(self, run_id: str) -> None:
-        """Reopen a failed or parked run: completed steps stay, failed ones are retried."""
-        await self._ask(run_id, lambda reply: Continue(reply=reply))
+        """Reopen a failed, parked or cancelled run from its last completed step.
+
+        Completed steps stay (their bodies do not run again); failed steps, and
+        attempts a cancel cut short, get fresh attempts; durable sleeps keep their
+        original deadline. Any other run raises `InvalidResumeError` (nothing to
+        continue: answer a waiting run with ``Command(resume=...)``).
+        """
+        await self._continue(run_id, strict=True)
+
+    async def _continue(self, run_id: str, *, strict: bool) -> None:
+        """`continue_run`; with ``strict=False`` (``invoke(None)``) other runs are left alone."""
+        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
-        """Cancel a run; a settled run is left as it is."""
+        """Cancel a run; a settled run is left as it is. `continue_run` can reopen it later."""
         if not isinstance(reason, str):
             raise TypeError(f"cancel(): reason must be a string, got {type(reason).__name__}")
         check_json(reason, "reason", where="cancel() cannot record this reason")

@@ -4,7 +4,11 @@ Each run has a cell: a mailbox that outlives actor incarnations, so messages
 queued when an actor crashes reach its successor, which rebuilds the run from
 the log. Past `max_restarts` crashes within `restart_window` seconds the run is
 parked (a `RunParked` event with the reason) and the rest of the runtime goes on.
-Idle actors are evicted after `idle_timeout` seconds and rebuilt on demand.
+If the store refuses that event too, the run is kept aside ("parking") and
+parking is tried again by each sweep and before any message reaches the run,
+until the store takes it: then the run's status is "parked" and its waiters
+are told. Idle actors are evicted after `idle_timeout` seconds and rebuilt on
+demand.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class SupervisorStatistics:
     restarts: int
     parked: int
     evicted: int
+    #: runs to park whose `RunParked` the store refused so far (parking is retried)
+    parking: int = 0
 
 
 class Supervisor:
@@ -72,6 +78,9 @@ class Supervisor:
         self.restarts = 0
         self.parked = 0
         self.evicted = 0
+        #: run id -> why it is to be parked, for runs whose `RunParked` could not be written
+        self.unparked: dict[str, str] = {}
+        self._parking: set[str] = set()
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -84,6 +93,7 @@ class Supervisor:
             restarts=self.restarts,
             parked=self.parked,
             evicted=self.evicted,
+            parking=len(self.unparked),
         )
 
     def post(self, run_id: str, message: object) -> None:
@@ -93,7 +103,10 @@ class Supervisor:
             cell = self.cells[run_id] = Cell(run_id)
         cell.mailbox.put_nowait(message)
         if cell.task is None and not self._closing:
-            self._spawn(cell)
+            if run_id in self.unparked:
+                self._retry_parking(cell)  # park first; the messages then go to the parked run
+            else:
+                self._spawn(cell)
 
     def live_actor(self, run_id: str) -> RunActor | None:
         cell = self.cells.get(run_id)
@@ -152,7 +165,11 @@ class Supervisor:
                 self._on_restart(cell.run_id)
             self._spawn(cell)
             return
-        await self._park(cell, reason)
+        text = (
+            f"the run's actor crashed {len(cell.crashes)} times within {self._window:g} s; "
+            f"last error: {reason}"
+        )
+        await self._park(cell, text)
 
     def _abandon(self, cell: Cell, crash: Exception, failure: Exception) -> None:
         """Handling a crash failed too: fail everyone waiting on the run rather than strand them.
@@ -185,12 +202,27 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 self._on_unavailable(cell.run_id, error)
 
-    async def _park(self, cell: Cell, reason: str) -> None:
-        text = (
-            f"the run's actor crashed {len(cell.crashes)} times within {self._window:g} s; "
-            f"last error: {reason}"
+    def _retry_parking(self, cell: Cell) -> None:
+        if cell.run_id in self._parking:
+            return
+        self._parking.add(cell.run_id)
+        cell.task = asyncio.get_running_loop().create_task(
+            self._park(cell, self.unparked[cell.run_id]), name=f"perdure-park-{cell.run_id}"
         )
+
+    async def _park(self, cell: Cell, text: str) -> None:
+        """Record `RunParked`; if the store refuses it, keep the run aside and try again later."""
+        try:
+            await self._write_park(cell, text)
+        finally:
+            self._parking.discard(cell.run_id)
+            if cell.task is asyncio.current_task():
+                cell.task = None
+
+    async def _write_park(self, cell: Cell, text: str) -> None:
+        retry = cell.run_id in self.unparked
         parked = False
+        unavailable: RunParkedError | None = None
         try:
             state = fold(cell.run_id, await self._host.log.read(cell.run_id))
             if state.started and state.terminal is None:
@@ -214,22 +246,35 @@ class Supervisor:
                 self.parked += 1
                 parked = True
                 logger.error("run parked", run_id=cell.run_id, reason=text)
+            self.unparked.pop(cell.run_id, None)
         except Exception as exc:
-            logger.error(
-                "could not park run", run_id=cell.run_id, error=f"{type(exc).__name__}: {exc}"
+            self.unparked[cell.run_id] = text
+            unavailable = RunParkedError(
+                f"run {cell.run_id!r} crashed repeatedly ({text}) and could not be "
+                f"parked either ({type(exc).__name__}: {exc}); its log is as it was — "
+                "parking is retried until the store takes it; then continue the run",
+                run_id=cell.run_id,
+                reason=text,
             )
-            if self._on_unavailable is not None:
-                self._on_unavailable(
-                    cell.run_id,
-                    RunParkedError(
-                        f"run {cell.run_id!r} crashed repeatedly ({text}) and could not be "
-                        f"parked either ({type(exc).__name__}: {exc}); its log is as it was — "
-                        "fix the store, then continue the run",
-                        run_id=cell.run_id,
-                        reason=text,
-                    ),
+            if not retry:
+                logger.error(
+                    "could not park run; parking is retried until the store takes it",
+                    run_id=cell.run_id,
+                    error=f"{type(exc).__name__}: {exc}",
                 )
-        error = RunParkedError(
+                if self._on_unavailable is not None:
+                    self._on_unavailable(cell.run_id, unavailable)
+        cell.crashes.clear()
+        cell.actor = None
+        if retry and cell.run_id not in self.unparked and not self._closing:
+            # Parked (or found settled) at last: messages sent meanwhile go to a fresh
+            # incarnation, which rebuilds the parked run and tells its waiters.
+            if parked:
+                logger.info("run parked after the store recovered", run_id=cell.run_id)
+            cell.mailbox.put_nowait(Wake())
+            self._spawn(cell)
+            return
+        error = unavailable or RunParkedError(
             f"run {cell.run_id!r} is parked: {text}", run_id=cell.run_id, reason=text
         )
         while not cell.mailbox.empty():
@@ -237,8 +282,6 @@ class Supervisor:
             reply = getattr(message, "reply", None) or getattr(message, "future", None)
             if isinstance(reply, asyncio.Future) and not reply.done():
                 reply.set_exception(error)
-        cell.crashes.clear()
-        cell.actor = None
         if self.cells.get(cell.run_id) is cell:
             del self.cells[cell.run_id]
         if parked and not self._closing:
@@ -252,6 +295,10 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
+            for run_id in list(self.unparked):
+                if run_id not in self.cells and not self._closing:
+                    cell = self.cells[run_id] = Cell(run_id)
+                    self._retry_parking(cell)
             for cell in list(self.cells.values()):
                 actor = cell.actor
                 if (

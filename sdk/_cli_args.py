@@ -122,6 +122,17 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="wait with --app")
     p.set_defaults(action="resume")
 
+    p = sub.add_parser(
+        "continue",
+        allow_abbrev=False,
+        parents=[shared],
+        help="reopen a failed, parked or cancelled run from its last completed step",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--app", metavar="MODULE:ATTR", help="continue the run here with this code")
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="wait with --app")
+    p.set_defaults(action="continue")
+
     p = sub.add_parser("cancel", allow_abbrev=False, parents=[shared], help="cancel a run")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--reason", default="cancelled from the command line")

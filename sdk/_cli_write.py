@@ -1,11 +1,12 @@
-"""The `perdure` commands that write: ``resume`` and ``cancel`` (and ``demo``, on a temporary
-store unless ``--store`` is given).
+"""The `perdure` commands that write: ``resume``, ``continue`` and ``cancel`` (and ``demo``,
+on a temporary store unless ``--store`` is given).
 
 They open a `Runtime` on the store, which works only while no other process
 holds it for writing. ``resume`` without ``--app`` records the answer only: the
 run continues when a process that has its code opens the store (a runtime
 resumes unfinished runs at start-up). With ``--app`` the run continues here,
-with that code, until it settles again or ``--timeout`` passes. ``cancel``
+with that code, until it settles again or ``--timeout`` passes; ``continue``
+(reopen a failed, parked or cancelled run) works the same way. ``cancel``
 needs no code. The runtime is opened with ``recover=False`` so other
 unfinished runs are not started in this short-lived process.
 """
@@ -29,6 +30,7 @@ from perdure._cli_app import (
     parse_json,
     store_path,
 )
+from perdure.actors import InvalidResumeError
 from perdure.eventlog import SETTLED_STATUSES, StoreLockedError
 from perdure.runtime import Registry, Runtime, RunTimeoutError
 
@@ -65,13 +67,7 @@ async def resume(args: argparse.Namespace) -> int:
     value = parse_json(args.value, "--value")
     app = load_app(args.app) if args.app else None
     async with _runtime(args, app.registry if app is not None else Registry()) as rt:
-        info = await rt.get_run(args.run_id)
-        if app is not None and info is not None and app.registry.get(info.target) is None:
-            fail(
-                f"--app {app.spec!r} has no {info.kind} {info.target!r}, which run "
-                f"{args.run_id!r} runs; nothing was recorded",
-                USAGE,
-            )
+        await _check_app(args, rt, app)
         await rt.resume(args.run_id, value)
         if app is None:
             report(
@@ -81,17 +77,60 @@ async def resume(args: argparse.Namespace) -> int:
                 "store (or pass --app to continue it here)",
             )
             return 0
+        return await _settle_here(args, rt)
+
+
+async def continue_(args: argparse.Namespace) -> int:
+    """Reopen a failed, parked or cancelled run from its last completed step."""
+    app = load_app(args.app) if args.app else None
+    async with _runtime(args, app.registry if app is not None else Registry()) as rt:
+        await _check_app(args, rt, app)
+        status = await rt.status(args.run_id)
         try:
-            outcome = await rt.wait(args.run_id, timeout=args.timeout)
-        except RunTimeoutError:
-            status = await rt.status(args.run_id)
+            await rt.continue_run(args.run_id)
+        except InvalidResumeError:
+            hint = " (answer it with `perdure resume`)" if status == "waiting" else ""
             report(
                 args,
                 status,
-                f"still {status} after {args.timeout:g} s; it continues when a process that has "
-                "its code opens the store",
+                f"{status}: nothing to continue; only a failed, parked or cancelled run can "
+                f"be continued{hint}",
+            )
+            return 1
+        if app is None:
+            report(
+                args,
+                await rt.status(args.run_id),
+                f"reopened (it was {status}); it continues when a process that has its code "
+                "opens the store (or pass --app to continue it here)",
             )
             return 0
+        return await _settle_here(args, rt)
+
+
+async def _check_app(args: argparse.Namespace, rt: Runtime, app: Any) -> None:
+    info = await rt.get_run(args.run_id)
+    if app is not None and info is not None and app.registry.get(info.target) is None:
+        fail(
+            f"--app {app.spec!r} has no {info.kind} {info.target!r}, which run "
+            f"{args.run_id!r} runs; nothing was recorded",
+            USAGE,
+        )
+
+
+async def _settle_here(args: argparse.Namespace, rt: Runtime) -> int:
+    """With --app: drive the run here until it settles again (or --timeout passes), report."""
+    try:
+        outcome = await rt.wait(args.run_id, timeout=args.timeout)
+    except RunTimeoutError:
+        status = await rt.status(args.run_id)
+        report(
+            args,
+            status,
+            f"still {status} after {args.timeout:g} s; it continues when a process that has "
+            "its code opens the store",
+        )
+        return 0
     if outcome.status == "completed":
         text = f"completed with result {render.compact(outcome.result, None)}"
         report(args, "completed", text, result=outcome.result)

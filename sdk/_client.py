@@ -147,6 +147,29 @@ class Client:
 
         return await self._acall(go)
 
+    def continue_run(self, run_id: str) -> Any:
+        """Reopen a failed, parked or cancelled run from its last completed step (see
+        `Runtime.continue_run`), wait until it settles again and return its result.
+
+        A run with nothing to continue (running, waiting, completed) raises
+        `InvalidResumeError`.
+        """
+
+        async def go(rt: Runtime) -> Any:
+            await rt.continue_run(run_id)
+            return (await rt.wait(run_id)).unwrap()
+
+        return self._call(go, "continue_run")
+
+    async def acontinue_run(self, run_id: str) -> Any:
+        """Async `continue_run`."""
+
+        async def go(rt: Runtime) -> Any:
+            await rt.continue_run(run_id)
+            return (await rt.wait(run_id)).unwrap()
+
+        return await self._acall(go)
+
     def cancel(self, run_id: str) -> None:
         self._call(lambda rt: rt.cancel(run_id), "cancel")
 

@@ -223,7 +223,7 @@ class WorkflowApi:
         if input is None and await runtime.get_run(thread_id) is not None:
             if config.extra:
                 await self._same_config(runtime, config)
-            await runtime.continue_run(thread_id)
+            await runtime._continue(thread_id, strict=False)
             return
         # The caller waits for the outcome: the start needs no commit of its own.
         await runtime._start(

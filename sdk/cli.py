@@ -7,6 +7,7 @@ Noun-verb commands built on the public API:
     perdure events RUN_ID [--follow]
     perdure replay RUN_ID --app module:attr      (or --all, or --file FILE)
     perdure resume RUN_ID --value JSON [--app module:attr]
+    perdure continue RUN_ID [--app module:attr]
     perdure cancel RUN_ID
     perdure stats
     perdure demo
@@ -261,6 +262,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return replay(args)
     if action == "resume":
         return asyncio.run(_cli_write.resume(args))
+    if action == "continue":
+        return asyncio.run(_cli_write.continue_(args))
     if action == "cancel":
         return asyncio.run(_cli_write.cancel(args))
     return _cli_write.demo(args)

@@ -1,4 +1,4 @@
-"""`perdure resume` and `perdure cancel`: they open a Runtime on the store and message the run."""
+"""`perdure resume`, `continue` and `cancel`: they open a Runtime on the store, message the run."""
 
 from __future__ import annotations
 
@@ -154,3 +154,29 @@ def test_resume_with_app_drives_only_the_run_it_names(store_copy: str) -> None:
     for run in others:
         assert cli("events", run, "--store", store_copy).out == before[run], f"{run} was driven"
         assert status_of(store_copy, run) == "running"
+
+
+def test_continue_reopens_a_cancelled_run_and_refuses_a_settled_one(store_copy: str) -> None:
+    refused = cli("continue", "cli-wait", "--store", store_copy)
+    assert refused.code == 1
+    assert refused.out.strip() == (
+        "run cli-wait: waiting: nothing to continue; only a failed, parked or cancelled run "
+        "can be continued (answer it with `perdure resume`)"
+    )
+    assert cli("cancel", "cli-wait", "--store", store_copy).code == 0
+    ran = cli("continue", "cli-wait", "--app", f"{APP}:APP", "--store", store_copy)
+    assert ran.code == 0, ran.err
+    assert ran.out.strip().startswith("run cli-wait: waiting again on interrupt ")
+    assert status_of(store_copy, "cli-wait") == "waiting"
+    events = cli("events", "cli-wait", "--store", store_copy).out.splitlines()
+    assert [line.split()[2] for line in events].count("run_continued") == 1
+
+
+def test_continue_without_app_reopens_for_the_service(store_copy: str) -> None:
+    assert cli("cancel", "cli-wait", "--store", store_copy).code == 0
+    ran = cli("continue", "cli-wait", "--json", "--store", store_copy)
+    assert ran.code == 0, ran.err
+    data = json.loads(ran.out)
+    # Reopened: it waits on its interrupt again (a cancelled run's questions stay asked).
+    assert data["status"] == "waiting" and "reopened (it was cancelled)" in data["message"]
+    assert cli("continue", "nope", "--store", store_copy).code == 1

@@ -15,6 +15,8 @@ finishes every run. Then, reading the store:
   of failures recorded before it (never reused, never skipped, never restarted
   from 0); an attempt that died with its process is recorded as failed with
   error_type ``AttemptLost``, and it began (journal) in a process we killed;
+  every attempt whose body began (journal) has its start in the log, however
+  soon after the start the kill came;
 - the job that is killed during attempt 2 (deterministically, in the first
   child) shows failures 0, 1 (ConnectionError), 2 (AttemptLost) and its next
   attempt is 3, run by another process;
@@ -312,6 +314,13 @@ def check_campaign(campaign: Campaign) -> dict[str, int]:
         result = completed.result
         assert run_completed.result == result, where
         assert result["attempt"] == len(failures), f"{where}: completed on the wrong attempt"
+
+        # Every attempt whose body began is in the log (its start is durable before the
+        # body runs), so no attempt number is ever run twice, whenever the kill came.
+        recorded = {e.attempt for e in events if isinstance(e, TaskAttemptStarted)}
+        began = {a for k, a, _ in begins if k == key}
+        assert began <= recorded, f"{where}: attempts {sorted(began - recorded)} ran unrecorded"
+        assert len(recorded) == len(failures) + 1, f"{where}: an attempt number was reused"
 
         # A lost attempt's body, if it began at all, began only in killed processes.
         # (It may not have begun: the attempt's start is recorded before its body runs.)

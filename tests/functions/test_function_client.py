@@ -12,6 +12,7 @@ from perdure import (
     ClientUsageError,
     FunctionContext,
     IdempotencyConflictError,
+    InvalidResumeError,
     RetryPolicy,
     RunFailedError,
     Runtime,
@@ -148,3 +149,39 @@ async def test_arun_inside_a_runtime_on_the_same_path_uses_it(tmp_path: Path) ->
         result = await Client(path=store).arun("client_greet", {"name": "here"})
         assert result["thread"] == threading.current_thread().name
         assert await runtime.get_run(result["run_id"]) is not None
+
+
+BROKEN = {"client_mend": True}
+
+
+@function(name="client_mend", retries=1)
+def client_mend(ctx: FunctionContext) -> int:
+    calls.hit("mend")
+    if BROKEN["client_mend"]:
+        raise ConnectionError("the service is down")
+    return ctx.attempt
+
+
+def test_client_continue_run_reopens_a_failed_run_refuses_a_completed_one(tmp_path: Path) -> None:
+    client = Client(path=tmp_path / "client-store")
+    with pytest.raises(RunFailedError, match="the service is down"):
+        client.run("client_mend", run_id="mend-1")
+    BROKEN["client_mend"] = False
+    try:
+        assert client.continue_run("mend-1") == 0  # a failed step starts over with fresh attempts
+        with pytest.raises(InvalidResumeError, match="completed"):
+            client.continue_run("mend-1")  # nothing to continue: said, not silently ignored
+    finally:
+        BROKEN["client_mend"] = True
+
+
+async def test_client_acontinue_run_inside_a_runtime(memlog: MemoryEventLog) -> None:
+    async with Runtime(log=memlog, clock=MockClock()):
+        client = Client(log=memlog)
+        with pytest.raises(RunFailedError):
+            await client.arun("client_mend", run_id="mend-2")
+        BROKEN["client_mend"] = False
+        try:
+            assert await client.acontinue_run("mend-2") == 0
+        finally:
+            BROKEN["client_mend"] = True

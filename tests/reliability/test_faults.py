@@ -238,9 +238,49 @@ async def test_a_sticky_fault_on_one_run_leaves_other_runs_working_and_heals() -
         assert rt.statistics().restarts == 3
         assert await rt.status("sick") == "running"  # nothing false was recorded
         assert await _committed_results(log, "sick") == []
-        log.heal()  # the disk recovers: the run continues from its log
+        log.heal()  # the disk recovers: the run is parked, and an operator continues it
         await rt.continue_run("sick")
         assert (await _within(sick.result()))["sum"] == 2
+    FIGURES["faults_injected"] += len(log.injected)
+
+
+async def test_a_run_that_could_not_be_parked_is_parked_once_the_store_heals() -> None:
+    # Issue 12 item 9: the RunParked write failed too, so the run stayed "running" for
+    # good and statistics said parked=0. Parking is retried (by the sweeper, or by the
+    # next message to the run) until the store takes it; then waiters are told.
+    log = _faulty(Fault(nth=2, sticky=True, run_id="sick"))
+    async with Runtime(log=log, clock=MockClock(), max_restarts=3, idle_timeout=0.02) as rt:
+        sick = await _within(rt.start(faults_add, {"a": 1, "b": 1}, run_id="sick"))
+        with pytest.raises(RunParkedError, match="could not be parked either"):
+            await _within(sick.result())
+        assert await rt.status("sick") == "running"  # nothing false was recorded
+        assert rt.statistics().parked == 0 and rt.statistics().parking == 1
+        later = asyncio.ensure_future(sick.result())  # a caller who comes later waits
+        await asyncio.sleep(0.05)  # sweeps: the store still refuses the write
+        assert not later.done() and await rt.status("sick") == "running"
+        log.heal()
+        with pytest.raises(RunParkedError, match="crashed 4 times") as caught:
+            await _within(later)
+        assert "could not" not in str(caught.value)
+        assert await rt.status("sick") == "parked"
+        assert rt.statistics().parked == 1 and rt.statistics().parking == 0
+        await rt.continue_run("sick")  # an operator reopens it
+        assert (await _within(sick.result()))["sum"] == 2
+    FIGURES["faults_injected"] += len(log.injected)
+
+
+async def test_a_message_to_a_run_that_could_not_be_parked_parks_it_first() -> None:
+    log = _faulty(Fault(nth=2, sticky=True, run_id="sick"))
+    async with Runtime(log=log, clock=MockClock(), max_restarts=2, idle_timeout=3600) as rt:
+        sick = await _within(rt.start(faults_add, {"a": 1, "b": 1}, run_id="sick"))
+        with pytest.raises(RunParkedError, match="could not be parked either"):
+            await _within(sick.result())
+        log.heal()  # no sweep comes before the operator's message
+        await rt.continue_run("sick")
+        assert (await _within(sick.result()))["sum"] == 2
+        assert rt.statistics().parked == 1
+    kinds = [type(e).__name__ for e in await log.read("sick")]
+    assert kinds.index("RunParked") < kinds.index("RunContinued")
     FIGURES["faults_injected"] += len(log.injected)
 
 

@@ -230,7 +230,11 @@ async def test_a_run_resumed_after_sigkill_continues_the_same_trace(tmp_path: Pa
     try:
         assert child.stdout is not None
         lines: list[str] = []
-        while not any(line.startswith("ATTEMPT 0") for line in lines):
+        # The attempt may begin before start() returns: wait for both lines.
+        while not (
+            any(line.startswith("ATTEMPT 0") for line in lines)
+            and any(line.startswith("RUN") for line in lines)
+        ):
             line = (await asyncio.wait_for(child.stdout.readline(), 60)).decode()
             assert line, f"child exited early (code {child.returncode}): {lines}"
             lines.append(line)

@@ -20,7 +20,14 @@ from perdure import (
     StorageError,
     function,
 )
-from perdure.eventlog import Event, RunParked, RunStarted, TaskCompleted
+from perdure.eventlog import (
+    Event,
+    RunParked,
+    RunStarted,
+    TaskAttemptFailed,
+    TaskAttemptStarted,
+    TaskCompleted,
+)
 from perdure.testing import MemoryEventLog, MockClock
 
 
@@ -85,10 +92,14 @@ async def test_a_crashed_actor_is_rebuilt_from_the_log_and_the_run_completes(
         assert stats.parked == 0
     assert crashing.injected == 2
     events = await memlog.read("sup-1")
-    # The result was recorded once, although the body ran once per incarnation
-    # (its outcome was never committed by the crashed ones: at-least-once).
+    # The result was recorded once. The attempt's start went out with the run's (it is
+    # durable before the body runs), so the attempt whose result could not be committed
+    # is in the log as lost, and the body ran again as attempt 1 (at-least-once).
     assert len([e for e in events if isinstance(e, TaskCompleted)]) == 1
-    assert executions == ["a"] * 3
+    assert executions == ["a", "a"]
+    failed = [e for e in events if isinstance(e, TaskAttemptFailed)]
+    assert [(e.attempt, e.error_type) for e in failed] == [(0, "AttemptLost")]
+    assert [e.attempt for e in events if isinstance(e, TaskAttemptStarted)] == [0, 1]
     assert (await memlog.get_run("sup-1")).status == "completed"  # type: ignore[union-attr]
 
 

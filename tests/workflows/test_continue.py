@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from perdure import (
     Command,
+    InvalidResumeError,
     RetryPolicy,
     RunBusyError,
+    RunCancelledError,
     RunFailedError,
     Runtime,
+    asleep,
     entrypoint,
     interrupt,
     task,
 )
+from perdure.testing import MockClock
 
 from ._support import Calls, cfg, events_of, names, of_type
 
@@ -120,3 +125,108 @@ async def test_new_input_while_waiting_on_an_interrupt_is_busy(runtime: Runtime)
     (second,) = (await cont_ask.ainvoke(2, config))["__interrupt__"]  # now a new input is fine
     assert second.value == "ok to use 2?"
     assert second.id != paused["__interrupt__"][0].id
+
+
+# -- continuing a cancelled run (issue 12, item 8) --------------------------------------------
+
+GATE: dict[str, asyncio.Event] = {}
+
+
+@task(name="cc_quick")
+async def cc_quick(name: str) -> str:
+    CALLS.hit(name)
+    return name.upper()
+
+
+@task(name="cc_slow")
+async def cc_slow(name: str) -> str:
+    CALLS.hit(name)
+    await GATE[name].wait()
+    return name.upper()
+
+
+@entrypoint(name="cc_flow")
+async def cc_flow(x: int) -> list[str]:
+    first = await cc_quick("a")
+    second = await cc_slow("b")
+    await asleep(60)
+    return [first, second, await cc_quick("c")]
+
+
+async def _until(predicate: Any) -> None:
+    for _ in range(10_000):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+async def test_continue_reopens_a_cancelled_run_from_its_last_completed_step(
+    runtime: Runtime, memlog: Any
+) -> None:
+    GATE["b"] = asyncio.Event()
+    handle = await runtime.start(cc_flow, 1, run_id="cc-1")
+    await _until(lambda: CALLS["b"] == 1)
+    await runtime.cancel("cc-1")
+    assert await runtime.status("cc-1") == "cancelled"
+    with pytest.raises(RunCancelledError):
+        await handle.result()
+
+    GATE["b"].set()
+    await runtime.continue_run("cc-1")
+    assert await handle.result() == ["A", "B", "C"]
+    assert dict(CALLS.counts) == {"a": 1, "b": 2, "c": 1}  # "a" was not run again
+    events = await events_of(memlog, "cc-1")
+    assert names(events).count("run_cancelled") == 1
+    assert names(events).count("run_continued") == 1
+    # The attempt the cancel cut short is in the log, and the next one has a higher number.
+    b_starts = [e.attempt for e in of_type(events, "task_attempt_started") if e.name == "cc_slow"]
+    assert b_starts == [0, 1]
+    (ended,) = [e for e in of_type(events, "task_attempt_failed") if e.name == "cc_slow"]
+    assert ended.attempt == 0 and "cancel" in ended.message
+
+
+async def test_continue_re_arms_a_sleep_that_the_cancel_stopped(
+    runtime: Runtime, clock: MockClock
+) -> None:
+    GATE["b"] = asyncio.Event()
+    GATE["b"].set()
+    handle = await runtime.start(cc_flow, 1, run_id="cc-sleep")
+    await _until(lambda: CALLS["b"] == 1)
+    for _ in range(100):
+        if await runtime.status("cc-sleep") == "waiting":
+            break
+        await asyncio.sleep(0)
+    assert await runtime.status("cc-sleep") == "waiting"  # in the durable sleep
+    await runtime.cancel("cc-sleep")
+    await runtime.continue_run("cc-sleep")
+    assert await handle.result() == ["A", "B", "C"]
+    assert dict(CALLS.counts) == {"a": 1, "b": 1, "c": 1}
+
+
+async def test_continue_via_invoke_none_reopens_a_cancelled_thread(runtime: Runtime) -> None:
+    GATE["b"] = asyncio.Event()
+    config = cfg("cc-invoke")
+    run = asyncio.ensure_future(cc_flow.ainvoke(1, config))
+    await _until(lambda: CALLS["b"] == 1)
+    await runtime.cancel("cc-invoke")
+    with pytest.raises(RunCancelledError):
+        await run
+    GATE["b"].set()
+    assert await cc_flow.ainvoke(None, config) == ["A", "B", "C"]
+
+
+async def test_continue_on_a_run_with_nothing_to_continue_says_so(runtime: Runtime) -> None:
+    GATE["b"] = asyncio.Event()
+    GATE["b"].set()
+    done = await runtime.start(cont_ask, 1, run_id="cc-waiting")
+    await runtime.wait("cc-waiting")
+    with pytest.raises(InvalidResumeError, match="waiting"):
+        await runtime.continue_run("cc-waiting")
+    await runtime.send("cc-waiting", Command(resume=True))
+    assert await done.result() is True
+    with pytest.raises(InvalidResumeError, match="completed"):
+        await runtime.continue_run("cc-waiting")
+    assert await runtime.status("cc-waiting") == "completed"
+    # invoke(None) on a settled thread still answers with its last result.
+    assert await cont_ask.ainvoke(None, cfg("cc-waiting")) is True
