@@ -69,6 +69,7 @@ from perdure.eventlog import (
     check_json,
     digest,
 )
+from perdure.eventlog._json import fresh
 
 _DRAIN_LIMIT = 512
 #: Logs whose `append` takes `on_durable` (a wrapper around one may not: it gets the
@@ -407,7 +408,9 @@ class RunActor:
         elif spec.kind == "function" and spec.task is not None:
             # The function's attempt 0 starts in the same commit as the run (its start
             # must be durable before the body runs, and this commit is being made).
-            kwargs = message.input if isinstance(message.input, dict) else {}
+            # `message.input` is the stored form; the body gets it as plain JSON, as a
+            # rebuilt run's body does (`Execution.start_body`), and the digest is of that.
+            kwargs = fresh(message.input) if isinstance(message.input, dict) else {}
             self.execution.on_execute(
                 ExecuteTask(
                     incarnation=self.incarnation,
