@@ -320,14 +320,17 @@ class AttemptRunner(abc.ABC):
             retryable=retryable,
             next_retry_at=due,
         )
-        _observe.logger.warning(
-            "attempt failed",
-            run_id=actor.run_id,
-            task=call.spec.name,
-            attempt=attempt,
-            error=f"{error_type}: {text}",
-            retry_at=due,
-        )
+        if _observe.logger.isEnabledFor(_observe.WARNING):
+            _observe.logger.warning(
+                "attempt failed",
+                run_id=actor.run_id,
+                target=actor.state.target,
+                task=call.spec.name,
+                attempt=attempt,
+                error=f"{error_type}: {text}",
+                retry_at=due,
+                trace_id=_observe.trace_id_of(actor.run_span),
+            )
         if due is None:
             self._final_failure(step, call)
         elif due > now:

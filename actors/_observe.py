@@ -3,19 +3,82 @@
 The run's span context is stored in its first event as a W3C ``traceparent``;
 an actor rebuilt in another process starts its spans under that parent, so a
 run resumed after a crash continues the same trace.
+
+Logging goes through the standard library, as a library's should: perdure's
+loggers are structlog `BoundLogger`s over ``logging.getLogger("perdure...")``
+with their own processor chain (structlog's global configuration is the host's,
+never touched here). A record's message is the event ("run started"); its fields
+(run_id, attempt, trace_id, target, ...) are attributes of the `LogRecord`, as
+``extra=`` would set them. With no logging configured, nothing is printed: a
+`NullHandler` on ``perdure`` keeps Python's last-resort handler quiet.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.contextvars
+import structlog.stdlib
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-logger: Any = structlog.get_logger("perdure")
+#: LogRecord attributes a field may not overwrite (``extra=`` raises KeyError for them).
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: Keyword arguments of `logging.Logger.log` itself, not fields.
+_LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
+#: BoundLogger.<level> -> stdlib BoundLogger._proxy_to_logger -> BoundLoggerBase._proxy_to_logger.
+_STRUCTLOG_FRAMES = 3
+
+
+def _to_stdlib(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The last processor: the event becomes the record's message, the fields its attributes.
+
+    A field named like a `LogRecord` attribute (``name``, ``msg``, ``module``...) gets a
+    trailing underscore (``name_``) instead of failing the call.
+    """
+    args = (event_dict.pop("event", None), *event_dict.pop("positional_args", ()))
+    kwargs = {key: event_dict.pop(key) for key in _LOG_KWARGS if key in event_dict}
+    # The record's file, line and function are the caller's, not structlog's: skip the three
+    # structlog frames between the caller and `logging.Logger.<level>`.
+    kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + _STRUCTLOG_FRAMES
+    if event_dict:
+        kwargs["extra"] = {
+            f"{key}_" if key in _RESERVED else key: value for key, value in event_dict.items()
+        }
+    return args, kwargs
+
+
+_PROCESSORS = (
+    # First, so a disabled level costs no more than the level check.
+    structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
+    _to_stdlib,
+)
+
+logging.getLogger("perdure").addHandler(logging.NullHandler())
+
+
+def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
+    """A structlog logger over the stdlib logger `name` (under ``perdure``), bound to `fields`.
+
+    It has the stdlib logger's interface too (``isEnabledFor``, ``exception``,
+    ``setLevel`` through ``.logger``...); the host's logging configuration decides
+    levels, handlers and format.
+    """
+    return structlog.stdlib.BoundLogger(logging.getLogger(name), list(_PROCESSORS), fields)
+
+
+#: perdure's own log: run lifecycle, failed attempts, the supervisor and the scheduler. Call
+#: sites on a run's path check ``logger.isEnabledFor(level)`` first: a disabled level is free.
+logger = get_logger("perdure")
+INFO, WARNING = logging.INFO, logging.WARNING
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -45,6 +108,11 @@ def start_child_span(tracer: Tracer, parent: Span, name: str, attributes: dict[s
 
 def trace_id_hex(span: Span) -> str:
     return format(span.get_span_context().trace_id, "032x")
+
+
+def trace_id_of(span: Span | None) -> str | None:
+    """The run's trace id for a log line, or None if the run has no span (yet)."""
+    return None if span is None else trace_id_hex(span)
 
 
 def end_span(span: Span | None, error: BaseException | None = None, message: str = "") -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 import attrs
-import structlog
+import structlog.stdlib
 
 from perdure.actors import (
     AttemptInfo,
@@ -19,6 +19,7 @@ from perdure.actors import (
     TaskSpec,
     call_task,
     current_scope,
+    get_logger,
 )
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
@@ -32,7 +33,7 @@ class FunctionContext:
     ``ctx``) and perdure passes it in.
     """
 
-    __slots__ = ("attempt", "function", "idempotency_key", "logger", "run_id")
+    __slots__ = ("_logger", "attempt", "function", "idempotency_key", "run_id")
 
     def __init__(self, info: AttemptInfo) -> None:
         self.run_id = info.run_id
@@ -41,17 +42,29 @@ class FunctionContext:
         #: Stable across retries and restarts: the caller's idempotency key, or
         #: one derived from the run id. Pass it to downstream APIs (payments, ...).
         self.idempotency_key = info.idempotency_key
-        #: A structlog logger bound with run id, function and attempt.
-        self.logger: Any = structlog.get_logger("perdure.function").bind(
-            run_id=info.run_id, function=info.name, attempt=info.attempt
-        )
+        self._logger: structlog.stdlib.BoundLogger | None = None
+
+    @property
+    def logger(self) -> structlog.stdlib.BoundLogger:
+        """A logger bound with the run id, function and attempt (and the run's trace id).
+
+        A structlog `BoundLogger` over the stdlib logger ``perdure.function``: your
+        logging configuration decides its level and handlers, and its records carry
+        the fields as attributes (``record.run_id``). It has the stdlib interface
+        too (``isEnabledFor``, ``exception``, ``log(level, ...)``).
+        """
+        if self._logger is None:
+            self._logger = get_logger(
+                "perdure.function", run_id=self.run_id, function=self.function, attempt=self.attempt
+            )
+        return self._logger
 
     def __repr__(self) -> str:
         return f"FunctionContext(run_id={self.run_id!r}, attempt={self.attempt})"
 
     def log(self, message: str, **fields: Any) -> None:
         """Log `message` at info level with `fields` and the run's correlation ids."""
-        self.logger.info(message, **fields)
+        self.logger.info(message, stacklevel=2, **fields)
 
 
 def _wants_context(fn: Callable[..., Any]) -> bool:

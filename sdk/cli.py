@@ -26,10 +26,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import structlog
 
 from perdure import _cli_render as render
 from perdure import _cli_write
@@ -45,6 +43,7 @@ from perdure._cli_app import (
     store_path,
 )
 from perdure._cli_args import build_parser
+from perdure._console_log import console_logging
 from perdure.actors import fold
 from perdure.eventlog import (
     RUN_STATUSES,
@@ -257,23 +256,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _cli_write.demo(args)
 
 
-@contextlib.contextmanager
-def _logging() -> Iterator[None]:
-    """Runtime warnings go to stderr (stdout is for results); the old config comes back after."""
-    old = structlog.get_config()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    try:
-        yield
-    finally:
-        structlog.configure(**old)
+def _logging() -> contextlib.AbstractContextManager[None]:
+    """Runtime warnings go to stderr (stdout is for results), for the command's duration."""
+    return console_logging(sys.stderr, logging.WARNING)
 
 
 def _error(text: str) -> None:

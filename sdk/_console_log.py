@@ -1,0 +1,71 @@
+"""Readable console output of perdure's log, for perdure's own programs (the CLI, the demo).
+
+The library never configures logging: a host application decides. These
+programs are their own hosts, so they attach a handler to the ``perdure``
+logger for the duration of a command and take it away after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Collection, Iterator, Sequence
+from typing import IO
+
+import structlog.dev
+import structlog.processors
+import structlog.stdlib
+from structlog.typing import Processor
+
+
+@contextlib.contextmanager
+def console_logging(
+    stream: IO[str],
+    level: int,
+    *,
+    processors: Sequence[Processor] = (),
+    skip: Collection[str] = (),
+    colors: bool = False,
+    pad_event: int = 30,
+) -> Iterator[None]:
+    """Print perdure's records of `level` and above to `stream`, one line each with fields.
+
+    Until it ends, this is the ``perdure`` logger's only output.
+
+    processors: structlog processors run on each record's fields before rendering.
+    skip: messages not to print ("run started", ...).
+    """
+    root = logging.getLogger("perdure")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.ExtraAdder(),
+                structlog.processors.add_log_level,
+                *processors,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=colors, pad_event=pad_event),
+            ],
+        )
+    )
+    if skip:
+        skipped = frozenset(skip)
+
+        def keep(record: logging.LogRecord) -> bool:
+            return record.msg not in skipped
+
+        handler.addFilter(keep)
+    # In place of the handlers there were (an inner use, such as the demo inside the CLI, wins
+    # until it ends); the program's output only, even if something configured the root logger.
+    old = (root.level, root.propagate, root.handlers)
+    root.setLevel(level)
+    root.propagate = False
+    root.handlers = [handler]
+    try:
+        yield
+    finally:
+        root.setLevel(old[0])
+        root.propagate = old[1]
+        root.handlers = old[2]
