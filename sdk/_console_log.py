@@ -8,6 +8,7 @@ logger for the duration of a command and take it away after.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Collection, Iterator, Sequence
 from typing import IO
@@ -26,7 +27,7 @@ def console_logging(
     processors: Sequence[Processor] = (),
     skip: Collection[str] = (),
     colors: bool = False,
-    pad_event: int = 30,
+    pad_event: int | None = None,
 ) -> Iterator[None]:
     """Print perdure's records of `level` and above to `stream`, one line each with fields.
 
@@ -34,6 +35,7 @@ def console_logging(
 
     processors: structlog processors run on each record's fields before rendering.
     skip: messages not to print ("run started", ...).
+    pad_event: the width of the message column (structlog's default if None).
     """
     root = logging.getLogger("perdure")
     handler = logging.StreamHandler(stream)
@@ -46,7 +48,7 @@ def console_logging(
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.dev.ConsoleRenderer(colors=colors, pad_event=pad_event),
+                structlog.dev.ConsoleRenderer(colors=colors, **_padding(pad_event)),
             ],
         )
     )
@@ -69,3 +71,11 @@ def console_logging(
         root.setLevel(old[0])
         root.propagate = old[1]
         root.handlers = old[2]
+
+
+def _padding(width: int | None) -> dict[str, int]:
+    """ConsoleRenderer's padding: ``pad_event_to`` (newer structlog) or ``pad_event``."""
+    if width is None:
+        return {}
+    params = inspect.signature(structlog.dev.ConsoleRenderer).parameters
+    return {"pad_event_to" if "pad_event_to" in params else "pad_event": width}
