@@ -11,7 +11,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Collection, Iterator, Sequence
-from typing import IO
+from typing import IO, Any
 
 import structlog.dev
 import structlog.processors
@@ -73,7 +73,7 @@ def console_logging(
         root.handlers = old[2]
 
 
-def _padding(width: int | None) -> dict[str, int]:
+def _padding(width: int | None) -> dict[str, Any]:
     """ConsoleRenderer's padding: ``pad_event_to`` (newer structlog) or ``pad_event``."""
     if width is None:
         return {}
