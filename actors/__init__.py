@@ -22,7 +22,7 @@ from perdure.actors._errors import (
 from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
-from perdure.actors._observe import get_logger
+from perdure.actors._observe import Logger, get_logger
 from perdure.actors._policy import (
     NO_RETRY,
     BackoffPolicy,
@@ -68,6 +68,7 @@ __all__ = [
     "FireTimer",
     "Interrupt",
     "InvalidResumeError",
+    "Logger",
     "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",

@@ -31,8 +31,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 #: Keyword arguments of `logging.Logger.log` itself, not fields.
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
-#: BoundLogger.<level> -> stdlib BoundLogger._proxy_to_logger -> BoundLoggerBase._proxy_to_logger.
-_STRUCTLOG_FRAMES = 3
+#: Between the caller and `logging.Logger.<level>`: BoundLogger.<level>, Logger._proxy_to_logger,
+#: stdlib BoundLogger._proxy_to_logger, BoundLoggerBase._proxy_to_logger.
+_STRUCTLOG_FRAMES = 4
 
 
 def _to_stdlib(
@@ -45,8 +46,7 @@ def _to_stdlib(
     """
     args = (event_dict.pop("event", None), *event_dict.pop("positional_args", ()))
     kwargs = {key: event_dict.pop(key) for key in _LOG_KWARGS if key in event_dict}
-    # The record's file, line and function are the caller's, not structlog's: skip the three
-    # structlog frames between the caller and `logging.Logger.<level>`.
+    # The record's file, line and function are the caller's, not structlog's.
     kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + _STRUCTLOG_FRAMES
     if event_dict:
         kwargs["extra"] = {
@@ -55,24 +55,44 @@ def _to_stdlib(
     return args, kwargs
 
 
-_PROCESSORS = (
-    # First, so a disabled level costs no more than the level check.
-    structlog.stdlib.filter_by_level,
-    structlog.contextvars.merge_contextvars,
-    _to_stdlib,
-)
+_PROCESSORS = (structlog.contextvars.merge_contextvars, _to_stdlib)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 logging.getLogger("perdure").addHandler(logging.NullHandler())
 
 
-def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
+class Logger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib `BoundLogger`, checking the level before it builds the event.
+
+    structlog would copy the context and run the processors first; here a call at
+    a disabled level costs the stdlib's cached level check and nothing more.
+    """
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+    ) -> Any:
+        if not self._logger.isEnabledFor(_LEVELS.get(method_name, logging.NOTSET)):
+            return None
+        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+
+
+def get_logger(name: str, **fields: Any) -> Logger:
     """A structlog logger over the stdlib logger `name` (under ``perdure``), bound to `fields`.
 
     It has the stdlib logger's interface too (``isEnabledFor``, ``exception``,
-    ``setLevel`` through ``.logger``...); the host's logging configuration decides
-    levels, handlers and format.
+    ``log(level, ...)``); the host's logging configuration decides levels,
+    handlers and format.
     """
-    return structlog.stdlib.BoundLogger(logging.getLogger(name), list(_PROCESSORS), fields)
+    return Logger(logging.getLogger(name), list(_PROCESSORS), fields)
 
 
 #: perdure's own log: run lifecycle, failed attempts, the supervisor and the scheduler. Call
