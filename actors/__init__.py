@@ -5,7 +5,6 @@ runtime through `ActorHost`; they know nothing of LMDB or of the sdk.
 """
 
 from perdure.actors._actor import RunActor
-from perdure.actors._attempts import TaskTimeoutError
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     InvalidResumeError,
@@ -18,6 +17,7 @@ from perdure.actors._errors import (
     RunParkedError,
     Suspend,
     TaskFailedError,
+    TaskTimeoutError,
 )
 from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox

@@ -7,7 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from perdure.eventlog import EventLog, PerdureError
+from perdure.eventlog import EventLog, UsageError
 from perdure.runtime import (
     BackgroundRuntime,
     Runtime,
@@ -19,7 +19,7 @@ from perdure.runtime import (
 T = TypeVar("T")
 
 
-class ClientUsageError(PerdureError, RuntimeError):
+class ClientUsageError(UsageError, RuntimeError):
     """A blocking `Client` method was called from inside a running event loop."""
 
 

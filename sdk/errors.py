@@ -1,0 +1,108 @@
+"""Every error perdure raises, in one place, grouped by what the caller can do.
+
+::
+
+    PerdureError
+    ├── UsageError            the call was wrong: fix the call (nothing was written)
+    │   ├── SerializationError (TypeError)      ├── InvalidArgumentsError (TypeError)
+    │   ├── UnknownTargetError (LookupError)    ├── RunNotFoundError (LookupError)
+    │   ├── DuplicateNameError (ValueError)     ├── PolicyError (ValueError)
+    │   ├── IdempotencyConflictError (ValueError)
+    │   ├── InvalidResumeError (ValueError)     ├── RunExistsError (ValueError)
+    │   ├── RunBusyError                        ├── NotInWorkflowError (RuntimeError)
+    │   └── ClientUsageError (RuntimeError)     └── RuntimeClosedError (RuntimeError)
+    ├── RunError              about one run (`run_id`): handle its outcome
+    │   ├── RunFailedError    ├── RunCancelledError    ├── RunParkedError
+    │   ├── TaskFailedError   ├── NonDeterminismError
+    │   ├── RunTimeoutError (TimeoutError)   └── TaskTimeoutError (TimeoutError)
+    ├── StorageError          the store could not do it: fix the store
+    │   ├── StoreLockedError  ├── StorePathError  ├── ReadOnlyStoreError
+    │   ├── StoreClosedError  ├── SchemaVersionError  └── CorruptEventError
+    └── (internal to the runtime, raised only by an `EventLog` used directly)
+        ├── SequenceConflictError
+        └── IdempotencyKeyTakenError
+
+`NonRetryableError` is not a `PerdureError`: your code raises it to fail a
+function or task at once, without retries.
+"""
+
+from perdure._client import ClientUsageError
+from perdure.actors import (
+    InvalidResumeError,
+    NonDeterminismError,
+    NonRetryableError,
+    NotInWorkflowError,
+    PolicyError,
+    RunBusyError,
+    RunCancelledError,
+    RunExistsError,
+    RunFailedError,
+    RunParkedError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from perdure.eventlog import (
+    CorruptEventError,
+    IdempotencyKeyTakenError,
+    PerdureError,
+    ReadOnlyStoreError,
+    RunError,
+    SchemaVersionError,
+    SequenceConflictError,
+    SerializationError,
+    StorageError,
+    StoreClosedError,
+    StoreLockedError,
+    StorePathError,
+    UsageError,
+)
+from perdure.runtime import (
+    DuplicateNameError,
+    IdempotencyConflictError,
+    InvalidArgumentsError,
+    RunNotFoundError,
+    RuntimeClosedError,
+    RunTimeoutError,
+    UnknownTargetError,
+)
+
+__all__ = [
+    "PerdureError",
+    # fix the call
+    "UsageError",
+    "ClientUsageError",
+    "DuplicateNameError",
+    "IdempotencyConflictError",
+    "InvalidArgumentsError",
+    "InvalidResumeError",
+    "NotInWorkflowError",
+    "PolicyError",
+    "RunBusyError",
+    "RunExistsError",
+    "RunNotFoundError",
+    "RuntimeClosedError",
+    "SerializationError",
+    "UnknownTargetError",
+    # handle the run's outcome
+    "RunError",
+    "NonDeterminismError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunParkedError",
+    "RunTimeoutError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    # fix the store
+    "StorageError",
+    "CorruptEventError",
+    "ReadOnlyStoreError",
+    "SchemaVersionError",
+    "StoreClosedError",
+    "StoreLockedError",
+    "StorePathError",
+    # raised by your code
+    "NonRetryableError",
+    # internal to the runtime (an EventLog used directly)
+    "IdempotencyKeyTakenError",
+    "SequenceConflictError",
+]
