@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 import structlog.stdlib
@@ -23,7 +23,8 @@ from perdure.actors import (
 )
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class FunctionContext:
@@ -124,12 +125,17 @@ def _check_timeout(timeout: float | None, what: str) -> float | None:
     return float(timeout)
 
 
-class DurableFunction:
+class DurableFunction(Generic[P, R]):
     """A function decorated with `@function`.
 
     Run it durably with `Runtime.run(fn_or_name, {...})` or `Client().run(...)`.
     Inside a workflow, calling it schedules it as a checkpointed task and
     returns a future. Anywhere else, calling it calls the plain function.
+
+    ``DurableFunction[P, R]``: ``P`` is its durable signature (the parameters
+    after a `FunctionContext`), ``R`` its result (awaited, for an async one). A
+    call is typed ``Any``: a `TaskFuture` of ``R`` inside a workflow, the plain
+    function's return value elsewhere.
     """
 
     def __init__(self, fn: Callable[..., Any], spec: TargetSpec, as_task: TaskSpec) -> None:
@@ -150,14 +156,46 @@ class DurableFunction:
     def __repr__(self) -> str:
         return f"<perdure function {self.name!r}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         if current_scope.get() is not None:
             return call_task(self._as_task, args, kwargs)
         return self.__wrapped__(*args, **kwargs)
 
 
+class FunctionDecorator(Protocol):
+    """What ``@function(...)`` with options returns: applied to a function, a `DurableFunction`."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[FunctionContext, P], Coroutine[Any, Any, R]], /
+    ) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[FunctionContext, P], R], /
+    ) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> DurableFunction[P, R]: ...
+
+
+# A first parameter typed `FunctionContext` (or a supertype, such as Any) is the context.
 @overload
-def function(fn: F, /) -> DurableFunction: ...
+def function(
+    fn: Callable[Concatenate[FunctionContext, P], Coroutine[Any, Any, R]], /
+) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[Concatenate[FunctionContext, P], R], /) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[P, Coroutine[Any, Any, R]], /) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[P, R], /) -> DurableFunction[P, R]: ...
 
 
 @overload
@@ -169,7 +207,7 @@ def function(
     timeout: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
-) -> Callable[[F], DurableFunction]: ...
+) -> FunctionDecorator: ...
 
 
 def function(
@@ -182,7 +220,7 @@ def function(
     timeout: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
-) -> DurableFunction | Callable[[Callable[..., Any]], DurableFunction]:
+) -> DurableFunction[..., Any] | FunctionDecorator:
     """Declare a durable function: retried with backoff, optionally idempotent, crash-safe.
 
     name: the name callers use (default: the function's ``__name__``).
@@ -195,7 +233,7 @@ def function(
         (raising `NonRetryableError` does the same).
     """
 
-    def decorate(func: Callable[..., Any]) -> DurableFunction:
+    def decorate(func: Callable[..., Any]) -> DurableFunction[..., Any]:
         if not callable(func):
             raise TypeError(f"@function decorates a function, got {func!r}")
         fname = name or getattr(func, "__name__", None)
@@ -236,4 +274,4 @@ def function(
 
     if fn is not None:
         return decorate(fn)
-    return decorate
+    return decorate  # type: ignore[return-value]  # one function stands for all overloads

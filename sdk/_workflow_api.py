@@ -11,7 +11,7 @@ import asyncio
 import queue
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -37,6 +37,8 @@ from perdure.runtime import (
 )
 
 T = TypeVar("T")
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
 STREAM_MODES = ("updates", "values", "custom")
 
 
@@ -118,8 +120,8 @@ def _in_loop() -> bool:
     return True
 
 
-class WorkflowApi:
-    """The run-it-from-outside half of `Workflow`."""
+class WorkflowApi(Generic[InputT, OutputT]):
+    """The run-it-from-outside half of `Workflow`: input ``InputT``, output ``OutputT``."""
 
     def __init__(self, spec: TargetSpec, checkpointer: EventLog | None) -> None:
         self.__perdure_target__ = spec
@@ -167,19 +169,28 @@ class WorkflowApi:
         await self._kick(runtime, input, thread_id)
         return await runtime.wait(thread_id)
 
-    def invoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
+    def invoke(
+        self, input: InputT | Command | None, config: dict[str, Any] | None = None
+    ) -> OutputT:
         """Run (or resume with a `Command`, or continue with None) and return the result.
 
-        Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
+        Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses (the
+        static type says ``OutputT``: check for the key in workflows that pause).
         """
         thread_id = thread_id_of(config, required=isinstance(input, Command))
-        return self._sync(lambda rt: self._invoke(rt, input, thread_id), "invoke").unwrap()
+        result: OutputT = self._sync(
+            lambda rt: self._invoke(rt, input, thread_id), "invoke"
+        ).unwrap()
+        return result
 
-    async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
+    async def ainvoke(
+        self, input: InputT | Command | None, config: dict[str, Any] | None = None
+    ) -> OutputT:
         """Async `invoke`."""
         thread_id = thread_id_of(config, required=isinstance(input, Command))
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, thread_id))
-        return outcome.unwrap()
+        result: OutputT = outcome.unwrap()
+        return result
 
     # -- stream -------------------------------------------------------------------------------
 
