@@ -3,24 +3,37 @@
 ::
 
     PerdureError
-    ├── UsageError            the call was wrong: fix the call (nothing was written)
-    │   ├── SerializationError (TypeError)      ├── InvalidArgumentsError (TypeError)
-    │   ├── UnknownTargetError (LookupError)    ├── RunNotFoundError (LookupError)
-    │   ├── DuplicateNameError (ValueError)     ├── PolicyError (ValueError)
-    │   ├── IdempotencyConflictError (ValueError)
-    │   ├── InvalidResumeError (ValueError)     ├── RunExistsError (ValueError)
-    │   ├── RunBusyError                        ├── NotInWorkflowError (RuntimeError)
-    │   └── ClientUsageError (RuntimeError)     └── RuntimeClosedError (RuntimeError)
-    ├── RunError              about one run (`run_id`): handle its outcome
-    │   ├── RunFailedError    ├── RunCancelledError    ├── RunParkedError
-    │   ├── TaskFailedError   ├── NonDeterminismError
-    │   ├── RunTimeoutError (TimeoutError)   └── TaskTimeoutError (TimeoutError)
-    ├── StorageError          the store could not do it: fix the store
-    │   ├── StoreLockedError  ├── StorePathError  ├── ReadOnlyStoreError
-    │   ├── StoreClosedError  ├── SchemaVersionError  └── CorruptEventError
-    └── (internal to the runtime, raised only by an `EventLog` used directly)
-        ├── SequenceConflictError
-        └── IdempotencyKeyTakenError
+        UsageError                the call was wrong: fix it (nothing was written)
+            SerializationError        (also TypeError)
+            InvalidArgumentsError     (also TypeError)
+            UnknownTargetError        (also LookupError)
+            RunNotFoundError          (also LookupError)
+            DuplicateNameError        (also ValueError)
+            PolicyError               (also ValueError)
+            IdempotencyConflictError  (also ValueError)
+            InvalidResumeError        (also ValueError)
+            RunExistsError            (also ValueError)
+            RunBusyError
+            NotInWorkflowError        (also RuntimeError)
+            ClientUsageError          (also RuntimeError)
+            RuntimeClosedError        (also RuntimeError)
+        RunError                  about one run, `run_id`: handle its outcome
+            RunFailedError
+            RunCancelledError
+            RunParkedError
+            TaskFailedError
+            NonDeterminismError
+            RunTimeoutError           (also TimeoutError)
+            TaskTimeoutError          (also TimeoutError)
+        StorageError              the store could not do it: fix the store
+            StoreLockedError
+            StorePathError
+            ReadOnlyStoreError
+            StoreClosedError
+            SchemaVersionError
+            CorruptEventError
+        SequenceConflictError     internal to the runtime: raised only by an
+        IdempotencyKeyTakenError  `EventLog` that your code calls directly
 
 `NonRetryableError` is not a `PerdureError`: your code raises it to fail a
 function or task at once, without retries.
