@@ -15,10 +15,11 @@ from typing import (
     Generic,
     ParamSpec,
     Protocol,
-    TypeAlias,
     TypeVar,
     overload,
 )
+
+import attrs
 
 from perdure._function import _check_timeout, build_policy
 from perdure._workflow_api import WorkflowApi
@@ -168,9 +169,13 @@ class entrypoint:
     ``writer`` (emit items to ``stream(stream_mode="custom")``).
     """
 
-    #: ``entrypoint.final(value=..., save=...)``: return `value`, save `save` as `previous`.
-    #: Generic: annotate a body ``-> entrypoint.final[Value, Saved]``.
-    final: TypeAlias = Final
+    @attrs.frozen
+    class final(Final[OutputT, SaveT]):
+        """``entrypoint.final(value=..., save=...)``: return `value`, save `save` as `previous`.
+
+        Generic: a body annotated ``-> entrypoint.final[str, int]`` makes a
+        ``Workflow[..., str]`` whose next invocation gets an ``int`` as ``previous``.
+        """
 
     def __init__(
         self,
