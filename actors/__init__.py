@@ -5,7 +5,6 @@ runtime through `ActorHost`; they know nothing of LMDB or of the sdk.
 """
 
 from perdure.actors._actor import RunActor
-from perdure.actors._attempts import TaskTimeoutError
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
@@ -20,10 +19,12 @@ from perdure.actors._errors import (
     RunParkedError,
     Suspend,
     TaskFailedError,
+    TaskTimeoutError,
 )
 from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
+from perdure.actors._observe import Logger, get_logger
 from perdure.actors._policy import (
     NO_RETRY,
     BackoffPolicy,
@@ -71,6 +72,7 @@ __all__ = [
     "FireTimer",
     "Interrupt",
     "InvalidResumeError",
+    "Logger",
     "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",
@@ -104,6 +106,7 @@ __all__ = [
     "current_scope",
     "durable_sleep",
     "fold",
+    "get_logger",
     "interrupt",
     "interrupt_id",
     "match_step",

@@ -438,9 +438,14 @@ class RunActor:
             raise
         if self.run_span is None:
             self.open_run_span(resumed=False)
-        _observe.logger.info(
-            "run started", run_id=self.run_id, target=spec.name, invocation=invocation
-        )
+        if _observe.logger.isEnabledFor(_observe.INFO):
+            _observe.logger.info(
+                "run started",
+                run_id=self.run_id,
+                target=spec.name,
+                invocation=invocation,
+                trace_id=_observe.trace_id_of(self.run_span),
+            )
         message.reply.set_result(None)
         self.execution.start_body()
 

@@ -23,7 +23,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from perdure.actors import _observe
-from perdure.actors._errors import NonDeterminismError, NotInWorkflowError, Suspend
+from perdure.actors._errors import (
+    NonDeterminismError,
+    NotInWorkflowError,
+    Suspend,
+    TaskTimeoutError,
+)
 from perdure.actors._messages import AttemptDone, ExecuteTask
 from perdure.actors._scope import Scope, current_scope, failure_error
 from perdure.actors._state import Step
@@ -48,10 +53,6 @@ _TRACEBACK_LIMIT = 8000
 #: task that kills its process cannot loop forever across restarts.
 MAX_LOST_ATTEMPTS = 10
 _NEVER_RETRY = (SerializationError, NonDeterminismError, NotInWorkflowError)
-
-
-class TaskTimeoutError(TimeoutError):
-    """An attempt ran longer than its task's `timeout`."""
 
 
 def fail_future(fut: asyncio.Future[Any], error: BaseException) -> None:
@@ -301,8 +302,13 @@ class AttemptRunner(abc.ABC):
                 timed_out = spec.timeout is not None and deadline.expired()
                 done.outcome = "error"
                 done.error = (
-                    TaskTimeoutError(f"attempt exceeded the task's timeout of {spec.timeout} s")
-                    if timed_out
+                    TaskTimeoutError(
+                        f"attempt exceeded the task's timeout of {spec.timeout} s",
+                        run_id=actor.run_id,
+                        task=spec.name,
+                        timeout=spec.timeout,
+                    )
+                    if timed_out and spec.timeout is not None
                     else exc
                 )
             except SerializationError as exc:
@@ -382,14 +388,17 @@ class AttemptRunner(abc.ABC):
             retryable=retryable,
             next_retry_at=due,
         )
-        _observe.logger.warning(
-            "attempt failed",
-            run_id=actor.run_id,
-            task=call.spec.name,
-            attempt=attempt,
-            error=f"{error_type}: {text}",
-            retry_at=due,
-        )
+        if _observe.logger.isEnabledFor(_observe.WARNING):
+            _observe.logger.warning(
+                "attempt failed",
+                run_id=actor.run_id,
+                target=actor.state.target,
+                task=call.spec.name,
+                attempt=attempt,
+                error=f"{error_type}: {text}",
+                retry_at=due,
+                trace_id=_observe.trace_id_of(actor.run_span),
+            )
         if due is None:
             self._final_failure(step, call)
         elif due > now:

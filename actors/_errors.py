@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from perdure.eventlog import PerdureError
+from perdure.eventlog import RunError, UsageError
 
 
-class NonDeterminismError(PerdureError):
+class NonDeterminismError(RunError):
     """Replayed code asked for a different step than the log recorded at that position.
 
     Raised when the n-th step of a run (task call, `interrupt()`, durable sleep)
@@ -21,14 +21,13 @@ class NonDeterminismError(PerdureError):
     def __init__(
         self, message: str, *, run_id: str, position: str, recorded: str, requested: str
     ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.position = position
         self.recorded = recorded
         self.requested = requested
 
 
-class TaskFailedError(PerdureError):
+class TaskFailedError(RunError):
     """Raised inside a workflow where it waits on a task that failed for good.
 
     Carries the task's original error type name and message. The same error
@@ -47,8 +46,7 @@ class TaskFailedError(PerdureError):
         error_message: str,
         attempts: int,
     ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.task = task
         self.position = position
         self.error_type = error_type
@@ -56,7 +54,7 @@ class TaskFailedError(PerdureError):
         self.attempts = attempts
 
 
-class RunFailedError(PerdureError):
+class RunFailedError(RunError):
     """The run ended in failure; carries the original error's type, message and attempts."""
 
     def __init__(
@@ -70,8 +68,7 @@ class RunFailedError(PerdureError):
         attempts: int,
         traceback: str = "",
     ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.target = target
         self.error_type = error_type
         self.error_message = error_message
@@ -79,37 +76,31 @@ class RunFailedError(PerdureError):
         self.traceback = traceback
 
 
-class RunCancelledError(PerdureError):
+class RunCancelledError(RunError):
     """The run was cancelled before it finished."""
 
     def __init__(self, message: str, *, run_id: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.reason = reason
 
 
-class RunParkedError(PerdureError):
+class RunParkedError(RunError):
     """The supervisor parked the run after its actor crashed too often; `reason` says why."""
 
     def __init__(self, message: str, *, run_id: str, reason: str) -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.reason = reason
 
 
-class ActorCrashedError(PerdureError, RuntimeError):
+class ActorCrashedError(RunError, RuntimeError):
     """A run's actor crashed while it handled a request, so the request has no answer.
 
     What the run committed before the crash stays; the run is rebuilt from its
     log. Check its status and ask again if need be. `__cause__` is the crash.
     """
 
-    def __init__(self, message: str, *, run_id: str) -> None:
-        super().__init__(message)
-        self.run_id = run_id
 
-
-class InvalidResumeError(PerdureError, ValueError):
+class InvalidResumeError(UsageError, ValueError):
     """A `Command(resume=...)` does not fit the run: nothing pending, unknown id, ambiguity.
 
     Also raised by `continue_run` for a run with nothing to continue (running,
@@ -122,7 +113,7 @@ class InvalidResumeError(PerdureError, ValueError):
         self.pending = pending
 
 
-class RunBusyError(PerdureError):
+class RunBusyError(UsageError):
     """A new invocation was asked of a thread whose current invocation has not settled."""
 
     def __init__(self, message: str, *, run_id: str, status: str) -> None:
@@ -131,7 +122,7 @@ class RunBusyError(PerdureError):
         self.status = status
 
 
-class RunExistsError(PerdureError, ValueError):
+class RunExistsError(UsageError, ValueError):
     """A run id given to `start` is already used by a run that cannot take a new invocation."""
 
     def __init__(self, message: str, *, run_id: str) -> None:
@@ -139,11 +130,11 @@ class RunExistsError(PerdureError, ValueError):
         self.run_id = run_id
 
 
-class NotInWorkflowError(PerdureError, RuntimeError):
+class NotInWorkflowError(UsageError, RuntimeError):
     """A task, `interrupt()` or durable sleep was used outside a running workflow or function."""
 
 
-class NestedWorkflowError(PerdureError, RuntimeError):
+class NestedWorkflowError(UsageError, RuntimeError):
     """A workflow was invoked or streamed from inside another workflow's body.
 
     The inner run would not be recorded in the outer run's log, so it would
@@ -156,6 +147,19 @@ class NestedWorkflowError(PerdureError, RuntimeError):
         super().__init__(message)
         self.run_id = run_id
         self.workflow = workflow
+
+
+class TaskTimeoutError(RunError, TimeoutError):
+    """An attempt ran longer than its task's `timeout` (seconds); recorded as the attempt's error.
+
+    The attempt is retried per the task's policy like any other failure; `task` names
+    the task and `timeout` is its limit.
+    """
+
+    def __init__(self, message: str, *, run_id: str, task: str, timeout: float) -> None:
+        super().__init__(message, run_id=run_id)
+        self.task = task
+        self.timeout = timeout
 
 
 class Suspend(BaseException):

@@ -237,9 +237,14 @@ class Execution(AttemptRunner):
 
     def _log_settled(self) -> None:
         actor = self.actor
-        _observe.logger.info(
-            "run settled", run_id=actor.run_id, target=actor.state.target, status=actor.state.status
-        )
+        if _observe.logger.isEnabledFor(_observe.INFO):
+            _observe.logger.info(
+                "run settled",
+                run_id=actor.run_id,
+                target=actor.state.target,
+                status=actor.state.status,
+                trace_id=_observe.trace_id_of(actor.run_span),
+            )
         error = actor.state.error
         _observe.end_span(
             actor.run_span, message=f"{error.error_type}: {error.message}" if error else ""

@@ -3,17 +3,99 @@
 The run's span context is stored in its first event as a W3C ``traceparent``;
 an actor rebuilt in another process starts its spans under that parent, so a
 run resumed after a crash continues the same trace.
+
+Logging goes through the standard library, as a library's should: perdure's
+loggers are structlog `BoundLogger`s over ``logging.getLogger("perdure...")``
+with their own processor chain (structlog's global configuration is the host's,
+never touched here). A record's message is the event ("run started"); its fields
+(run_id, attempt, trace_id, target, ...) are attributes of the `LogRecord`, as
+``extra=`` would set them. With no logging configured, nothing is printed: a
+`NullHandler` on ``perdure`` keeps Python's last-resort handler quiet.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.contextvars
+import structlog.stdlib
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+#: LogRecord attributes a field may not overwrite (``extra=`` raises KeyError for them).
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: Keyword arguments of `logging.Logger.log` itself, not fields.
+_LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
+#: Between the caller and `logging.Logger.<level>`: BoundLogger.<level>, Logger._proxy_to_logger,
+#: stdlib BoundLogger._proxy_to_logger, BoundLoggerBase._proxy_to_logger.
+_STRUCTLOG_FRAMES = 4
+
+
+def _to_stdlib(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The last processor: the event becomes the record's message, the fields its attributes.
+
+    A field named like a `LogRecord` attribute (``name``, ``msg``, ``module``...) gets a
+    trailing underscore (``name_``) instead of failing the call.
+    """
+    args = (event_dict.pop("event", None), *event_dict.pop("positional_args", ()))
+    kwargs = {key: event_dict.pop(key) for key in _LOG_KWARGS if key in event_dict}
+    # The record's file, line and function are the caller's, not structlog's.
+    kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + _STRUCTLOG_FRAMES
+    if event_dict:
+        kwargs["extra"] = {
+            f"{key}_" if key in _RESERVED else key: value for key, value in event_dict.items()
+        }
+    return args, kwargs
+
+
+_PROCESSORS = (structlog.contextvars.merge_contextvars, _to_stdlib)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+logging.getLogger("perdure").addHandler(logging.NullHandler())
+
+
+class Logger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib `BoundLogger`, checking the level before it builds the event.
+
+    structlog would copy the context and run the processors first; here a call at
+    a disabled level costs the stdlib's cached level check and nothing more.
+    """
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+    ) -> Any:
+        if not self._logger.isEnabledFor(_LEVELS.get(method_name, logging.NOTSET)):
+            return None
+        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+
+
+def get_logger(name: str, **fields: Any) -> Logger:
+    """A structlog logger over the stdlib logger `name` (under ``perdure``), bound to `fields`.
+
+    It has the stdlib logger's interface too (``isEnabledFor``, ``exception``,
+    ``log(level, ...)``); the host's logging configuration decides levels,
+    handlers and format.
+    """
+    return Logger(logging.getLogger(name), list(_PROCESSORS), fields)
+
+
+INFO, WARNING = logging.INFO, logging.WARNING
 
 
 def printable(text: str) -> str:
@@ -61,9 +143,13 @@ class SafeLogger:
     def bind(self, **fields: Any) -> SafeLogger:
         return SafeLogger(self._inner.bind(**fields))
 
+    def isEnabledFor(self, level: int) -> bool:
+        return bool(self._inner.isEnabledFor(level))
+
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         try:
-            getattr(self._inner, level)(event, **fields)
+            # stacklevel: the record names perdure's caller, not this wrapper.
+            getattr(self._inner, level)(event, stacklevel=3, **fields)
         except Exception:
             try:
                 plain = {key: _plain(value) for key, value in fields.items()}
@@ -83,9 +169,15 @@ class SafeLogger:
     def error(self, event: str, **fields: Any) -> None:
         self._emit("error", event, fields)
 
+    def exception(self, event: str, **fields: Any) -> None:
+        self._emit("exception", event, fields)
 
-logger: Any = SafeLogger(structlog.get_logger("perdure"))
+
 _propagator = TraceContextTextMapPropagator()
+
+#: perdure's own log: run lifecycle, failed attempts, the supervisor and the scheduler. Call
+#: sites on a run's path check ``logger.isEnabledFor(level)`` first: a disabled level is free.
+logger = SafeLogger(get_logger("perdure"))
 
 
 def caller_context() -> dict[str, str]:
@@ -114,6 +206,11 @@ def start_child_span(tracer: Tracer, parent: Span, name: str, attributes: dict[s
 
 def trace_id_hex(span: Span) -> str:
     return format(span.get_span_context().trace_id, "032x")
+
+
+def trace_id_of(span: Span | None) -> str | None:
+    """The run's trace id for a log line, or None if the run has no span (yet)."""
+    return None if span is None else trace_id_hex(span)
 
 
 def end_span(span: Span | None, error: BaseException | None = None, message: str = "") -> None:

@@ -9,14 +9,14 @@ from typing import Any
 
 import attrs
 
-from perdure.eventlog import PerdureError
+from perdure.eventlog import UsageError
 
 
 class NonRetryableError(Exception):
     """Raise (or subclass) this in a function or task to fail at once, without retries."""
 
 
-class PolicyError(PerdureError, ValueError):
+class PolicyError(UsageError, ValueError):
     """A retry or backoff policy is invalid; raised when the decorator is applied."""
 
 

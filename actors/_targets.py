@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from perdure.actors._policy import RetryPolicy
 from perdure.eventlog import RunKind
 from perdure.eventlog._json import fresh
+
+ValueT = TypeVar("ValueT")
+SaveT = TypeVar("SaveT")
 
 
 @attrs.frozen(kw_only=True)
@@ -89,15 +92,15 @@ class TargetSpec:
 
 
 @attrs.frozen
-class Final:
-    """`entrypoint.final(value=..., save=...)`: return `value`, save `save` as next `previous`."""
+class Final(Generic[ValueT, SaveT]):
+    """`entrypoint.final(value=..., save=...)`: return `value`, save `save` as next `previous`.
 
-    value: Any
-    save: Any
+    Generic in both: a body annotated ``-> entrypoint.final[str, int]`` makes a
+    ``Workflow[..., str]`` whose next invocation sees an ``int`` as ``previous``.
+    """
 
-    def __class_getitem__(cls, params: Any) -> type[Final]:
-        """Accept the functional API's ``-> entrypoint.final[Value, Saved]`` return annotation."""
-        return cls
+    value: ValueT
+    save: SaveT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from perdure.eventlog._errors import (
     IdempotencyKeyTakenError,
     PerdureError,
     ReadOnlyStoreError,
+    RunError,
     SchemaVersionError,
     SequenceConflictError,
     SerializationError,
@@ -17,6 +18,7 @@ from perdure.eventlog._errors import (
     StoreClosedError,
     StoreLockedError,
     StorePathError,
+    UsageError,
 )
 from perdure.eventlog._events import (
     BY_WIRE_NAME,
@@ -73,6 +75,7 @@ __all__ = [
     "MemoryEventLog",
     "PerdureError",
     "ReadOnlyStoreError",
+    "RunError",
     "Resumed",
     "RunCancelled",
     "RunCompleted",
@@ -100,6 +103,7 @@ __all__ = [
     "TimerFired",
     "TimerPurpose",
     "TimerSet",
+    "UsageError",
     "check_json",
     "decode",
     "digest",

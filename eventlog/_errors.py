@@ -1,8 +1,18 @@
-"""Errors raised by the event log layer, and the `PerdureError` base for all of perdure.
+"""Errors raised by the event log layer, and the bases of every perdure error.
 
-Every perdure error derives from `PerdureError`; subclasses carry their context
-(run id, sequence, path, ...) as attributes so callers can act on them without
-parsing messages.
+Every perdure error derives from `PerdureError`, grouped by what the caller can do:
+
+- `UsageError`: the call was wrong (a bad value, an unknown name, the wrong moment);
+  fix the call. Nothing was written.
+- `RunError`: about one run, named by `run_id`: it failed, was cancelled or parked,
+  diverged from its log, or a wait for it timed out; handle the run's outcome.
+- `StorageError`: the store could not do what was asked; fix the store (path,
+  permissions, disk, another process holding it).
+
+The bases live here, in the lowest layer, so each layer's errors can derive from
+them; `perdure.errors` is their public home. Subclasses carry their context (run
+id, sequence, path, ...) as attributes so callers can act on them without parsing
+messages.
 """
 
 from __future__ import annotations
@@ -12,7 +22,23 @@ class PerdureError(Exception):
     """Base class of every error perdure raises on purpose."""
 
 
-class SerializationError(PerdureError, TypeError):
+class UsageError(PerdureError):
+    """The call was wrong: a bad value, an unknown name, or the wrong moment. Fix the call.
+
+    Raised before anything is written. Each subclass also derives from the builtin
+    that fits (`ValueError`, `TypeError`, `LookupError`, `RuntimeError`).
+    """
+
+
+class RunError(PerdureError):
+    """About one run, named by `run_id`: how it ended, or why waiting for it stopped."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class SerializationError(UsageError, TypeError):
     """A value cannot be stored: it is not plain JSON (dict/list/str/int/float/bool/None).
 
     Raised before anything is written. `path` points at the offending value,
@@ -82,6 +108,7 @@ class CorruptEventError(StorageError):
 class SequenceConflictError(PerdureError):
     """An append named a stale expected sequence: another writer got there first.
 
+    Internal to the runtime (you see it only when you call an `EventLog` directly).
     Nothing was written. `expected` is what the caller passed, `actual` the
     run's real next sequence number.
     """
@@ -96,6 +123,7 @@ class SequenceConflictError(PerdureError):
 class IdempotencyKeyTakenError(PerdureError):
     """An append tried to claim an idempotency key that another run already holds.
 
+    Internal to the runtime (you see it only when you call an `EventLog` directly).
     Nothing was written. The runtime catches this and attaches the caller to
     `existing_run_id` (or raises `IdempotencyConflictError` if inputs differ).
     """

@@ -1,11 +1,11 @@
-"""Errors raised by the runtime for bad requests: unknown names, bad input, conflicts."""
+"""Errors raised by the runtime: bad requests (unknown names, bad input, conflicts), waits."""
 
 from __future__ import annotations
 
-from perdure.eventlog import PerdureError
+from perdure.eventlog import RunError, UsageError
 
 
-class UnknownTargetError(PerdureError, LookupError):
+class UnknownTargetError(UsageError, LookupError):
     """No function or workflow is registered under that name; `suggestions` lists close names."""
 
     def __init__(self, message: str, *, name: str, suggestions: tuple[str, ...]) -> None:
@@ -14,7 +14,7 @@ class UnknownTargetError(PerdureError, LookupError):
         self.suggestions = suggestions
 
 
-class DuplicateNameError(PerdureError, ValueError):
+class DuplicateNameError(UsageError, ValueError):
     """Two different functions or workflows were registered under one name."""
 
     def __init__(self, message: str, *, name: str) -> None:
@@ -22,7 +22,7 @@ class DuplicateNameError(PerdureError, ValueError):
         self.name = name
 
 
-class InvalidArgumentsError(PerdureError, TypeError):
+class InvalidArgumentsError(UsageError, TypeError):
     """The input does not fit the target's signature (missing, unexpected or extra arguments)."""
 
     def __init__(self, message: str, *, target: str) -> None:
@@ -30,7 +30,7 @@ class InvalidArgumentsError(PerdureError, TypeError):
         self.target = target
 
 
-class IdempotencyConflictError(PerdureError, ValueError):
+class IdempotencyConflictError(UsageError, ValueError):
     """An idempotency key was reused with a different input than the run that holds it."""
 
     def __init__(self, message: str, *, key: str, run_id: str) -> None:
@@ -39,7 +39,7 @@ class IdempotencyConflictError(PerdureError, ValueError):
         self.run_id = run_id
 
 
-class RunNotFoundError(PerdureError, LookupError):
+class RunNotFoundError(UsageError, LookupError):
     """No run with that id exists in the store."""
 
     def __init__(self, message: str, *, run_id: str) -> None:
@@ -47,20 +47,19 @@ class RunNotFoundError(PerdureError, LookupError):
         self.run_id = run_id
 
 
-class RuntimeClosedError(PerdureError, RuntimeError):
+class RuntimeClosedError(UsageError, RuntimeError):
     """The runtime is not open (not started yet, or already closed)."""
 
 
-class RunTimeoutError(PerdureError, TimeoutError):
+class RunTimeoutError(RunError, TimeoutError):
     """Waiting for a run's result timed out. The run itself carries on; its id is attached."""
 
     def __init__(self, message: str, *, run_id: str, timeout: float) -> None:
-        super().__init__(message)
-        self.run_id = run_id
+        super().__init__(message, run_id=run_id)
         self.timeout = timeout
 
 
-class InvalidIdError(PerdureError, ValueError):
+class InvalidIdError(UsageError, ValueError):
     """A run id, thread id, idempotency key or name is not usable text; `parameter` names it.
 
     Ids and keys must be non-empty strings of at most 200 characters, without

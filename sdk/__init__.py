@@ -8,8 +8,10 @@ can be replayed.
 """
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from perdure import errors as errors
 from perdure._client import Client, ClientUsageError
 from perdure._function import DurableFunction, FunctionContext, function
 from perdure._workflow import (
@@ -48,14 +50,12 @@ from perdure.actors import (
 from perdure.eventlog import (
     CorruptEventError,
     EventLog,
-    IdempotencyKeyTakenError,
     LmdbEventLog,
     MemoryEventLog,
     PerdureError,
     ReadOnlyStoreError,
     RunInfo,
     SchemaVersionError,
-    SequenceConflictError,
     SerializationError,
     StorageError,
     StoreClosedError,
@@ -79,10 +79,24 @@ if TYPE_CHECKING:
     from perdure.runtime import Replayer, ReplayResult, ReplaySummary
 
 _LAZY = frozenset({"Replayer", "ReplayResult", "ReplaySummary"})
+#: Names that left the top level, and their new home (still importable from here, with a warning).
+_MOVED = {
+    "IdempotencyKeyTakenError": "perdure.errors",
+    "SequenceConflictError": "perdure.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The replay tools load on first use (see `perdure.runtime`)."""
+    """The replay tools load on first use (see `perdure.runtime`); moved names warn."""
+    if name in _MOVED:
+        home = _MOVED[name]
+        warnings.warn(
+            f"perdure.{name} is internal to the runtime and moved to {home}; "
+            f"import it from there (from {home} import {name})",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module("perdure.runtime"), name)
@@ -134,7 +148,6 @@ __all__ = [
     "CorruptEventError",
     "DuplicateNameError",
     "IdempotencyConflictError",
-    "IdempotencyKeyTakenError",
     "InvalidArgumentsError",
     "InvalidIdError",
     "InvalidResumeError",
@@ -152,7 +165,6 @@ __all__ = [
     "RunTimeoutError",
     "RuntimeClosedError",
     "SchemaVersionError",
-    "SequenceConflictError",
     "SerializationError",
     "StorageError",
     "StoreClosedError",

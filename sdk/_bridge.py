@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from perdure.eventlog import EventLog, PerdureError
+from perdure.eventlog import EventLog, UsageError
 from perdure.runtime import (
     BackgroundRuntime,
     Runtime,
@@ -44,7 +44,7 @@ T = TypeVar("T")
 _POLL = 0.5
 
 
-class ClientUsageError(PerdureError, RuntimeError):
+class ClientUsageError(UsageError, RuntimeError):
     """A client or workflow call was made where it cannot work: a blocking call inside a
     running event loop, or a call on a closed `Client`."""
 

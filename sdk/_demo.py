@@ -16,6 +16,7 @@ and the demo kills it with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -29,8 +30,6 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-import structlog
-
 from perdure import (
     Command,
     FunctionContext,
@@ -42,6 +41,7 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure._console_log import console_logging
 from perdure.eventlog import (
     Event,
     RunCompleted,
@@ -130,8 +130,6 @@ _NOISY_KEYS = ("run_id", "trace_id", "target", "function", "task", "timestamp", 
 
 def _tidy(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Keep the demo's log lines short: drop ids already shown in the narrative."""
-    if event.get("event") in _QUIET:
-        raise structlog.DropEvent
     for key in _NOISY_KEYS:
         event.pop(key, None)
     retry_at = event.pop("retry_at", None)
@@ -140,21 +138,16 @@ def _tidy(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[st
     return event
 
 
-def _configure_logging() -> dict[str, Any]:
-    """Readable console logs at info level for the demo only; returns the old config."""
-    old = structlog.get_config()
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _tidy,
-            structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty(), pad_event=24),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=False,
+def _console() -> contextlib.AbstractContextManager[None]:
+    """Readable console logs at info level on stdout, for the demo only."""
+    return console_logging(
+        sys.stdout,
+        logging.INFO,
+        processors=[_tidy],
+        skip=_QUIET,
+        colors=sys.stdout.isatty(),
+        pad_event=24,
     )
-    return old
 
 
 def say(text: str = "") -> None:
@@ -344,24 +337,21 @@ def main(store_path: str | None = None) -> int:
 
 
 def _main(store_path: str, keep: bool) -> int:
-    old = _configure_logging()
     try:
-        asyncio.run(_demo(store_path, keep))
+        with _console():
+            asyncio.run(_demo(store_path, keep))
     except DemoFailure as exc:
         say(f"\nDEMO FAILED: {exc}")
         return 1
     except PerdureError as exc:
         say(f"\nperdure error: {type(exc).__name__}: {exc}")
         return 1
-    finally:
-        structlog.configure(**old)
     return 0
 
 
 def child_main(store: str, run_id: str) -> int:
     """The demo's child process: start the slow report run, then wait to be killed."""
     counters.slow_step_seconds = 60.0
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
     async def go() -> None:
         async with Runtime(path=store) as rt:

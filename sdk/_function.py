@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
-import structlog
+import structlog.stdlib
 
 from perdure.actors import (
     AttemptInfo,
@@ -19,11 +19,13 @@ from perdure.actors import (
     TaskSpec,
     call_task,
     current_scope,
+    get_logger,
 )
 from perdure.eventlog._values import declared_types, rebuild
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class FunctionContext:
@@ -33,7 +35,7 @@ class FunctionContext:
     ``ctx``) and perdure passes it in.
     """
 
-    __slots__ = ("attempt", "function", "idempotency_key", "logger", "run_id")
+    __slots__ = ("_logger", "attempt", "function", "idempotency_key", "run_id")
 
     def __init__(self, info: AttemptInfo) -> None:
         self.run_id = info.run_id
@@ -42,17 +44,29 @@ class FunctionContext:
         #: Stable across retries and restarts: the caller's idempotency key, or
         #: one derived from the run id. Pass it to downstream APIs (payments, ...).
         self.idempotency_key = info.idempotency_key
-        #: A structlog logger bound with run id, function and attempt.
-        self.logger: Any = structlog.get_logger("perdure.function").bind(
-            run_id=info.run_id, function=info.name, attempt=info.attempt
-        )
+        self._logger: structlog.stdlib.BoundLogger | None = None
+
+    @property
+    def logger(self) -> structlog.stdlib.BoundLogger:
+        """A logger bound with the run id, function and attempt (and the run's trace id).
+
+        A structlog `BoundLogger` over the stdlib logger ``perdure.function``: your
+        logging configuration decides its level and handlers, and its records carry
+        the fields as attributes (``record.run_id``). It has the stdlib interface
+        too (``isEnabledFor``, ``exception``, ``log(level, ...)``).
+        """
+        if self._logger is None:
+            self._logger = get_logger(
+                "perdure.function", run_id=self.run_id, function=self.function, attempt=self.attempt
+            )
+        return self._logger
 
     def __repr__(self) -> str:
         return f"FunctionContext(run_id={self.run_id!r}, attempt={self.attempt})"
 
     def log(self, message: str, **fields: Any) -> None:
         """Log `message` at info level with `fields` and the run's correlation ids."""
-        self.logger.info(message, **fields)
+        self.logger.info(message, stacklevel=2, **fields)
 
 
 def _wants_context(fn: Callable[..., Any]) -> bool:
@@ -158,12 +172,17 @@ def _check_timeout(timeout: float | None, what: str) -> float | None:
     return float(timeout)
 
 
-class DurableFunction:
+class DurableFunction(Generic[P, R]):
     """A function decorated with `@function`.
 
     Run it durably with `Runtime.run(fn_or_name, {...})` or `Client().run(...)`.
     Inside a workflow, calling it schedules it as a checkpointed task and
     returns a future. Anywhere else, calling it calls the plain function.
+
+    ``DurableFunction[P, R]``: ``P`` is its durable signature (the parameters
+    after a `FunctionContext`), ``R`` its result (awaited, for an async one). A
+    call is typed ``Any``: a `TaskFuture` of ``R`` inside a workflow, the plain
+    function's return value elsewhere.
     """
 
     def __init__(self, fn: Callable[..., Any], spec: TargetSpec, as_task: TaskSpec) -> None:
@@ -184,14 +203,46 @@ class DurableFunction:
     def __repr__(self) -> str:
         return f"<perdure function {self.name!r}>"
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> Any:
         if current_scope.get() is not None:
             return call_task(self._as_task, args, kwargs)
         return self.__wrapped__(*args, **kwargs)
 
 
+class FunctionDecorator(Protocol):
+    """What ``@function(...)`` with options returns: applied to a function, a `DurableFunction`."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[FunctionContext, P], Coroutine[Any, Any, R]], /
+    ) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[FunctionContext, P], R], /
+    ) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> DurableFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> DurableFunction[P, R]: ...
+
+
+# A first parameter typed `FunctionContext` (or a supertype, such as Any) is the context.
 @overload
-def function(fn: F, /) -> DurableFunction: ...
+def function(
+    fn: Callable[Concatenate[FunctionContext, P], Coroutine[Any, Any, R]], /
+) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[Concatenate[FunctionContext, P], R], /) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[P, Coroutine[Any, Any, R]], /) -> DurableFunction[P, R]: ...
+
+
+@overload
+def function(fn: Callable[P, R], /) -> DurableFunction[P, R]: ...
 
 
 @overload
@@ -203,7 +254,7 @@ def function(
     timeout: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
-) -> Callable[[F], DurableFunction]: ...
+) -> FunctionDecorator: ...
 
 
 def function(
@@ -216,7 +267,7 @@ def function(
     timeout: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
-) -> DurableFunction | Callable[[Callable[..., Any]], DurableFunction]:
+) -> DurableFunction[..., Any] | FunctionDecorator:
     """Declare a durable function: retried with backoff, optionally idempotent, crash-safe.
 
     name: the name callers use (default: the function's ``__name__``).
@@ -229,7 +280,7 @@ def function(
         (raising `NonRetryableError` does the same).
     """
 
-    def decorate(func: Callable[..., Any]) -> DurableFunction:
+    def decorate(func: Callable[..., Any]) -> DurableFunction[..., Any]:
         if not callable(func):
             raise TypeError(f"@function decorates a function, got {func!r}")
         fname = name or getattr(func, "__name__", None)
@@ -295,4 +346,4 @@ def function(
 
     if fn is not None:
         return decorate(fn)
-    return decorate
+    return decorate  # type: ignore[return-value]  # one function stands for all overloads

@@ -8,8 +8,18 @@ re-executes the body and gets recorded results back instead of recomputing.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
+
+import attrs
 
 from perdure._function import _check_timeout, build_policy
 from perdure._workflow_api import WorkflowApi
@@ -36,14 +46,22 @@ from perdure.runtime import (
     run_sync,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
+SaveT = TypeVar("SaveT")
 _INJECTABLE = ("previous", "config", "writer", "store")
 
 
-class Task:
-    """A function decorated with `@task`: calling it inside a workflow returns a `TaskFuture`."""
+class Task(Generic[P, R]):
+    """A function decorated with `@task`: calling it inside a workflow returns a `TaskFuture`.
 
-    def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
+    ``Task[P, R]``: called with the function's parameters ``P``, it returns a
+    ``TaskFuture[R]``, ``R`` being the function's result (awaited, for an async one).
+    """
+
+    def __init__(self, fn: Callable[P, Any], spec: TaskSpec) -> None:
         self.__wrapped__ = fn
         self.spec = spec
         self.name = spec.name
@@ -58,7 +76,7 @@ class Task:
     def __repr__(self) -> str:
         return f"<perdure task {self.name!r}>"
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]:
         if kwargs or len(args) != self._arity:
             self._check_arguments(args, kwargs)
         return call_task(self.spec, args, kwargs)
@@ -81,8 +99,21 @@ def _plain_arity(signature: inspect.Signature) -> int | None:
     return None
 
 
+class TaskDecorator(Protocol):
+    """What ``@task(...)`` with options returns: applied to a function, a `Task`."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 @overload
-def task(fn: F, /) -> Task: ...
+def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 @overload
@@ -91,7 +122,7 @@ def task(
     name: str | None = None,
     retry_policy: RetryPolicy | int | None = None,
     timeout: float | None = None,
-) -> Callable[[F], Task]: ...
+) -> TaskDecorator: ...
 
 
 def task(
@@ -101,7 +132,7 @@ def task(
     name: str | None = None,
     retry_policy: RetryPolicy | int | None = None,
     timeout: float | None = None,
-) -> Task | Callable[[Callable[..., Any]], Task]:
+) -> Task[..., Any] | TaskDecorator:
     """Declare a workflow task (sync or async). Its result is recorded once it completes.
 
     name: the task's name in the log and in stream updates (default ``__name__``).
@@ -109,7 +140,7 @@ def task(
     timeout: seconds one attempt may run.
     """
 
-    def decorate(func: Callable[..., Any]) -> Task:
+    def decorate(func: Callable[..., Any]) -> Task[..., Any]:
         if not callable(func):
             raise TypeError(f"@task decorates a function, got {func!r}")
         tname = name or getattr(func, "__name__", None)
@@ -135,7 +166,7 @@ def task(
 
     if fn is not None:
         return decorate(fn)
-    return decorate
+    return decorate  # type: ignore[return-value]  # one function stands for both overloads
 
 
 class entrypoint:
@@ -152,8 +183,13 @@ class entrypoint:
     ``writer`` (emit items to ``stream(stream_mode="custom")``).
     """
 
-    #: ``entrypoint.final(value=..., save=...)``: return `value`, save `save` as `previous`.
-    final = Final
+    @attrs.frozen
+    class final(Final[OutputT, SaveT]):
+        """``entrypoint.final(value=..., save=...)``: return `value`, save `save` as `previous`.
+
+        Generic: a body annotated ``-> entrypoint.final[str, int]`` makes a
+        ``Workflow[..., str]`` whose next invocation gets an ``int`` as ``previous``.
+        """
 
     def __init__(
         self,
@@ -175,7 +211,25 @@ class entrypoint:
         self.name = name
         self.registry = registry or default_registry
 
-    def __call__(self, fn: Callable[..., Any]) -> Workflow:
+    # The input is the first parameter; `previous`, `config`, `writer` may follow.
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[InputT, ...], Coroutine[Any, Any, Final[OutputT, SaveT]]], /
+    ) -> Workflow[InputT, OutputT]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[InputT, ...], Final[OutputT, SaveT]], /
+    ) -> Workflow[InputT, OutputT]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[InputT, ...], Coroutine[Any, Any, OutputT]], /
+    ) -> Workflow[InputT, OutputT]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[InputT, ...], OutputT], /
+    ) -> Workflow[InputT, OutputT]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Workflow[Any, Any]:
         if not callable(fn):
             raise TypeError(f"@entrypoint decorates a function, got {fn!r}")
         wname = self.name or getattr(fn, "__name__", None)
@@ -234,8 +288,12 @@ class entrypoint:
         return Workflow(fn, spec, self.checkpointer)
 
 
-class Workflow(WorkflowApi):
-    """A decorated entrypoint: run it with `invoke`/`ainvoke`/`stream`/`astream`."""
+class Workflow(WorkflowApi[InputT, OutputT]):
+    """A decorated entrypoint: run it with `invoke`/`ainvoke`/`stream`/`astream`.
+
+    ``Workflow[I, O]``: `invoke` takes the body's input ``I`` and returns its
+    output ``O`` (the ``value`` of an ``entrypoint.final[O, S]``).
+    """
 
     def __init__(
         self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -39,6 +39,8 @@ from perdure.eventlog._values import restore
 from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime, check_id
 
 T = TypeVar("T")
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
 STREAM_MODES = ("updates", "values", "custom")
 
 
@@ -189,8 +191,8 @@ def refuse_nested(name: str, what: str) -> None:
     )
 
 
-class WorkflowApi:
-    """The run-it-from-outside half of `Workflow`."""
+class WorkflowApi(Generic[InputT, OutputT]):
+    """The run-it-from-outside half of `Workflow`: input ``InputT``, output ``OutputT``."""
 
     def __init__(self, spec: TargetSpec, checkpointer: EventLog | None) -> None:
         self.__perdure_target__ = spec
@@ -251,28 +253,35 @@ class WorkflowApi:
         await self._kick(runtime, input, config)
         return await runtime.wait(config.thread_id)
 
-    def invoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
+    def invoke(
+        self, input: InputT | Command | None, config: dict[str, Any] | None = None
+    ) -> OutputT:
         """Run (or resume with a `Command`, or continue with None) and return the result.
 
         config: ``{"configurable": {"thread_id": "..."}}``, required (`ValueError`
         otherwise). Other ``configurable`` keys, ``tags`` and ``metadata`` reach
         the body's `config` and are recorded with the invocation; a resume or
         continue keeps the config its invocation started with.
-        Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses.
+        Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses (the
+        static type says ``OutputT``: check for the key in workflows that pause).
         Inside a running event loop it raises `ClientUsageError`: use `ainvoke`.
         Raises `NestedWorkflowError` inside another workflow's body (call it from a task).
         """
         refuse_nested(self.name, "invoke")
         checked = call_config(config, f"{self.name}.invoke()")
         outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke")
-        return outcome.unwrap(self.__perdure_target__.result_type)
+        result: OutputT = outcome.unwrap(self.__perdure_target__.result_type)
+        return result
 
-    async def ainvoke(self, input: Any, config: dict[str, Any] | None = None) -> Any:
+    async def ainvoke(
+        self, input: InputT | Command | None, config: dict[str, Any] | None = None
+    ) -> OutputT:
         """Async `invoke`."""
         refuse_nested(self.name, "ainvoke")
         checked = call_config(config, f"{self.name}.ainvoke()")
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, checked))
-        return outcome.unwrap(self.__perdure_target__.result_type)
+        result: OutputT = outcome.unwrap(self.__perdure_target__.result_type)
+        return result
 
     # -- stream -------------------------------------------------------------------------------
 

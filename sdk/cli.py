@@ -28,11 +28,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-
-import structlog
 
 from perdure import _cli_render as render
 from perdure import _cli_write
@@ -49,6 +47,7 @@ from perdure._cli_app import (
     store_path,
 )
 from perdure._cli_args import build_parser
+from perdure._console_log import console_logging
 from perdure.actors import fold
 from perdure.eventlog import (
     RUN_STATUSES,
@@ -269,24 +268,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _cli_write.demo(args)
 
 
-@contextlib.contextmanager
-def _logging() -> Iterator[None]:
-    """Runtime warnings go to stderr (stdout is for results); the old config comes back after."""
-    old = structlog.get_config()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            _escape_log_fields,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    try:
-        yield
-    finally:
-        structlog.configure(**old)
+def _logging() -> contextlib.AbstractContextManager[None]:
+    """Runtime warnings go to stderr (stdout is for results), for the command's duration;
+    run ids and error texts in them are escaped like any output."""
+    return console_logging(sys.stderr, logging.WARNING, processors=[_escape_log_fields])
 
 
 def _error(text: str) -> None:

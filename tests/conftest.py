@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from perdure import MemoryEventLog, Runtime
 from perdure.runtime import close_background_runtimes
@@ -41,17 +41,24 @@ async def runtime(memlog: MemoryEventLog, clock: MockClock) -> AsyncIterator[Run
         yield rt
 
 
-class LogCapture:
-    """Collects structlog events, including contextvars-bound keys (capture_logs drops those)."""
+#: Attributes every LogRecord has; the rest are a perdure record's fields.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class LogCapture(logging.Handler):
+    """Collects perdure's log records as a host's stdlib handler sees them, fields included."""
 
     def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
         self.entries: list[dict[str, Any]] = []
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
-        event_dict = dict(event_dict)
-        event_dict.setdefault("log_level", method)
-        self.entries.append(event_dict)
-        raise structlog.DropEvent
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+        self.entries.append(
+            {"event": record.getMessage(), "log_level": record.levelname.lower(), **fields}
+        )
 
     def find(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.entries if e.get("event") == event]
@@ -60,12 +67,12 @@ class LogCapture:
 @pytest.fixture
 def logs() -> Iterator[LogCapture]:
     capture = LogCapture()
-    old = structlog.get_config()
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, capture],
-        cache_logger_on_first_use=False,
-    )
+    root = logging.getLogger("perdure")
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(capture)
     try:
         yield capture
     finally:
-        structlog.configure(**old)
+        root.removeHandler(capture)
+        root.setLevel(old_level)

@@ -334,7 +334,9 @@ def test_api_reference_documents_every_public_name() -> None:
 
 
 def test_every_public_name_has_an_entry_generated_from_its_docstring() -> None:
-    """Each name of `perdure.__all__` and `perdure.testing.__all__` has one mkdocstrings entry."""
+    """Each name of `perdure.__all__`, `perdure.testing.__all__` and `perdure.errors.__all__`
+    has one mkdocstrings entry."""
+    import perdure.errors
     import perdure.testing
 
     directives = re.compile(r"^::: ([\w.]+)\s*$", re.M)
@@ -346,6 +348,9 @@ def test_every_public_name_has_an_entry_generated_from_its_docstring() -> None:
         f"perdure.testing.{name}"
         for name in perdure.testing.__all__
         if getattr(perdure.testing, name) is not getattr(perdure, name, None)
+    }
+    wanted |= {
+        f"perdure.errors.{name}" for name in perdure.errors.__all__ if name not in perdure.__all__
     }
     missing = sorted(wanted - set(rendered))
     twice = sorted({name for name in rendered if rendered.count(name) > 1})
@@ -377,6 +382,8 @@ def test_cli_reference_covers_every_command_and_option() -> None:
 
 
 def test_errors_reference_lists_every_public_error() -> None:
+    import perdure.errors
+
     text = _reference("errors.md")
     errors = [
         name
@@ -384,7 +391,8 @@ def test_errors_reference_lists_every_public_error() -> None:
         if isinstance(getattr(perdure, name), type)
         and issubclass(getattr(perdure, name), BaseException)
     ]
-    missing = [name for name in errors if f"`{name}`" not in text]
+    assert set(errors) <= set(perdure.errors.__all__), "perdure.errors misses a top-level error"
+    missing = [name for name in perdure.errors.__all__ if f"`{name}`" not in text]
     assert not missing, f"docs/reference/errors.md does not list {missing}"
 
 

@@ -82,6 +82,9 @@ def test_demo_runs_and_leaves_its_runs_to_look_at(tmp_path: object) -> None:
     ran = cli_process("demo", "--store", demo_store, timeout=90)
     assert ran.code == 0, ran.out + ran.err
     assert "All four behaved as promised" in ran.out
+    # The demo shows perdure's log on stdout, readable and tidied (it configures that itself).
+    assert ran.out.count("attempt failed") == 2 and "weather API answered" in ran.out
+    assert "run started" not in ran.out and "run_id=" not in ran.out
     listed = cli_process("runs", "list", "--store", demo_store)
     assert (
         listed.code == 0 and "demo_review_flow" in listed.out and "demo_build_report" in listed.out

@@ -53,6 +53,10 @@ def test_resume_without_app_records_the_answer_for_the_service(store_copy: str) 
     ran = cli("resume", "cli-wait", "--value", '"approve"', "--store", store_copy)
     assert ran.code == 0, ran.err
     assert "answer recorded" in ran.out
+    # The CLI shows perdure's warnings on stderr (it configures that for itself), not info.
+    assert "run target is not registered in this process" in ran.err
+    assert "run_id=cli-wait" in ran.err and "target=cli_review" in ran.err
+    assert "run started" not in ran.err + ran.out
     # The answer is in the log; the run waits for a process with its code.
     events = cli("events", "cli-wait", "--store", store_copy).out.splitlines()
     assert events[-1].split()[2] == "resumed" and '"value":"approve"' in events[-1]
