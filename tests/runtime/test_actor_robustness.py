@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from perdure import (
     ActorCrashedError,
@@ -55,20 +55,33 @@ class AsciiTerminal(io.StringIO):
         return super().write(text)
 
 
+class StrictHandler(logging.Handler):
+    """A handler that raises when a line cannot be written (the stdlib's stream handlers
+    swallow such errors; a host's own handler need not)."""
+
+    def __init__(self, stream: AsciiTerminal) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k == "run_id")
+        self.stream.write(f"{record.getMessage()} {fields}\n")
+
+
 @pytest.fixture
 def ascii_only_log_stream() -> Iterator[AsciiTerminal]:
-    """perdure's log lines go to a stream that can only write ASCII."""
+    """perdure's log lines go to a handler that raises on anything but ASCII."""
     stream = AsciiTerminal()
-    old = structlog.get_config()
-    structlog.configure(
-        processors=[structlog.dev.ConsoleRenderer(colors=False)],
-        logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=False,
-    )
+    handler = StrictHandler(stream)
+    log = logging.getLogger("perdure")
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         yield stream
     finally:
-        structlog.configure(**old)
+        log.removeHandler(handler)
+        log.setLevel(old)
 
 
 async def test_a_log_line_the_stream_cannot_write_does_not_strand_the_caller(
