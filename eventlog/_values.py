@@ -124,12 +124,21 @@ class Declared:
             except Exception:  # still unresolvable (a class local to a function): plain JSON
                 return None
             hint = hints.get(self._name)
-            self._type = None if hint in self._exclude else declared_type(hint)
+            self._type = None if _excluded(hint, self._exclude) else declared_type(hint)
             self._resolved = True
         return self._type
 
     def __repr__(self) -> str:
         return f"Declared({getattr(self._fn, '__qualname__', self._fn)!r}, {self._name!r})"
+
+
+def _excluded(hint: Any, exclude: tuple[Any, ...]) -> bool:
+    """Whether `hint` is one of `exclude`'s classes, a subclass, or a generic of one
+    (``entrypoint.final[str, int]``)."""
+    if not exclude:
+        return False
+    origin = typing.get_origin(hint) or hint
+    return isinstance(origin, type) and issubclass(origin, exclude)
 
 
 def declared_types(
@@ -149,11 +158,11 @@ def declared_types(
         return params, Declared(fn, "return", exclude) if "return" in names else None
     params = {}
     for name, hint in hints.items():
-        wanted = None if hint in exclude else declared_type(hint)
+        wanted = None if _excluded(hint, exclude) else declared_type(hint)
         if wanted is not None and name != "return":
             params[name] = wanted
     result = hints.get("return")
-    return params, None if result in exclude else declared_type(result)
+    return params, None if _excluded(result, exclude) else declared_type(result)
 
 
 def restore(stored: Any, hint: Any) -> Any:
