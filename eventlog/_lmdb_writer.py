@@ -343,8 +343,8 @@ class Writer:
                 value = applied_value(number)
                 put(txn, APPLIED_KEY, value, self._dbs.meta)
                 ops.append((META_DB, APPLIED_KEY, value))
-                frame = encode_frame(number, ops)
-                if len(frame) > self._journal.capacity:
+                frame = encode_frame(number, ops, self._journal.salt)  # type: ignore[arg-type]
+                if len(frame) > self._journal.room:
                     txn.commit()  # into the open transaction; all of it is made durable now
                     self._next_frame += 1
                     self._pending.append(ops)

@@ -1,0 +1,149 @@
+"""A damaged or hostile store must not take the store down (issue 13, store-level items).
+
+Crafted ids and values that look like journal frames, damaged runs-index rows,
+a truncated data file, a deleted lock file, readers racing a starting writer,
+symlinked store files, and the messages for a full disk or a folder the user
+cannot enter.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from _eventlog_helpers import done, started, steps
+
+from perdure.eventlog import LmdbEventLog
+from perdure.eventlog._lmdb_journal import PAGE, Journal
+
+#: "PDJ1" + 8 bytes whose CRC works out: with the event key's 0x00 separator and
+#: sequence number after it, a valid, empty format-1 frame numbered 6.5e18.
+CRAFTED_ID = "PDJ1ZJPLsG3-"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def journal_bytes(store: Path) -> bytes:
+    return (store / "journal.wal").read_bytes()
+
+
+def page_offsets(data: bytes, needle: bytes) -> list[int]:
+    return [o for o in range(0, len(data), PAGE) if data[o : o + len(needle)] == needle]
+
+
+async def put_on_a_page_boundary(log: LmdbEventLog, store: Path, run_id: str, seq: int) -> int:
+    """Append two-event batches to `run_id` until the key of an event starts a journal page.
+
+    An event key is ``run id ‖ 0x00 ‖ seq``; the first event's result is sized so
+    that the second event's key lands exactly on a page boundary. Returns the next seq.
+    """
+    needle = run_id.encode() + b"\x00"
+    size = 100
+    for _ in range(4):
+        await log.append(run_id, seq, [done(run_id, seq, "x" * size), done(run_id, seq + 1)])
+        seq += 2
+        data = journal_bytes(store)
+        key = needle + struct.pack(">Q", seq - 1)
+        where = data.rfind(key)
+        assert where >= 0
+        if where % PAGE == 0:
+            return seq
+        size += PAGE - where % PAGE
+    raise AssertionError("could not put the key on a page boundary")
+
+
+async def test_a_crafted_id_on_a_page_boundary_does_not_brick_the_store(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append(CRAFTED_ID, 0, [started(CRAFTED_ID)])
+    seq = await put_on_a_page_boundary(log, store, CRAFTED_ID, 1)
+    await log.close()
+    for round_ in range(3):  # each open starts the journal over, below the crafted page
+        reopened = LmdbEventLog(store)
+        assert len(await reopened.read(CRAFTED_ID)) == seq + round_
+        await reopened.append(CRAFTED_ID, seq + round_, steps(CRAFTED_ID, seq + round_, 1))
+        await reopened.close()
+    reader = LmdbEventLog(store, read_only=True)
+    assert len(await reader.read(CRAFTED_ID)) == seq + 3
+    await reader.close()
+
+
+def forged_frame(number: int, salt: bytes, payload: bytes = b"") -> bytes:
+    """A frame of the current layout, but of a generation the store never had."""
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">16sQI", salt, number, len(payload))))
+    return struct.pack(">4s16sQII", b"PDJ2", salt, number, len(payload), crc) + payload
+
+
+def v1_frame(number: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", number, len(payload))))
+    frame = struct.pack(">4sQII", b"PDJ1", number, len(payload), crc) + payload
+    return frame + bytes(-len(frame) % PAGE)
+
+
+async def test_frame_like_headers_in_the_journal_are_never_taken_for_frames(
+    store: Path, tmp_path: Path
+) -> None:
+    """Frame headers in random data, anywhere past the live chain, with any salt but the
+    journal's own: recovery neither applies them nor refuses the store over them."""
+    rng = random.Random(13)
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", 1, steps("r", 1, 2))  # LMDB will lack this batch: frame 2
+    await log.close()
+    data = bytearray(journal_bytes(store))
+    chain_end = 3 * PAGE  # header page, then two frames
+    for page in range(chain_end // PAGE, len(data) // PAGE):
+        noise = rng.randbytes(PAGE)
+        if page % 3 == 0:  # a well-formed frame numbered "next" or far above, foreign salt
+            number = rng.choice([3, 4, 2**40])
+            frame = forged_frame(number, rng.randbytes(16), rng.randbytes(rng.randrange(64)))
+            noise = frame + noise[len(frame) :]
+        elif page % 3 == 1:  # an old-format frame, valid and numbered next
+            noise = v1_frame(3, b"")[:PAGE]
+        data[page * PAGE : (page + 1) * PAGE] = noise
+    (store / "journal.wal").write_bytes(bytes(data))
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2]  # the real frame, only
+    await reopened.append("r", 3, steps("r", 3, 1))
+    await reopened.close()
+    again = LmdbEventLog(store)
+    assert [e.seq for e in await again.read("r")] == [0, 1, 2, 3]
+    await again.close()
+
+
+async def test_a_format_1_journal_is_replayed_once_then_rewritten(
+    store: Path, tmp_path: Path
+) -> None:
+    """A store last written by a perdure without the salt: its journal's missing frames
+    are applied, and the journal is rewritten in the current format."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    earlier = tmp_path / "earlier"
+    await log.copy(earlier)
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.append("r", 3, steps("r", 3, 1))
+    await log.close()
+    journal = Journal(str(store), read_only=True)
+    try:
+        frames = list(journal.frames())
+    finally:
+        journal.close()
+    assert [n for n, _ in frames] == [1, 2, 3]
+    old = b"".join(v1_frame(number, payload) for number, payload in frames)
+    old += v1_frame(2**62, b"")  # format 1 cannot tell this from data: not searched for
+    size = len(journal_bytes(store))
+    (store / "journal.wal").write_bytes(old + bytes(size - len(old)))
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    reopened = LmdbEventLog(store)
+    assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3]
+    await reopened.close()
+    assert journal_bytes(store)[:4] == b"PDJH"  # the current format from now on
