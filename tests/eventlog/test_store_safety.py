@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _eventlog_helpers import done, started, steps
 
-from perdure.eventlog import LmdbEventLog
+from perdure.eventlog import LmdbEventLog, StorageError, StorePathError
+from perdure.eventlog import _lmdb_env as lmdb_env
 from perdure.eventlog._lmdb_journal import PAGE, Journal
 
 #: "PDJ1" + 8 bytes whose CRC works out: with the event key's 0x00 separator and
@@ -147,3 +152,211 @@ async def test_a_format_1_journal_is_replayed_once_then_rewritten(
     assert [e.seq for e in await reopened.read("r")] == [0, 1, 2, 3]
     await reopened.close()
     assert journal_bytes(store)[:4] == b"PDJH"  # the current format from now on
+
+
+# -- locks: a deleted lock file, readers beside a starting writer --------------------------
+
+
+def run_child(code: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+OPEN_AND_APPEND = """
+import asyncio, sys
+from perdure.eventlog import LmdbEventLog, RunStarted, StorageError
+try:
+    log = LmdbEventLog(sys.argv[1])
+except StorageError as exc:
+    print(type(exc).__name__, exc)
+    raise SystemExit(0)
+event = RunStarted(run_id="second", seq=0, ts=1.0, target="t", kind="function", input=None,
+                   input_digest="d", idempotency_key=None)
+asyncio.run(log.append("second", 0, [event]))
+print("wrote")
+"""
+
+
+async def test_deleting_the_lock_file_does_not_admit_a_second_writer(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    (store / "perdure.lock").unlink()  # as a cleaner of stray files would
+    out = run_child(OPEN_AND_APPEND, str(store))
+    assert out.stdout.startswith("StoreLockedError"), out.stdout + out.stderr
+    assert await log.get_run("second") is None
+    await log.append("r", 1, steps("r", 1, 1))  # the first writer carries on
+    await log.close()
+
+
+async def test_a_read_only_open_of_a_cleanly_closed_store_takes_no_lock(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    taken: list[str] = []
+    real_lock = lmdb_env._lock
+    monkeypatch.setattr(
+        lmdb_env, "_lock", lambda path, **kw: taken.append(path) or real_lock(path, **kw)
+    )
+    reader = LmdbEventLog(store, read_only=True)
+    assert [e.seq for e in await reader.read("r")] == [0]
+    await reader.close()
+    assert taken == []
+
+
+async def test_a_writer_starting_while_a_reader_replays_the_journal_waits_for_it(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    reader_lock = lmdb_env._lock(str(store.resolve()), reader=True)  # a reader mid-replay
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # the writer's first wait: the reader finishes
+        waits.append(seconds)
+        reader_lock.release()
+
+    monkeypatch.setattr(lmdb_env.time, "sleep", wait)
+    writer = LmdbEventLog(store)
+    await writer.append("r", 1, steps("r", 1, 1))
+    await writer.close()
+    assert len(waits) == 1
+
+
+# -- files: symbolic links, ownership, permissions -----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["perdure.lock", "journal.wal", "lock.mdb"])
+async def test_a_store_file_symlinked_elsewhere_is_refused_and_its_target_untouched(
+    store: Path, tmp_path: Path, name: str
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n" * 1000)
+    (store / name).unlink()
+    (store / name).symlink_to(victim)
+    with pytest.raises(StorePathError, match="symbolic link"):
+        LmdbEventLog(store)
+    with pytest.raises(StorePathError, match="symbolic link"):
+        LmdbEventLog(store, read_only=True)
+    assert victim.read_text() == "precious\n" * 1000
+
+
+async def test_a_store_folder_others_can_write_or_another_user_owns_is_refused(
+    store: Path,
+) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    os.chmod(store, 0o770)
+    with pytest.raises(StorePathError, match=r"writable by group or others.*chmod go-w"):
+        LmdbEventLog(store)
+    reader = LmdbEventLog(store, read_only=True)  # reading is harmless
+    assert [e.seq for e in await reader.read("r")] == [0]
+    await reader.close()
+    os.chmod(store, 0o700)
+    if os.geteuid() == 0:
+        os.chown(store, 4242, -1)
+        with pytest.raises(StorePathError, match=r"belongs to another user \(uid 4242"):
+            LmdbEventLog(store)
+        os.chown(store, 0, -1)
+    reopened = LmdbEventLog(store)
+    await reopened.close()
+
+
+OPEN_READ_ONLY_AS_NOBODY = """
+import os, sys
+from perdure.eventlog import LmdbEventLog, StorageError  # before: nobody cannot read the venv
+os.setgid(65534)
+os.setuid(65534)
+try:
+    LmdbEventLog(sys.argv[1], read_only=True)
+except StorageError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+async def test_a_store_folder_the_user_cannot_enter_says_permission_denied(store: Path) -> None:
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    if os.geteuid() == 0:  # root enters anything: ask as another user
+        os.chmod(store.parent, 0o755)
+        out = run_child(OPEN_READ_ONLY_AS_NOBODY, str(store))
+        assert out.stdout.startswith("StorePathError permission denied"), out.stdout + out.stderr
+        assert "holds no perdure store" not in out.stdout
+        return
+    os.chmod(store, 0)
+    try:
+        with pytest.raises(StorePathError, match="permission denied"):
+            LmdbEventLog(store, read_only=True)
+    finally:
+        os.chmod(store, 0o700)
+
+
+# -- a truncated data file -----------------------------------------------------------------
+
+READ_ALL = """
+import asyncio, sys
+from perdure.eventlog import LmdbEventLog, StorageError
+try:
+    log = LmdbEventLog(sys.argv[1], read_only=sys.argv[2] == "ro")
+    runs = asyncio.run(log.list_runs())
+    print("read", len(runs))
+except StorageError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+async def test_a_truncated_data_file_is_refused_with_a_clear_error_not_sigbus(
+    store: Path, mode: str
+) -> None:
+    log = LmdbEventLog(store)
+    for n in range(200):
+        await log.append(f"r{n}", 0, [started(f"r{n}", input="v" * 2000)])
+    await log.close()
+    data = store / "data.mdb"
+    os.truncate(data, data.stat().st_size // 2)
+    out = run_child(READ_ALL, str(store), mode)
+    assert out.returncode != -signal.SIGBUS, "killed by SIGBUS"
+    assert out.stdout.startswith("StorageError") and "truncated" in out.stdout, (
+        out.stdout + out.stderr
+    )
+
+
+# -- a full disk ---------------------------------------------------------------------------
+
+
+async def test_a_full_disk_says_so_and_that_nothing_acknowledged_is_lost(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lmdb
+
+    log = LmdbEventLog(store, durability="process")
+    await log.append("r", 0, [started("r")])
+    writer = log._shared.writer
+    assert writer is not None
+
+    def failing(txn: Any) -> None:
+        txn.abort()
+        raise lmdb.Error("mdb_txn_commit: Input/output error")  # what LMDB says on ENOSPC
+
+    full = os.statvfs_result((4096, 4096, 1000, 0, 0, 1000, 0, 0, 0, 255))
+    monkeypatch.setattr(writer, "_commit_txn", failing)
+    monkeypatch.setattr(os, "statvfs", lambda path: full)
+    with pytest.raises(StorageError, match=r"disk .* is full.*nothing acknowledged .* lost"):
+        await log.append("r", 1, steps("r", 1, 1))
+    monkeypatch.undo()
+    await log.append("r", 1, steps("r", 1, 1))
+    await log.close()
