@@ -789,8 +789,8 @@ async def test_a_damaged_runs_index_entry_is_reported_not_hiding_events(store: P
     await log.append("r", 1, steps("r", 1, 2))
     await log.close()
     with raw_env(store) as env, env.begin(write=True, db=env.open_db(b"runs")) as txn:
-        entry = json.loads(txn.get(b"r"))
-        entry["next_seq"] = 1  # a flipped bit in the index: 3 becomes 1
+        entry = json.loads(txn.get(b"r")[5:])  # after the checksum: 01 + CRC32
+        entry["next_seq"] = 1  # a flipped bit in an (unchecksummed, older) row: 3 becomes 1
         assert txn.put(b"r", json.dumps(entry).encode())
     log = LmdbEventLog(store)
     with pytest.raises(CorruptEventError, match="index entry is corrupt") as caught:

@@ -217,7 +217,7 @@ async def test_a_writer_starting_while_a_reader_replays_the_journal_waits_for_it
     log = LmdbEventLog(store)
     await log.append("r", 0, [started("r")])
     await log.close()
-    reader_lock = lmdb_env._lock(str(store.resolve()), reader=True)  # a reader mid-replay
+    reader_lock = lmdb_env._lock(log.path, reader=True)  # a reader mid-replay
     waits: list[float] = []
 
     def wait(seconds: float) -> None:  # the writer's first wait: the reader finishes
@@ -360,3 +360,63 @@ async def test_a_full_disk_says_so_and_that_nothing_acknowledged_is_lost(
     monkeypatch.undo()
     await log.append("r", 1, steps("r", 1, 1))
     await log.close()
+
+
+# -- the runs index: checksummed rows; one damaged row does not hide the others ------------
+
+
+def damage_row(store: Path, run_id: str, change: Any) -> bytes:
+    import lmdb
+
+    env = lmdb.open(str(store), max_dbs=16)
+    try:
+        db = env.open_db(b"runs", create=False)
+        with env.begin(db=db, write=True) as txn:
+            raw = txn.get(run_id.encode())
+            assert raw is not None
+            assert txn.put(run_id.encode(), change(raw))
+    finally:
+        env.close()
+    return bytes(raw)
+
+
+def flip_a_digit(raw: bytes) -> bytes:
+    """A damage JSON parsing cannot see: one digit of the row changes."""
+    where = raw.index(b'"next_seq":') + len(b'"next_seq":')
+    return raw[:where] + bytes([raw[where] ^ 0x01]) + raw[where + 1 :]
+
+
+async def test_a_damaged_runs_row_is_skipped_and_reported_and_the_others_listed(
+    store: Path, logs: Any
+) -> None:
+    log = LmdbEventLog(store)
+    for name in ("a", "b", "c"):
+        await log.append(name, 0, [started(name)])
+    await log.close()
+    damage_row(store, "b", flip_a_digit)
+    reopened = LmdbEventLog(store)
+    assert [r.run_id for r in await reopened.list_runs()] == ["a", "c"]
+    assert [r.run_id for r in await reopened.list_runs(status="running", limit=2)] == ["a", "c"]
+    with pytest.raises(StorageError, match=r"runs index entry of run 'b' is corrupt: its checksum"):
+        await reopened.get_run("b")
+    await reopened.append("c", 1, steps("c", 1, 1))  # the healthy runs carry on
+    await reopened.close()
+    skipped = logs.find("skipped a run whose runs-index row cannot be read")
+    assert skipped and {entry["run_id"] for entry in skipped} == {"b"}
+    assert "checksum" in skipped[0]["reason"]
+
+
+async def test_runs_rows_written_before_the_checksum_are_still_read(store: Path) -> None:
+    import orjson
+
+    log = LmdbEventLog(store)
+    await log.append("old", 0, [started("old")])
+    await log.close()
+    damage_row(store, "old", lambda raw: raw[5:])  # the plain-JSON row an older perdure wrote
+    reopened = LmdbEventLog(store)
+    info = await reopened.get_run("old")
+    assert info is not None and info.next_seq == 1
+    await reopened.append("old", 1, steps("old", 1, 1))  # rewritten with its checksum
+    await reopened.close()
+    raw = damage_row(store, "old", lambda raw: raw)
+    assert raw[:1] == b"\x01" and orjson.loads(raw[5:])["next_seq"] == 2

@@ -203,3 +203,71 @@ async def test_flipped_bits_are_reported_with_run_and_seq_and_nothing_else_break
             with pytest.raises((CorruptEventError, SchemaVersionError, RunParkedError)):
                 await asyncio.wait_for(rt.cancel(run_id), 10)
         assert await rt.run(corrupt_double, {"x": 21}) == 42
+
+
+def _damage_runs_row(store: Path, run_id: str) -> None:
+    """Flip one digit of a run's runs-index row: still valid JSON, so only its checksum tells."""
+    env = lmdb.open(str(store), max_dbs=16)
+    try:
+        db = env.open_db(b"runs", create=False)
+        with env.begin(db=db, write=True) as txn:
+            raw = txn.get(run_id.encode())
+            assert raw is not None
+            where = raw.index(b'"next_seq":') + len(b'"next_seq":')
+            damaged = raw[:where] + bytes([raw[where] ^ 0x01]) + raw[where + 1 :]
+            assert txn.put(run_id.encode(), damaged)
+    finally:
+        env.close()
+
+
+async def test_a_damaged_runs_index_row_does_not_stop_the_recovery_of_the_others(
+    original: Path, tmp_path: Path, logs: Any
+) -> None:
+    """Recovery lists the unfinished runs: the unreadable row is skipped and logged with its
+    run id; every other unfinished run resumes, and `list_runs` shows the rest."""
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    _damage_runs_row(store, "busy-0")
+    async with Runtime(path=store, clock=MockClock(), max_restarts=1) as rt:
+        outcome = await asyncio.wait_for(rt.wait("busy-1"), 10)  # resumed by the recovery
+        assert outcome.result == 20
+        listed = {info.run_id for info in await rt.list_runs()}
+        assert len(listed) == 13 and "busy-0" not in listed
+    skipped = logs.find("skipped a run whose runs-index row cannot be read")
+    assert skipped and {entry["run_id"] for entry in skipped} == {"busy-0"}
+
+
+TRUNCATED_READ = """
+import asyncio, sys
+from perdure import LmdbEventLog, StorageError
+try:
+    log = LmdbEventLog(sys.argv[1], read_only=True)
+    print("read", len(asyncio.run(log.list_runs())))
+except StorageError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_truncated_data_file_is_refused_clearly_never_a_crash(
+    original: Path, tmp_path: Path
+) -> None:
+    """A data file cut short (copied while written, a full disk): a clear refusal, not SIGBUS."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    data = store / "data.mdb"
+    rng = random.Random(6)
+    for _ in range(3):
+        size = data.stat().st_size
+        data.write_bytes(data.read_bytes()[: rng.randrange(3 * 4096, size - 4096)])
+        out = subprocess.run(
+            [sys.executable, "-c", TRUNCATED_READ, str(store)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, f"the reader died ({out.returncode}): {out.stderr}"
+        assert out.stdout.startswith("StorageError") and "truncated" in out.stdout, out.stdout
