@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,39 +152,42 @@ def _survey(mode: str, path: str, runs: list[str] | None) -> tuple[list[dict[str
     notes: list[str] = []
     pending = runs
     while True:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "perdure._cli_store", mode, path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps({"runs": pending}))
-        child.stdin.close()
-        current: str | None = None
-        for line in child.stdout:
-            message = json.loads(line)
-            if "fatal" in message:
-                child.wait()
-                fail(f"cannot read the store at {path!r}: {message['fatal']}")
-            elif "all" in message:
-                pending = message["all"]
-            elif "more" in message:
-                assert pending is not None
-                pending.append(message["more"])
-            elif "note" in message:
-                notes.append(f"the list of runs may be incomplete: {message['note']}")
-            elif "reading" in message:
-                current = message["reading"]
-            else:
-                results.append(message)
-                current = None
-        code = child.wait()
-        if code == 0:
-            return results, notes
-        assert child.stderr is not None
-        how = _death(code, child.stderr.read())
+        with (
+            tempfile.TemporaryFile("w+") as errors,
+            subprocess.Popen(
+                [sys.executable, "-m", "perdure._cli_store", mode, path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            ) as child,
+        ):
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(json.dumps({"runs": pending}))
+            child.stdin.close()
+            current: str | None = None
+            for line in child.stdout:
+                message = json.loads(line)
+                if "fatal" in message:
+                    child.wait()
+                    fail(f"cannot read the store at {path!r}: {message['fatal']}")
+                elif "all" in message:
+                    pending = message["all"]
+                elif "more" in message:
+                    assert pending is not None
+                    pending.append(message["more"])
+                elif "note" in message:
+                    notes.append(f"the list of runs may be incomplete: {message['note']}")
+                elif "reading" in message:
+                    current = message["reading"]
+                else:
+                    results.append(message)
+                    current = None
+            code = child.wait()
+            if code == 0:
+                return results, notes
+            errors.seek(0)
+            how = _death(code, errors.read())
         if pending is None:
             fail(
                 f"reading the store at {path!r} failed before any run could be read ({how}); "
