@@ -40,7 +40,7 @@ def _fill(path: Path, runs: int = 8, steps: int = 19) -> None:
                         name="s",
                         input_digest="d",
                         result="x" * 700,
-                    )  # fmt: skip
+                    )
                     for i in range(1, steps + 1)
                 ],
             )
