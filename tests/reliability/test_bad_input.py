@@ -814,7 +814,7 @@ async def _crafted_key_on_a_page_boundary(rt: Runtime, store: Path) -> None:
                 name="s",
                 input_digest="d",
                 result="x" * size if i == 0 else None,
-            )  # fmt: skip
+            )
             for i in range(2)
         ]
         await rt.log.append(CRAFTED, seq, batch)
