@@ -161,3 +161,40 @@ def test_a_page_that_aborts_lmdb_costs_its_run_not_the_command(
         if aborted >= 2:
             break
     assert aborted >= 1, "no damaged page made LMDB abort: the test lost its point"
+
+
+AS_NOBODY = """
+import os, sys
+from perdure.cli import main  # imported first: the other user may not read the venv
+from perdure import _cli_store  # noqa: F401
+os.setgid(65534)
+os.setuid(65534)
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
+@pytest.mark.parametrize("where", ["inside", "itself"])
+def test_a_store_the_user_cannot_enter_is_permission_denied_not_missing(
+    healthy: Path, where: str
+) -> None:
+    """A store inside a directory the user cannot enter, or a store directory it cannot
+    enter: the CLI says permission denied, never that there is no store."""
+    import subprocess
+    import sys
+
+    if where == "itself":
+        healthy.parent.chmod(0o755)
+        healthy.chmod(0o700)
+    else:
+        healthy.parent.chmod(0o700)
+    done = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, "runs", "list", "--store", os.fspath(healthy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "permission denied" in done.stderr, done.stderr
+    assert "no perdure store" not in done.stderr and "holds no" not in done.stderr
