@@ -271,3 +271,41 @@ def test_a_truncated_data_file_is_refused_clearly_never_a_crash(
         )
         assert out.returncode == 0, f"the reader died ({out.returncode}): {out.stderr}"
         assert out.stdout.startswith("StorageError") and "truncated" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_frame_like_noise_in_the_journal_is_never_replayed_or_fatal(
+    seed: int, original: Path, tmp_path: Path
+) -> None:
+    """Random pages past the journal's live chain, many of them starting with a frame
+    header (either format, valid CRCs, any number): the store opens and is unchanged."""
+    import struct
+    import zlib
+
+    rng = random.Random(seed)
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    before = _raw_events(store)
+    journal = bytearray((store / "journal.wal").read_bytes())
+    for page in range(2, len(journal) // 4096):
+        if rng.random() < 0.5:
+            continue
+        noise = rng.randbytes(4096)
+        number = rng.choice([1, 2, 3, 2**40, rng.getrandbits(63)])
+        payload = rng.randbytes(rng.randrange(0, 64))
+        if rng.random() < 0.5:  # the current format, a made-up salt
+            salt = rng.randbytes(16)
+            crc = zlib.crc32(payload, zlib.crc32(struct.pack(">16sQI", salt, number, len(payload))))
+            head = struct.pack(">4s16sQII", b"PDJ2", salt, number, len(payload), crc)
+        else:  # the format before the salt
+            crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", number, len(payload))))
+            head = struct.pack(">4sQII", b"PDJ1", number, len(payload), crc)
+        frame = head + payload
+        journal[page * 4096 : (page + 1) * 4096] = frame + noise[len(frame) :]
+    (store / "journal.wal").write_bytes(bytes(journal))
+    log = LmdbEventLog(store)
+    try:
+        assert len(await log.list_runs()) == 14
+    finally:
+        await log.close()
+    assert _raw_events(store) == before
