@@ -14,9 +14,10 @@ import contextvars
 import heapq
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lmdb
+import structlog
 
 from perdure.eventlog._codec import decode
 from perdure.eventlog._errors import (
@@ -52,6 +53,8 @@ from perdure.eventlog._protocol import (
 
 if TYPE_CHECKING:
     from lmdb import _Database
+
+logger: Any = structlog.get_logger("perdure")
 
 DEFAULT_MAP_SIZE = 1 << 30
 
@@ -266,23 +269,40 @@ class LmdbEventLog:
         dbs = shared.dbs
         statuses = RUN_STATUSES if status is None else (status,)
 
+        skipped: list[tuple[str, str]] = []
+
         def collect(txn: lmdb.Transaction[bytes]) -> list[RunInfo]:
             # Each status's keys are ordered by (created_at, run id); merging keeps that order.
             orders = [_suffixes(txn, dbs.run_order, s.encode() + SEP) for s in statuses]
             found: list[RunInfo] = []
+            skipped.clear()  # a retried read starts over
             for suffix in heapq.merge(*orders):
                 if limit is not None and len(found) >= limit:
                     break
                 run = suffix[8:]
+                run_id = run.decode(errors="backslashreplace")
                 raw = txn.get(run, db=dbs.runs)
                 if raw is None:
-                    raise StorageError(f"run {run!r} is in the run order index but not in runs")
-                info = load_run(run.decode(), raw)
+                    skipped.append((run_id, "it is in the run order index but not in runs"))
+                    continue
+                try:
+                    info = load_run(run.decode(), raw)
+                except (StorageError, UnicodeDecodeError) as exc:
+                    skipped.append((run_id, str(exc)))
+                    continue
                 if target is None or info.target == target:
                     found.append(info)
             return found
 
-        return shared.read(collect)
+        found = shared.read(collect)
+        for run_id, reason in skipped:  # one damaged row must not hide every other run
+            logger.warning(
+                "skipped a run whose runs-index row cannot be read",
+                run_id=run_id,
+                store=self._path,
+                reason=reason,
+            )
+        return found
 
     async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
         shared = self._open_env()

@@ -5,15 +5,27 @@ py-lmdb refuses to open one environment twice in a process, so every
 the directory's device and inode, with a reference count); the writer thread
 belongs to the shared environment. Across processes, a store has at most one
 writer: an exclusive, non-blocking `flock` on ``perdure.lock`` in the store
-directory. Read-only opens take no lock and see the writer's commits live.
+directory, and another on the data file ``data.mdb`` itself (a cleaner that
+deletes ``perdure.lock`` cannot delete that one without deleting the store).
+Read-only opens take no lock and see the writer's commits live; only a reader
+that finds acknowledged batches in the journal that LMDB lacks (after a crash,
+with no writer running) takes the writer's lock, briefly, to re-apply them,
+and a writer starting at that moment waits for it instead of failing.
+
+Store files are opened without following symbolic links, and a writable open
+refuses a store folder owned by another user or writable by group or others
+(whoever can write there could swap a store file for a link to another file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,7 +37,7 @@ from perdure.eventlog._errors import (
     StoreLockedError,
     StorePathError,
 )
-from perdure.eventlog._lmdb_journal import JOURNAL_FILE, Journal, recover
+from perdure.eventlog._lmdb_journal import JOURNAL_FILE, Journal, applied_frame, recover
 from perdure.eventlog._lmdb_keys import (
     DB_NAMES,
     MAX_DBS,
@@ -42,6 +54,12 @@ _T = TypeVar("_T")
 
 LOCK_FILE = "perdure.lock"
 DATA_FILE = "data.mdb"
+LMDB_LOCK_FILE = "lock.mdb"
+#: The files of a store; none of them may be a symbolic link.
+STORE_FILES = (DATA_FILE, LMDB_LOCK_FILE, LOCK_FILE, JOURNAL_FILE)
+#: Seconds a starting writer waits for a reader re-applying the journal under its lock.
+LOCK_WAIT = 10.0
+_READER_MARK = "reader"
 #: Attempts to re-read after another process grew the map (`MapResizedError`).
 _RESIZE_RETRIES = 8
 
@@ -62,20 +80,20 @@ class SharedEnv:
         dbs: Databases,
         *,
         durability: Durability,
-        lock_fd: int | None,
+        lock: WriterLock | None,
     ) -> None:
         self.path = path
         self.key = key
         self.env = env
         self.dbs = dbs
         self.durability = durability
-        self.lock_fd = lock_fd
+        self.lock = lock
         self.refs = 1
         self.forked = False
         self.guard = ResizeGuard()
         self.writer: Writer | None = None
         self.journal: Journal | None = None
-        if lock_fd is not None:
+        if lock is not None:
             journal = Journal(path)
             try:
                 next_frame = recover(env, dbs.in_order(), dbs.meta, journal)
@@ -143,9 +161,9 @@ class SharedEnv:
                 self.env.sync(True)  # LMDB alone is complete and durable after a clean close
             self.journal.close()
         self.env.close()
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)  # releases the flock
-            self.lock_fd = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def acquire(path: str, *, durability: Durability, read_only: bool, map_size: int) -> SharedEnv:
@@ -186,13 +204,23 @@ def release(shared: SharedEnv) -> None:
 
 
 def _prepare_dir(path: str, *, create: bool) -> str:
-    if os.path.exists(path) and not os.path.isdir(path):
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except PermissionError:
+        raise _denied(path) from None
+    except OSError as exc:
+        raise StorePathError(
+            f"cannot reach the store path {path}: {exc.strerror or exc}", path=path
+        ) from exc
+    if st is not None and not stat.S_ISDIR(st.st_mode):
         raise StorePathError(
             f"the store path {path} is a file, not a directory; pass a directory path "
             "(perdure creates it and keeps its files inside)",
             path=path,
         )
-    if not os.path.exists(path):
+    if st is None:
         if not create:
             raise StorePathError(
                 f"there is no store at {path}; a read-only open needs an existing store "
@@ -208,70 +236,230 @@ def _prepare_dir(path: str, *, create: bool) -> str:
                 "choose a writable location",
                 path=path,
             ) from exc
+    if create:
+        _check_owner(path)
     if create and not os.access(path, os.W_OK | os.X_OK):
         raise StorePathError(
             f"the store directory {path} is not writable by this user; fix its permissions "
             "or choose another path",
             path=path,
         )
-    if not create and not os.path.exists(os.path.join(path, DATA_FILE)):
-        raise StorePathError(
-            f"{path} holds no perdure store (no {DATA_FILE}); open it once for writing to "
-            "create one",
-            path=path,
-        )
+    _refuse_links(path)
+    if not create:
+        try:
+            os.lstat(os.path.join(path, DATA_FILE))
+        except FileNotFoundError:
+            raise StorePathError(
+                f"{path} holds no perdure store (no {DATA_FILE}); open it once for writing to "
+                "create one",
+                path=path,
+            ) from None
+        except PermissionError:
+            raise _denied(path) from None
     return os.path.realpath(path)
 
 
-def _lock(path: str) -> int:
-    lock_path = os.path.join(path, LOCK_FILE)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
+def _denied(path: str) -> StorePathError:
+    return StorePathError(
+        f"permission denied: this user ({_user()}) cannot enter the store directory {path} "
+        "(or a directory above it); run as the store's owner or fix its permissions",
+        path=path,
+    )
+
+
+def _user() -> str:
+    return f"uid {os.geteuid()}"
+
+
+def _check_owner(path: str) -> None:
+    """Refuse to write in a folder another user owns or that group or others can write."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
         raise StorePathError(
-            f"cannot open the lock file {lock_path}: {exc.strerror or exc}", path=path
-        ) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        who = f" (pid {holder})" if holder.isdigit() else ""
-        raise StoreLockedError(
-            f"the store at {path} is already open for writing by another process{who}; "
-            "close that process's runtime first, or open this one with read_only=True",
+            f"the store directory {path} belongs to another user (uid {st.st_uid}, this is "
+            f"{_user()}); perdure writes only to stores of its own user: run as that user, "
+            "or open the store with read_only=True",
             path=path,
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StorePathError(
+            f"the store directory {path} is writable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):o}): they could replace its files; "
+            f"make it private first (chmod go-w {path})",
+            path=path,
+        )
+
+
+def _refuse_links(path: str) -> None:
+    for name in STORE_FILES:
+        target = os.path.join(path, name)
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise _denied(path) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise StorePathError(
+                f"{target} is a symbolic link; perdure does not follow links to store files "
+                "(writing through it would overwrite another file). Replace it with the "
+                "real file",
+                path=path,
+            )
+
+
+class WriterLock:
+    """The writer's locks on a store: ``perdure.lock`` and the data file (see module doc)."""
+
+    def __init__(self, fds: list[int]) -> None:
+        self.fds = fds
+
+    def release(self) -> None:
+        """Close the descriptors (which releases the flocks)."""
+        fds, self.fds = self.fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _lock(path: str, *, reader: bool = False) -> WriterLock:
+    """Take the writer's locks; `StoreLockedError` if another process holds them.
+
+    A writer waits (up to `LOCK_WAIT` seconds) while the holder is a reader
+    re-applying the journal; a reader never waits.
+    """
+    lock_path = os.path.join(path, LOCK_FILE)
+    fds: list[int] = []
+    try:
+        fd = _open_nofollow(lock_path, path)
+        fds.append(fd)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                if reader or not _may_wait(holder) or time.monotonic() >= deadline:
+                    raise _locked(path, holder) from None
+                time.sleep(0.002)
+        data_fd = _open_nofollow(os.path.join(path, DATA_FILE), path)
+        fds.append(data_fd)
+        try:
+            fcntl.flock(data_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _locked(path, "") from None
+        os.ftruncate(fd, 0)
+        mark = f"{_READER_MARK} {os.getpid()}" if reader else str(os.getpid())
+        os.pwrite(fd, f"{mark}\n".encode(), 0)
+    except BaseException:
+        WriterLock(fds).release()
+        raise
+    return WriterLock(fds)
+
+
+def _open_nofollow(file: str, path: str) -> int:
+    try:
+        return os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StorePathError(
+                f"{file} is a symbolic link; perdure does not follow links to store files",
+                path=path,
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise _denied(path) from None
+        raise StorePathError(f"cannot open {file}: {exc.strerror or exc}", path=path) from exc
+
+
+def _may_wait(holder: str) -> bool:
+    """Whether a writer should wait for the lock's holder: a reader re-applying the journal,
+    or a holder that has not written its pid yet (the file still names a dead process)."""
+    if holder.startswith(_READER_MARK) or not holder:
+        return True
+    if not holder.isdigit():
+        return False
+    try:
+        os.kill(int(holder), 0)
+    except ProcessLookupError:
+        return True  # the named writer is gone; the holder is someone else, just starting
+    except OSError:
+        return False  # alive (another user's process)
+    return False
+
+
+def _locked(path: str, holder: str) -> StoreLockedError:
+    who = f" (pid {holder})" if holder.isdigit() else ""
+    return StoreLockedError(
+        f"the store at {path} is already open for writing by another process{who}; "
+        "close that process's runtime first, or open this one with read_only=True",
+        path=path,
+    )
 
 
 def _open(
     path: str, key: tuple[int, int], *, durability: Durability, read_only: bool, map_size: int
 ) -> SharedEnv:
-    if read_only:
-        _recover_unowned(path, map_size)
-    lock_fd = None if read_only else _lock(path)
+    lock = None if read_only else _lock(path)
     try:
         # With fsync, acknowledged batches are made durable by the journal; LMDB
         # flushes its data pages per commit but leaves the meta page to the next
         # flush, which keeps it consistent after a power loss (`_lmdb_journal`).
         sync = durability == "fsync"
+        env = _open_checked(path, map_size, read_only=read_only, sync=sync)
+        try:
+            env.reader_check()  # free reader slots left by dead processes (they pin pages)
+            dbs = _open_databases(env, path, read_only=read_only)
+            if read_only and _journal_ahead(env, dbs, path):
+                # A crash left acknowledged batches in the journal only: re-apply them
+                # (if no writer owns the store), then look again.
+                env.close()
+                _recover_unowned(path, map_size)
+                env = _open_checked(path, map_size, read_only=True, sync=sync)
+                dbs = _open_databases(env, path, read_only=True)
+            return SharedEnv(path, key, env, dbs, durability=durability, lock=lock)
+        except BaseException:
+            env.close()
+            raise
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _open_checked(path: str, map_size: int, *, read_only: bool, sync: bool) -> lmdb.Environment:
+    try:
         env = _lmdb_open(path, map_size, read_only=read_only, create=not read_only, sync=sync)
     except lmdb.Error as exc:
-        if lock_fd is not None:
-            os.close(lock_fd)
         raise StorageError(f"cannot open the LMDB store at {path}: {exc}") from exc
     try:
-        env.reader_check()  # free reader slots left by dead processes (they pin pages)
-        dbs = _open_databases(env, path, read_only=read_only)
-        return SharedEnv(path, key, env, dbs, durability=durability, lock_fd=lock_fd)
+        check_data_size(env, path)
     except BaseException:
         env.close()
-        if lock_fd is not None:
-            os.close(lock_fd)
         raise
+    return env
+
+
+def check_data_size(env: lmdb.Environment, path: str) -> None:
+    """Refuse a data file shorter than the environment's last page (reading it would SIGBUS).
+
+    LMDB reads its pages through a memory map: a page past the end of a
+    truncated file kills the process with SIGBUS instead of raising.
+    """
+    try:
+        last_page = int(env.info()["last_pgno"])
+        page_size = int(env.stat()["psize"])
+        size = os.stat(os.path.join(path, DATA_FILE)).st_size
+    except (lmdb.Error, OSError) as exc:
+        raise StorageError(f"cannot inspect the LMDB store at {path}: {exc}") from exc
+    needed = (last_page + 1) * page_size
+    if size < needed:
+        raise StorageError(
+            f"the data file {os.path.join(path, DATA_FILE)} is truncated: it holds {size} bytes "
+            f"but the store's last page ends at byte {needed}. perdure refuses to read it "
+            "(reading a missing page would crash the process). Restore a backup; "
+            "`perdure store salvage` exports the runs that can still be read"
+        )
 
 
 def _lmdb_open(
@@ -293,29 +481,51 @@ def _lmdb_open(
     )
 
 
+def _journal_ahead(env: lmdb.Environment, dbs: Databases, path: str) -> bool:
+    """Whether the journal holds frames LMDB lacks (read without any lock).
+
+    After a clean close (or while a writer runs and LMDB has caught up) it holds
+    none, and a reader opens without touching the writer's lock.
+    """
+    if not os.path.exists(os.path.join(path, JOURNAL_FILE)):
+        return False
+    with env.begin() as txn:
+        applied = applied_frame(txn, dbs.meta)
+    try:
+        journal = Journal(path, read_only=True)
+    except StorageError:
+        return True  # unreadable (or caught mid-write): let the recovery decide, under the lock
+    try:
+        return any(number > applied for number, _ in journal.frames())
+    except OSError:
+        return True
+    finally:
+        journal.close()
+
+
 def _recover_unowned(path: str, map_size: int) -> None:
-    """Before a read-only open: re-apply the journal's tail if no process owns the store.
+    """For a read-only open: re-apply the journal's tail if no process owns the store.
 
     A writer killed between a batch's journal flush and its LMDB commit leaves
     that acknowledged batch in the journal only; its next writable open puts it
-    into LMDB. A reader arriving first does the same under the writer's lock,
-    so it sees everything that was acknowledged. Without the lock (a live
-    writer, or no write permission) the reader reads LMDB as it is, which can
-    lack the batches acknowledged last before a crash.
+    into LMDB. A reader arriving first does the same under the writer's lock
+    (a writer starting meanwhile waits for it), so it sees everything that was
+    acknowledged. Without the lock (a live writer, or no write permission, or a
+    store of another user) the reader reads LMDB as it is, which can lack the
+    batches acknowledged last before a crash.
     """
     journal_path = os.path.join(path, JOURNAL_FILE)
-    if not os.path.exists(journal_path):
-        return
     if not all(
         os.access(target, os.W_OK) for target in (path, journal_path, os.path.join(path, DATA_FILE))
     ):
         return  # a reader without write access (or a read-only filesystem) reads LMDB as is
     try:
-        lock_fd = _lock(path)
+        _check_owner(path)
+        lock = _lock(path, reader=True)
     except (StoreLockedError, StorePathError):
         return
     try:
-        env = _lmdb_open(path, map_size, read_only=False, create=False, sync=True)
+        env = _open_checked(path, map_size, read_only=False, sync=True)
         try:
             dbs = _open_databases(env, path, read_only=False)
             journal = Journal(path)
@@ -330,7 +540,7 @@ def _recover_unowned(path: str, map_size: int) -> None:
     except lmdb.Error as exc:
         raise StorageError(f"cannot re-apply the journal of the store at {path}: {exc}") from exc
     finally:
-        os.close(lock_fd)
+        lock.release()
 
 
 def _check_schema(raw: bytes | None, path: str) -> None:
@@ -380,10 +590,9 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
     for shared in _open_stores.values():
         shared.forked = True
-        if shared.lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(shared.lock_fd)  # the parent's flock stays (it is shared by the fd)
-            shared.lock_fd = None
+        if shared.lock is not None:
+            shared.lock.release()  # the parent's flocks stay (they belong to its descriptors too)
+            shared.lock = None
         _forked.append(shared)
     _open_stores.clear()
 

@@ -6,7 +6,7 @@ Named databases (``max_dbs`` is small and fixed; never one per run):
 database        key                                         value
 ==============  ==========================================  ==========================
 ``events``      run ‖ 0x00 ‖ seq (8 bytes, big-endian)      codec record (CRC envelope)
-``runs``        run                                         RunInfo as JSON
+``runs``        run                                         01 ‖ CRC32 (4) ‖ RunInfo JSON
 ``run_order``   status ‖ 0x00 ‖ created (8) ‖ run            empty
 ``idempotency`` key                                         {run_id, input_digest} JSON
 ``timers``      due (8) ‖ run ‖ 0x00 ‖ timer id             empty
@@ -14,6 +14,10 @@ database        key                                         value
 ``meta``        b"schema_version"                           ASCII integer
 ``meta``        b"journal_applied"                          last journal frame in LMDB (8)
 ==============  ==========================================  ==========================
+
+A ``runs`` value's CRC32 covers the run id and the JSON, so a damaged row (or
+one moved under another run's key) is detected; rows written before the
+checksum (plain JSON, starting with ``{``) are still read.
 
 ``run`` is the run id in UTF-8 (no NUL, checked by `check_batch`); ``due`` and
 ``created`` are floats encoded so that byte order is numeric order
@@ -25,6 +29,7 @@ timer_id)` and `(created_at, run_id)` orders the in-memory log uses.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -118,8 +123,13 @@ def timer_entry(key: bytes) -> TimerEntry:
     )
 
 
+#: First byte of a checksummed `runs` value (older values are plain JSON: ``{``).
+_RUN_ROW = b"\x01"
+_CRC = struct.Struct(">I")
+
+
 def dump_run(info: RunInfo) -> bytes:
-    return orjson.dumps(
+    body = orjson.dumps(
         {
             "target": info.target,
             "kind": info.kind,
@@ -130,14 +140,27 @@ def dump_run(info: RunInfo) -> bytes:
             "idempotency_key": info.idempotency_key,
         }
     )
+    crc = zlib.crc32(body, zlib.crc32(info.run_id.encode()))
+    return b"".join((_RUN_ROW, _CRC.pack(crc), body))
 
 
 def load_run(run_id: str, raw: bytes) -> RunInfo:
     """Parse a `runs` value; a damaged entry is a `StorageError` naming the run."""
+    body = raw
+    if raw[:1] == _RUN_ROW:
+        body = raw[5:]
+        if len(raw) < 5 or _CRC.unpack_from(raw, 1)[0] != zlib.crc32(
+            body, zlib.crc32(run_id.encode())
+        ):
+            raise StorageError(
+                f"the runs index entry of run {run_id!r} is corrupt: its checksum does not match"
+            )
+    elif raw[:1] != b"{":
+        raise StorageError(f"the runs index entry of run {run_id!r} is corrupt: unknown format")
     try:
-        data: dict[str, Any] = orjson.loads(raw)
+        data: dict[str, Any] = orjson.loads(body)
         return RunInfo(run_id=run_id, **data)
-    except (orjson.JSONDecodeError, TypeError) as exc:
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise StorageError(f"the runs index entry of run {run_id!r} is corrupt: {exc}") from exc
 
 

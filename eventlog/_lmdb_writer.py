@@ -25,6 +25,8 @@ writer refuses further appends (reopening re-applies the journal).
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import queue
 import threading
 import time
@@ -73,6 +75,25 @@ MAX_PENDING_FRAMES = 256
 MAX_PENDING_AGE = 0.02
 #: Runs-index rows the writer keeps (a busy run's append then reads nothing).
 RUN_CACHE_SIZE = 4096
+
+
+#: Free bytes under which a failed write is blamed on a full disk.
+FULL_DISK_BYTES = 1 << 20
+
+
+def disk_full(path: str, cause: object) -> int | None:
+    """The free bytes of `path`'s filesystem if a failure with `cause` is a full disk, else None.
+
+    LMDB often reports a full disk as an I/O error (the write or the flush
+    fails), so the free space decides, not the message alone.
+    """
+    try:
+        fs = os.statvfs(path)
+    except OSError:
+        return None
+    free = fs.f_bavail * fs.f_frsize
+    nospace = getattr(cause, "errno", None) == errno.ENOSPC or "No space left" in str(cause)
+    return free if nospace or free < FULL_DISK_BYTES else None
 
 
 class Writer:
@@ -343,8 +364,8 @@ class Writer:
                 value = applied_value(number)
                 put(txn, APPLIED_KEY, value, self._dbs.meta)
                 ops.append((META_DB, APPLIED_KEY, value))
-                frame = encode_frame(number, ops)
-                if len(frame) > self._journal.capacity:
+                frame = encode_frame(number, ops, self._journal.salt)  # type: ignore[arg-type]
+                if len(frame) > self._journal.room:
                     txn.commit()  # into the open transaction; all of it is made durable now
                     self._next_frame += 1
                     self._pending.append(ops)
@@ -435,10 +456,18 @@ class Writer:
         self._mark_applied(batches)
 
     def _failed(self, appends: list[PendingAppend], cause: object) -> list[BaseException | None]:
-        error = StorageError(
-            f"commit to the LMDB store at {self._path} failed ({cause}); "
-            "nothing of this append was acknowledged"
-        )
+        free = disk_full(self._path, cause)
+        if free is not None:
+            error = StorageError(
+                f"the disk holding the store at {self._path} is full ({free} bytes free): "
+                f"this append was not stored, and nothing acknowledged before is lost. Free "
+                f"some space and retry (LMDB said: {cause})"
+            )
+        else:
+            error = StorageError(
+                f"commit to the LMDB store at {self._path} failed ({cause}); "
+                "nothing of this append was acknowledged"
+            )
         return [error for _ in appends]
 
     def _remember(self, rows: dict[str, RunInfo]) -> None:

@@ -255,12 +255,32 @@ class Runtime:
                 )
 
     async def _resume_unfinished(self) -> None:
-        runs = await self.log.list_runs(status="running")
+        """Wake every unfinished run. The log skips (and logs) runs-index rows it cannot
+        read; whatever else fails is logged, never lost with this task."""
+        try:
+            runs = await self.log.list_runs(status="running")
+        except Exception as exc:
+            logger.error(
+                "recovery could not list the unfinished runs; none was resumed",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        resumed = 0
         for info in runs:
-            if self.registry.get(info.target) is not None and self._supervisor is not None:
+            if self.registry.get(info.target) is None or self._supervisor is None:
+                continue
+            try:
                 self._supervisor.post(info.run_id, Wake())
+            except Exception as exc:  # one run must not stop the others
+                logger.error(
+                    "recovery could not resume a run",
+                    run_id=info.run_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            else:
+                resumed += 1
         if runs:
-            logger.info("resuming unfinished runs", count=len(runs))
+            logger.info("resuming unfinished runs", count=resumed)
 
     async def close(self) -> None:
         """Stop taking work, let actors commit what they have, close the log if we opened it."""

@@ -94,7 +94,14 @@ def store_path(option: str | None) -> str:
 
 
 def check_store(path: str) -> None:
-    if not os.path.exists(path):
+    try:
+        os.stat(path)
+    except PermissionError:
+        fail(
+            f"permission denied: this user cannot reach the store at {path!r} (a directory "
+            "on its path cannot be entered); run as the store's owner or fix its permissions"
+        )
+    except OSError:
         fail(
             f"no perdure store at {path!r}; pass --store PATH or set PERDURE_PATH "
             "(a store is created by the first Runtime that opens it)"

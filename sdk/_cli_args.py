@@ -142,6 +142,25 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         "stats", allow_abbrev=False, parents=[shared], help="store size, runs by status, events"
     )
     p.set_defaults(action="stats")
+    store = sub.add_parser(
+        "store", allow_abbrev=False, help="check a store for damage, or salvage its runs"
+    )
+    verbs = store.add_subparsers(dest="verb", metavar="VERB", required=True)
+    p = verbs.add_parser(
+        "check", allow_abbrev=False, parents=[shared], help="read every run; report damage"
+    )
+    p.set_defaults(action="store_check")
+    p = verbs.add_parser(
+        "salvage",
+        allow_abbrev=False,
+        parents=[shared],
+        help="copy the runs that can be read into a new store",
+    )
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    p.add_argument("--all", action="store_true", help="every run that can be read")
+    p.add_argument("--to", required=True, metavar="NEWSTORE", help="a new or empty directory")
+    p.set_defaults(action="store_salvage")
+
     p = sub.add_parser(
         "demo", allow_abbrev=False, parents=[shared], help="retries, crash recovery and interrupts"
     )

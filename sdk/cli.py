@@ -10,6 +10,8 @@ Noun-verb commands built on the public API:
     perdure continue RUN_ID [--app module:attr]
     perdure cancel RUN_ID
     perdure stats
+    perdure store check
+    perdure store salvage RUN_ID... --to NEWSTORE      (or --all)
     perdure demo
 
 Read commands (``runs``, ``events``, ``replay``, ``stats``) open the store
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from perdure import _cli_render as render
-from perdure import _cli_write
+from perdure import _cli_store, _cli_write
 from perdure._cli_app import (
     USAGE,
     CliError,
@@ -265,6 +267,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_cli_write.continue_(args))
     if action == "cancel":
         return asyncio.run(_cli_write.cancel(args))
+    if action == "store_check":
+        return _cli_store.check(args)
+    if action == "store_salvage":
+        return _cli_store.salvage(args)
     return _cli_write.demo(args)
 
 

@@ -554,7 +554,7 @@ async def test_a_torn_or_stale_journal_tail_is_ignored(store: Path) -> None:
     frames = journal_frames(store)
     torn = store / "journal.wal"  # tear the last frame's payload
     data = bytearray(torn.read_bytes())
-    data[PAGE * (len(frames) - 1) + 30] ^= 0xFF
+    data[PAGE * len(frames) + 40] ^= 0xFF  # page 0 is the header
     torn.write_bytes(bytes(data))
     assert journal_frames(store) == frames[:-1]
     reopened = LmdbEventLog(store)  # LMDB has everything (clean close): nothing to redo
@@ -789,8 +789,8 @@ async def test_a_damaged_runs_index_entry_is_reported_not_hiding_events(store: P
     await log.append("r", 1, steps("r", 1, 2))
     await log.close()
     with raw_env(store) as env, env.begin(write=True, db=env.open_db(b"runs")) as txn:
-        entry = json.loads(txn.get(b"r"))
-        entry["next_seq"] = 1  # a flipped bit in the index: 3 becomes 1
+        entry = json.loads(txn.get(b"r")[5:])  # after the checksum: 01 + CRC32
+        entry["next_seq"] = 1  # a flipped bit in an (unchecksummed, older) row: 3 becomes 1
         assert txn.put(b"r", json.dumps(entry).encode())
     log = LmdbEventLog(store)
     with pytest.raises(CorruptEventError, match="index entry is corrupt") as caught:
@@ -972,7 +972,7 @@ async def test_a_frame_damaged_before_intact_ones_is_reported_not_skipped(
     os.replace(earlier / "data.mdb", store / "data.mdb")  # LMDB needs the last three frames
     journal = store / "journal.wal"
     data = bytearray(journal.read_bytes())
-    data[PAGE * (len(frames) - 2) + 30] ^= 0xFF  # the middle one of them
+    data[PAGE * (len(frames) - 1) + 40] ^= 0xFF  # the middle one of them
     journal.write_bytes(bytes(data))
     with pytest.raises(StorageError, match=r"journal .* is damaged .* removing journal\.wal"):
         LmdbEventLog(store)

@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from perdure import (
     interrupt,
     task,
 )
-from perdure.eventlog import RunStarted, StorePathError, encode
+from perdure.eventlog import RunStarted, StorageError, StorePathError, encode
 from perdure.runtime import Registry
 
 FIGURES = {"inputs_tried": 0}
@@ -204,6 +204,59 @@ def _second_writer(world: World) -> None:
     if done.returncode != 0 or not done.stdout.strip():
         raise AssertionError(f"the second writer was not refused: {done.stdout}{done.stderr}")
     raise StoreLockedError(done.stdout.strip(), path=str(world.store))  # as the child saw it
+
+
+def _closed_store(world: World, name: str) -> Path:
+    path = world.tmp / name
+
+    async def fill() -> None:
+        log = LmdbEventLog(path)
+        for n in range(60):
+            await log.append(f"r{n}", 0, [_started(f"r{n}", "x" * 2000)])
+        await log.close()
+
+    asyncio.run(fill())  # in a thread of the row: no loop runs here
+    return path
+
+
+def _started(run_id: str, value: Any) -> RunStarted:
+    return RunStarted(
+        run_id=run_id,
+        seq=0,
+        ts=1.0,
+        target="badin_echo",
+        kind="workflow",
+        input=value,
+        input_digest="d",
+        idempotency_key=None,
+    )
+
+
+async def _store_with_a_symlink(world: World) -> Path:
+    path = await asyncio.to_thread(_closed_store, world, "linked")
+    victim = world.tmp / "victim"
+    victim.write_text("precious")
+    (path / "journal.wal").unlink()
+    (path / "journal.wal").symlink_to(victim)
+    return path
+
+
+async def _open_made(made: Awaitable[Path]) -> None:
+    await _open_runtime_at(await made)
+
+
+def _open_folder(world: World) -> Path:
+    path = world.tmp / "open-folder"
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+async def _truncated_store(world: World) -> Path:
+    path = await asyncio.to_thread(_closed_store, world, "truncated")
+    data = path / "data.mdb"
+    os.truncate(data, data.stat().st_size // 2)
+    return path
 
 
 def _foreign_function(registry: Registry) -> None:
@@ -737,6 +790,30 @@ ROWS: list[Row] = [
         _second_writer,
     ),
     Row(
+        "second writer after perdure.lock was deleted",
+        StoreLockedError,
+        "already open for writing by another process",
+        lambda w: (w.store / "perdure.lock").unlink() or _second_writer(w),
+    ),
+    Row(
+        "store file symlinked elsewhere",
+        StorePathError,
+        "is a symbolic link",
+        lambda w: _open_made(_store_with_a_symlink(w)),
+    ),
+    Row(
+        "store folder writable by others",
+        StorePathError,
+        "writable by group or others",
+        lambda w: _open_runtime_at(_open_folder(w)),
+    ),
+    Row(
+        "truncated data file",
+        StorageError,
+        "is truncated",
+        lambda w: _open_made(_truncated_store(w)),
+    ),
+    Row(
         "store path is a file",
         StorePathError,
         "is a file, not a directory",
@@ -871,3 +948,62 @@ async def test_ids_with_control_characters_are_valid_and_kept_exactly(tmp_path: 
     for run_id in ids:
         assert listed[run_id].idempotency_key == run_id
         assert run_id + "-thread" in listed
+
+
+#: "PDJ1" + 8 bytes whose CRC works out: placed on a journal page boundary, a store
+#: before the journal salt took it for a frame and refused every later open.
+CRAFTED = "PDJ1ZJPLsG3-"
+
+
+async def _crafted_key_on_a_page_boundary(rt: Runtime, store: Path) -> None:
+    """Events of run CRAFTED whose key (``id ‖ 0x00 ‖ seq``) starts a journal page: the first
+    event of a two-event batch is sized so that the second one's key lands there."""
+    started = RunStarted(
+        run_id=CRAFTED, seq=0, ts=1.0, target="badin_echo", kind="workflow",
+        input=None, input_digest="d", idempotency_key=None,
+    )  # fmt: skip
+    await rt.log.append(CRAFTED, 0, [started])
+    seq, size = 1, 100
+    for _ in range(4):
+        batch = [
+            perdure.eventlog.TaskCompleted(
+                run_id=CRAFTED,
+                seq=seq + i,
+                ts=2.0,
+                position=str(seq + i),
+                name="s",
+                input_digest="d",
+                result="x" * size if i == 0 else None,
+            )
+            for i in range(2)
+        ]
+        await rt.log.append(CRAFTED, seq, batch)
+        seq += 2
+        journal = (store / "journal.wal").read_bytes()
+        where = journal.rfind(CRAFTED.encode() + b"\0" + (seq - 1).to_bytes(8, "big"))
+        if where % 4096 == 0:
+            return
+        size += 4096 - where % 4096
+    raise AssertionError("the crafted key never reached a page boundary")
+
+
+async def test_ids_and_values_that_look_like_journal_frames_never_brick_the_store(
+    tmp_path: Path,
+) -> None:
+    """A crafted id whose event key starts a journal page, and thread ids and values full of
+    frame-like headers: every later open of the store works and reads them all."""
+    store = tmp_path / "store"
+    value_of: dict[str, Any] = {}
+    async with Runtime(path=store) as rt:
+        await _crafted_key_on_a_page_boundary(rt, store)
+        for pad in range(0, 4096, 97):
+            thread = f"{CRAFTED}{pad}"
+            value = ["x" * pad, CRAFTED * 3, "PDJ2" + "\u0000" * 28, "PDJH" * 8]
+            assert await badin_echo.ainvoke(value, cfg(thread)) == value
+            value_of[thread] = value
+    for round_ in range(2):  # each open restarts the journal below the crafted page
+        async with Runtime(path=store) as rt:
+            for thread, value in value_of.items():
+                assert (await rt.wait(thread)).result == value
+            assert len(await rt.log.read(CRAFTED)) >= 3
+            assert await badin_echo.ainvoke(1, cfg(f"after-{round_}")) == 1

@@ -203,3 +203,109 @@ async def test_flipped_bits_are_reported_with_run_and_seq_and_nothing_else_break
             with pytest.raises((CorruptEventError, SchemaVersionError, RunParkedError)):
                 await asyncio.wait_for(rt.cancel(run_id), 10)
         assert await rt.run(corrupt_double, {"x": 21}) == 42
+
+
+def _damage_runs_row(store: Path, run_id: str) -> None:
+    """Flip one digit of a run's runs-index row: still valid JSON, so only its checksum tells."""
+    env = lmdb.open(str(store), max_dbs=16)
+    try:
+        db = env.open_db(b"runs", create=False)
+        with env.begin(db=db, write=True) as txn:
+            raw = txn.get(run_id.encode())
+            assert raw is not None
+            where = raw.index(b'"next_seq":') + len(b'"next_seq":')
+            damaged = raw[:where] + bytes([raw[where] ^ 0x01]) + raw[where + 1 :]
+            assert txn.put(run_id.encode(), damaged)
+    finally:
+        env.close()
+
+
+async def test_a_damaged_runs_index_row_does_not_stop_the_recovery_of_the_others(
+    original: Path, tmp_path: Path, logs: Any
+) -> None:
+    """Recovery lists the unfinished runs: the unreadable row is skipped and logged with its
+    run id; every other unfinished run resumes, and `list_runs` shows the rest."""
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    _damage_runs_row(store, "busy-0")
+    async with Runtime(path=store, clock=MockClock(), max_restarts=1) as rt:
+        outcome = await asyncio.wait_for(rt.wait("busy-1"), 10)  # resumed by the recovery
+        assert outcome.result == 20
+        listed = {info.run_id for info in await rt.list_runs()}
+        assert len(listed) == 13 and "busy-0" not in listed
+    skipped = logs.find("skipped a run whose runs-index row cannot be read")
+    assert skipped and {entry["run_id"] for entry in skipped} == {"busy-0"}
+
+
+TRUNCATED_READ = """
+import asyncio, sys
+from perdure import LmdbEventLog, StorageError
+try:
+    log = LmdbEventLog(sys.argv[1], read_only=True)
+    print("read", len(asyncio.run(log.list_runs())))
+except StorageError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_truncated_data_file_is_refused_clearly_never_a_crash(
+    original: Path, tmp_path: Path
+) -> None:
+    """A data file cut short (copied while written, a full disk): a clear refusal, not SIGBUS."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    data = store / "data.mdb"
+    rng = random.Random(6)
+    for _ in range(3):
+        size = data.stat().st_size
+        data.write_bytes(data.read_bytes()[: rng.randrange(3 * 4096, size - 4096)])
+        out = subprocess.run(
+            [sys.executable, "-c", TRUNCATED_READ, str(store)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, f"the reader died ({out.returncode}): {out.stderr}"
+        assert out.stdout.startswith("StorageError") and "truncated" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_frame_like_noise_in_the_journal_is_never_replayed_or_fatal(
+    seed: int, original: Path, tmp_path: Path
+) -> None:
+    """Random pages past the journal's live chain, many of them starting with a frame
+    header (either format, valid CRCs, any number): the store opens and is unchanged."""
+    import struct
+    import zlib
+
+    rng = random.Random(seed)
+    store = tmp_path / "copy"
+    shutil.copytree(original, store)
+    before = _raw_events(store)
+    journal = bytearray((store / "journal.wal").read_bytes())
+    for page in range(2, len(journal) // 4096):
+        if rng.random() < 0.5:
+            continue
+        noise = rng.randbytes(4096)
+        number = rng.choice([1, 2, 3, 2**40, rng.getrandbits(63)])
+        payload = rng.randbytes(rng.randrange(0, 64))
+        if rng.random() < 0.5:  # the current format, a made-up salt
+            salt = rng.randbytes(16)
+            crc = zlib.crc32(payload, zlib.crc32(struct.pack(">16sQI", salt, number, len(payload))))
+            head = struct.pack(">4s16sQII", b"PDJ2", salt, number, len(payload), crc)
+        else:  # the format before the salt
+            crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", number, len(payload))))
+            head = struct.pack(">4sQII", b"PDJ1", number, len(payload), crc)
+        frame = head + payload
+        journal[page * 4096 : (page + 1) * 4096] = frame + noise[len(frame) :]
+    (store / "journal.wal").write_bytes(bytes(journal))
+    log = LmdbEventLog(store)
+    try:
+        assert len(await log.list_runs()) == 14
+    finally:
+        await log.close()
+    assert _raw_events(store) == before
