@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lmdb
-import structlog
 
 from perdure.eventlog._codec import decode
 from perdure.eventlog._errors import (
@@ -54,7 +54,8 @@ from perdure.eventlog._protocol import (
 if TYPE_CHECKING:
     from lmdb import _Database
 
-logger: Any = structlog.get_logger("perdure")
+#: The stdlib logger perdure logs to (the host configures it; fields are record attributes).
+logger = logging.getLogger("perdure")
 
 DEFAULT_MAP_SIZE = 1 << 30
 
@@ -298,9 +299,7 @@ class LmdbEventLog:
         for run_id, reason in skipped:  # one damaged row must not hide every other run
             logger.warning(
                 "skipped a run whose runs-index row cannot be read",
-                run_id=run_id,
-                store=self._path,
-                reason=reason,
+                extra={"run_id": run_id, "store": self._path, "reason": reason},
             )
         return found
 
