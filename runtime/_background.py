@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from perdure.eventlog import EventLog
 from perdure.runtime._runtime import Runtime
+from perdure.runtime._store import store_key
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def background_runtime(
     *, path: str | None = None, log: EventLog | None = None
 ) -> BackgroundRuntime:
     """The shared background runtime for a log object or a store path."""
-    key: Any = ("log", id(log)) if log is not None else ("path", os.path.realpath(path or "."))
+    key: Any = ("log", id(log)) if log is not None else ("path", store_key(path or "."))
     with _lock:
         runtime = _runtimes.get(key)
         if runtime is None:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 from perdure.eventlog import EventLog
+from perdure.runtime import _store
+from perdure.runtime._store import default_store, store_key
 
 if TYPE_CHECKING:
     from perdure.runtime._runtime import Runtime
 
-DEFAULT_PATH = "./.perdure"
+DEFAULT_PATH = _store.DEFAULT_PATH
 current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
     "perdure_runtime", default=None
 )
@@ -30,8 +31,8 @@ _open_runtimes: list[Runtime] = []
 
 
 def default_store_path() -> str:
-    """`PERDURE_PATH` if set, else ``./.perdure``."""
-    return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
+    """The default store: ``PERDURE_STORE``, else ``PERDURE_PATH``, else ``./.perdure``."""
+    return default_store()
 
 
 def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Runtime | None:
@@ -57,8 +58,8 @@ def find_runtime(*, log: EventLog | None = None, path: str | None = None) -> Run
             matches = True
         else:
             if wanted is None:
-                wanted = os.path.realpath(path or default_store_path())
-            matches = rt._given_log is None and os.path.realpath(rt.path) == wanted
+                wanted = store_key(path or default_store_path())
+            matches = rt._given_log is None and store_key(rt.path) == wanted
         if matches:
             return rt
     return None

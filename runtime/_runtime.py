@@ -37,7 +37,6 @@ from perdure.eventlog import (
     Event,
     EventLog,
     IdempotencyKeyTakenError,
-    LmdbEventLog,
     RunInfo,
     RunStatus,
     StoreLockedError,
@@ -65,14 +64,16 @@ from perdure.runtime._handle import RunHandle
 from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
+from perdure.runtime._store import open_store, store_key, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 
 
 class Runtime:
     """Runs durable functions and workflows on one event log. Use as ``async with Runtime(...)``.
 
-    path: where the embedded LMDB store lives (default ``PERDURE_PATH`` or
-        ``./.perdure``); ignored when `log` is given.
+    path: the store: a folder (the embedded LMDB store) or a ``postgresql://`` URL
+        (default ``PERDURE_STORE``, alias ``PERDURE_PATH``, else ``./.perdure``);
+        ignored when `log` is given.
     log: an `EventLog` to use instead (e.g. `MemoryEventLog()` in tests). A log
         passed in is not closed by the runtime.
     clock: time source for timers (`perdure.testing.MockClock` in tests).
@@ -104,7 +105,7 @@ class Runtime:
         task_concurrency: int = 64,
         recover: bool = True,
     ) -> None:
-        self.path = os.fspath(path) if path is not None else default_store_path()
+        self.path = store_spec(path) if path is not None else default_store_path()
         self._given_log = log
         self._log: EventLog | None = log
         self._durability: Durability = durability
@@ -213,7 +214,7 @@ class Runtime:
         self._refuse_a_second_writer()
         self._loop = asyncio.get_running_loop()
         if self._log is None:
-            self._log = LmdbEventLog(self.path, durability=self._durability)
+            self._log = open_store(self.path, durability=self._durability)
         self._supervisor = Supervisor(
             self,
             max_restarts=self._max_restarts,
@@ -244,9 +245,7 @@ class Runtime:
             if self._given_log is not None:
                 same = other._log is self._given_log
             else:
-                same = other._given_log is None and os.path.realpath(
-                    other.path
-                ) == os.path.realpath(self.path)
+                same = other._given_log is None and store_key(other.path) == store_key(self.path)
             if same:
                 where = self.path if self._given_log is None else repr(self._given_log)
                 raise StoreLockedError(

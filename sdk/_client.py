@@ -14,6 +14,7 @@ from perdure.runtime import (
     background_runtime,
     default_store_path,
     find_runtime,
+    store_spec,
 )
 
 T = TypeVar("T")
@@ -26,17 +27,25 @@ class ClientUsageError(PerdureError, RuntimeError):
 class Client:
     """Runs registered functions and workflows on the embedded store.
 
-    ``Client()`` uses ``PERDURE_PATH`` or ``./.perdure``; ``Client(path=...)``
-    or ``Client(log=...)`` picks another. The runtime lives on a background
+    ``Client()`` uses ``PERDURE_STORE`` (alias ``PERDURE_PATH``) or ``./.perdure``;
+    ``Client(store=...)`` (a folder or a ``postgresql://`` URL; ``path=`` is the
+    same) or ``Client(log=...)`` picks another. The runtime lives on a background
     thread shared by every client of the same store, so ``client.run(...)``
     works from plain synchronous code; use ``await client.arun(...)`` in async
     code (inside ``async with Runtime(...)`` that runtime is used).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, log: EventLog | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._path = os.fspath(path) if path is not None else None
+        if path is not None and store is not None:
+            raise TypeError("Client takes a store or a path (the same thing), not both")
+        spec = store if store is not None else path
+        self._path = store_spec(spec) if spec is not None else None
         self._log = log
 
     def __repr__(self) -> str:

@@ -121,17 +121,22 @@ def _in_loop() -> bool:
 class WorkflowApi:
     """The run-it-from-outside half of `Workflow`."""
 
-    def __init__(self, spec: TargetSpec, checkpointer: EventLog | None) -> None:
+    def __init__(self, spec: TargetSpec, checkpointer: EventLog | str | None) -> None:
         self.__perdure_target__ = spec
         self.name = spec.name
+        #: An event log, a store spec (folder or postgresql:// URL), or None (the default).
         self.checkpointer = checkpointer
 
     # -- choosing a runtime -------------------------------------------------------------
 
     def _local_runtime(self) -> Runtime | None:
+        if isinstance(self.checkpointer, str):
+            return find_runtime(path=self.checkpointer)
         return find_runtime(log=self.checkpointer)
 
     def _background(self) -> Any:
+        if isinstance(self.checkpointer, str):
+            return background_runtime(path=self.checkpointer)
         if self.checkpointer is not None:
             return background_runtime(log=self.checkpointer)
         return background_runtime(path=default_store_path())

@@ -51,6 +51,7 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """Every test gets its own default store (PERDURE_PATH); background runtimes close after."""
     store = tmp_path / "store"
     monkeypatch.setenv("PERDURE_PATH", os.fspath(store))
+    monkeypatch.delenv("PERDURE_STORE", raising=False)
     yield store
     close_background_runtimes()
 

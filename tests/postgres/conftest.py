@@ -16,3 +16,14 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
     yield schema
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[str]:
+    """The URL of a fresh database (a store named by its URL alone); dropped after the test."""
+    name = f"db_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
