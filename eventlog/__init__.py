@@ -11,6 +11,7 @@ from perdure.eventlog._codec import decode, encode, from_dict, register_upcaster
 from perdure.eventlog._errors import (
     CorruptEventError,
     IdempotencyKeyTakenError,
+    LeaseLostError,
     PerdureError,
     ReadOnlyStoreError,
     SchemaVersionError,
@@ -88,6 +89,7 @@ __all__ = [
     "EventLog",
     "IdempotencyKeyTakenError",
     "IdempotencyRecord",
+    "LeaseLostError",
     "Interrupted",
     "LmdbEventLog",
     "LogStatistics",

@@ -17,6 +17,10 @@ order they were made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +31,7 @@ from perdure.eventlog._codec import decode, encode_all
 from perdure.eventlog._errors import (
     CorruptEventError,
     IdempotencyKeyTakenError,
+    LeaseLostError,
     ReadOnlyStoreError,
     SchemaVersionError,
     SequenceConflictError,
@@ -39,8 +44,8 @@ from perdure.eventlog._postgres_schema import (
     KEY_TAKEN_SQLSTATE,
     SCHEMA_VERSION,
     check_schema_name,
-    create_statements,
     is_postgres_url,
+    migration_statements,
     redact,
 )
 from perdure.eventlog._protocol import (
@@ -53,6 +58,7 @@ from perdure.eventlog._protocol import (
     check_batch,
 )
 
+DEFAULT_LEASE_TTL = 10.0
 _RUN_COLUMNS = "run_id, target, kind, status, created_at, updated_at, next_seq, idempotency_key"
 
 
@@ -78,11 +84,21 @@ class PostgresEventLog:
         schema: str = "perdure",
         read_only: bool = False,
         pool_size: int = 10,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
         if not is_postgres_url(dsn):
             raise ValueError(f"dsn must be a postgresql:// URL, got {dsn!r}")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise ValueError(f"pool_size must be an int >= 1, not {pool_size!r}")
+        if (
+            isinstance(lease_ttl, bool)
+            or not isinstance(lease_ttl, int | float)
+            or not 0.1 <= lease_ttl <= 3600
+        ):
+            raise ValueError(
+                f"lease_ttl must be a number of seconds in [0.1, 3600], not {lease_ttl!r}"
+            )
+        self._lease_ttl = float(lease_ttl)
         self._dsn = dsn
         self._schema = check_schema_name(schema)
         self._read_only = read_only
@@ -98,8 +114,15 @@ class PostgresEventLog:
         s = self._schema
         self._append_sql = (
             f"SELECT {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s::bytea[], %s::text[], %s::text[], %s::float8[])"
+            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
         )
+        #: This log object's lease owner id: one per process (per log object) and run.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        #: run id -> the epoch of the lease this log holds on it.
+        self._leases: dict[str, int] = {}
+        #: runs whose lease this log held and lost (a renewal did not find it).
+        self._lost: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -193,8 +216,8 @@ class PostgresEventLog:
                     f"the store at {where} has layout version {version}; open it for writing "
                     f"once to migrate it to {SCHEMA_VERSION}"
                 )
-            if version == 0:
-                for statement in create_statements(s):
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in migration_statements(s, step):
                     await conn.execute(statement)
             await conn.execute(f"UPDATE {s}.schema_version SET version = %s", (SCHEMA_VERSION,))
 
@@ -228,6 +251,8 @@ class PostgresEventLog:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         check_batch(run_id, expected_seq, events, status)
+        if run_id in self._lost:
+            raise _lease_lost(run_id)
         changes = index_changes(events, status)
         started = changes.started
         if started is not None:
@@ -261,6 +286,9 @@ class PostgresEventLog:
             list(changes.timers_removed),
             [t.timer_id for t in changes.timers_set],
             [t.due_at for t in changes.timers_set],
+            self.owner,
+            None,  # the lease epoch: filled in under the run's lock below
+            self._lease_ttl,
         )
         pool = await self._connections()
         # Appends of one run leave this process in the order they were made. While
@@ -275,21 +303,34 @@ class PostgresEventLog:
             async with lock:
                 if expected_seq < state[1]:
                     raise _conflict(run_id, expected_seq, state[1])
-                outcome = await self._call_append(pool, run_id, started, params)
-                if outcome == "ok":
+                if run_id in self._lost:
+                    raise _lease_lost(run_id)
+                epoch = self._leases.get(run_id)
+                outcome = await self._call_append(
+                    pool, run_id, started, (*params[:-2], epoch, params[-1])
+                )
+                kind, _, number = outcome.partition(" ")
+                if kind == "ok":
                     state[1] = expected_seq + len(events)
-                elif outcome != "not-started":
-                    state[1] = int(outcome.split()[1])
+                    if epoch is None:
+                        self._leases[run_id] = int(number)
+                        self._start_renewing()
+                elif kind == "conflict":
+                    state[1] = int(number)
         finally:
             state[0] -= 1
             if state[0] == 0:
                 del self._run_locks[run_id]
-        if outcome != "ok":
-            if outcome == "not-started":
+        if kind != "ok":
+            if kind == "not-started":
                 raise ValueError(
                     f"append to unknown run {run_id!r}: its first event must be RunStarted"
                 )
-            raise _conflict(run_id, expected_seq, int(outcome.split()[1]))
+            if kind == "fenced":
+                self._leases.pop(run_id, None)
+                self._lost.add(run_id)
+                raise _lease_lost(run_id)
+            raise _conflict(run_id, expected_seq, int(number))
         self._appends += len(events)
         self._batches += 1
         self._last_batch = len(events)
@@ -325,6 +366,107 @@ class PostgresEventLog:
         result: str = row[0]
         return result
 
+    # -- leases ------------------------------------------------------------------------------
+
+    @property
+    def lease_ttl(self) -> float:
+        return self._lease_ttl
+
+    async def claim_run(self, run_id: str) -> None:
+        """Take the run's lease before driving it (before reading its log to rebuild it).
+
+        Succeeds if nobody holds the lease, it expired (by the database's clock), or this
+        log holds it; the epoch goes up by one, which fences every append made under an
+        earlier lease. Raises `LeaseLostError` while another process holds it. A run that
+        does not exist yet needs no claim: its first append takes the lease.
+        """
+        pool = await self._connections()
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        s = self._schema
+        held: tuple[Any, ...] | None = None
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    f"UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
+                    "lease_until = now() + %s * interval '1 second' "
+                    "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
+                    "RETURNING epoch",
+                    (self.owner, self._lease_ttl, run_id, self.owner),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    cur = await conn.execute(
+                        f"SELECT owner, lease_until FROM {s}.runs WHERE run_id = %s", (run_id,)
+                    )
+                    held = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
+        if row is not None:
+            self._leases[run_id] = int(row[0])
+            self._lost.discard(run_id)
+            self._start_renewing()
+            return
+        if held is not None:
+            raise LeaseLostError(
+                f"run {run_id!r} is driven by another process ({held[0]}, lease until "
+                f"{held[1]:%H:%M:%S.%f} UTC)",
+                run_id=run_id,
+            )
+
+    async def release_run(self, run_id: str) -> None:
+        """Give the run's lease back (its actor stopped here); best effort: a lease that
+        is not released expires."""
+        epoch = self._leases.pop(run_id, None)
+        pool = self._pool
+        if epoch is None or pool is None or self._closed:
+            return
+        with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+            async with pool.connection() as conn:
+                await conn.execute(
+                    f"UPDATE {self._schema}.runs SET owner = NULL, lease_until = NULL "
+                    "WHERE run_id = %s AND owner = %s AND epoch = %s",
+                    (run_id, self.owner, epoch),
+                )
+
+    def held_leases(self) -> dict[str, int]:
+        """The runs this log holds a lease on, with the lease's epoch."""
+        return dict(self._leases)
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None and not self._closed:
+            self._renewer = asyncio.get_running_loop().create_task(
+                self._renew_forever(), name=f"perdure-leases-{self._schema}"
+            )
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl / 3)
+            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
+                await self.renew_leases()
+
+    async def renew_leases(self) -> None:
+        """Extend every lease this log holds, in one UPDATE; a run missing from its answer
+        is lost at once (its next append raises `LeaseLostError` without asking)."""
+        if not self._leases:
+            return
+        held = dict(self._leases)
+        pool = await self._connections()
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._schema}.runs AS r "
+                "SET lease_until = now() + %s * interval '1 second' "
+                "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+                "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
+                "AND r.lease_until > now() RETURNING r.run_id",
+                (self._lease_ttl, list(held), list(held.values()), self.owner),
+            )
+            renewed = {row[0] for row in await cur.fetchall()}
+        for run_id, epoch in held.items():
+            if run_id not in renewed and self._leases.get(run_id) == epoch:
+                del self._leases[run_id]
+                self._lost.add(run_id)
+
     async def close(self) -> None:
         """Wait for the appends in flight, then close the connections. Idempotent."""
         if self._closed:
@@ -338,7 +480,22 @@ class PostgresEventLog:
             except BaseException:
                 pool = None
         self._pool = None
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(BaseException):
+                await renewer
         if pool is not None:
+            if self._leases:
+                # Hand the runs back at once rather than after the leases expire.
+                with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                    async with pool.connection() as conn:
+                        await conn.execute(
+                            f"UPDATE {self._schema}.runs SET owner = NULL, lease_until = NULL "
+                            "WHERE owner = %s",
+                            (self.owner,),
+                        )
+            self._leases.clear()
             await pool.close(timeout=30)
 
     # -- reads -------------------------------------------------------------------------------
@@ -452,6 +609,14 @@ class PostgresEventLog:
             batches=self._batches,
             last_batch_size=self._last_batch,
         )
+
+
+def _lease_lost(run_id: str) -> LeaseLostError:
+    return LeaseLostError(
+        f"run {run_id!r}: this process no longer holds the run's lease (another process "
+        "took it over, or may: the lease expired); nothing more it appends to the run lands",
+        run_id=run_id,
+    )
 
 
 def _conflict(run_id: str, expected: int, actual: int) -> SequenceConflictError:

@@ -87,6 +87,10 @@ class Runtime:
         ``resume`` and ``cancel``) the runtime drives only the runs it starts
         or sends a message to; other runs' timers wait for a process that
         recovers.
+    lease_ttl: on a PostgreSQL store, seconds a run's lease lasts without renewal
+        (default 10; renewed in the background every third of it). A process that
+        stops renewing (dead, paused) loses its runs after this long; every append
+        is fenced by the lease. Not used by LMDB stores (one writing process).
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Runtime:
         attempt_linger: float = 0.005,
         task_concurrency: int = 64,
         recover: bool = True,
+        lease_ttl: float | None = None,
     ) -> None:
         self.path = store_spec(path) if path is not None else default_store_path()
         self._given_log = log
@@ -118,6 +123,7 @@ class Runtime:
         self._attempt_linger = attempt_linger
         self._task_concurrency = task_concurrency
         self._recover = recover
+        self._lease_ttl = lease_ttl
         #: Without recovery: the runs this runtime was asked to drive (only their timers fire).
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
@@ -214,7 +220,9 @@ class Runtime:
         self._refuse_a_second_writer()
         self._loop = asyncio.get_running_loop()
         if self._log is None:
-            self._log = open_store(self.path, durability=self._durability)
+            self._log = open_store(
+                self.path, durability=self._durability, lease_ttl=self._lease_ttl
+            )
         self._supervisor = Supervisor(
             self,
             max_restarts=self._max_restarts,

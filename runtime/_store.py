@@ -61,12 +61,15 @@ def open_store(
     *,
     durability: Durability = "fsync",
     read_only: bool = False,
+    lease_ttl: float | None = None,
 ) -> EventLog:
     """The event log a store spec names: `PostgresEventLog` for a ``postgresql://`` URL,
     `LmdbEventLog` for a folder path (None: `default_store`).
 
     `durability` is the LMDB store's choice; a PostgreSQL store is as durable as its
     server makes a commit (``"process"`` is refused there rather than ignored).
+    `lease_ttl` (seconds, default 10) is how long a PostgreSQL store's run leases last
+    without renewal; an LMDB store has one writing process and no leases.
     """
     text = store_spec(spec)
     if is_postgres_url(text):
@@ -77,5 +80,7 @@ def open_store(
             )
         from perdure.eventlog import PostgresEventLog
 
-        return PostgresEventLog(text, read_only=read_only)
+        if lease_ttl is None:
+            return PostgresEventLog(text, read_only=read_only)
+        return PostgresEventLog(text, read_only=read_only, lease_ttl=lease_ttl)
     return LmdbEventLog(text, durability=durability, read_only=read_only)
