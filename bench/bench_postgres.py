@@ -39,15 +39,18 @@ def make_flow(steps: int) -> None:
         return value
 
 
-async def per_step(url: str, steps: int, rounds: int) -> list[float]:
+async def per_step(url: str, steps: int, rounds: int) -> tuple[list[float], float]:
+    """Seconds per step in each round, and commits (appends) per step."""
     out = []
     async with Runtime(url, registry=REG) as rt:
         await rt.run("pg_bench_flow", 5, run_id="warm-up")
+        before = (await rt.log.statistics()).batches
         for r in range(rounds):
             start = time.perf_counter()
             assert await rt.run("pg_bench_flow", steps, run_id=f"bench-{r}") == steps
             out.append((time.perf_counter() - start) / steps)
-    return out
+        commits = (await rt.log.statistics()).batches - before
+    return out, commits / (steps * rounds)
 
 
 def raw_commit(url: str, n: int) -> float:
@@ -76,12 +79,14 @@ def main() -> None:
     try:
         url = url or server.url  # type: ignore[union-attr]
         raw = raw_commit(url, 1000)
-        steps = asyncio.run(per_step(url, args.steps, args.rounds))
+        steps, commits = asyncio.run(per_step(url, args.steps, args.rounds))
         print(f"raw PostgreSQL commit (INSERT, autocommit), median: {raw * 1e6:7.0f} us")
         print(
             f"perdure workflow step on PostgreSQL ({args.steps} steps x {args.rounds}): "
             + ", ".join(f"{s * 1e6:.0f}" for s in steps)
-            + f" us per step (median {statistics.median(steps) * 1e6:.0f})"
+            + f" us per step (median {statistics.median(steps) * 1e6:.0f}; "
+            f"{commits:.2f} commits per step; "
+            f"{statistics.median(steps) / raw:.1f}x the raw commit)"
         )
     finally:
         if server is not None:
