@@ -429,6 +429,21 @@ class PostgresEventLog:
                     (run_id, self.owner, epoch),
                 )
 
+    async def orphaned_runs(
+        self, *, include_released: bool = False, limit: int = 256
+    ) -> list[RunInfo]:
+        """Running runs whose lease expired (their process died, paused or closed), oldest
+        update first; with `include_released`, also those nobody holds (whose process let
+        them go while they waited: at start-up, a process looks at those too)."""
+        released = "OR owner IS NULL" if include_released else ""
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
+            f"WHERE status = 'running' AND (lease_until < now() {released}) "
+            "ORDER BY updated_at, run_id LIMIT %s",
+            (limit,),
+        )
+        return [_run_info(row) for row in rows]
+
     def held_leases(self) -> dict[str, int]:
         """The runs this log holds a lease on, with the lease's epoch."""
         return dict(self._leases)
@@ -490,8 +505,10 @@ class PostgresEventLog:
                 # Hand the runs back at once rather than after the leases expire.
                 with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
                     async with pool.connection() as conn:
+                        # Expired, not released: another process's watch takes these
+                        # runs over at once (a released lease waits for a message).
                         await conn.execute(
-                            f"UPDATE {self._schema}.runs SET owner = NULL, lease_until = NULL "
+                            f"UPDATE {self._schema}.runs SET lease_until = '-infinity' "
                             "WHERE owner = %s",
                             (self.owner,),
                         )

@@ -37,6 +37,7 @@ from perdure.eventlog import (
     Event,
     EventLog,
     IdempotencyKeyTakenError,
+    PerdureError,
     RunInfo,
     RunStatus,
     StoreLockedError,
@@ -264,12 +265,35 @@ class Runtime:
                 )
 
     async def _resume_unfinished(self) -> None:
-        runs = await self.log.list_runs(status="running")
+        # A store shared by processes (PostgreSQL) names the runs nobody drives: resume
+        # those, then keep watching for runs whose process stopped renewing its leases.
+        orphaned = getattr(self.log, "orphaned_runs", None)
+        if orphaned is None:
+            runs = await self.log.list_runs(status="running")
+        else:
+            runs = await orphaned(include_released=True)
         for info in runs:
             if self.registry.get(info.target) is not None and self._supervisor is not None:
                 self._supervisor.post(info.run_id, Wake())
         if runs:
             logger.info("resuming unfinished runs", count=len(runs))
+        if orphaned is not None:
+            interval = float(getattr(self.log, "lease_ttl", 10.0)) / 2
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    runs = await orphaned()
+                except PerdureError as exc:
+                    logger.warning("lease watch failed; retrying", error=str(exc))
+                    continue
+                taken = [r for r in runs if self.registry.get(r.target) is not None]
+                for info in taken:
+                    if self._supervisor is not None:
+                        self._supervisor.post(info.run_id, Wake())
+                    if self._scheduler is not None:  # a due timer tried earlier goes again
+                        self._scheduler.forget_run(info.run_id)
+                if taken:
+                    logger.info("taking over runs whose lease expired", count=len(taken))
 
     async def close(self) -> None:
         """Stop taking work, let actors commit what they have, close the log if we opened it."""

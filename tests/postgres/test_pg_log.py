@@ -188,7 +188,7 @@ async def test_renewal_extends_held_leases_in_one_update_and_notices_a_lost_one(
     with pytest.raises(LeaseLostError):
         await one.append("b", 1, [done("b", 1)])
     await one.close()  # hands "a" back at once
-    assert _lease(postgres_url, pg_schema, "a") == (None, 1)
+    assert _lease(postgres_url, pg_schema, "a") == (one.owner, 1)  # expired, not released
     await two.claim_run("a")
     await two.append("a", 1, [done("a", 1)])
     await two.close()
