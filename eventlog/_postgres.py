@@ -116,7 +116,7 @@ class PostgresEventLog:
             f"SELECT {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
         )
-        #: This log object's lease owner id: one per process (per log object) and run.
+        #: This log object's lease owner id (host:pid:random): what the runs it drives name.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: run id -> the epoch of the lease this log holds on it.
         self._leases: dict[str, int] = {}
@@ -216,6 +216,8 @@ class PostgresEventLog:
                     f"the store at {where} has layout version {version}; open it for writing "
                     f"once to migrate it to {SCHEMA_VERSION}"
                 )
+            if version == SCHEMA_VERSION:
+                return
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in migration_statements(s, step):
                     await conn.execute(statement)
