@@ -107,3 +107,30 @@ def test_the_cli_reads_a_postgres_store(pg_store: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert {row["run_id"] for row in json.loads(done.stdout)} == {"cli-1", "cli-2"}
+
+
+def test_the_cli_resumes_and_cancels_runs_in_a_postgres_store(pg_store: str) -> None:
+    async def write() -> None:
+        async with Runtime(pg_store, registry=REG) as rt:
+            await rt.run("pg_review", "a", run_id="ask-1")
+            await rt.run("pg_review", "b", run_id="ask-2")
+            await rt.run("pg_review", "c", run_id="ask-3")
+
+    asyncio.run(write())
+    resumed = cli("resume", "ask-1", "--value", '"yes"', "--store", pg_store)
+    assert resumed.code == 0 and "answer recorded" in resumed.out, resumed.err
+    cancelled = cli("cancel", "ask-2", "--store", pg_store)
+    assert cancelled.code == 0 and "cancelled (it was waiting)" in cancelled.out, cancelled.err
+
+    async def hold_and_cancel() -> None:
+        holder = PostgresEventLog(pg_store)  # another process driving ask-3
+        await holder.claim_run("ask-3")
+        try:
+            refused = await asyncio.to_thread(cli, "cancel", "ask-3", "--store", pg_store)
+        finally:
+            await holder.close()
+        assert refused.code == 1 and "driven by another process" in refused.err, refused
+
+    asyncio.run(hold_and_cancel())
+    nowhere = cli("cancel", "x", "--store", pg_store.rsplit("/", 1)[0] + "/nosuchdb")
+    assert nowhere.code == 1 and "cannot open the store" in nowhere.err
