@@ -131,6 +131,8 @@ class Supervisor:
         release = getattr(log, "release_run", None)
         if release is not None and not self._closing:
             await release(cell.run_id)
+            if cell.task is not None:  # a message came meanwhile and started a successor
+                return
         if self._closing:
             return
         if not cell.mailbox.empty():
