@@ -131,7 +131,7 @@ class Supervisor:
         release = getattr(log, "release_run", None)
         if release is not None and not self._closing:
             await release(cell.run_id)
-            if cell.task is not None:  # a message came meanwhile and started a successor
+            if _has_successor(cell):  # a message came meanwhile and started one
                 return
         if self._closing:
             return
@@ -269,3 +269,8 @@ class Supervisor:
             for task in pending:
                 task.cancel()
         self.cells.clear()
+
+
+def _has_successor(cell: Cell) -> bool:
+    """Whether a new incarnation was started for the cell (while its last one was stopping)."""
+    return cell.task is not None
