@@ -1,13 +1,17 @@
 """perdure.eventlog: event types, their JSON codec, and the durable logs that store them.
 
 This layer knows nothing of user code or of actors. `EventLog` is the port;
-`MemoryEventLog` and `LmdbEventLog` are its adapters.
+`MemoryEventLog`, `LmdbEventLog` and `PostgresEventLog` are its adapters
+(`PostgresEventLog` is imported on first use: it needs the ``postgres`` extra).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from perdure.eventlog._codec import decode, encode, from_dict, register_upcaster, to_dict
 from perdure.eventlog._errors import (
     CorruptEventError,
     IdempotencyKeyTakenError,
+    LeaseLostError,
     PerdureError,
     ReadOnlyStoreError,
     RunError,
@@ -46,6 +50,7 @@ from perdure.eventlog._events import (
 from perdure.eventlog._json import check_json, digest
 from perdure.eventlog._lmdb import LmdbEventLog
 from perdure.eventlog._memory import MemoryEventLog
+from perdure.eventlog._postgres_schema import is_postgres_url
 from perdure.eventlog._protocol import (
     RUN_STATUSES,
     SETTLED_STATUSES,
@@ -58,6 +63,23 @@ from perdure.eventlog._protocol import (
     TimerEntry,
 )
 
+if TYPE_CHECKING:
+    from perdure.eventlog._postgres import PostgresEventLog
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresEventLog":
+        try:
+            from perdure.eventlog._postgres import PostgresEventLog
+        except ImportError as exc:
+            raise ImportError(
+                f"PostgresEventLog needs the PostgreSQL driver: pip install 'perdure[postgres]' "
+                f"({exc})"
+            ) from exc
+        return PostgresEventLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BY_WIRE_NAME",
     "EVENT_TYPES",
@@ -69,10 +91,12 @@ __all__ = [
     "EventLog",
     "IdempotencyKeyTakenError",
     "IdempotencyRecord",
+    "LeaseLostError",
     "Interrupted",
     "LmdbEventLog",
     "LogStatistics",
     "MemoryEventLog",
+    "PostgresEventLog",
     "PerdureError",
     "ReadOnlyStoreError",
     "RunError",
@@ -109,6 +133,7 @@ __all__ = [
     "digest",
     "encode",
     "from_dict",
+    "is_postgres_url",
     "register_upcaster",
     "to_dict",
 ]

@@ -77,6 +77,16 @@ class StorePathError(StorageError):
         self.path = path
 
 
+class LeaseLostError(StorageError):
+    """This process no longer holds the run's lease: another process took the run over
+    (or may, its lease having expired), so nothing this process appends to it lands.
+    The run's actor stops here; the run goes on where it is driven now."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class ReadOnlyStoreError(StorageError):
     """A write was attempted on a store opened read-only."""
 

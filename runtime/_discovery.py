@@ -15,12 +15,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from perdure.eventlog import EventLog, LmdbEventLog
+from perdure.runtime import _store
 from perdure.runtime._errors import InvalidIdError
+from perdure.runtime._store import default_store, spec_key
 
 if TYPE_CHECKING:
     from perdure.runtime._runtime import Runtime
 
-DEFAULT_PATH = "./.perdure"
+DEFAULT_PATH = _store.DEFAULT_PATH
 current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
     "perdure_runtime", default=None
 )
@@ -31,8 +33,8 @@ _open_runtimes: list[Runtime] = []
 
 
 def default_store_path() -> str:
-    """`PERDURE_PATH` if set, else ``./.perdure``."""
-    return os.environ.get("PERDURE_PATH") or DEFAULT_PATH
+    """The default store: ``PERDURE_STORE``, else ``PERDURE_PATH``, else ``./.perdure``."""
+    return default_store()
 
 
 StoreKey = tuple[str, Any]
@@ -51,8 +53,9 @@ def store_key(
     if isinstance(log, LmdbEventLog):
         return ("path", os.path.realpath(log.path))
     if log is not None:
-        return ("log", id(log))
-    return ("path", os.path.realpath(path if path is not None else default_store_path()))
+        dsn = getattr(log, "dsn", None)  # a PostgresEventLog is the store its URL names
+        return ("path", spec_key(dsn)) if isinstance(dsn, str) else ("log", id(log))
+    return ("path", spec_key(os.fspath(path) if path is not None else default_store_path()))
 
 
 def find_runtime(

@@ -31,13 +31,12 @@ from perdure.actors import (
     Wake,
     fold,
 )
-from perdure.actors._observe import caller_context, logger
+from perdure.actors._observe import caller_context, describe, logger
 from perdure.eventlog import (
     Durability,
     Event,
     EventLog,
     IdempotencyKeyTakenError,
-    LmdbEventLog,
     RunInfo,
     RunStatus,
     StoreLockedError,
@@ -66,14 +65,16 @@ from perdure.runtime._handle import RunHandle
 from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
+from perdure.runtime._store import open_store, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 
 
 class Runtime:
     """Runs durable functions and workflows on one event log. Use as ``async with Runtime(...)``.
 
-    path: where the embedded LMDB store lives (default ``PERDURE_PATH`` or
-        ``./.perdure``); ignored when `log` is given.
+    path: the store: a folder (the embedded LMDB store) or a ``postgresql://`` URL
+        (default ``PERDURE_STORE``, alias ``PERDURE_PATH``, else ``./.perdure``);
+        ignored when `log` is given.
     log: an `EventLog` to use instead (e.g. `MemoryEventLog()` in tests). A log
         passed in is not closed by the runtime.
     clock: time source for timers (`perdure.testing.MockClock` in tests).
@@ -89,6 +90,10 @@ class Runtime:
         ``resume`` and ``cancel``) the runtime drives only the runs it starts
         or sends a message to; other runs' timers wait for a process that
         recovers.
+    lease_ttl: on a PostgreSQL store, seconds a run's lease lasts without renewal
+        (default 10; renewed in the background every third of it). A process that
+        stops renewing (dead, paused) loses its runs after this long; every append
+        is fenced by the lease. Not used by LMDB stores (one writing process).
     """
 
     def __init__(
@@ -106,8 +111,9 @@ class Runtime:
         attempt_linger: float = 0.005,
         task_concurrency: int = 64,
         recover: bool = True,
+        lease_ttl: float | None = None,
     ) -> None:
-        self.path = os.fspath(path) if path is not None else default_store_path()
+        self.path = store_spec(path) if path is not None else default_store_path()
         self._given_log = log
         self._log: EventLog | None = log
         self._durability: Durability = durability
@@ -120,6 +126,7 @@ class Runtime:
         self._attempt_linger = attempt_linger
         self._task_concurrency = task_concurrency
         self._recover = recover
+        self._lease_ttl = lease_ttl
         #: Without recovery: the runs this runtime was asked to drive (only their timers fire).
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
@@ -218,7 +225,9 @@ class Runtime:
         self._refuse_a_second_writer()
         self._loop = asyncio.get_running_loop()
         if self._log is None:
-            self._log = LmdbEventLog(self.path, durability=self._durability)
+            self._log = open_store(
+                self.path, durability=self._durability, lease_ttl=self._lease_ttl
+            )
         self._supervisor = Supervisor(
             self,
             max_restarts=self._max_restarts,
@@ -256,9 +265,18 @@ class Runtime:
 
     async def _resume_unfinished(self) -> None:
         """Wake every unfinished run. The log skips (and logs) runs-index rows it cannot
-        read; whatever else fails is logged, never lost with this task."""
+        read; whatever else fails is logged, never lost with this task.
+
+        A store shared by processes (PostgreSQL) names the runs nobody drives: those are
+        resumed, then the runtime keeps watching for runs whose process stopped renewing
+        its leases.
+        """
+        orphaned = getattr(self.log, "orphaned_runs", None)
         try:
-            runs = await self.log.list_runs(status="running")
+            if orphaned is None:
+                runs = await self.log.list_runs(status="running")
+            else:
+                runs = await orphaned(include_released=True)
         except Exception as exc:
             logger.error(
                 "recovery could not list the unfinished runs; none was resumed",
@@ -281,6 +299,23 @@ class Runtime:
                 resumed += 1
         if runs:
             logger.info("resuming unfinished runs", count=resumed)
+        if orphaned is not None:
+            interval = float(getattr(self.log, "lease_ttl", 10.0)) / 2
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    runs = await orphaned()
+                except Exception as exc:  # the store is away for a moment: watch on
+                    logger.warning("lease watch failed; retrying", error=describe(exc))
+                    continue
+                taken = [r for r in runs if self.registry.get(r.target) is not None]
+                for info in taken:
+                    if self._supervisor is not None:
+                        self._supervisor.post(info.run_id, Wake())
+                    if self._scheduler is not None:  # a due timer tried earlier goes again
+                        self._scheduler.forget_run(info.run_id)
+                if taken:
+                    logger.info("taking over runs whose lease expired", count=len(taken))
 
     async def close(self) -> None:
         """Stop taking work, let actors commit what they have, close the log if we opened it."""

@@ -31,7 +31,7 @@ from perdure.actors import (
     fold,
 )
 from perdure.actors._observe import describe, logger
-from perdure.eventlog import RunParked, TimerCancelled
+from perdure.eventlog import LeaseLostError, RunParked, TimerCancelled
 
 
 @attrs.define(eq=False)
@@ -81,6 +81,8 @@ class Supervisor:
         #: run id -> why it is to be parked, for runs whose `RunParked` could not be written
         self.unparked: dict[str, str] = {}
         self._parking: set[str] = set()
+        #: Actors stopped because another process took their run's lease.
+        self.leases_lost = 0
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -123,11 +125,21 @@ class Supervisor:
         )
 
     async def _supervise(self, cell: Cell, actor: RunActor) -> None:
+        log = self._host.log
+        # A store shared by processes (PostgreSQL) leases each run to one process: take
+        # the lease before the actor reads the log, give it back when the actor stops.
+        claim = getattr(log, "claim_run", None)
         try:
+            if claim is not None:
+                await claim(cell.run_id)
             await actor.main()
         except asyncio.CancelledError:
             cell.task = None
             raise
+        except LeaseLostError as exc:
+            cell.task = None
+            self._lease_lost(cell, exc)
+            return
         except Exception as exc:
             cell.task = None
             try:
@@ -141,11 +153,31 @@ class Supervisor:
             return
         cell.task = None
         cell.actor = None
+        release = getattr(log, "release_run", None)
+        if release is not None and not self._closing:
+            await release(cell.run_id)
+            if _has_successor(cell):  # a message came meanwhile and started one
+                return
         if self._closing:
             return
         if not cell.mailbox.empty():
             self._spawn(cell)
         elif self.cells.get(cell.run_id) is cell:
+            del self.cells[cell.run_id]
+
+    def _lease_lost(self, cell: Cell, error: LeaseLostError) -> None:
+        """Another process drives the run now: stop here, and tell whoever waits on it here."""
+        logger.warning("run lease lost: another process drives the run", run_id=cell.run_id)
+        self.leases_lost += 1
+        if self._on_unavailable is not None:
+            self._on_unavailable(cell.run_id, error)
+        while not cell.mailbox.empty():
+            message = cell.mailbox.get_nowait()
+            reply = getattr(message, "reply", None) or getattr(message, "future", None)
+            if isinstance(reply, asyncio.Future) and not reply.done():
+                reply.set_exception(error)
+        cell.actor = None
+        if self.cells.get(cell.run_id) is cell:
             del self.cells[cell.run_id]
 
     async def _crashed(self, cell: Cell, error: Exception) -> None:
@@ -327,3 +359,8 @@ class Supervisor:
             for task in pending:
                 task.cancel()
         self.cells.clear()
+
+
+def _has_successor(cell: Cell) -> bool:
+    """Whether a new incarnation was started for the cell (while its last one was stopping)."""
+    return cell.task is not None

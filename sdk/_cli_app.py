@@ -21,8 +21,15 @@ import attrs
 
 from perdure._cli_render import safe_text
 from perdure.actors import TargetSpec
-from perdure.eventlog import EventLog, LmdbEventLog, PerdureError
-from perdure.runtime import Registry, Replayer, default_registry, default_store_path
+from perdure.eventlog import EventLog, PerdureError, is_postgres_url
+from perdure.runtime import (
+    Registry,
+    Replayer,
+    default_registry,
+    default_store_path,
+    open_store,
+    store_label,
+)
 
 USAGE = 2
 FAILED = 1
@@ -94,6 +101,8 @@ def store_path(option: str | None) -> str:
 
 
 def check_store(path: str) -> None:
+    if is_postgres_url(path):
+        return  # a missing PostgreSQL store is reported by its first read
     try:
         os.stat(path)
     except PermissionError:
@@ -103,7 +112,7 @@ def check_store(path: str) -> None:
         )
     except OSError:
         fail(
-            f"no perdure store at {path!r}; pass --store PATH or set PERDURE_PATH "
+            f"no perdure store at {path!r}; pass --store PATH|URL or set PERDURE_STORE "
             "(a store is created by the first Runtime that opens it)"
         )
 
@@ -111,12 +120,15 @@ def check_store(path: str) -> None:
 def open_read_only(path: str) -> EventLog:
     """The store opened read-only: works while a runtime in another process writes to it."""
     check_store(path)
+    where = store_label(path)
     try:
-        return LmdbEventLog(path, read_only=True)
+        return open_store(path, read_only=True)
     except PerdureError as exc:
-        fail(f"cannot open the store at {path!r}: {exc}")
+        fail(f"cannot open the store at {where!r}: {exc}")
+    except ImportError as exc:  # a postgresql:// store without the driver installed
+        fail(f"cannot open the store at {where!r}: {exc}")
     except Exception as exc:  # lmdb raises its own errors for a path that is not a store
-        fail(f"cannot open the store at {path!r}: {type(exc).__name__}: {exc}")
+        fail(f"cannot open the store at {where!r}: {type(exc).__name__}: {exc}")
 
 
 # -- values ------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ from datetime import UTC, datetime
 from perdure.eventlog import RUN_STATUSES
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_STORE_HELP = "the store (default: $PERDURE_PATH or ./.perdure)"
+_STORE_HELP = (
+    "the store: a folder or a postgresql:// URL (default: $PERDURE_STORE, $PERDURE_PATH "
+    "or ./.perdure)"
+)
 _JSON_HELP = "machine-readable output"
 
 
@@ -55,7 +58,7 @@ def since(text: str) -> float:
 def build_parser(version: str) -> argparse.ArgumentParser:
     # allow_abbrev=False everywhere: scripts must not depend on prefixes that a new option breaks.
     shared = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    shared.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help=_STORE_HELP)
+    shared.add_argument("--store", metavar="STORE", default=argparse.SUPPRESS, help=_STORE_HELP)
     shared.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP)
     parser = argparse.ArgumentParser(
         prog="perdure",

@@ -31,14 +31,20 @@ from perdure._cli_app import (
     store_path,
 )
 from perdure.actors import InvalidResumeError
-from perdure.eventlog import SETTLED_STATUSES, StoreLockedError
-from perdure.runtime import Registry, Runtime, RunTimeoutError
+from perdure.eventlog import SETTLED_STATUSES, PerdureError, StoreLockedError
+from perdure.runtime import Registry, Runtime, RunTimeoutError, store_label
 
 
 @contextlib.asynccontextmanager
 async def _runtime(args: argparse.Namespace, registry: Registry) -> AsyncIterator[Runtime]:
     path = store_path(args.store)
-    await open_read_only(path).close()  # an existing store, or a readable error: never create one
+    probe = open_read_only(path)  # an existing store, or a readable error: never create one
+    try:
+        await probe.list_runs(limit=0)  # a PostgreSQL store is only looked at on first use
+    except PerdureError as exc:
+        fail(f"cannot open the store at {store_label(path)!r}: {exc}")
+    finally:
+        await probe.close()
     runtime = Runtime(path=path, registry=registry, recover=False)
     try:
         await runtime.open()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from perdure._bridge import Bridge, ClientUsageError
 from perdure.eventlog import EventLog
-from perdure.runtime import Outcome, Runtime
+from perdure.runtime import Outcome, Runtime, store_spec
 
 T = TypeVar("T")
 
@@ -20,13 +20,15 @@ __all__ = ["Client", "ClientUsageError"]
 class Client:
     """Runs registered functions and workflows on the embedded store.
 
-    ``Client()`` uses ``PERDURE_PATH`` or ``./.perdure``; ``Client(path=...)``
-    or ``Client(log=...)`` picks another. Calls go to the runtime open on that
-    store in this process, wherever it runs: inside ``async with Runtime(...)``
-    that runtime; from a thread (a web framework's ``def`` handler) the runtime
-    its app opened on another event loop; otherwise a runtime on a background
-    thread shared by every client of the store, so ``client.run(...)`` works
-    from plain synchronous code. Use ``await client.arun(...)`` in async code.
+    ``Client()`` uses ``PERDURE_STORE`` (alias ``PERDURE_PATH``) or ``./.perdure``;
+    ``Client(store=...)`` (a folder or a ``postgresql://`` URL; ``path=`` is the
+    same) or ``Client(log=...)`` picks another. Calls go to the runtime open on
+    that store in this process, wherever it runs: inside ``async with
+    Runtime(...)`` that runtime; from a thread (a web framework's ``def``
+    handler) the runtime its app opened on another event loop; otherwise a
+    runtime on a background thread shared by every client of the store, so
+    ``client.run(...)`` works from plain synchronous code. Use ``await
+    client.arun(...)`` in async code.
 
     The background runtime holds the store until `close()` (or the end of a
     ``with Client(...) as client:`` / ``async with`` block, or interpreter
@@ -35,9 +37,16 @@ class Client:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, log: EventLog | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._path = os.fspath(path) if path is not None else None
+        if path is not None and store is not None:
+            raise TypeError("Client takes a store or a path (the same thing), not both")
+        spec = store if store is not None else path
+        self._path = store_spec(spec) if spec is not None else None
         self._log = log
         self._bridge = Bridge(log=log, path=self._path, hold=True)
         self._bridge.closed_message = (

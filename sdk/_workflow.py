@@ -8,6 +8,7 @@ re-executes the body and gets recorded results back instead of recomputing.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Coroutine
 from typing import (
     Any,
@@ -44,6 +45,7 @@ from perdure.runtime import (
     check_id,
     default_registry,
     run_sync,
+    store_spec,
 )
 
 P = ParamSpec("P")
@@ -172,9 +174,9 @@ def task(
 class entrypoint:
     """Declare a workflow: ``@entrypoint(checkpointer=...)`` over a one-argument function.
 
-    checkpointer: the perdure `EventLog` that keeps this workflow's runs
-        (`LmdbEventLog(path)`, `MemoryEventLog()`); default: the embedded
-        store (``PERDURE_PATH`` or ``./.perdure``).
+    checkpointer: where this workflow's runs are kept: a store (a folder path
+        or a ``postgresql://`` URL) or a perdure `EventLog` (`MemoryEventLog()`);
+        default: ``PERDURE_STORE`` (alias ``PERDURE_PATH``), else ``./.perdure``.
     retry_policy: retries of the body itself (a task's attempts are its own).
     name: the workflow's registered name (default ``__name__``).
 
@@ -193,18 +195,20 @@ class entrypoint:
 
     def __init__(
         self,
-        checkpointer: EventLog | None = None,
+        checkpointer: EventLog | str | os.PathLike[str] | None = None,
         *,
         retry_policy: RetryPolicy | int | None = None,
         name: str | None = None,
         registry: Registry | None = None,
     ) -> None:
-        if checkpointer is not None and not isinstance(checkpointer, EventLog):
+        if isinstance(checkpointer, str | os.PathLike):
+            checkpointer = store_spec(checkpointer)  # a folder or a postgresql:// URL
+        elif checkpointer is not None and not isinstance(checkpointer, EventLog):
             raise TypeError(
-                f"checkpointer must be a perdure event log (LmdbEventLog(path), MemoryEventLog()), "
-                f"got {checkpointer!r}"
+                "checkpointer must be a store (a folder path or a postgresql:// URL) or a "
+                f"perdure event log (LmdbEventLog(path), MemoryEventLog()), got {checkpointer!r}"
             )
-        self.checkpointer = checkpointer
+        self.checkpointer: EventLog | str | None = checkpointer
         self.retry_policy = (
             build_policy(retry_policy, None, (), NO_RETRY) if retry_policy is not None else None
         )
@@ -296,7 +300,7 @@ class Workflow(WorkflowApi[InputT, OutputT]):
     """
 
     def __init__(
-        self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | None
+        self, fn: Callable[..., Any], spec: TargetSpec, checkpointer: EventLog | str | None
     ) -> None:
         super().__init__(spec, checkpointer)
         self.__wrapped__ = fn

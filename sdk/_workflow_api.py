@@ -194,11 +194,14 @@ def refuse_nested(name: str, what: str) -> None:
 class WorkflowApi(Generic[InputT, OutputT]):
     """The run-it-from-outside half of `Workflow`: input ``InputT``, output ``OutputT``."""
 
-    def __init__(self, spec: TargetSpec, checkpointer: EventLog | None) -> None:
+    def __init__(self, spec: TargetSpec, checkpointer: EventLog | str | None) -> None:
         self.__perdure_target__ = spec
         self.name = spec.name
+        #: An event log, a store spec (folder or postgresql:// URL), or None (the default).
         self.checkpointer = checkpointer
-        self._bridge = Bridge(log=checkpointer)
+        self._bridge = (
+            Bridge(path=checkpointer) if isinstance(checkpointer, str) else Bridge(log=checkpointer)
+        )
 
     # -- choosing a runtime -------------------------------------------------------------
 

@@ -60,7 +60,7 @@ from perdure.eventlog import (
     from_dict,
     to_dict,
 )
-from perdure.runtime import InvalidIdError, ReplayResult, check_id
+from perdure.runtime import InvalidIdError, ReplayResult, check_id, store_label
 
 __all__ = ["main"]
 
@@ -140,7 +140,7 @@ async def events(args: argparse.Namespace, log: EventLog) -> int:
 
 
 async def stats(args: argparse.Namespace, log: EventLog) -> int:
-    where = os.path.abspath(store_path(args.store))  # noqa: ASYNC240 - no I/O, a string operation
+    where = store_label(store_path(args.store))
     progress = Progress("")
     progress.note("reading store statistics…")
     found = await log.statistics()

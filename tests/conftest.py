@@ -13,6 +13,37 @@ import pytest
 from perdure import MemoryEventLog, Runtime
 from perdure.runtime import close_background_runtimes
 from perdure.testing import MockClock
+from perdure.testing.postgres import (
+    PostgresUnavailableError,
+    TemporaryPostgres,
+    postgres_unavailable,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server's URL for this test session: $PERDURE_TEST_POSTGRES, or a throwaway
+    cluster started here (stopped at the end). Without one, PostgreSQL tests skip with the
+    reason - except under CI=true, where they fail: CI must run them."""
+    url = os.environ.get("PERDURE_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    why = postgres_unavailable()
+    if why is None:
+        try:
+            server = TemporaryPostgres().start()
+        except PostgresUnavailableError as exc:
+            why = str(exc)
+        else:
+            try:
+                yield server.url
+            finally:
+                server.stop()
+            return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and no PostgreSQL for the PostgreSQL tests: {why}")
+    pytest.skip(f"PostgreSQL tests need a server: {why} (or set PERDURE_TEST_POSTGRES)")
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +51,7 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """Every test gets its own default store (PERDURE_PATH); background runtimes close after."""
     store = tmp_path / "store"
     monkeypatch.setenv("PERDURE_PATH", os.fspath(store))
+    monkeypatch.delenv("PERDURE_STORE", raising=False)
     yield store
     close_background_runtimes()
 

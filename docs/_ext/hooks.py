@@ -38,12 +38,18 @@ def build_tree(tree: Path = TREE) -> Path:
     if tree.exists():
         shutil.rmtree(tree)
     for name, folder in sorted(package_dirs().items()):
-        target = tree.joinpath(*name.split("."))
-        target.mkdir(parents=True, exist_ok=True)
-        for entry in folder.iterdir():
-            if entry.is_file() and entry.suffix in (".py", ".pyi", ".typed"):
-                (target / entry.name).symlink_to(entry)
+        _link_package(folder, tree.joinpath(*name.split(".")))
     return tree
+
+
+def _link_package(folder: Path, target: Path) -> None:
+    """Link a package's source files, and its subpackages' (folders with an __init__.py)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.suffix in (".py", ".pyi", ".typed"):
+            (target / entry.name).symlink_to(entry)
+        elif entry.is_dir() and (entry / "__init__.py").is_file():
+            _link_package(entry, target / entry.name)
 
 
 # At import: MkDocs imports hooks while it reads mkdocs.yml, before any plugin starts, and

@@ -165,7 +165,7 @@ def test_missing_store_is_exit_1_with_a_readable_error(
 ) -> None:
     ran = cli(*argv, "--store", str(tmp_path / "nothing-here"))
     assert ran.code == 1
-    assert "no perdure store at" in ran.err and "PERDURE_PATH" in ran.err
+    assert "no perdure store at" in ran.err and "PERDURE_STORE" in ran.err
     assert "Traceback" not in ran.err
 
 

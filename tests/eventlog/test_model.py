@@ -1,5 +1,7 @@
 """`LmdbEventLog` against a plain dict model, under random operation sequences with reopens.
 
+tests/postgres/test_pg_model.py runs the same machine on `PostgresEventLog`.
+
 The model is written from the protocol's rules, independently of `_index.py`,
 so a shared mistake in the index logic shows up here too.
 """
@@ -20,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from perdure.eventlog import (
     Event,
+    EventLog,
     IdempotencyKeyTakenError,
     IdempotencyRecord,
     LmdbEventLog,
@@ -93,9 +96,13 @@ class LogMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="perdure-model-"))
         self.loop = asyncio.new_event_loop()
-        self.log = LmdbEventLog(self.dir / "store")
+        self.log = self.open_log()
         self.model = Model()
         self.tick = 0.0
+
+    def open_log(self) -> EventLog:
+        """A log on this machine's store (the same store every time)."""
+        return LmdbEventLog(self.dir / "store")
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -232,7 +239,7 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.run(self.log.close())
-        self.log = LmdbEventLog(self.dir / "store")
+        self.log = self.open_log()
 
     @invariant()
     def log_matches_model(self) -> None:

@@ -486,8 +486,8 @@ ROWS: list[Row] = [
     Row(
         "checkpointer not a log",
         TypeError,
-        "checkpointer must be a perdure event log",
-        lambda w: entrypoint(checkpointer="./db"),
+        "checkpointer must be a store",
+        lambda w: entrypoint(checkpointer=42),  # a folder or URL string is a store now
     ),  # type: ignore[arg-type]
     Row(
         "unknown stream mode",

@@ -1,0 +1,661 @@
+"""`PostgresEventLog`: the `EventLog` on a PostgreSQL database, shared by many processes.
+
+Tables and the server-side ``append`` function: `_postgres_schema`. Events are
+stored as the same checksummed JSON envelope as in the LMDB store (``bytea``),
+decoded by the same codec; never pickle. One append is one statement (one
+round trip, one transaction): the run's ``next_seq`` advances only where it
+still equals the expected seq, so concurrent appenders in any number of
+processes conflict exactly like they do on the other logs, and an idempotency
+key is unique store-wide.
+
+Connections come from a psycopg pool opened on first use, on the event loop
+that first uses the log (like `LmdbEventLog`, one log object serves one loop
+at a time). Appends of one run from this process reach the database in the
+order they were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from perdure.eventlog._codec import decode, encode_all
+from perdure.eventlog._errors import (
+    CorruptEventError,
+    IdempotencyKeyTakenError,
+    LeaseLostError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    SequenceConflictError,
+    StorageError,
+    StoreClosedError,
+)
+from perdure.eventlog._events import Event, RunStarted
+from perdure.eventlog._index import index_changes
+from perdure.eventlog._postgres_schema import (
+    KEY_TAKEN_SQLSTATE,
+    SCHEMA_VERSION,
+    check_schema_name,
+    is_postgres_url,
+    migration_statements,
+    redact,
+)
+from perdure.eventlog._protocol import (
+    RUN_STATUSES,
+    IdempotencyRecord,
+    LogStatistics,
+    RunInfo,
+    RunStatus,
+    TimerEntry,
+    check_batch,
+)
+
+DEFAULT_LEASE_TTL = 10.0
+_RUN_COLUMNS = "run_id, target, kind, status, created_at, updated_at, next_seq, idempotency_key"
+
+
+def _text(value: str | None, what: str) -> None:
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{what} {value!r} contains a NUL character (PostgreSQL text cannot)")
+
+
+class PostgresEventLog:
+    """The `EventLog` in PostgreSQL at `dsn` (a ``postgresql://`` URL), in schema `schema`.
+
+    The tables are created (or migrated) on first use. Many processes may open
+    the same store at once; every append is checked against the run's next
+    sequence in its own transaction. ``read_only=True`` refuses appends with
+    `ReadOnlyStoreError` and creates nothing: opening a schema that holds no
+    store raises `StorageError`. `pool_size` bounds this object's connections.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "perdure",
+        read_only: bool = False,
+        pool_size: int = 10,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+    ) -> None:
+        if not is_postgres_url(dsn):
+            raise ValueError(f"dsn must be a postgresql:// URL, got {dsn!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be an int >= 1, not {pool_size!r}")
+        if (
+            isinstance(lease_ttl, bool)
+            or not isinstance(lease_ttl, int | float)
+            or not 0.1 <= lease_ttl <= 3600
+        ):
+            raise ValueError(
+                f"lease_ttl must be a number of seconds in [0.1, 3600], not {lease_ttl!r}"
+            )
+        self._lease_ttl = float(lease_ttl)
+        self._dsn = dsn
+        self._schema = check_schema_name(schema)
+        self._read_only = read_only
+        self._pool_size = pool_size
+        self._pool: psycopg_pool.AsyncConnectionPool | None = None
+        self._opening: asyncio.Future[psycopg_pool.AsyncConnectionPool] | None = None
+        self._closed = False
+        #: run id -> (lock, [appends queued, next seq last seen or -1])
+        self._run_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._appends = 0
+        self._batches = 0
+        self._last_batch = 0
+        s = self._schema
+        self._append_sql = (
+            f"SELECT {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
+        )
+        #: This log object's lease owner id (host:pid:random): what the runs it drives name.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        #: run id -> the epoch of the lease this log holds on it.
+        self._leases: dict[str, int] = {}
+        #: runs whose lease this log held and lost (a renewal did not find it).
+        self._lost: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        mode = ", read-only" if self._read_only else ""
+        state = ", closed" if self._closed else ""
+        return f"PostgresEventLog({redact(self._dsn)!r}, schema={self._schema!r}{mode}{state})"
+
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _connections(self) -> psycopg_pool.AsyncConnectionPool:
+        if self._closed:
+            raise StoreClosedError(f"this PostgresEventLog ({redact(self._dsn)}) is closed")
+        pool = self._pool
+        if pool is not None:
+            return pool
+        opening = self._opening
+        if opening is None:
+            opening = self._opening = asyncio.get_running_loop().create_future()
+            try:
+                pool = await self._open()
+            except BaseException as exc:
+                self._opening = None
+                opening.set_exception(exc)
+                opening.exception()  # retrieved: only the waiters below re-raise it
+                raise
+            self._pool = pool
+            opening.set_result(pool)
+            return pool
+        return await asyncio.shield(opening)
+
+    async def _open(self) -> psycopg_pool.AsyncConnectionPool:
+        pool = psycopg_pool.AsyncConnectionPool(
+            self._dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name=f"perdure-{self._schema}",
+        )
+        where = redact(self._dsn)
+        try:
+            # One direct connection first: an unreachable server fails at once, not after
+            # the pool's retries.
+            conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            async with conn:
+                await self._migrate(conn)
+            await pool.open(wait=True, timeout=30)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout):
+                raise StorageError(f"cannot open the PostgreSQL store at {where}: {exc}") from exc
+            raise
+        return pool
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        s = self._schema
+        where = f"{redact(self._dsn)} (schema {s})"
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"perdure:{s}",))
+            cur = await conn.execute(
+                "SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_name = 'schema_version'",
+                (s,),
+            )
+            if await cur.fetchone() is None:
+                if self._read_only:
+                    raise StorageError(f"no perdure store at {where}")
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+                await conn.execute(f"CREATE TABLE {s}.schema_version (version integer NOT NULL)")
+                await conn.execute(f"INSERT INTO {s}.schema_version VALUES (0)")
+            row = await (await conn.execute(f"SELECT version FROM {s}.schema_version")).fetchone()
+            version = int(row[0]) if row is not None else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"the store at {where} has layout version {version}, newer than this "
+                    f"perdure knows ({SCHEMA_VERSION}); upgrade perdure to open it"
+                )
+            if version < SCHEMA_VERSION and self._read_only:
+                raise StorageError(
+                    f"the store at {where} has layout version {version}; open it for writing "
+                    f"once to migrate it to {SCHEMA_VERSION}"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in migration_statements(s, step):
+                    await conn.execute(statement)
+            await conn.execute(f"UPDATE {s}.schema_version SET version = %s", (SCHEMA_VERSION,))
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        pool = await self._connections()
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(sql, params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        *,
+        status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
+    ) -> None:
+        """`EventLog.append`, plus `on_durable`: called once on the caller's event loop
+        as soon as the batch is committed, before this coroutine resumes. Not called if
+        the append fails; if it raises, `append` raises that although the batch is
+        stored.
+        """
+        if self._closed:
+            raise StoreClosedError(f"this PostgreSQL event log ({redact(self._dsn)}) is closed")
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        check_batch(run_id, expected_seq, events, status)
+        if run_id in self._lost:
+            raise _lease_lost(run_id)
+        changes = index_changes(events, status)
+        started = changes.started
+        if started is not None:
+            _text(started.idempotency_key, "idempotency key")
+            _text(started.target, "target")
+        for timer in changes.timers_set:
+            _text(timer.timer_id, "timer id")
+        try:
+            bodies = encode_all(run_id, events)
+        except Exception:
+            # A stale seq is reported before an unencodable value, as on the other logs.
+            info = await self.get_run(run_id)
+            actual = info.next_seq if info is not None else 0
+            if actual != expected_seq:
+                raise _conflict(run_id, expected_seq, actual) from None
+            raise
+        new_status = changes.status or ("running" if started is not None else None)
+        params = (
+            run_id,
+            expected_seq,
+            new_status,
+            started is not None,
+            isinstance(events[0], RunStarted),
+            started.target if started is not None else None,
+            started.kind if started is not None else None,
+            started.idempotency_key if started is not None else None,
+            started.input_digest if started is not None else None,
+            started.ts if started is not None else None,
+            changes.last_ts,
+            bodies,
+            list(changes.timers_removed),
+            [t.timer_id for t in changes.timers_set],
+            [t.due_at for t in changes.timers_set],
+            self.owner,
+            None,  # the lease epoch: filled in under the run's lock below
+            self._lease_ttl,
+        )
+        pool = await self._connections()
+        # Appends of one run leave this process in the order they were made. While
+        # several are queued, the run's next seq seen by the last one is kept: seqs only
+        # grow, so a queued append below it conflicts without a round trip.
+        entry = self._run_locks.get(run_id)
+        if entry is None:
+            entry = self._run_locks[run_id] = (asyncio.Lock(), [0, -1])
+        lock, state = entry
+        state[0] += 1
+        try:
+            async with lock:
+                if expected_seq < state[1]:
+                    raise _conflict(run_id, expected_seq, state[1])
+                if run_id in self._lost:
+                    raise _lease_lost(run_id)
+                epoch = self._leases.get(run_id)
+                outcome = await self._call_append(
+                    pool, run_id, started, (*params[:-2], epoch, params[-1])
+                )
+                kind, _, number = outcome.partition(" ")
+                if kind == "ok":
+                    state[1] = expected_seq + len(events)
+                    if epoch is None:
+                        self._leases[run_id] = int(number)
+                        self._start_renewing()
+                elif kind == "conflict":
+                    state[1] = int(number)
+        finally:
+            state[0] -= 1
+            if state[0] == 0:
+                del self._run_locks[run_id]
+        if kind != "ok":
+            if kind == "not-started":
+                raise ValueError(
+                    f"append to unknown run {run_id!r}: its first event must be RunStarted"
+                )
+            if kind == "fenced":
+                self._leases.pop(run_id, None)
+                self._lost.add(run_id)
+                raise _lease_lost(run_id)
+            raise _conflict(run_id, expected_seq, int(number))
+        self._appends += len(events)
+        self._batches += 1
+        self._last_batch = len(events)
+        if on_durable is not None:
+            on_durable()
+
+    async def _call_append(
+        self,
+        pool: psycopg_pool.AsyncConnectionPool,
+        run_id: str,
+        started: RunStarted | None,
+        params: tuple[Any, ...],
+    ) -> str:
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(self._append_sql, params)
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            if exc.sqlstate == KEY_TAKEN_SQLSTATE and started is not None:
+                key = started.idempotency_key or ""
+                holder = exc.diag.message_primary or ""
+                raise IdempotencyKeyTakenError(
+                    f"idempotency key {key!r} is held by run {holder!r}",
+                    key=key,
+                    existing_run_id=holder,
+                    existing_digest=exc.diag.message_detail or "",
+                ) from None
+            raise StorageError(
+                f"append to run {run_id!r} in the PostgreSQL store {redact(self._dsn)} failed "
+                f"(it may or may not have committed; read the run back to know): {exc}"
+            ) from exc
+        assert row is not None
+        result: str = row[0]
+        return result
+
+    # -- leases ------------------------------------------------------------------------------
+
+    @property
+    def lease_ttl(self) -> float:
+        return self._lease_ttl
+
+    async def claim_run(self, run_id: str) -> None:
+        """Take the run's lease before driving it (before reading its log to rebuild it).
+
+        Succeeds if nobody holds the lease, it expired (by the database's clock), or this
+        log holds it; the epoch goes up by one, which fences every append made under an
+        earlier lease. Raises `LeaseLostError` while another process holds it. A run that
+        does not exist yet needs no claim: its first append takes the lease.
+        """
+        pool = await self._connections()
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        s = self._schema
+        held: tuple[Any, ...] | None = None
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    f"UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
+                    "lease_until = now() + %s * interval '1 second' "
+                    "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
+                    "RETURNING epoch",
+                    (self.owner, self._lease_ttl, run_id, self.owner),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    cur = await conn.execute(
+                        f"SELECT owner, lease_until FROM {s}.runs WHERE run_id = %s", (run_id,)
+                    )
+                    held = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
+        if row is not None:
+            self._leases[run_id] = int(row[0])
+            self._lost.discard(run_id)
+            self._start_renewing()
+            return
+        if held is not None:
+            raise LeaseLostError(
+                f"run {run_id!r} is driven by another process ({held[0]}, lease until "
+                f"{held[1]:%H:%M:%S.%f} UTC)",
+                run_id=run_id,
+            )
+
+    async def release_run(self, run_id: str) -> None:
+        """Give the run's lease back (its actor stopped here); best effort: a lease that
+        is not released expires."""
+        epoch = self._leases.pop(run_id, None)
+        pool = self._pool
+        if epoch is None or pool is None or self._closed:
+            return
+        with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+            async with pool.connection() as conn:
+                await conn.execute(
+                    f"UPDATE {self._schema}.runs SET owner = NULL, lease_until = NULL "
+                    "WHERE run_id = %s AND owner = %s AND epoch = %s",
+                    (run_id, self.owner, epoch),
+                )
+
+    async def orphaned_runs(
+        self, *, include_released: bool = False, limit: int = 256
+    ) -> list[RunInfo]:
+        """Running runs whose lease expired (their process died, paused or closed), oldest
+        update first; with `include_released`, also those nobody holds (whose process let
+        them go while they waited: at start-up, a process looks at those too)."""
+        released = "OR owner IS NULL" if include_released else ""
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
+            f"WHERE status = 'running' AND (lease_until < now() {released}) "
+            "ORDER BY updated_at, run_id LIMIT %s",
+            (limit,),
+        )
+        return [_run_info(row) for row in rows]
+
+    def held_leases(self) -> dict[str, int]:
+        """The runs this log holds a lease on, with the lease's epoch."""
+        return dict(self._leases)
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None and not self._closed:
+            self._renewer = asyncio.get_running_loop().create_task(
+                self._renew_forever(), name=f"perdure-leases-{self._schema}"
+            )
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl / 3)
+            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
+                await self.renew_leases()
+
+    async def renew_leases(self) -> None:
+        """Extend every lease this log holds, in one UPDATE; a run missing from its answer
+        is lost at once (its next append raises `LeaseLostError` without asking)."""
+        if not self._leases:
+            return
+        held = dict(self._leases)
+        pool = await self._connections()
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {self._schema}.runs AS r "
+                "SET lease_until = now() + %s * interval '1 second' "
+                "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+                "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
+                "AND r.lease_until > now() RETURNING r.run_id",
+                (self._lease_ttl, list(held), list(held.values()), self.owner),
+            )
+            renewed = {row[0] for row in await cur.fetchall()}
+        for run_id, epoch in held.items():
+            if run_id not in renewed and self._leases.get(run_id) == epoch:
+                del self._leases[run_id]
+                self._lost.add(run_id)
+
+    async def close(self) -> None:
+        """Wait for the appends in flight, then close the connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        pool = self._pool
+        opening = self._opening
+        if pool is None and opening is not None and not opening.done():
+            try:
+                pool = await asyncio.shield(opening)
+            except BaseException:
+                pool = None
+        self._pool = None
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(BaseException):
+                await renewer
+        if pool is not None:
+            if self._leases:
+                # Hand the runs back at once rather than after the leases expire.
+                with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                    async with pool.connection() as conn:
+                        # Expired, not released: another process's watch takes these
+                        # runs over at once (a released lease waits for a message).
+                        await conn.execute(
+                            f"UPDATE {self._schema}.runs SET lease_until = '-infinity' "
+                            "WHERE owner = %s",
+                            (self.owner,),
+                        )
+            self._leases.clear()
+            await pool.close(timeout=30)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
+        if from_seq < 0:
+            raise ValueError(f"read of run {run_id!r}: from_seq {from_seq} must be >= 0")
+        if "\x00" in run_id:
+            await self._connections()
+            return []
+        rows = await self._query(
+            f"SELECT seq, body FROM {self._schema}.events "
+            "WHERE run_id = %s AND seq >= %s ORDER BY seq",
+            (run_id, from_seq),
+        )
+        events: list[Event] = []
+        for expected, (seq, body) in enumerate(rows, start=from_seq):
+            if seq != expected:
+                raise CorruptEventError(
+                    f"event {run_id}#{expected} is missing from the store",
+                    run_id=run_id,
+                    seq=expected,
+                )
+            events.append(decode(run_id, seq, body))
+        return events
+
+    async def get_run(self, run_id: str) -> RunInfo | None:
+        if "\x00" in run_id:
+            await self._connections()
+            return None
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs WHERE run_id = %s", (run_id,)
+        )
+        return _run_info(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        target: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunInfo]:
+        await self._connections()
+        if limit is not None and limit < 0:
+            raise ValueError(f"list_runs: limit {limit} must be >= 0")
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"list_runs: unknown status {status!r}")
+        if target is not None and "\x00" in target:
+            return []
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
+            "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR target = %s) "
+            "ORDER BY created_at, run_id LIMIT %s",
+            (status, status, target, target, limit),
+        )
+        return [_run_info(row) for row in rows]
+
+    async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
+        if "\x00" in key:
+            await self._connections()
+            return None
+        rows = await self._query(
+            f"SELECT run_id, input_digest FROM {self._schema}.idempotency WHERE key = %s", (key,)
+        )
+        if not rows:
+            return None
+        return IdempotencyRecord(key=key, run_id=rows[0][0], input_digest=rows[0][1])
+
+    async def due_timers(self, now: float, limit: int = 256) -> list[TimerEntry]:
+        await self._connections()
+        if limit < 0:
+            raise ValueError(f"due_timers: limit {limit} must be >= 0")
+        rows = await self._query(
+            f"SELECT due_at, run_id, timer_id FROM {self._schema}.timers "
+            "WHERE due_at <= %s ORDER BY due_at, run_id, timer_id LIMIT %s",
+            (now, limit),
+        )
+        return [TimerEntry(due_at=d, run_id=r, timer_id=t) for d, r, t in rows]
+
+    async def next_timer(self) -> TimerEntry | None:
+        rows = await self._query(
+            f"SELECT due_at, run_id, timer_id FROM {self._schema}.timers "
+            "ORDER BY due_at, run_id, timer_id LIMIT 1"
+        )
+        if not rows:
+            return None
+        due_at, run_id, timer_id = rows[0]
+        return TimerEntry(due_at=due_at, run_id=run_id, timer_id=timer_id)
+
+    async def statistics(self) -> LogStatistics:
+        s = self._schema
+        rows = await self._query(
+            f"SELECT status, count(*) FROM {s}.runs GROUP BY status ORDER BY status"
+        )
+        totals = await self._query(
+            f"SELECT (SELECT count(*) FROM {s}.events), (SELECT count(*) FROM {s}.timers), "
+            f"(SELECT count(*) FROM {s}.idempotency), "
+            "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r')",
+            (s,),
+        )
+        events, timers, keys, size = totals[0]
+        return LogStatistics(
+            runs_by_status={status: int(count) for status, count in rows},
+            events=int(events),
+            timers=int(timers),
+            idempotency_keys=int(keys),
+            size_bytes=int(size),
+            appends=self._appends,
+            batches=self._batches,
+            last_batch_size=self._last_batch,
+        )
+
+
+def _lease_lost(run_id: str) -> LeaseLostError:
+    return LeaseLostError(
+        f"run {run_id!r}: this process no longer holds the run's lease (another process "
+        "took it over, or may: the lease expired); nothing more it appends to the run lands",
+        run_id=run_id,
+    )
+
+
+def _conflict(run_id: str, expected: int, actual: int) -> SequenceConflictError:
+    return SequenceConflictError(
+        f"append to run {run_id!r} expected next seq {expected}, but the run is at {actual}",
+        run_id=run_id,
+        expected=expected,
+        actual=actual,
+    )
+
+
+def _run_info(row: tuple[Any, ...]) -> RunInfo:
+    run_id, target, kind, status, created_at, updated_at, next_seq, key = row
+    return RunInfo(
+        run_id=run_id,
+        target=target,
+        kind=kind,
+        status=status,
+        created_at=created_at,
+        updated_at=updated_at,
+        next_seq=next_seq,
+        idempotency_key=key,
+    )

@@ -1,0 +1,101 @@
+"""The failover campaign: 3 worker processes share a PostgreSQL store and race on the same
+idempotency keys (workflows of three tasks, functions that retry); a random worker is
+SIGKILLed and restarted again and again (30 kills; $PERDURE_FAILOVER_KILLS for more).
+
+Then every run completes (the survivors take over the dead workers' runs when their
+leases expire), every key has one run, no run has a gap or a task completed twice, and
+no body ran more often than once plus the kills.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from perdure.eventlog import RunCompleted, TaskCompleted, decode
+
+WORKER = Path(__file__).resolve().parent / "_failover_worker.py"
+KEYS = 60
+
+
+def _spawn(url: str, marks: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), url, str(KEYS), str(marks)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _completed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM perdure.runs WHERE status = 'completed'"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_runs_survive_repeated_worker_kills(pg_store: str, tmp_path: Path) -> None:
+    kills_wanted = int(os.environ.get("PERDURE_FAILOVER_KILLS", "30"))
+    rng = random.Random(15)
+    marks = tmp_path / "marks"
+    marks.touch()
+    workers = [_spawn(pg_store, marks) for _ in range(3)]
+    kills = 0
+    try:
+        time.sleep(2.0)  # the workers start their runs (real processes, real time)
+        while kills < kills_wanted:
+            victim = rng.randrange(3)
+            workers[victim].kill()
+            workers[victim].wait(timeout=30)
+            kills += 1
+            workers[victim] = _spawn(pg_store, marks)
+            time.sleep(rng.uniform(0.3, 0.9))
+        deadline = time.monotonic() + 180
+        while _completed(pg_store) < KEYS and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=30)
+
+    with psycopg.connect(pg_store) as conn:
+        keys = conn.execute("SELECT key, run_id FROM perdure.idempotency").fetchall()
+        runs = conn.execute("SELECT run_id, status, idempotency_key FROM perdure.runs").fetchall()
+        rows = conn.execute(
+            "SELECT run_id, seq, body FROM perdure.events ORDER BY run_id, seq"
+        ).fetchall()
+    assert sorted(k for k, _ in keys) == sorted(f"k{k}" for k in range(KEYS))
+    assert len(runs) == KEYS  # one run per key, however many workers raced for it
+    assert {r[0]: r[2] for r in runs} == {run_id: key for key, run_id in keys}
+    not_done = [r for r in runs if r[1] != "completed"]
+    assert not not_done, f"{len(not_done)} runs did not complete: {not_done[:5]}"
+
+    by_run: dict[str, list[tuple[int, bytes]]] = {}
+    for run_id, seq, body in rows:
+        by_run.setdefault(run_id, []).append((seq, bytes(body)))
+    for run_id, records in by_run.items():
+        events = [decode(run_id, seq, body) for seq, body in records]
+        assert [e.seq for e in events] == list(range(len(events))), run_id
+        positions = [e.position for e in events if isinstance(e, TaskCompleted)]
+        assert len(positions) == len(set(positions)), f"{run_id}: a task completed twice"
+        assert sum(isinstance(e, RunCompleted) for e in events) == 1, run_id
+
+    executions = Counter(
+        (run_id, what)
+        for run_id, what, _pid in (line.split() for line in marks.read_text().splitlines())
+    )
+    assert executions, "no body ran"
+    again = sum(n - 1 for n in executions.values())
+    print(f"{kills} kills, {len(executions)} bodies, {again} re-executions")  # -s shows it
+    assert max(executions.values()) <= 1 + kills

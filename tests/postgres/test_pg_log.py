@@ -1,0 +1,219 @@
+"""`PostgresEventLog` specifics: opening, layout versions, bad input, two writers on one store."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from perdure.eventlog import (
+    IdempotencyKeyTakenError,
+    LeaseLostError,
+    PostgresEventLog,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    SequenceConflictError,
+    StorageError,
+    StoreClosedError,
+    encode,
+)
+from perdure.testing.events import done, started, steps
+
+
+@pytest.mark.parametrize(
+    ("dsn", "schema", "match"),
+    [
+        ("/tmp/store", "perdure", "postgresql:// URL"),
+        ("mysql://x/y", "perdure", "postgresql:// URL"),
+        ("postgresql://localhost/x", "Perdure", "lower-case SQL identifier"),
+        ("postgresql://localhost/x", "a; DROP TABLE x", "lower-case SQL identifier"),
+        ("postgresql://localhost/x", "", "lower-case SQL identifier"),
+    ],
+)
+def test_bad_arguments_raise_value_error(dsn: str, schema: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PostgresEventLog(dsn, schema=schema)
+
+
+async def test_an_unreachable_server_is_a_storage_error_that_names_it_without_password() -> None:
+    log = PostgresEventLog("postgresql://me:secret@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StorageError, match=r"me:\*\*\*@127\.0\.0\.1:1") as caught:
+        await log.get_run("r")
+    assert "secret" not in str(caught.value) and "secret" not in repr(log)
+    await log.close()
+    with pytest.raises(StoreClosedError):
+        await log.get_run("r")
+
+
+async def test_tables_are_created_on_open_and_events_are_the_json_envelope(
+    postgres_url: str, pg_schema: str
+) -> None:
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    first = started("r", input={"doc": "a"})
+    await log.append("r", 0, [first])
+    await log.close()
+    with psycopg.connect(postgres_url) as conn:
+        version = conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall()
+        body = conn.execute(f"SELECT body FROM {pg_schema}.events").fetchall()
+    assert version == [(2,)]
+    assert body == [(encode(first),)]  # the same checksummed envelope as the LMDB store
+
+
+async def test_a_store_from_a_newer_perdure_is_refused(postgres_url: str, pg_schema: str) -> None:
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.schema_version SET version = 99")
+    again = PostgresEventLog(postgres_url, schema=pg_schema)
+    with pytest.raises(SchemaVersionError, match="layout version 99"):
+        await again.read("r")
+    await again.close()
+
+
+async def test_read_only_creates_nothing_and_refuses_appends(
+    postgres_url: str, pg_schema: str
+) -> None:
+    reader = PostgresEventLog(postgres_url, schema=pg_schema, read_only=True)
+    with pytest.raises(StorageError, match="no perdure store"):
+        await reader.list_runs()
+    await reader.close()
+    writer = PostgresEventLog(postgres_url, schema=pg_schema)
+    await writer.append("r", 0, [started("r")])
+    reader = PostgresEventLog(postgres_url, schema=pg_schema, read_only=True)
+    assert [r.run_id for r in await reader.list_runs()] == ["r"]
+    with pytest.raises(ReadOnlyStoreError):
+        await reader.append("r", 1, steps("r", 1, 1))
+    await reader.close()
+    await writer.close()
+
+
+async def test_text_postgres_cannot_hold_is_a_value_error_and_writes_nothing(
+    postgres_url: str, pg_schema: str
+) -> None:
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    with pytest.raises(ValueError, match="NUL"):
+        await log.append("r", 0, [started("r", key="k\x00")])
+    assert await log.get_run("r") is None
+    assert await log.lookup_idempotency("k\x00") is None
+    await log.close()
+
+
+async def test_two_log_objects_on_one_store_conflict_like_two_processes(
+    postgres_url: str, pg_schema: str
+) -> None:
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    await one.append("r", 0, [started("r", key="k")])
+    with pytest.raises(SequenceConflictError) as caught:
+        await two.append("r", 0, [started("r")])
+    assert caught.value.actual == 1
+    with pytest.raises(IdempotencyKeyTakenError) as taken:
+        await two.append("s", 0, [started("s", key="k")])
+    assert taken.value.existing_run_id == "r"
+    # `one` holds r's lease (its first append took it): `two` is fenced, nothing lands.
+    with pytest.raises(LeaseLostError):
+        await two.append("r", 1, [done("r", 1)])
+    await one.append("r", 1, [done("r", 1)])
+    assert [e.seq for e in await two.read("r")] == [0, 1]
+    await one.close()
+    await two.close()
+
+
+def _expire(url: str, schema: str, run_id: str) -> None:
+    """Let the run's lease run out (as if its holder had been paused past lease_ttl)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {schema}.runs SET lease_until = now() - interval '1 second' WHERE run_id = %s",
+            (run_id,),
+        )
+
+
+def _lease(url: str, schema: str, run_id: str) -> tuple[str | None, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT owner, epoch FROM {schema}.runs WHERE run_id = %s", (run_id,)
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_a_takeover_fences_the_former_owner_in_the_same_transaction(
+    postgres_url: str, pg_schema: str
+) -> None:
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    await one.append("r", 0, [started("r"), done("r", 1)])
+    assert _lease(postgres_url, pg_schema, "r") == (one.owner, 1)
+    with pytest.raises(LeaseLostError, match="driven by another process"):
+        await two.claim_run("r")  # the lease is live
+    _expire(postgres_url, pg_schema, "r")
+    await two.claim_run("r")
+    assert _lease(postgres_url, pg_schema, "r") == (two.owner, 2)
+    assert two.held_leases() == {"r": 2}
+    # The former owner comes back with the right seq: fenced, and nothing of it lands.
+    with pytest.raises(LeaseLostError):
+        await one.append("r", 2, [done("r", 2, result="late")])
+    with pytest.raises(LeaseLostError):  # and it knows without asking again
+        await one.append("r", 2, [done("r", 2, result="later")])
+    await two.append("r", 2, [done("r", 2, result="mine")])
+    assert [e.result for e in (await one.read("r"))[1:]] == [None, "mine"]  # type: ignore[attr-defined]
+    await one.close()
+    await two.close()
+
+
+async def test_renewal_extends_held_leases_in_one_update_and_notices_a_lost_one(
+    postgres_url: str, pg_schema: str
+) -> None:
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    for run_id in ("a", "b"):
+        await one.append(run_id, 0, [started(run_id)])
+
+    def until(run_id: str) -> float:
+        with psycopg.connect(postgres_url) as conn:
+            row = conn.execute(
+                f"SELECT extract(epoch FROM lease_until - now()) FROM {pg_schema}.runs "
+                "WHERE run_id = %s",
+                (run_id,),
+            ).fetchone()
+        assert row is not None
+        return float(row[0])
+
+    _expire(postgres_url, pg_schema, "b")
+    await two.claim_run("b")
+    before = until("a")
+    await one.renew_leases()
+    assert until("a") >= before and until("a") > 9.0  # lease_ttl is 10 s by default
+    assert one.held_leases() == {"a": 1}  # b was taken over: lost at once
+    with pytest.raises(LeaseLostError):
+        await one.append("b", 1, [done("b", 1)])
+    await one.close()  # hands "a" back at once
+    assert _lease(postgres_url, pg_schema, "a") == (one.owner, 1)  # expired, not released
+    await two.claim_run("a")
+    await two.append("a", 1, [done("a", 1)])
+    await two.close()
+
+
+async def test_a_layout_1_store_is_migrated_on_open(postgres_url: str, pg_schema: str) -> None:
+    from perdure.eventlog._postgres_schema import create_statements
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"CREATE TABLE {pg_schema}.schema_version (version integer NOT NULL)")
+        conn.execute(f"INSERT INTO {pg_schema}.schema_version VALUES (1)")
+        for statement in create_statements(pg_schema):
+            conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {pg_schema}.runs VALUES ('old', 'work', 'function', 'running', "
+            "1.0, 1.0, 1, NULL)"
+        )
+        conn.execute(
+            f"INSERT INTO {pg_schema}.events VALUES ('old', 0, %s)", (encode(started("old")),)
+        )
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    assert [e.seq for e in await log.read("old")] == [0]
+    await log.append("old", 1, [done("old", 1)])  # a run without a lease: taken on append
+    assert _lease(postgres_url, pg_schema, "old") == (log.owner, 1)
+    await log.close()
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [(2,)]
