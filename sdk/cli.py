@@ -9,6 +9,7 @@ Noun-verb commands built on the public API:
     perdure resume RUN_ID --value JSON [--app module:attr]
     perdure cancel RUN_ID
     perdure stats
+    perdure serve --app module:attr [--host H] [--port P] [--token-file F]
     perdure demo
 
 Read commands (``runs``, ``events``, ``replay``, ``stats``) open the store
@@ -42,6 +43,7 @@ from perdure._cli_app import (
     open_read_only,
     out,
     out_json,
+    parse_json,
     store_path,
 )
 from perdure._cli_args import build_parser
@@ -250,11 +252,32 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise
     if action == "replay":
         return replay(args)
+    if action == "serve" or (action in ("resume", "cancel") and args.url):
+        return _gateway(args)
     if action == "resume":
         return asyncio.run(_cli_write.resume(args))
     if action == "cancel":
         return asyncio.run(_cli_write.cancel(args))
     return _cli_write.demo(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    """``perdure serve``, and ``resume``/``cancel`` with ``--url`` (see `perdure.serve`)."""
+    from perdure.serve import _command
+
+    token = os.environ.get("PERDURE_TOKEN") or None
+    if args.action == "serve":
+        return _command.serve_command(
+            app=args.app,
+            store=args.store,
+            host=args.host,
+            port=args.port,
+            token_file=args.token_file,
+        )
+    if args.action == "resume":
+        value = parse_json(args.value, "--value")
+        return _command.remote_resume(args.url, token, args.run_id, value, args.json)
+    return _command.remote_cancel(args.url, token, args.run_id, args.reason, args.json)
 
 
 @contextlib.contextmanager
