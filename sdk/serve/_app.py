@@ -201,9 +201,11 @@ def create_app(
 
     Handler = Callable[[Request], Awaitable[Response]]
 
-    def api(handler: Handler, *, write: bool = False) -> Handler:
+    def api(handler: Handler, *, write: bool = False, public: bool = False) -> Handler:
         async def wrapped(request: Request) -> Response:
-            if not guard.allowed(request.headers.get("authorization"), request.cookies.get(COOKIE)):
+            if not public and not guard.allowed(
+                request.headers.get("authorization"), request.cookies.get(COOKIE)
+            ):
                 return _problem(401, "Unauthorized", "a token is required (Authorization: Bearer)")
             if write:
                 refusal = Guard.write_refusal(
@@ -425,7 +427,7 @@ def create_app(
         Route("/static/{name}", static),
         Route("/api/openapi.json", api(openapi)),
         Route("/api/health", api(health)),
-        Route("/api/login", api(login, write=True), methods=["POST"]),
+        Route("/api/login", api(login, write=True, public=True), methods=["POST"]),
         Route("/api/logout", api(logout, write=True), methods=["POST"]),
         Route("/api/targets", api(targets)),
         Route("/api/stats", api(stats)),

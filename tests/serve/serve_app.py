@@ -1,7 +1,8 @@
 """The user's app that the gateway tests serve: ``perdure serve --app tests/serve/serve_app.py``.
 
-Its targets live in their own `APP` registry. `gate_wait` waits on a durable
-sleep long enough for a test to see it running and cancel it.
+The same targets are registered in this test process (the default registry) when a
+test imports this module, so one behaviour test runs against the embedded `Client`
+and the remote one. `gw_sleepy` sleeps durably, so a test can see it running and cancel it.
 """
 
 from __future__ import annotations
@@ -9,30 +10,28 @@ from __future__ import annotations
 from typing import Any
 
 from perdure import FunctionContext, RetryPolicy, asleep, entrypoint, function, interrupt, task
-from perdure.runtime import Registry
 
-APP = Registry()
 QUICK = RetryPolicy(max_attempts=3, initial_interval_ms=20, max_interval_ms=20)
 
 
-@function(name="gw_add", registry=APP)
+@function(name="gw_add")
 def gw_add(ctx: FunctionContext, a: int, b: int) -> int:
     return a + b
 
 
-@function(name="gw_echo", registry=APP)
+@function(name="gw_echo")
 def gw_echo(ctx: FunctionContext, text: str) -> str:
     return text
 
 
-@function(name="gw_flaky", retries=QUICK, registry=APP)
+@function(name="gw_flaky", retries=QUICK)
 def gw_flaky(ctx: FunctionContext, fail_times: int) -> int:
     if ctx.attempt < fail_times:
         raise ConnectionError(f"refused on attempt {ctx.attempt}")
     return ctx.attempt
 
 
-@function(name="gw_broken", retries=QUICK, registry=APP)
+@function(name="gw_broken", retries=QUICK)
 def gw_broken(ctx: FunctionContext) -> None:
     raise KeyError("the answer is not here")
 
@@ -42,14 +41,14 @@ def gw_draft(topic: str) -> str:
     return f"a draft about {topic}"
 
 
-@entrypoint(name="gw_review", registry=APP)
+@entrypoint(name="gw_review")
 def gw_review(topic: str) -> dict[str, Any]:
     draft = gw_draft(topic).result()
     verdict = interrupt({"question": "publish?", "draft": draft})
     return {"draft": draft, "verdict": verdict}
 
 
-@entrypoint(name="gw_sleepy", registry=APP)
+@entrypoint(name="gw_sleepy")
 async def gw_sleepy(seconds: float) -> str:
     await asleep(seconds)
     return "woke up"
