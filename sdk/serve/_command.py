@@ -90,7 +90,8 @@ def remote_resume(url: str, token: str | None, run_id: str, value: Any, as_json:
 def remote_cancel(url: str, token: str | None, run_id: str, reason: str, as_json: bool) -> int:
     """``perdure cancel RUN_ID --url URL``: cancel through a live gateway."""
     with _client(url, token) as client:
-        status = client.cancel(run_id, reason=reason)
+        client.cancel(run_id, reason=reason)
+        status = client.status(run_id)
     if as_json:
         out_json({"run_id": run_id, "status": status})
     else:

@@ -9,7 +9,6 @@ state; web workers of any server, scripts and notebooks can each hold one.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from types import TracebackType
 from typing import Any
@@ -72,8 +71,6 @@ class RemoteClient(Client):
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._sync: httpx2.Client | None = None
-        self._async: httpx2.AsyncClient | None = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -138,15 +135,13 @@ class RemoteClient(Client):
         waits: bool = False,
     ) -> Any:
         self._check_open()
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
-            # An async HTTP client belongs to one event loop (asyncio.run twice makes two).
-            self._async = httpx2.AsyncClient(base_url=self.url, headers=self._headers)
-            self._async_loop = loop
+        # One async HTTP client per call: a pooled one would belong to one event loop, and
+        # its connections would outlive `asyncio.run` (loopback connections are cheap).
         try:
-            response = await self._async.request(
-                method, path, json=body, timeout=self._timeouts(wait, waits)
-            )
+            async with httpx2.AsyncClient(base_url=self.url, headers=self._headers) as http:
+                response = await http.request(
+                    method, path, json=body, timeout=self._timeouts(wait, waits)
+                )
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from exc
         return self._answer(response)
@@ -159,16 +154,9 @@ class RemoteClient(Client):
         if self._sync is not None:
             self._sync.close()
             self._sync = None
-        self._async = None  # its connections close with its event loop
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._async is not None and self._async_loop is asyncio.get_running_loop():
-            await self._async.aclose()
-        self._async = None
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        self.close()
 
     def __enter__(self) -> RemoteClient:
         return self
