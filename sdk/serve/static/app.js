@@ -46,6 +46,10 @@ function when(ts) {
   return new Date(ts * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
+function clock(ts) {
+  return new Date(ts * 1000).toISOString().slice(11, 23);
+}
+
 function ago(ts) {
   if (!ts) return "";
   const s = Math.max(0, Date.now() / 1000 - ts);
@@ -363,7 +367,7 @@ async function runPage(main, runId) {
         try { await api(apiRun(runId, "/cancel"), { method: "POST", body: { reason: "cancelled from the web UI" } }); toast("cancelled"); refresh(); } catch (e) { toast(e.message); }
       } }, "Cancel") : null);
     const error = details.error;
-    main.replaceChildren(
+    main.replaceChildren(...[
       el("p", {}, link("/", "← all runs")),
       el("div", { class: "run-head" }, el("h1", { class: "mono", id: "run-id" }, details.run_id), badge(details.status), actions),
       el("div", { class: "grid" },
@@ -381,10 +385,12 @@ async function runPage(main, runId) {
       el("table", { id: "events" }, el("thead", {}, el("tr", {}, ...["#", "time", "event", "payload"].map((h) => el("th", {}, h)))),
         el("tbody", {}, ...events.map((e) => {
           const payload = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["t", "v", "run_id", "seq", "ts"].includes(k) && v !== null && !(typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0)));
-          return el("tr", { "data-event": e.t }, el("td", {}, e.seq), el("td", { class: "mono" }, when(e.ts)), el("td", { class: "mono" }, e.t),
-            el("td", {}, el("pre", { class: "payload" }, pretty(payload))));
+          const trace = payload.traceback;
+          delete payload.traceback;
+          return el("tr", { "data-event": e.t }, el("td", {}, e.seq), el("td", { class: "mono nowrap", title: when(e.ts) }, clock(e.ts)), el("td", { class: "mono" }, e.t),
+            el("td", {}, el("pre", { class: "payload" }, pretty(payload) + (trace ? `\n\ntraceback:\n${trace}` : ""))));
         }))),
-    );
+    ].filter((node) => node !== null));
   }
   await refresh();
   const source = new EventSource(apiRun(runId, "/stream?from=999999999999"));
