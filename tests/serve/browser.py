@@ -46,3 +46,10 @@ def require_chromium() -> str:
 
 def launch(playwright: Any, path: str) -> Any:
     return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+
+
+def expect(locator: Any) -> Any:
+    """Playwright's `expect` (auto-retrying; needs no script evaluation, so CSP allows it)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .browser import launch, require_chromium
+from .browser import expect, launch, require_chromium
 from .conftest import TOKEN, Gateway
 
 XSS = "<script>alert(1)</script>"
@@ -68,9 +68,9 @@ def test_run_list_filters_and_opens_a_run_with_its_timeline(gateway: Gateway, pa
     page.goto(gateway.url + "/")
     page.wait_for_selector(f'tr[data-run-id="ui-flaky-{t}"]')
     page.fill("#f-text", t)
-    page.wait_for_function("document.querySelectorAll('#runs tr.run-row').length === 2")
+    expect(page.locator("#runs tr.run-row")).to_have_count(2)
     page.select_option("#f-status", "waiting")
-    page.wait_for_function("document.querySelectorAll('#runs tr.run-row').length === 1")
+    expect(page.locator("#runs tr.run-row")).to_have_count(1)
     assert page.locator("#runs tr.run-row").get_attribute("data-run-id") == f"ui-review-{t}"
     assert "status=waiting" in page.url
     page.select_option("#f-status", "")
@@ -143,7 +143,7 @@ def test_login_form_lets_the_ui_in(locked_gateway: Gateway, page: Any) -> None:
     assert page.url.endswith("/login")
     page.fill("#token", "not-the-token")
     page.click("#login button")
-    page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    expect(page.locator("#login-error")).to_have_text("That token is not right.")
     page.fill("#token", TOKEN)
     page.click("#login button")
     page.wait_for_selector("#filters")

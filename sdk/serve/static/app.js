@@ -367,6 +367,8 @@ async function runPage(main, runId) {
         try { await api(apiRun(runId, "/cancel"), { method: "POST", body: { reason: "cancelled from the web UI" } }); toast("cancelled"); refresh(); } catch (e) { toast(e.message); }
       } }, "Cancel") : null);
     const error = details.error;
+    // A live update must not wipe an answer being typed: keep each draft by interrupt id.
+    const drafts = new Map([...main.querySelectorAll(".interrupt")].map((box) => [box.dataset.interruptId, box.querySelector("textarea").value]));
     main.replaceChildren(...[
       el("p", {}, link("/", "← all runs")),
       el("div", { class: "run-head" }, el("h1", { class: "mono", id: "run-id" }, details.run_id), badge(details.status), actions),
@@ -391,12 +393,16 @@ async function runPage(main, runId) {
             el("td", {}, el("pre", { class: "payload" }, pretty(payload) + (trace ? `\n\ntraceback:\n${trace}` : ""))));
         }))),
     ].filter((node) => node !== null));
+    for (const box of main.querySelectorAll(".interrupt")) {
+      const draft = drafts.get(box.dataset.interruptId);
+      if (draft) box.querySelector("textarea").value = draft;
+    }
   }
   await refresh();
   const source = new EventSource(apiRun(runId, "/stream?from=999999999999"));
   let pending = null;
   const soon = () => { clearTimeout(pending); pending = setTimeout(refresh, 150); };
-  source.addEventListener("events", soon);
+  source.addEventListener("events", (message) => { if (JSON.parse(message.data).length) soon(); });
   source.addEventListener("settled", soon);
   document.getElementById("live").textContent = "● live";
   onLeave(() => { source.close(); clearTimeout(pending); document.getElementById("live").textContent = ""; });
