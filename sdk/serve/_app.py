@@ -26,9 +26,10 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from perdure._cli_render import run_details, run_row
-from perdure.eventlog import RUN_STATUSES, EventLog, RunInfo, to_dict
+from perdure.eventlog import RUN_STATUSES, EventLog, to_dict
 from perdure.runtime import Outcome, Registry, Replayer, RunNotFoundError, Runtime
 from perdure.serve._openapi import openapi_document
+from perdure.serve._paging import PagingError, list_page
 from perdure.serve._security import (
     COOKIE,
     CSRF_HEADER,
@@ -39,7 +40,7 @@ from perdure.serve._security import (
 )
 from perdure.serve._wire import error_to_json, outcome_to_json
 
-__all__ = ["create_app", "list_page"]
+__all__ = ["create_app"]
 
 _PAGE_DEFAULT = 50
 _PAGE_MAX = 500
@@ -132,57 +133,6 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-# -- paging the run list -------------------------------------------------------------------------
-
-
-def _cursor_key(info: RunInfo) -> tuple[float, str]:
-    return (info.created_at, info.run_id)
-
-
-def _encode_cursor(info: RunInfo) -> str:
-    return f"{info.created_at!r}|{info.run_id}"
-
-
-def _decode_cursor(text: str) -> tuple[float, str]:
-    ts, _, run_id = text.partition("|")
-    try:
-        return float(ts), run_id
-    except ValueError:
-        raise ApiError(400, f"cursor {text!r} is not one this API handed out") from None
-
-
-async def list_page(
-    log: EventLog,
-    *,
-    status: str | None,
-    target: str | None,
-    text: str | None,
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[RunInfo], str | None]:
-    """One page of runs, newest first, after `cursor`; and the cursor of the next page."""
-    if status is not None and status not in RUN_STATUSES:
-        raise ApiError(400, f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
-    after = _decode_cursor(cursor) if cursor else None
-    runs = await log.list_runs(status=status, target=target)
-    needle = text.lower() if text else None
-    page: list[RunInfo] = []
-    for info in reversed(runs):  # the log lists oldest first
-        if after is not None and _cursor_key(info) >= after:
-            continue
-        if needle is not None and not any(
-            needle in field.lower()
-            for field in (info.run_id, info.target, info.idempotency_key or "")
-        ):
-            continue
-        page.append(info)
-        if len(page) > limit:
-            break
-    more = len(page) > limit
-    page = page[:limit]
-    return page, (_encode_cursor(page[-1]) if more and page else None)
-
-
 # -- the app -------------------------------------------------------------------------------------
 
 
@@ -221,6 +171,8 @@ def create_app(
                 return _problem(413, "PayloadTooLarge", str(exc))
             except ApiError as exc:
                 return _problem(exc.status, "BadRequest", str(exc))
+            except PagingError as exc:
+                return _problem(400, "BadRequest", str(exc))
             except Exception as exc:
                 status, body = error_to_json(exc)
                 return _json(body, status)
