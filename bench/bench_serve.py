@@ -48,10 +48,14 @@ def rss_mib(pid: int) -> float:
 
 async def prefill(store: Path, count: int) -> float:
     sys.path.insert(0, str(APP.parent))
+    import logging
+
     import serve_app  # noqa: F401 - registers gw_add
+    import structlog
 
     from perdure import Runtime
 
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     started = time.perf_counter()
     async with Runtime(store, durability="process") as rt:
         done = 0
