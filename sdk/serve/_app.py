@@ -153,6 +153,9 @@ def create_app(
 
     def api(handler: Handler, *, write: bool = False, public: bool = False) -> Handler:
         async def wrapped(request: Request) -> Response:
+            refused = guard.host_refusal(request.headers.get("host"))
+            if refused is not None:
+                return _problem(403, "Forbidden", refused)
             if not public and not guard.allowed(
                 request.headers.get("authorization"), request.cookies.get(COOKIE)
             ):
@@ -181,6 +184,9 @@ def create_app(
 
     def ui(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> Response:
+            refused = guard.host_refusal(request.headers.get("host"))
+            if refused is not None:
+                return Response(refused, status_code=403, media_type="text/plain")
             if not guard.allowed(None, request.cookies.get(COOKIE)):
                 return RedirectResponse("/login", status_code=303)
             response = await handler(request)

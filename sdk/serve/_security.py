@@ -9,6 +9,8 @@
   cross-site form cannot send and cross-origin JavaScript cannot send without a
   CORS preflight the gateway never grants; an ``Origin`` header, when present,
   must be the gateway's own.
+- Without a token, a request whose ``Host`` is not a loopback name is refused
+  (a DNS-rebinding page would otherwise reach the gateway as its own origin).
 - Request bodies over `MAX_BODY_BYTES` are refused with 413 before they are read whole.
 """
 
@@ -106,6 +108,20 @@ class Guard:
         if hmac.compare_digest(given.encode(), self.token.encode()):
             return self.session
         return None
+
+    def host_refusal(self, host: str | None) -> str | None:
+        """Without a token, only loopback names may be in ``Host`` (DNS rebinding: a page of
+        another site whose name resolves to 127.0.0.1 would otherwise be same-origin)."""
+        if self.token is not None:
+            return None
+        name = (
+            (host or "").rsplit(":", 1)[0]
+            if not (host or "").startswith("[")
+            else ((host or "").split("]")[0] + "]")
+        )
+        if name in ("localhost", "[::1]") or is_loopback(name):
+            return None
+        return f"Host {host!r} is not a loopback name; without a token only those are served"
 
     @staticmethod
     def write_refusal(marker: str | None, origin: str | None, own_origin: str) -> str | None:

@@ -352,6 +352,17 @@ def test_cross_origin_writes_are_refused(gateway: Gateway) -> None:
         assert same.status_code == 202
 
 
+def test_without_a_token_only_loopback_host_names_are_served(gateway: Gateway) -> None:
+    """DNS rebinding: a site whose name resolves to 127.0.0.1 is refused by its Host."""
+    port = gateway.url.rsplit(":", 1)[1]
+    for host in (f"evil.example:{port}", "evil.example", f"10.0.0.1:{port}"):
+        for path in ("/api/runs", "/"):
+            response = httpx2.get(f"{gateway.url}{path}", headers={"Host": host})
+            assert response.status_code == 403, (host, path)
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert httpx2.get(f"{gateway.url}/api/runs", headers={"Host": host}).status_code == 200
+
+
 def test_ui_pages_forbid_inline_scripts_and_framing(gateway: Gateway) -> None:
     page = httpx2.get(f"{gateway.url}/")
     assert page.status_code == 200
