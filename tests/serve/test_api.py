@@ -462,3 +462,17 @@ def test_write_header_constant_matches_the_client() -> None:
     from perdure.serve._wire import CSRF_HEADER
 
     assert set(WRITE) == {CSRF_HEADER}
+
+
+def test_import_perdure_loads_no_web_library() -> None:
+    code = (
+        "import sys, perdure\n"
+        "from perdure import Client\n"
+        "loaded = sorted(m for m in ('starlette', 'uvicorn', 'httpx2', 'perdure.serve') "
+        "if m in sys.modules)\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
