@@ -52,3 +52,25 @@ def gw_review(topic: str) -> dict[str, Any]:
 async def gw_sleepy(seconds: float) -> str:
     await asleep(seconds)
     return "woke up"
+
+
+_seen: set[str] = set()
+
+
+@task
+def gw_first_way(topic: str) -> str:
+    return f"first way: {topic}"
+
+
+@task
+def gw_second_way(topic: str) -> str:
+    return f"second way: {topic}"
+
+
+@entrypoint(name="gw_fickle")
+def gw_fickle(topic: str) -> str:
+    """Not deterministic on purpose: a replay of a recorded run asks for another task."""
+    if topic not in _seen:
+        _seen.add(topic)
+        return gw_first_way(topic).result()
+    return gw_second_way(topic).result()

@@ -239,6 +239,18 @@ def test_resume_answers_an_interrupt_and_replay_checks_the_run(gateway: Gateway)
         assert verdict["ok"] is True and verdict["recorded_end"] == "completed"
 
 
+def test_replay_check_reports_a_divergence(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        done = http.post(
+            "/api/runs", json={"target": "gw_fickle", "input": ids("topic"), "wait": True}
+        ).json()
+        verdict = http.post(f"/api/runs/{done['run_id']}/replay").json()
+    assert verdict["ok"] is False
+    divergence = verdict["divergence"]
+    assert "gw_first_way" in divergence["recorded"]
+    assert "gw_second_way" in divergence["requested"]
+
+
 def test_cancel_stops_a_sleeping_workflow(gateway: Gateway) -> None:
     run_id = ids("sleepy")
     with gateway.http() as http:

@@ -105,6 +105,17 @@ def test_answering_an_interrupt_through_the_form_completes_the_run(
     assert page.locator("#interrupts").count() == 0
 
 
+def test_replay_check_shows_a_divergence_side_by_side(gateway: Gateway, page: Any) -> None:
+    run_id = f"ui-fickle-{tag()}"
+    start(gateway, "gw_fickle", run_id, run_id)
+    page.goto(f"{gateway.url}/runs/{run_id}")
+    page.click("#replay")
+    page.wait_for_selector("#verdict[data-ok=false]")
+    sides = page.locator("#verdict .side pre")
+    assert "gw_first_way" in sides.nth(0).text_content()
+    assert "gw_second_way" in sides.nth(1).text_content()
+
+
 def test_cancel_button_cancels_a_running_run(gateway: Gateway, page: Any) -> None:
     run_id = f"ui-cancel-{tag()}"
     start(gateway, "gw_sleepy", 3600, run_id, wait=False)
