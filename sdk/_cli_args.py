@@ -138,7 +138,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--app", required=True, metavar="MODULE[:ATTR]", help="your code")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (8080; 0: any free port)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080)")
     p.add_argument(
         "--token-file", metavar="FILE", help="the API token (else $PERDURE_TOKEN); off loopback"
     )
