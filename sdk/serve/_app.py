@@ -219,6 +219,7 @@ def create_app(
             text=params.get("q") or None,
             limit=_int(request, "limit", _PAGE_DEFAULT, 1, _PAGE_MAX),
             cursor=params.get("cursor") or None,
+            since=_float_param(request, "since"),
         )
         return _json({"runs": [run_row(info) for info in page], "next_cursor": cursor})
 

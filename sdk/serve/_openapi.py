@@ -112,6 +112,7 @@ def openapi_document() -> dict[str, Any]:
                         _query("q", "string", "text in the run id, target or idempotency key"),
                         _query("limit", "integer", "page size (1-500, default 50)"),
                         _query("cursor", "string", "next_cursor of the previous page"),
+                        _query("since", "number", "only runs created since (epoch seconds)"),
                     ],
                 ),
                 "post": _op(

@@ -55,8 +55,13 @@ async def list_page(
     text: str | None,
     limit: int,
     cursor: str | None,
+    since: float | None = None,
 ) -> tuple[list[RunInfo], str | None]:
-    """`limit` runs after `cursor`, newest first, and the cursor of the next page (or None)."""
+    """`limit` runs after `cursor`, newest first, and the cursor of the next page (or None).
+
+    since: only runs created at or after this time (seconds since the epoch); the walk
+    stops at the first older run.
+    """
     if status is not None and status not in RUN_STATUSES:
         raise PagingError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
     after = decode_cursor(cursor) if cursor else None
@@ -65,7 +70,13 @@ async def list_page(
     if uses_index(log):
         assert isinstance(log, LmdbEventLog)
         page = await _lmdb_page(
-            log, statuses=statuses, target=target, needle=needle, wanted=limit + 1, after=after
+            log,
+            statuses=statuses,
+            target=target,
+            needle=needle,
+            wanted=limit + 1,
+            after=after,
+            since=since,
         )
     else:
         runs = await log.list_runs(status=status, target=target)
@@ -73,6 +84,8 @@ async def list_page(
         for info in reversed(runs):  # the log lists oldest first
             if after is not None and (info.created_at, info.run_id) >= after:
                 continue
+            if since is not None and info.created_at < since:
+                break
             if _matches(info, None, needle):
                 page.append(info)
                 if len(page) > limit:
@@ -90,6 +103,7 @@ async def _lmdb_page(
     needle: str | None,
     wanted: int,
     after: tuple[float, str] | None,
+    since: float | None,
 ) -> list[RunInfo]:
     from perdure.eventlog._lmdb_keys import SEP, load_run, sortable_float
 
@@ -97,6 +111,7 @@ async def _lmdb_page(
     await shared.caught_up()
     dbs = shared.dbs
     bound = sortable_float(after[0]) + after[1].encode() if after is not None else None
+    oldest = sortable_float(since) if since is not None else None
 
     def backwards(txn: Any, prefix: bytes) -> Iterator[bytes]:
         """Suffixes (created ‖ run) of keys with `prefix`, below `bound`, descending."""
@@ -114,6 +129,8 @@ async def _lmdb_page(
         walks = [backwards(txn, s.encode() + SEP) for s in statuses]
         found: list[RunInfo] = []
         for suffix in heapq.merge(*walks, reverse=True):
+            if oldest is not None and suffix[:8] < oldest:
+                break
             run = suffix[8:]
             raw = txn.get(run, db=dbs.runs)
             if raw is None:

@@ -73,7 +73,10 @@ def test_run_list_filters_and_opens_a_run_with_its_timeline(gateway: Gateway, pa
     expect(page.locator("#runs tr.run-row")).to_have_count(1)
     assert page.locator("#runs tr.run-row").get_attribute("data-run-id") == f"ui-review-{t}"
     assert "status=waiting" in page.url
+    page.select_option("#f-since", "3600")
+    expect(page.locator("#runs tr.run-row")).to_have_count(1)
     page.select_option("#f-status", "")
+    expect(page.locator("#runs tr.run-row")).to_have_count(2)
     page.click(f'tr[data-run-id="ui-flaky-{t}"] a')
     page.wait_for_selector("#timeline svg")
     assert page.text_content("#run-id") == f"ui-flaky-{t}"

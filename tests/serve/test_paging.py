@@ -76,6 +76,15 @@ async def test_pages_match_a_full_sorted_listing(tmp_path: Path, kind: str) -> N
         for status, target, text, limit in combos:
             got = await _walk(log, status, target, text, limit)
             assert got == _expected(runs, status, target, text), (status, target, text, limit)
+        newest = max(r.created_at for r in runs)
+        for since in (newest, newest - 1.0, newest - 2.5, 0.0):
+            page, _ = await list_page(
+                log, status=None, target=None, text=None, limit=50, cursor=None, since=since
+            )
+            created = {r.run_id: r.created_at for r in runs}
+            want = [i for i in _expected(runs, None, None, None) if created[i] >= since]
+            assert [r.run_id for r in page] == want, since
+            assert want, since
         with pytest.raises(PagingError):
             await list_page(log, status="done", target=None, text=None, limit=5, cursor=None)
         with pytest.raises(PagingError):

@@ -124,6 +124,9 @@ async function runList(main) {
     ...STATUSES.map((s) => el("option", { value: s }, s)));
   const target = el("select", { id: "f-target", name: "target" }, el("option", { value: "" }, "any target"));
   const text = el("input", { id: "f-text", name: "q", type: "search", placeholder: "run id, target or key" });
+  const since = el("select", { id: "f-since", name: "since" }, ...[["", "any time"], ["3600", "last hour"], ["86400", "last day"], ["604800", "last 7 days"]]
+    .map(([value, label]) => el("option", { value }, label)));
+  since.value = params.get("since") || "";
   status.value = params.get("status") || "";
   text.value = params.get("q") || "";
   const body = el("tbody", { id: "runs" });
@@ -132,7 +135,7 @@ async function runList(main) {
   main.replaceChildren(
     el("h1", {}, "Runs"),
     el("form", { class: "filters", id: "filters", onsubmit: (e) => e.preventDefault() },
-      el("label", {}, "Status", status), el("label", {}, "Target", target), el("label", {}, "Search", text), count),
+      el("label", {}, "Status", status), el("label", {}, "Target", target), el("label", {}, "Created", since), el("label", {}, "Search", text), count),
     el("table", {}, el("thead", {}, el("tr", {}, ...["Run", "Target", "Status", "Created", "Updated", "Events"].map((h) => el("th", {}, h)))), body),
     more,
   );
@@ -149,6 +152,7 @@ async function runList(main) {
     if (status.value) q.set("status", status.value);
     if (target.value) q.set("target", target.value);
     if (text.value.trim()) q.set("q", text.value.trim());
+    if (since.value) q.set("since", since.value);
     for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
     return q;
   }
@@ -164,6 +168,7 @@ async function runList(main) {
     const pageSize = reset ? Math.max(50, shown) : 50;
     const q = query({ limit: String(Math.min(pageSize, 500)) });
     if (!reset && cursor) q.set("cursor", cursor);
+    if (q.has("since")) q.set("since", String(Date.now() / 1000 - Number(q.get("since"))));
     const data = await api(`/api/runs?${q}`);
     const rows = data.runs.map(row);
     if (reset) body.replaceChildren(...rows); else body.append(...rows);
@@ -181,6 +186,7 @@ async function runList(main) {
   }
   status.addEventListener("change", refilter);
   target.addEventListener("change", refilter);
+  since.addEventListener("change", refilter);
   let typing = null;
   text.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refilter, 250); });
   more.addEventListener("click", () => load(false).catch((e) => toast(e.message)));
