@@ -7,10 +7,12 @@ the gateway with uvicorn until Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
 from perdure._cli_app import USAGE, fail, load_app, out, out_json, store_path
+from perdure.eventlog import LmdbEventLog, PerdureError
 from perdure.serve._security import TokenError, read_token
 
 __all__ = ["remote_cancel", "remote_resume", "serve_command"]
@@ -45,6 +47,10 @@ def serve_command(
         _missing_extra(exc)
     loaded = load_app(app)
     path = store_path(store)
+    try:
+        asyncio.run(_probe(path))
+    except PerdureError as exc:
+        fail(f"cannot serve the store at {path!r}: {exc}")
     asgi = create_app(loaded.registry, path=path, token=token)
     where = f"http://{host}:{port}/"
     print(
@@ -66,6 +72,12 @@ def serve_command(
     server.run()
     # uvicorn returns after a clean stop; a failed start-up (port taken, store locked) is not one
     return 0 if server.started else 1
+
+
+async def _probe(path: str) -> None:
+    """Open the store for writing and close it: a locked or unusable store is reported as one
+    line before the server starts (uvicorn would print the lifespan's traceback)."""
+    await LmdbEventLog(path).close()
 
 
 def _client(url: str, token: str | None) -> Any:

@@ -470,6 +470,30 @@ def test_serving_off_loopback_without_a_token_is_refused(tmp_path: Any) -> None:
     assert done.returncode == 2 and "16 or more" in done.stderr
 
 
+def test_a_store_held_by_another_gateway_is_reported_in_one_line(gateway: Gateway) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perdure",
+            "serve",
+            "--app",
+            APP,
+            "--store",
+            str(gateway.store),
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "already open for writing by another process" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_write_header_constant_matches_the_client() -> None:
     from perdure.serve._wire import CSRF_HEADER
 
