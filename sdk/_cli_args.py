@@ -18,6 +18,7 @@ _STORE_HELP = (
     "or ./.perdure)"
 )
 _JSON_HELP = "machine-readable output"
+_URL_HELP = "act through a running `perdure serve` at URL (token: $PERDURE_TOKEN)"
 
 
 def positive(text: str) -> int:
@@ -123,6 +124,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     p.add_argument("--value", required=True, metavar="JSON", help="the answer, as JSON")
     p.add_argument("--app", metavar="MODULE:ATTR", help="continue the run here with this code")
     p.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="wait with --app")
+    p.add_argument("--url", metavar="URL", help=_URL_HELP)
     p.set_defaults(action="resume")
 
     p = sub.add_parser(
@@ -139,7 +141,22 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", allow_abbrev=False, parents=[shared], help="cancel a run")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--reason", default="cancelled from the command line")
+    p.add_argument("--url", metavar="URL", help=_URL_HELP)
     p.set_defaults(action="cancel")
+
+    p = sub.add_parser(
+        "serve",
+        allow_abbrev=False,
+        parents=[shared],
+        help="host a runtime and serve its runs: HTTP API and web UI",
+    )
+    p.add_argument("--app", required=True, metavar="MODULE[:ATTR]", help="your code")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080)")
+    p.add_argument(
+        "--token-file", metavar="FILE", help="the API token (else $PERDURE_TOKEN); off loopback"
+    )
+    p.set_defaults(action="serve")
 
     p = sub.add_parser(
         "stats", allow_abbrev=False, parents=[shared], help="store size, runs by status, events"

@@ -36,13 +36,34 @@ class Client:
     open it in this process afterwards.
     """
 
+    def __new__(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        **options: Any,
+    ) -> Client:
+        """``Client(url="http://host:port", token=...)`` is a client of a `perdure serve`
+        gateway (`perdure.serve.RemoteClient`, the ``serve`` extra); otherwise of the store."""
+        if url is not None and cls is Client:
+            from perdure.serve._remote import RemoteClient
+
+            return super().__new__(RemoteClient)
+        return super().__new__(cls)
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         *,
         log: EventLog | None = None,
         store: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        token: str | None = None,
     ) -> None:
+        if url is not None or token is not None:
+            raise ClientUsageError("token=... goes with url=... (a gateway's address)")
         if path is not None and store is not None:
             raise TypeError("Client takes a store or a path (the same thing), not both")
         spec = store if store is not None else path

@@ -12,6 +12,7 @@ Noun-verb commands built on the public API:
     perdure stats
     perdure store check
     perdure store salvage RUN_ID... --to NEWSTORE      (or --all)
+    perdure serve --app module:attr [--host H] [--port P] [--token-file F]
     perdure demo
 
 Read commands (``runs``, ``events``, ``replay``, ``stats``) open the store
@@ -46,6 +47,7 @@ from perdure._cli_app import (
     out,
     out_exact,
     out_json,
+    parse_json,
     store_path,
 )
 from perdure._cli_args import build_parser
@@ -261,6 +263,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise
     if action == "replay":
         return replay(args)
+    if action == "serve" or (action in ("resume", "cancel") and args.url):
+        return _gateway(args)
     if action == "resume":
         return asyncio.run(_cli_write.resume(args))
     if action == "continue":
@@ -272,6 +276,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     if action == "store_salvage":
         return _cli_store.salvage(args)
     return _cli_write.demo(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    """``perdure serve``, and ``resume``/``cancel`` with ``--url`` (see `perdure.serve`)."""
+    from perdure.serve import _command
+
+    token = os.environ.get("PERDURE_TOKEN") or None
+    if args.action == "serve":
+        return _command.serve_command(
+            app=args.app,
+            store=args.store,
+            host=args.host,
+            port=args.port,
+            token_file=args.token_file,
+        )
+    if args.action == "resume":
+        value = parse_json(args.value, "--value")
+        return _command.remote_resume(args.url, token, args.run_id, value, args.json)
+    return _command.remote_cancel(args.url, token, args.run_id, args.reason, args.json)
 
 
 def _logging() -> contextlib.AbstractContextManager[None]:

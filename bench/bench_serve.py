@@ -1,0 +1,198 @@
+"""Load on `perdure serve`: N concurrent HTTP clients running short runs; run list latency.
+
+    python bench/bench_serve.py [--clients 50] [--runs 2000] [--prefill 0]
+
+Starts `perdure serve` on 127.0.0.1 (a free port) over a fresh store, with the
+test app's functions; `--prefill N` first writes N completed runs into the store
+(a Runtime in this process, before the gateway opens it) so the run list is
+timed on a big store. Then `--clients` async `Client(url=...)`s run `--runs`
+`gw_add` calls in total through the gateway. Prints runs/s, latency
+percentiles, errors, the gateway's RSS before/after, and the run list's
+latency (first page, a filtered page, a deep page). Loopback only; bounded in
+count; stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "tests" / "serve" / "serve_app.py"
+WRITE = {"X-Perdure-Request": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def prefill(store: Path, count: int) -> float:
+    sys.path.insert(0, str(APP.parent))
+    import logging
+
+    import serve_app  # noqa: F401 - registers gw_add
+    import structlog
+
+    from perdure import Runtime
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    started = time.perf_counter()
+    async with Runtime(store, durability="process") as rt:
+        done = 0
+        while done < count:
+            batch = min(500, count - done)
+            await asyncio.gather(*(rt.run("gw_add", {"a": done + i, "b": 1}) for i in range(batch)))
+            done += batch
+    return time.perf_counter() - started
+
+
+async def load(url: str, clients: int, runs: int) -> tuple[list[float], int, float]:
+    from perdure import Client
+
+    latencies: list[float] = []
+    errors = 0
+    todo = iter(range(runs))
+
+    async def worker() -> None:
+        nonlocal errors
+        async with Client(url=url) as client:
+            for i in todo:
+                start = time.perf_counter()
+                try:
+                    result = await client.arun("gw_add", {"a": i, "b": 1}, timeout=60)
+                    if result != i + 1:
+                        errors += 1
+                except Exception:
+                    errors += 1
+                latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def list_latency(url: str, params: dict[str, str], repeats: int = 20) -> float:
+    with httpx2.Client(base_url=url, timeout=60) as http:
+        http.get("/api/runs", params=params)  # warm
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            response = http.get("/api/runs", params=params)
+            times.append(time.perf_counter() - start)
+            assert response.status_code == 200, response.text
+    return statistics.median(times) * 1000
+
+
+def deep_cursor(url: str, pages: int) -> str | None:
+    cursor = None
+    with httpx2.Client(base_url=url, timeout=60) as http:
+        for _ in range(pages):
+            params = {"limit": "500", **({"cursor": cursor} if cursor else {})}
+            cursor = http.get("/api/runs", params=params).json()["next_cursor"]
+    return cursor
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--prefill", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        if args.prefill:
+            secs = asyncio.run(prefill(store, args.prefill))
+            print(f"prefilled {args.prefill} runs in {secs:.1f} s")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if k != "PERDURE_TOKEN"}
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "perdure",
+                "serve",
+                "--app",
+                str(APP),
+                "--store",
+                str(store),
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    httpx2.get(f"{url}/api/health", timeout=1)
+                    break
+                except httpx2.TransportError:
+                    time.sleep(0.1)
+            rss_before = rss_mib(server.pid)
+            latencies, errors, wall = asyncio.run(load(url, args.clients, args.runs))
+            rss_after = rss_mib(server.pid)
+            print(
+                "| clients | runs | errors | wall s | runs/s | p50 ms | p95 ms | p99 ms | "
+                "gateway RSS MiB before → after |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|")
+            print(
+                f"| {args.clients} | {args.runs} | {errors} | {wall:.1f} | "
+                f"{args.runs / wall:.0f} | {pct(latencies, 0.5):.1f} | "
+                f"{pct(latencies, 0.95):.1f} | {pct(latencies, 0.99):.1f} | "
+                f"{rss_before:.0f} → {rss_after:.0f} |"
+            )
+            total = args.prefill + args.runs
+            deep = deep_cursor(url, 4)
+            print(f"\nrun list on a store of {total} runs (median of 20, ms):")
+            print(f"- first page of 50: {list_latency(url, {'limit': '50'}):.1f}")
+            completed = list_latency(url, {"limit": "50", "status": "completed"})
+            print(f"- status=completed, 50: {completed:.1f}")
+            if deep:
+                print(
+                    f"- page of 50 after 2,000 rows: "
+                    f"{list_latency(url, {'limit': '50', 'cursor': deep}):.1f}"
+                )
+            print(
+                f"- text filter matching nothing (walks every row): "
+                f"{list_latency(url, {'limit': '50', 'q': 'no-such-text'}, repeats=3):.1f}"
+            )
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

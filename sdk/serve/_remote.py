@@ -1,0 +1,331 @@
+"""`Client(url=...)`: the same calls as the embedded `Client`, sent to a `perdure serve` gateway.
+
+A run's failure arrives as `RunFailedError` with the remote traceback text, an
+unknown run as `RunNotFoundError`, a bad input as the error the embedded client
+raises: the gateway sends the error's type and fields, and this side rebuilds it
+(see `perdure.serve._wire`). The gateway's address and token are the only
+state; web workers of any server, scripts and notebooks can each hold one.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from types import TracebackType
+from typing import Any
+
+import httpx2
+
+from perdure._bridge import ClientUsageError, in_event_loop
+from perdure._client import Client
+from perdure.eventlog import EventLog, check_json
+from perdure.runtime import RuntimeClosedError
+from perdure.serve._wire import CSRF_HEADER, error_from_json, outcome_from_json
+
+__all__ = ["RemoteClient"]
+
+#: Seconds to wait for a gateway that does not answer a call which does not wait on a run.
+DEFAULT_TIMEOUT = 30.0
+
+
+def _name(target: Any) -> str:
+    spec = getattr(target, "__perdure_target__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(target, str):
+        return target
+    raise TypeError(
+        f"cannot run {target!r}: pass a registered name, or an object decorated with "
+        "@function or @entrypoint"
+    )
+
+
+class RemoteClient(Client):
+    """`Client(url="http://host:port", token=...)`: calls go to a `perdure serve` gateway.
+
+    token: the gateway's token (default ``PERDURE_TOKEN``), sent as a bearer header.
+    timeout: seconds to wait for an answer to a call that does not wait on a
+        run (a run's own `timeout` bounds the calls that do).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log: EventLog | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if path is not None or log is not None:
+            raise ClientUsageError(
+                "Client(url=...) talks to a gateway; it takes no path or log "
+                "(the gateway's `perdure serve --store` chooses the store)"
+            )
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"Client(url=...) takes an http:// or https:// address, got {url!r}")
+        self.url = url.rstrip("/")
+        token = token if token is not None else (os.environ.get("PERDURE_TOKEN") or None)
+        self._headers = {CSRF_HEADER: "1", "Accept": "application/json"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeout = timeout
+        # One TLS context for every connection: building one costs ~30 ms of CPU, and the
+        # async calls open a client each (none for http://, where no TLS is spoken).
+        self._verify: ssl.SSLContext | bool = (
+            httpx2.create_ssl_context() if self.url.startswith("https://") else False
+        )
+        self._sync: httpx2.Client | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientUsageError(f"{self!r} is closed; make a new Client to call the gateway")
+
+    def _timeouts(self, wait: float | None, waits: bool) -> httpx2.Timeout:
+        if not waits:
+            return httpx2.Timeout(self._timeout)
+        return httpx2.Timeout(self._timeout, read=None if wait is None else wait + self._timeout)
+
+    def _answer(self, response: httpx2.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            raise error_from_json(body, response.status_code)
+        return body
+
+    def _unreachable(self, exc: Exception) -> RuntimeClosedError:
+        return RuntimeClosedError(f"cannot reach the gateway at {self.url}: {exc}")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: dict[str, Any] | None = None,
+        *,
+        wait: float | None = None,
+        waits: bool = False,
+    ) -> Any:
+        self._check_open()
+        if in_event_loop():
+            raise ClientUsageError(
+                f"Client.{what}() blocks, and it was called inside a running event loop; "
+                f"use `await client.a{what}(...)` instead"
+            )
+        if self._sync is None:
+            self._sync = httpx2.Client(
+                base_url=self.url, headers=self._headers, verify=self._verify
+            )
+        try:
+            response = self._sync.request(
+                method, path, json=body, timeout=self._timeouts(wait, waits)
+            )
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        return self._answer(response)
+
+    async def _arequest(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        wait: float | None = None,
+        waits: bool = False,
+    ) -> Any:
+        self._check_open()
+        # One async HTTP client per call: a pooled one would belong to one event loop, and
+        # its connections would outlive `asyncio.run` (loopback connections are cheap).
+        try:
+            async with httpx2.AsyncClient(
+                base_url=self.url, headers=self._headers, verify=self._verify
+            ) as http:
+                response = await http.request(
+                    method, path, json=body, timeout=self._timeouts(wait, waits)
+                )
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        return self._answer(response)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connections: later calls raise `ClientUsageError`. Closing twice is fine."""
+        self._closed = True
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RemoteClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- calls -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _start_body(
+        name: Any,
+        input: Any,
+        *,
+        idempotency_key: str | None,
+        run_id: str | None,
+        wait: bool,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        target = _name(name)
+        check_json(input, "input", where=f"input of {target!r} cannot be stored")
+        body: dict[str, Any] = {"target": target, "input": input, "wait": wait}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        if run_id is not None:
+            body["run_id"] = run_id
+        if timeout is not None:
+            body["timeout"] = timeout
+        return body
+
+    def run(
+        self,
+        name: Any,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Run a function or workflow on the gateway; return its result (see `Client.run`)."""
+        body = self._start_body(
+            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+        )
+        data = self._request("POST", "/api/runs", "run", body, wait=timeout, waits=True)
+        return outcome_from_json(data).unwrap()
+
+    async def arun(
+        self,
+        name: Any,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        body = self._start_body(
+            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+        )
+        data = await self._arequest("POST", "/api/runs", body, wait=timeout, waits=True)
+        return outcome_from_json(data).unwrap()
+
+    def start(
+        self,
+        name: Any,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Start a run on the gateway without waiting for it; return its run id."""
+        body = self._start_body(
+            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+        )
+        return str(self._request("POST", "/api/runs", "start", body)["run_id"])
+
+    async def astart(
+        self,
+        name: Any,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        body = self._start_body(
+            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+        )
+        return str((await self._arequest("POST", "/api/runs", body))["run_id"])
+
+    def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait until the run settles; its result (or interrupts), or its error raised."""
+        query = "" if timeout is None else f"?timeout={timeout}"
+        data = self._request(
+            "GET", f"/api/runs/{_quote(run_id)}/outcome{query}", "result", wait=timeout, waits=True
+        )
+        return outcome_from_json(data).unwrap()
+
+    async def aresult(self, run_id: str, timeout: float | None = None) -> Any:
+        query = "" if timeout is None else f"?timeout={timeout}"
+        data = await self._arequest(
+            "GET", f"/api/runs/{_quote(run_id)}/outcome{query}", wait=timeout, waits=True
+        )
+        return outcome_from_json(data).unwrap()
+
+    def resume(self, run_id: str, value: Any) -> Any:
+        """Answer a paused run's interrupt and wait until it settles again; return its result."""
+        check_json(value, "value", where="the answer to an interrupt cannot be stored")
+        data = self._request(
+            "POST",
+            f"/api/runs/{_quote(run_id)}/resume",
+            "resume",
+            {"value": value, "wait": True},
+            waits=True,
+        )
+        return outcome_from_json(data).unwrap()
+
+    async def aresume(self, run_id: str, value: Any) -> Any:
+        check_json(value, "value", where="the answer to an interrupt cannot be stored")
+        data = await self._arequest(
+            "POST", f"/api/runs/{_quote(run_id)}/resume", {"value": value, "wait": True}, waits=True
+        )
+        return outcome_from_json(data).unwrap()
+
+    def cancel(self, run_id: str, reason: str | None = None) -> None:
+        body = {} if reason is None else {"reason": reason}
+        self._request("POST", f"/api/runs/{_quote(run_id)}/cancel", "cancel", body)
+
+    async def acancel(self, run_id: str, reason: str | None = None) -> None:
+        body = {} if reason is None else {"reason": reason}
+        await self._arequest("POST", f"/api/runs/{_quote(run_id)}/cancel", body)
+
+    def status(self, run_id: str) -> str:
+        """The run's status (running, waiting, completed, failed, cancelled or parked)."""
+        return str(self.get_run(run_id)["status"])
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """What the gateway tells about a run (as ``GET /api/runs/{run_id}``)."""
+        data: dict[str, Any] = self._request("GET", f"/api/runs/{_quote(run_id)}", "get_run")
+        return data
+
+
+def _quote(run_id: str) -> str:
+    from urllib.parse import quote
+
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+    return quote(run_id, safe="")
