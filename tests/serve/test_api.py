@@ -87,7 +87,7 @@ def test_idempotency_key_returns_the_first_run_and_refuses_another_input(gateway
         ({"target": "gw_add", "input": {"a": 1}}, 422, "InvalidArgumentsError"),
         ({"target": 42}, 400, "BadRequest"),
         ({"target": "gw_add", "input": {"a": 1, "b": 2}, "timeout": -1}, 400, "BadRequest"),
-        ({"target": "gw_add", "input": {"a": 1, "b": 2}, "run_id": ""}, 400, "ValueError"),
+        ({"target": "gw_add", "input": {"a": 1, "b": 2}, "run_id": ""}, 400, "InvalidIdError"),
     ],
 )
 def test_bad_starts_are_refused_with_the_embedded_error(
