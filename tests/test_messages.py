@@ -147,3 +147,28 @@ async def test_receive_timeout_across_a_restart_fires_on_time(store: dict[str, A
         clock.advance(0.2)
         outcome = await rt.wait("t", timeout=30)
         assert outcome.result == ["got", None]
+
+
+def test_cli_send_records_a_message_for_a_waiting_run(tmp_path: Path) -> None:
+    from perdure.cli import main
+
+    registry = Registry()
+    _workflows(registry)
+    path = str(tmp_path / "store")
+
+    async def start() -> None:
+        async with Runtime(path, registry=registry) as rt:
+            await rt.start("collect", 1, run_id="cli")
+            for _ in range(200):
+                if await rt.status("cli") == "waiting":
+                    return
+                await asyncio.sleep(0.01)
+
+    async def finish() -> Any:
+        async with Runtime(path, registry=registry) as rt:
+            return (await rt.wait("cli", timeout=30)).result
+
+    asyncio.run(start())
+    assert main(["send", "cli", '{"from": "cli"}', "--topic", "default", "--store", path]) == 0
+    assert main(["events", "cli", "--store", path]) == 0
+    assert asyncio.run(finish()) == [{"from": "cli"}]
