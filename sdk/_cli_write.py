@@ -1,5 +1,5 @@
-"""The `perdure` commands that write: ``resume``, ``send``, ``continue`` and ``cancel`` (and ``demo``,
-on a temporary store unless ``--store`` is given).
+"""The `perdure` commands that write: ``resume``, ``send``, ``continue`` and ``cancel``
+(and ``demo``, on a temporary store unless ``--store`` is given).
 
 They open a `Runtime` on the store, which works only while no other process
 holds it for writing. ``resume`` without ``--app`` records the answer only: the
