@@ -343,6 +343,8 @@ class Execution(AttemptRunner):
         if step is not None:
             if step.done:  # settled meanwhile: the re-executed body finds it
                 actor.after_commit(self.restart_body)
+            elif message.position in state.receiving:
+                self._deliver_message(message.position, message.topic, message.seen_seq)
             return
         if self._deliver_message(message.position, message.topic, message.seen_seq):
             return

@@ -416,7 +416,8 @@ def receive_message(topic: str, timeout: float | None) -> Any:
             )
         if step.done and step.settled_seq < actor.durable_seq:
             return fresh(step.result)
-        raise quiet(Suspend("receive"))
+        if step.done:
+            raise quiet(Suspend("receive"))
     _thread_safe_post(
         scope,
         ReceiveRequest(

@@ -180,6 +180,7 @@ def _run_started(state: RunState, e: RunStarted) -> None:
     state.terminal = None
     state.steps = {}
     state.interrupts = {}
+    state.receiving = {}
     state.open_attempts = 0
     state.body_failures = 0
     state.body_retry_timer = None
