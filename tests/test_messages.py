@@ -172,3 +172,31 @@ def test_cli_send_records_a_message_for_a_waiting_run(tmp_path: Path) -> None:
     assert main(["send", "cli", '{"from": "cli"}', "--topic", "default", "--store", path]) == 0
     assert main(["events", "cli", "--store", path]) == 0
     assert asyncio.run(finish()) == [{"from": "cli"}]
+
+
+def test_client_send_and_get_event(tmp_path: Path) -> None:
+    registry = Registry()
+    _workflows(registry)
+    path = str(tmp_path / "store")
+
+    async def start() -> None:
+        async with Runtime(path, registry=registry) as rt:
+            await rt.start("collect", 2, run_id="cl")
+
+    asyncio.run(start())
+    with perdure.Client(path) as client:
+        client.send("cl", "one", idempotency_key="x")
+        client.send("cl", "one", idempotency_key="x")
+        # This process lacks the workflow's code: the run waits, nothing is published yet.
+        assert client.get_event("cl", "progress") is None
+        with pytest.raises(RunNotFoundError):
+            client.send("missing", 1)
+        with pytest.raises(TypeError, match="topic"):
+            client.send("cl", 1, topic="")
+    events = asyncio.run(_read(path, "cl"))
+    assert [e.value for e in events if type(e) is MessageReceived] == ["one"]
+
+
+async def _read(path: str, run_id: str) -> list[Any]:
+    async with Runtime(path, registry=Registry(), recover=False) as rt:
+        return list(await rt.log.read(run_id))
