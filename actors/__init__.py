@@ -17,13 +17,23 @@ from perdure.actors._errors import (
     RunExistsError,
     RunFailedError,
     RunParkedError,
+    RunSettledError,
     Suspend,
     TaskFailedError,
     TaskTimeoutError,
 )
 from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox
-from perdure.actors._messages import Cancel, Continue, FireTimer, Resume, Start, Stop, Wake
+from perdure.actors._messages import (
+    Cancel,
+    Continue,
+    FireTimer,
+    Resume,
+    SendMessage,
+    Start,
+    Stop,
+    Wake,
+)
 from perdure.actors._observe import Logger, get_logger
 from perdure.actors._policy import (
     NO_RETRY,
@@ -42,6 +52,8 @@ from perdure.actors._scope import (
     durable_sleep,
     interrupt,
     interrupt_id,
+    publish_event,
+    receive_message,
 )
 from perdure.actors._state import BODY, RunState, Step, apply, fold
 from perdure.actors._targets import (
@@ -72,6 +84,7 @@ __all__ = [
     "FireTimer",
     "Interrupt",
     "InvalidResumeError",
+    "RunSettledError",
     "Logger",
     "Mailbox",
     "NonDeterminismError",
@@ -80,6 +93,7 @@ __all__ = [
     "NotInWorkflowError",
     "PolicyError",
     "Resume",
+    "SendMessage",
     "RetryPolicy",
     "RunActor",
     "RunBusyError",
@@ -109,5 +123,7 @@ __all__ = [
     "get_logger",
     "interrupt",
     "interrupt_id",
+    "publish_event",
+    "receive_message",
     "match_step",
 ]

@@ -31,6 +31,7 @@ from perdure.actors._errors import (
     RunBusyError,
     RunCancelledError,
     RunExistsError,
+    RunSettledError,
     Suspend,
 )
 from perdure.actors._execution import Execution
@@ -45,7 +46,10 @@ from perdure.actors._messages import (
     FireTimer,
     Flush,
     InterruptRequest,
+    PublishEvent,
+    ReceiveRequest,
     Resume,
+    SendMessage,
     SleepRequest,
     Start,
     Stop,
@@ -54,10 +58,12 @@ from perdure.actors._messages import (
 from perdure.actors._state import ATTEMPT_LOST, RunState, apply, fold
 from perdure.eventlog import (
     Event,
+    EventPublished,
     IdempotencyKeyTakenError,
     Interrupted,
     LmdbEventLog,
     MemoryEventLog,
+    MessageReceived,
     Resumed,
     RunCancelled,
     RunContinued,
@@ -336,6 +342,15 @@ class RunActor:
                 )
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
+        elif isinstance(message, ReceiveRequest):
+            self.execution.on_receive(message)
+        elif isinstance(message, SendMessage):
+            self._send(message)
+        elif isinstance(message, PublishEvent):
+            if message.incarnation == self.incarnation and message.position not in self.state.steps:
+                self.emit(
+                    EventPublished, position=message.position, key=message.key, value=message.value
+                )
         elif isinstance(message, FireTimer):
             self.execution.on_timer(message.timer_id)
         elif isinstance(message, Resume):
@@ -501,6 +516,35 @@ class RunActor:
             self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
         self.reply_after_commit(message.reply)
         self.after_commit(self.execution.restart_body)
+
+    def _send(self, message: SendMessage) -> None:
+        state = self.state
+        if not state.started:
+            message.reply.set_exception(
+                RunSettledError(
+                    f"run {self.run_id!r} has not started; nothing can receive a message",
+                    run_id=self.run_id,
+                    status=state.status,
+                )
+            )
+            return
+        key = message.idempotency_key
+        if key is not None and key in state.message_keys:
+            message.reply.set_result(None)  # sent before: a no-op
+            return
+        if state.terminal is not None:
+            message.reply.set_exception(
+                RunSettledError(
+                    f"run {self.run_id!r} has settled (status: {state.terminal}); "
+                    "no receive() will ever take this message",
+                    run_id=self.run_id,
+                    status=state.terminal,
+                )
+            )
+            return
+        self.emit(MessageReceived, topic=message.topic, value=message.value, idempotency_key=key)
+        self.reply_after_commit(message.reply)
+        self.execution.deliver_waiting(message.topic)
 
     def _continue(self, message: Continue) -> None:
         """Reopen a failed, parked or cancelled run: completed steps stay, the rest run again.

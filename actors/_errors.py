@@ -113,6 +113,16 @@ class InvalidResumeError(UsageError, ValueError):
         self.pending = pending
 
 
+class RunSettledError(UsageError, ValueError):
+    """A message was sent to a run that has settled (completed, failed, cancelled, parked):
+    nobody will ever receive it."""
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+
+
 class RunBusyError(UsageError):
     """A new invocation was asked of a thread whose current invocation has not settled."""
 

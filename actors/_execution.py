@@ -19,11 +19,13 @@ from perdure.actors._attempts import (
     fail_future,
 )
 from perdure.actors._errors import NonDeterminismError, Suspend, TaskFailedError
-from perdure.actors._messages import BodyDone, SleepRequest
+from perdure.actors._messages import BodyDone, ReceiveRequest, SleepRequest
 from perdure.actors._scope import Scope, call_task, current_scope, wake
 from perdure.actors._state import BODY
 from perdure.actors._targets import BodyInfo, Final, TargetSpec, body_config
 from perdure.eventlog import (
+    MessageDelivered,
+    ReceiveWaiting,
     RunCompleted,
     RunFailed,
     SerializationError,
@@ -329,6 +331,66 @@ class Execution(AttemptRunner):
             seen_seq=message.seen_seq,
         )
 
+    # -- messages --------------------------------------------------------------------------
+
+    def on_receive(self, message: ReceiveRequest) -> None:
+        """The body's `receive()` at a new position: hand it the next message or wait."""
+        actor = self.actor
+        state = actor.state
+        if message.incarnation != actor.incarnation or state.terminal is not None:
+            return
+        step = state.steps.get(message.position)
+        if step is not None:
+            if step.done:  # settled meanwhile: the re-executed body finds it
+                actor.after_commit(self.restart_body)
+            elif message.position in state.receiving:
+                self._deliver_message(message.position, message.topic, message.seen_seq)
+            return
+        if self._deliver_message(message.position, message.topic, message.seen_seq):
+            return
+        actor.emit(
+            ReceiveWaiting,
+            position=message.position,
+            topic=message.topic,
+            seen_seq=message.seen_seq,
+        )
+        if message.timeout is not None:
+            actor.emit(
+                TimerSet,
+                timer_id=f"receive:{state.invocation}:{message.position}",
+                due_at=actor.host.clock.now() + max(0.0, message.timeout),
+                purpose="receive",
+                position=message.position,
+                seen_seq=message.seen_seq,
+            )
+
+    def deliver_waiting(self, topic: str) -> None:
+        """A message arrived on `topic`: hand it to a `receive()` waiting there, if any."""
+        for position, waited in list(self.actor.state.receiving.items()):
+            if waited == topic and not self._deliver_message(position, topic, -1):
+                return
+
+    def _deliver_message(self, position: str, topic: str, seen_seq: int) -> bool:
+        """Record the next undelivered message on `topic` as the receive at `position`'s."""
+        actor = self.actor
+        state = actor.state
+        queue = state.messages.get(topic, ())
+        index = state.delivered.get(topic, 0)
+        if index >= len(queue):
+            return False
+        actor.emit(
+            MessageDelivered,
+            position=position,
+            topic=topic,
+            message_seq=queue[index][0],
+            seen_seq=seen_seq,
+        )
+        step = state.steps.get(position)
+        if step is not None and step.timer_id in state.timers:
+            actor.emit(TimerCancelled, timer_id=step.timer_id)
+        actor.after_commit(self.restart_body)
+        return True
+
     def on_timer(self, timer_id: str) -> None:
         actor = self.actor
         entry = actor.state.timers.get(timer_id)
@@ -340,7 +402,7 @@ class Execution(AttemptRunner):
             # A child task of the live body waits on it (a race): wake it, nothing to restart.
             waiters = self.sleep_waiters.pop(position)
             actor.after_commit(lambda: wake(waiters))
-        elif purpose == "sleep" or position == BODY:
+        elif purpose in ("sleep", "receive") or position == BODY:
             actor.after_commit(self.restart_body)
         else:
             self.ensure_attempt(position)

@@ -125,3 +125,28 @@ class Stop:
     """Stop this incarnation (eviction or shutdown) once it is idle or at once if `force`."""
 
     force: bool = False
+
+
+@attrs.define(slots=True, kw_only=True)
+class ReceiveRequest:
+    incarnation: int
+    position: str
+    topic: str
+    timeout: float | None
+    seen_seq: int = -1
+
+
+@attrs.define(slots=True, kw_only=True)
+class PublishEvent:
+    incarnation: int
+    position: str
+    key: str
+    value: Any
+
+
+@attrs.define(slots=True, kw_only=True)
+class SendMessage:
+    topic: str
+    value: Any
+    idempotency_key: str | None
+    reply: asyncio.Future[None]

@@ -17,8 +17,19 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from perdure.actors._errors import NotInWorkflowError, Suspend, TaskFailedError
-from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
+from perdure.actors._errors import (
+    NonDeterminismError,
+    NotInWorkflowError,
+    Suspend,
+    TaskFailedError,
+)
+from perdure.actors._messages import (
+    ExecuteTask,
+    InterruptRequest,
+    PublishEvent,
+    ReceiveRequest,
+    SleepRequest,
+)
 from perdure.actors._order import Holdback
 from perdure.actors._replay import match_step
 from perdure.actors._state import Step
@@ -374,6 +385,78 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     if child:
         return actor.step_waiter(position)
     raise quiet(Suspend("sleep"))
+
+
+def receive_message(topic: str, timeout: float | None) -> Any:
+    """The next undelivered message on `topic` (None when `timeout` seconds pass first).
+
+    Recorded at the body's position: on replay the same message comes back. Until
+    a message (or the timeout) is recorded, the body stops here (`Suspend`) and
+    is re-executed once it is.
+    """
+    if not isinstance(topic, str) or not topic:
+        raise TypeError(f"receive(): topic must be a non-empty string, got {topic!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout)
+    ):
+        raise TypeError(f"receive(): timeout must be a number of seconds or None, got {timeout!r}")
+    scope = require_scope("receive()")
+    actor = scope.actor
+    position = scope.next_position()
+    step = match_step(actor.state, position, "receive")
+    if step is not None:
+        if step.name and step.name != topic:
+            raise NonDeterminismError(
+                f"run {actor.run_id!r}, position {position}: the code asked for receive() on "
+                f"topic {topic!r}, but the log recorded receive() on topic {step.name!r} there",
+                run_id=actor.run_id,
+                position=position,
+                recorded=step.describe(),
+                requested=f"receive() on topic {topic!r}",
+            )
+        if step.done and step.settled_seq < actor.durable_seq:
+            return fresh(step.result)
+        if step.done:
+            raise quiet(Suspend("receive"))
+    _thread_safe_post(
+        scope,
+        ReceiveRequest(
+            incarnation=scope.incarnation,
+            position=position,
+            topic=topic,
+            timeout=None if timeout is None else float(timeout),
+            seen_seq=scope.seen(),
+        ),
+    )
+    raise quiet(Suspend("receive"))
+
+
+def publish_event(key: str, value: Any) -> None:
+    """Record `value` as the run's event `key` (a step: replay does not record it again)."""
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"set_event(): key must be a non-empty string, got {key!r}")
+    scope = require_scope("set_event()")
+    actor = scope.actor
+    position = scope.next_position()
+    value = check_json(
+        value, "value", where=f"set_event({key!r}) in run {actor.run_id!r} at position {position}"
+    )
+    step = match_step(actor.state, position, "set_event")
+    if step is not None:
+        if step.name != key:
+            raise NonDeterminismError(
+                f"run {actor.run_id!r}, position {position}: the code asked for "
+                f"set_event({key!r}), but the log recorded set_event({step.name!r}) there",
+                run_id=actor.run_id,
+                position=position,
+                recorded=step.describe(),
+                requested=f"set_event({key!r})",
+            )
+        return
+    _thread_safe_post(
+        scope,
+        PublishEvent(incarnation=scope.incarnation, position=position, key=key, value=value),
+    )
 
 
 def wake(futures: list[asyncio.Future[None]]) -> None:

@@ -14,7 +14,11 @@ import attrs
 
 from perdure.eventlog import (
     Event,
+    EventPublished,
     Interrupted,
+    MessageDelivered,
+    MessageReceived,
+    ReceiveWaiting,
     Resumed,
     RunCancelled,
     RunCompleted,
@@ -44,7 +48,7 @@ class Step:
     """One recorded step of the current invocation: a task, an interrupt or a durable sleep."""
 
     position: str
-    kind: str  # "task" | "interrupt" | "sleep"
+    kind: str  # "task" | "interrupt" | "sleep" | "receive" | "set_event"
     name: str = ""
     input_digest: str = ""
     failures: int = 0
@@ -78,6 +82,10 @@ class Step:
             return f"task {self.name!r} with input digest {self.input_digest}"
         if self.kind == "interrupt":
             return f"interrupt() with value {self.question!r}"
+        if self.kind == "receive":
+            return f"receive() on topic {self.name!r}"
+        if self.kind == "set_event":
+            return f"set_event({self.name!r})"
         return "a durable sleep"
 
 
@@ -113,6 +121,16 @@ class RunState:
     created_at: float = 0.0
     updated_at: float = 0.0
     attempts: int = 0
+    #: messages sent to the run, by topic, in append order: (seq, value)
+    messages: dict[str, list[tuple[int, Any]]] = attrs.field(factory=dict)
+    #: per topic, how many of its messages were delivered to a `receive()`
+    delivered: dict[str, int] = attrs.field(factory=dict)
+    #: idempotency keys of the messages sent so far
+    message_keys: set[str] = attrs.field(factory=set)
+    #: `receive()` positions waiting for a message: position -> topic
+    receiving: dict[str, str] = attrs.field(factory=dict)
+    #: values published by `set_event`: key -> latest value
+    events: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def started(self) -> bool:
@@ -128,7 +146,10 @@ class RunState:
         return "running"
 
     def waiting_on(self) -> bool:
-        """True if the run has an unanswered interrupt or an unfired durable sleep."""
+        """True if the run has an unanswered interrupt, an unfired durable sleep or a
+        `receive()` waiting for a message."""
+        if self.receiving:
+            return True
         for step in self.interrupts.values():
             if not step.answered:
                 return True
@@ -159,6 +180,7 @@ def _run_started(state: RunState, e: RunStarted) -> None:
     state.terminal = None
     state.steps = {}
     state.interrupts = {}
+    state.receiving = {}
     state.open_attempts = 0
     state.body_failures = 0
     state.body_retry_timer = None
@@ -244,7 +266,11 @@ def _resumed(state: RunState, e: Resumed) -> None:
 
 def _timer_set(state: RunState, e: TimerSet) -> None:
     state.timers[e.timer_id] = (e.due_at, e.purpose, e.position)
-    if e.purpose == "sleep":
+    if e.purpose == "receive":
+        step = _step(state, e.position, "receive")
+        step.timer_id = e.timer_id
+        step.due_at = e.due_at
+    elif e.purpose == "sleep":
         step = _step(state, e.position, "sleep")
         step.timer_id = e.timer_id
         step.due_at = e.due_at
@@ -266,6 +292,15 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
             step.fired = fired
             if fired:
                 step.settled_seq = seq
+    elif purpose == "receive":
+        step = state.steps.get(position)
+        if fired and step is not None and not step.done:
+            # The receive timed out: it returns None.
+            state.receiving.pop(position, None)
+            step.done = True
+            step.fired = True
+            step.result = None
+            step.settled_seq = seq
     elif position == BODY:
         state.body_retry_timer = None
     else:
@@ -306,6 +341,42 @@ def _run_continued(state: RunState, e: RunContinued) -> None:
         del state.steps[position]
 
 
+def _message_received(state: RunState, e: MessageReceived) -> None:
+    state.messages.setdefault(e.topic, []).append((e.seq, e.value))
+    if e.idempotency_key is not None:
+        state.message_keys.add(e.idempotency_key)
+
+
+def _receive_waiting(state: RunState, e: ReceiveWaiting) -> None:
+    step = _step(state, e.position, "receive")
+    step.name = e.topic
+    step.seen_seq = e.seen_seq
+    state.receiving[e.position] = e.topic
+
+
+def _message_delivered(state: RunState, e: MessageDelivered) -> None:
+    step = _step(state, e.position, "receive")
+    step.name = e.topic
+    if step.seen_seq < 0:
+        step.seen_seq = e.seen_seq
+    state.receiving.pop(e.position, None)
+    state.delivered[e.topic] = state.delivered.get(e.topic, 0) + 1
+    step.done = True
+    step.result = next(
+        (value for seq, value in state.messages.get(e.topic, ()) if seq == e.message_seq), None
+    )
+    step.answer = e.message_seq
+    step.settled_seq = e.seq
+
+
+def _event_published(state: RunState, e: EventPublished) -> None:
+    step = _step(state, e.position, "set_event")
+    step.name = e.key
+    step.done = True
+    step.settled_seq = e.seq
+    state.events[e.key] = e.value
+
+
 _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     RunStarted: _run_started,
     TaskAttemptStarted: _attempt_started,
@@ -323,6 +394,10 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     RunCancelled: _run_cancelled,
     RunParked: _run_parked,
     RunContinued: _run_continued,
+    MessageReceived: _message_received,
+    ReceiveWaiting: _receive_waiting,
+    MessageDelivered: _message_delivered,
+    EventPublished: _event_published,
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 RunKind = Literal["function", "workflow"]
-TimerPurpose = Literal["retry", "sleep"]
+TimerPurpose = Literal["retry", "sleep", "receive"]
 
 
 @attrs.frozen(kw_only=True)
@@ -212,6 +212,47 @@ class RunContinued(Event):
     reason: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class MessageReceived(Event):
+    """A message was sent to the run (`Runtime.send`) on `topic`; it waits for a `receive()`."""
+
+    WIRE_NAME: ClassVar[str] = "message_received"
+    topic: str
+    value: Any
+    idempotency_key: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ReceiveWaiting(Event):
+    """The body's `receive()` at `position` found no message on `topic` and waits for one."""
+
+    WIRE_NAME: ClassVar[str] = "receive_waiting"
+    position: str
+    topic: str
+    seen_seq: int = -1
+
+
+@attrs.frozen(kw_only=True)
+class MessageDelivered(Event):
+    """The `receive()` at `position` was handed the message recorded at `message_seq`."""
+
+    WIRE_NAME: ClassVar[str] = "message_delivered"
+    position: str
+    topic: str
+    message_seq: int
+    seen_seq: int = -1
+
+
+@attrs.frozen(kw_only=True)
+class EventPublished(Event):
+    """The body called `set_event(key, value)` at `position`; a later one overwrites it."""
+
+    WIRE_NAME: ClassVar[str] = "event_set"
+    position: str
+    key: str
+    value: Any
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     RunStarted,
     TaskAttemptStarted,
@@ -229,6 +270,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RunCancelled,
     RunParked,
     RunContinued,
+    MessageReceived,
+    ReceiveWaiting,
+    MessageDelivered,
+    EventPublished,
 )
 
 BY_WIRE_NAME: dict[str, type[Event]] = {cls.WIRE_NAME: cls for cls in EVENT_TYPES}

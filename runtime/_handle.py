@@ -29,3 +29,17 @@ class RunHandle:
 
     async def status(self) -> RunStatus:
         return await self.runtime.status(self.run_id)
+
+    async def send(
+        self,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send `message` to this run (see `Runtime.send`)."""
+        await self.runtime.send(self.run_id, message, topic=topic, idempotency_key=idempotency_key)
+
+    async def get_event(self, key: str, *, timeout: float | None = None) -> Any:
+        """The latest value this run published under `key` (see `Runtime.get_event`)."""
+        return await self.runtime.get_event(self.run_id, key, timeout=timeout)

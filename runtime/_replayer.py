@@ -30,7 +30,13 @@ from perdure.actors import (
     current_scope,
     fold,
 )
-from perdure.actors._messages import ExecuteTask, InterruptRequest, SleepRequest
+from perdure.actors._messages import (
+    ExecuteTask,
+    InterruptRequest,
+    PublishEvent,
+    ReceiveRequest,
+    SleepRequest,
+)
 from perdure.actors._scope import Scope
 from perdure.eventlog import Event, EventLog, RunStarted, TaskAttemptStarted
 from perdure.eventlog._json import fresh
@@ -98,6 +104,10 @@ class _ReplayActor:
             self.asked.append((message.position, f"interrupt() with value {message.value!r}"))
         elif isinstance(message, SleepRequest):
             self.asked.append((message.position, f"a durable sleep of {message.seconds:g} s"))
+        elif isinstance(message, ReceiveRequest):
+            self.asked.append((message.position, f"receive() on topic {message.topic!r}"))
+        elif isinstance(message, PublishEvent):
+            self.asked.append((message.position, f"set_event({message.key!r})"))
 
 
 class Replayer:

@@ -25,6 +25,7 @@ from perdure.actors import (
     FireTimer,
     Resume,
     RunActor,
+    SendMessage,
     Start,
     SystemClock,
     TargetSpec,
@@ -36,6 +37,7 @@ from perdure.eventlog import (
     Durability,
     Event,
     EventLog,
+    EventPublished,
     IdempotencyKeyTakenError,
     RunInfo,
     RunStatus,
@@ -132,6 +134,8 @@ class Runtime:
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
         self._settle_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        #: `get_event` callers waiting for a run's next `set_event`
+        self._event_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listeners: dict[str, list[asyncio.Queue[tuple[str, Any]]]] = {}
         self._open = False
         self._token: contextvars.Token[Runtime | None] | None = None
@@ -181,6 +185,14 @@ class Runtime:
                     scheduler.settled(actor.run_id, event.timer_id)  # type: ignore[attr-defined]
                     scheduler.changed()
         run_id = actor.run_id
+        if (
+            self._event_waiters
+            and run_id in self._event_waiters
+            and any(type(event) is EventPublished for event in events)
+        ):
+            for waiter in self._event_waiters.pop(run_id):
+                if not waiter.done():
+                    waiter.set_result(None)
         listeners = self._listeners.get(run_id)
         if listeners:
             for queue in listeners:
@@ -521,12 +533,74 @@ class Runtime:
         supervisor.post(run_id, make(reply))
         await reply
 
-    async def send(self, run_id: str, message: Any) -> None:
-        """Send a message to a run's actor: `Command(resume=...)` answers its interrupt."""
+    async def send(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send `message` to a run: it is in the run's log (a ``message_received`` event)
+        when this returns, whatever the run is doing, and the workflow body takes it
+        with ``receive(topic)``. A `Command(resume=...)` answers the run's interrupt instead.
+
+        Sending again with an `idempotency_key` already used for this run does nothing.
+        An unknown run raises `RunNotFoundError`; a settled run `RunSettledError`.
+        """
         if isinstance(message, Command):
             await self.resume(run_id, message.resume)
-        else:
-            raise TypeError(f"send() takes a Command, got {message!r}")
+            return
+        if not isinstance(topic, str) or not topic:
+            raise TypeError(f"send(): topic must be a non-empty string, got {topic!r}")
+        if idempotency_key is not None:
+            check_id("idempotency_key", idempotency_key)
+        value = check_json(message, "message", where=f"send() to run {run_id!r}")
+        await self._ask(
+            run_id,
+            lambda reply: SendMessage(
+                topic=topic, value=value, idempotency_key=idempotency_key, reply=reply
+            ),
+        )
+
+    async def get_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        """The latest value the run published under `key` with ``set_event`` (None if none).
+
+        With `timeout`, wait up to that many seconds for the first value; without, answer
+        at once. Reads the stored log: it never waits for a busy run.
+        """
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"get_event(): key must be a non-empty string, got {key!r}")
+        check_id("run_id", run_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            if deadline is not None:
+                self._event_waiters.setdefault(run_id, []).append(fut)
+            try:
+                state = await self.state(run_id)
+                if not state.started:
+                    raise RunNotFoundError(
+                        f"no run with id {run_id!r} in this store", run_id=run_id
+                    )
+                if key in state.events:
+                    return state.events[key]
+                if deadline is None or state.terminal is not None:
+                    return None
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(fut, left)
+                except TimeoutError:
+                    return None
+            finally:
+                waiters = self._event_waiters.get(run_id)
+                if waiters is not None and fut in waiters:
+                    waiters.remove(fut)
+                    if not waiters:
+                        del self._event_waiters[run_id]
 
     async def resume(self, run_id: str, value: Any) -> None:
         """Answer the run's pending interrupt(s); see `Command`."""

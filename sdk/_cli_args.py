@@ -128,6 +128,15 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     p.set_defaults(action="resume")
 
     p = sub.add_parser(
+        "send", allow_abbrev=False, parents=[shared], help="send a message to a workflow run"
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("value", metavar="JSON", help="the message, as JSON")
+    p.add_argument("--topic", default="default", metavar="T", help="the topic (default)")
+    p.add_argument("--idempotency-key", metavar="KEY", help="send at most once with this key")
+    p.set_defaults(action="send")
+
+    p = sub.add_parser(
         "continue",
         allow_abbrev=False,
         parents=[shared],

@@ -1,5 +1,5 @@
-"""The `perdure` commands that write: ``resume``, ``continue`` and ``cancel`` (and ``demo``,
-on a temporary store unless ``--store`` is given).
+"""The `perdure` commands that write: ``resume``, ``send``, ``continue`` and ``cancel``
+(and ``demo``, on a temporary store unless ``--store`` is given).
 
 They open a `Runtime` on the store, which works only while no other process
 holds it for writing. ``resume`` without ``--app`` records the answer only: the
@@ -30,7 +30,7 @@ from perdure._cli_app import (
     parse_json,
     store_path,
 )
-from perdure.actors import InvalidResumeError
+from perdure.actors import InvalidResumeError, RunSettledError
 from perdure.eventlog import SETTLED_STATUSES, PerdureError, StoreLockedError
 from perdure.runtime import Registry, Runtime, RunTimeoutError, store_label
 
@@ -84,6 +84,27 @@ async def resume(args: argparse.Namespace) -> int:
             )
             return 0
         return await _settle_here(args, rt)
+
+
+async def send(args: argparse.Namespace) -> int:
+    """Record a message for a run (`Runtime.send`); the run takes it with ``receive()``
+    when a process that has its code runs it."""
+    value = parse_json(args.value, "JSON")
+    async with _runtime(args, Registry()) as rt:
+        try:
+            await rt.send(
+                args.run_id, value, topic=args.topic, idempotency_key=args.idempotency_key
+            )
+        except RunSettledError as exc:
+            report(args, exc.status, f"{exc.status}: a settled run takes no messages")
+            return 1
+        report(
+            args,
+            await rt.status(args.run_id),
+            f"message recorded on topic {args.topic!r}; the run receives it when a process "
+            "that has its code runs it",
+        )
+        return 0
 
 
 async def continue_(args: argparse.Namespace) -> int:

@@ -200,6 +200,43 @@ class Client:
 
         return await self._acall(go)
 
+    def send(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send `message` to a run; it is in the run's log when this returns (see
+        `Runtime.send`). The workflow takes it with ``receive(topic)``."""
+        self._call(
+            lambda rt: rt.send(run_id, message, topic=topic, idempotency_key=idempotency_key),
+            "send",
+        )
+
+    async def asend(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Async `send`."""
+        await self._acall(
+            lambda rt: rt.send(run_id, message, topic=topic, idempotency_key=idempotency_key)
+        )
+
+    def get_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        """The latest value the run published under `key` with ``set_event`` (None if none
+        yet); with `timeout`, wait up to that many seconds for the first one."""
+        return self._call(lambda rt: rt.get_event(run_id, key, timeout=timeout), "get_event")
+
+    async def aget_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        """Async `get_event`."""
+        return await self._acall(lambda rt: rt.get_event(run_id, key, timeout=timeout))
+
     def cancel(self, run_id: str) -> None:
         self._call(lambda rt: rt.cancel(run_id), "cancel")
 

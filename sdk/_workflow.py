@@ -36,6 +36,8 @@ from perdure.actors import (
     call_task,
     current_body,
     durable_sleep,
+    publish_event,
+    receive_message,
 )
 from perdure.eventlog import EventLog
 from perdure.eventlog._values import declared_types, rebuild
@@ -330,6 +332,28 @@ async def asleep(seconds: float) -> None:
     fired = durable_sleep(seconds, wait=True)
     if fired is not None:
         await fired
+
+
+def receive(topic: str = "default", *, timeout: float | None = None) -> Any:
+    """In a workflow body: the next message sent to this run on `topic` (`Runtime.send`),
+    in the order they were sent, or None when `timeout` seconds pass first.
+
+    The wait is durable (the run is unloaded while it waits, and the timeout is a
+    stored timer); the delivery is recorded, so a replay returns the same message and
+    every message goes to exactly one `receive`.
+    """
+    return receive_message(topic, timeout)
+
+
+async def areceive(topic: str = "default", *, timeout: float | None = None) -> Any:
+    """`receive` for async workflow code (``msg = await perdure.areceive()``)."""
+    return receive_message(topic, timeout)
+
+
+def set_event(key: str, value: Any) -> None:
+    """In a workflow body: publish `value` under `key` for `Runtime.get_event` (a recorded
+    step; a later `set_event` with the same key overwrites it)."""
+    publish_event(key, value)
 
 
 def get_previous_state() -> Any:

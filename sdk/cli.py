@@ -7,6 +7,7 @@ Noun-verb commands built on the public API:
     perdure events RUN_ID [--follow]
     perdure replay RUN_ID --app module:attr      (or --all, or --file FILE)
     perdure resume RUN_ID --value JSON [--app module:attr]
+    perdure send RUN_ID JSON [--topic T] [--idempotency-key KEY]
     perdure continue RUN_ID [--app module:attr]
     perdure cancel RUN_ID
     perdure stats
@@ -267,6 +268,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _gateway(args)
     if action == "resume":
         return asyncio.run(_cli_write.resume(args))
+    if action == "send":
+        return asyncio.run(_cli_write.send(args))
     if action == "continue":
         return asyncio.run(_cli_write.continue_(args))
     if action == "cancel":

@@ -14,6 +14,7 @@
             InvalidResumeError        (also ValueError)
             RunExistsError            (also ValueError)
             RunBusyError
+            RunSettledError           (also ValueError)
             NotInWorkflowError        (also RuntimeError)
             ClientUsageError          (also RuntimeError)
             NestedWorkflowError       (also RuntimeError)
@@ -56,6 +57,7 @@ from perdure.actors import (
     RunExistsError,
     RunFailedError,
     RunParkedError,
+    RunSettledError,
     TaskFailedError,
     TaskTimeoutError,
 )
@@ -110,6 +112,7 @@ __all__ = [
     "RunCancelledError",
     "RunFailedError",
     "RunParkedError",
+    "RunSettledError",
     "ActorCrashedError",
     "RunTimeoutError",
     "TaskFailedError",

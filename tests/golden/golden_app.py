@@ -17,10 +17,12 @@ from typing import Any
 from perdure import (
     FunctionContext,
     RetryPolicy,
+    areceive,
     asleep,
     entrypoint,
     function,
     interrupt,
+    set_event,
     sleep,
     task,
 )
@@ -145,5 +147,25 @@ async def golden_race(topic: str) -> dict[str, Any]:
     return {"winner": winner, "name": name, "age": age}
 
 
-WORKFLOWS = [golden_review, golden_checkout, golden_counter, golden_nested, golden_race]
+# -- messages (send/receive), a receive that times out, published events ------------------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_inbox(n: int) -> dict[str, Any]:
+    first = await areceive()
+    set_event("progress", {"received": 1})
+    second = await areceive("urgent")
+    late = await areceive(timeout=60)
+    set_event("progress", {"received": 2})
+    return {"first": first, "second": second, "late": late, "n": n}
+
+
+WORKFLOWS = [
+    golden_review,
+    golden_checkout,
+    golden_counter,
+    golden_nested,
+    golden_race,
+    golden_inbox,
+]
 FUNCTIONS = [golden_flaky_fetch, golden_always_fails]

@@ -139,6 +139,18 @@ async def workflow_race(rt: Runtime) -> str:
     return run_id
 
 
+async def workflow_messages(rt: Runtime) -> str:
+    """A message sent before the body asks, one it waits for, and a receive that times out."""
+    run_id = "golden-inbox"
+    await rt.start(golden_app.golden_inbox, 2, run_id=run_id)
+    await rt.send(run_id, {"text": "hello"}, idempotency_key="m1")
+    while not (await rt.state(run_id)).receiving:  # noqa: ASYNC110 - polls another task's state
+        await asyncio.sleep(0.01)
+    await rt.send(run_id, "now", topic="urgent")
+    await rt.wait(run_id)
+    return run_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "function_retries": function_retries,
     "function_failed": function_failed,
@@ -150,6 +162,7 @@ SCENARIOS: dict[str, Scenario] = {
     "workflow_nested": workflow_nested,
     "workflow_invocations": workflow_invocations,
     "workflow_race": workflow_race,
+    "workflow_messages": workflow_messages,
 }
 
 
