@@ -265,6 +265,23 @@ def create_app(
         await runtime.cancel(run_id, reason)
         return _json({"run_id": run_id, "status": await runtime.status(run_id)})
 
+    async def send(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        body = await read_json(request)
+        if "message" not in body:
+            raise ApiError(400, 'send takes {"message": VALUE, "topic": "default"}')
+        topic = _optional_str(body, "topic") or "default"
+        key = _optional_str(body, "idempotency_key")
+        await runtime.send(run_id, body["message"], topic=topic, idempotency_key=key)
+        return _json({"run_id": run_id, "status": "sent"}, 202)
+
+    async def get_event(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        key = request.path_params["key"]
+        timeout = _timeout({"timeout": _float_param(request, "timeout")})
+        value = await runtime.get_event(run_id, key, timeout=timeout)
+        return _json({"run_id": run_id, "key": key, "value": value})
+
     async def continue_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         await read_json(request)
@@ -398,6 +415,8 @@ def create_app(
         Route("/api/runs/{run_id}/stream", api(stream)),
         Route("/api/runs/{run_id}/resume", api(resume, write=True), methods=["POST"]),
         Route("/api/runs/{run_id}/cancel", api(cancel, write=True), methods=["POST"]),
+        Route("/api/runs/{run_id}/messages", api(send, write=True), methods=["POST"]),
+        Route("/api/runs/{run_id}/values/{key}", api(get_event)),
         Route("/api/runs/{run_id}/continue", api(continue_run, write=True), methods=["POST"]),
         Route("/api/runs/{run_id}/replay", api(replay, write=True), methods=["POST"]),
     ]

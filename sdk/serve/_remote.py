@@ -313,6 +313,51 @@ class RemoteClient(Client):
         body = {} if reason is None else {"reason": reason}
         await self._arequest("POST", f"/api/runs/{_quote(run_id)}/cancel", body)
 
+    def _send_body(self, message: Any, topic: str, idempotency_key: str | None) -> dict[str, Any]:
+        check_json(message, "message", where="a message cannot be stored")
+        body: dict[str, Any] = {"message": message, "topic": topic}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return body
+
+    def send(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send `message` to a run through the gateway (recorded before this returns)."""
+        body = self._send_body(message, topic, idempotency_key)
+        self._request("POST", f"/api/runs/{_quote(run_id)}/messages", "send", body)
+
+    async def asend(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = "default",
+        idempotency_key: str | None = None,
+    ) -> None:
+        body = self._send_body(message, topic, idempotency_key)
+        await self._arequest("POST", f"/api/runs/{_quote(run_id)}/messages", body)
+
+    def _value_path(self, run_id: str, key: str, timeout: float | None) -> str:
+        query = "" if timeout is None else f"?timeout={timeout}"
+        return f"/api/runs/{_quote(run_id)}/values/{_quote(key)}{query}"
+
+    def get_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        """The latest value the run published under `key` (None if none), as the embedded
+        `Client.get_event`."""
+        path = self._value_path(run_id, key, timeout)
+        return self._request("GET", path, "get_event", wait=timeout, waits=True)["value"]
+
+    async def aget_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        path = self._value_path(run_id, key, timeout)
+        data = await self._arequest("GET", path, wait=timeout, waits=True)
+        return data["value"]
+
     def status(self, run_id: str) -> str:
         """The run's status (running, waiting, completed, failed, cancelled or parked)."""
         return str(self.get_run(run_id)["status"])

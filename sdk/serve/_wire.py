@@ -36,6 +36,7 @@ STATUS: dict[str, int] = {
     "RunExistsError": 409,
     "RunBusyError": 409,
     "InvalidResumeError": 409,
+    "RunSettledError": 409,
     "RunTimeoutError": 504,
     "RuntimeClosedError": 503,
     "InvalidArgumentsError": 422,

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from perdure import FunctionContext, RetryPolicy, asleep, entrypoint, function, interrupt, task
+from perdure import (
+    FunctionContext,
+    RetryPolicy,
+    asleep,
+    entrypoint,
+    function,
+    interrupt,
+    receive,
+    set_event,
+    task,
+)
 
 QUICK = RetryPolicy(max_attempts=3, initial_interval_ms=20, max_interval_ms=20)
 
@@ -74,3 +84,11 @@ def gw_fickle(topic: str) -> str:
         _seen.add(topic)
         return gw_first_way(topic).result()
     return gw_second_way(topic).result()
+
+
+@entrypoint(name="gw_inbox")
+def gw_inbox(greeting: str) -> str:
+    set_event("step", "waiting for a name")
+    name = receive()
+    set_event("step", f"greeted {name}")
+    return f"{greeting}, {name}"

@@ -512,3 +512,25 @@ def test_import_perdure_loads_no_web_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_messages_and_published_values_go_through_the_gateway(gateway: Gateway) -> None:
+    from perdure import Client, RunNotFoundError, RunSettledError
+
+    run_id = ids("inbox")
+    with gateway.http() as http:
+        started = http.post(
+            "/api/runs", json={"target": "gw_inbox", "input": "hello", "run_id": run_id}
+        )
+        assert started.status_code in (200, 201, 202), started.text
+        assert http.post(f"/api/runs/{run_id}/messages", json={}).status_code == 400
+    with Client(url=gateway.url) as client:
+        assert client.get_event(run_id, "step", timeout=10) == "waiting for a name"
+        client.send(run_id, "Ana", idempotency_key="first")
+        client.send(run_id, "Bob", idempotency_key="first")  # the same key: a no-op
+        assert client.result(run_id, timeout=10) == "hello, Ana"
+        assert client.get_event(run_id, "step") == "greeted Ana"
+        with pytest.raises(RunSettledError):
+            client.send(run_id, "late")
+        with pytest.raises(RunNotFoundError):
+            client.send(ids("nobody"), "hi")
