@@ -68,15 +68,15 @@ def _wait(fut: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) ->
     lends its slot while it waits, so the run it waits for can get a thread.
     """
     with lend_while_blocked():
-        while True:
-            try:
-                return fut.result(timeout=_POLL)
-            except TimeoutError:
-                if _stopped(loop) and not fut.done():
-                    fut.cancel()
-                    raise RuntimeClosedError(
-                        "the runtime's event loop stopped before the call finished"
-                    ) from None
+        # Not `fut.result(timeout=_POLL)`: the call's own error may be a TimeoutError
+        # (`RunTimeoutError`), which must not pass for the poll timing out.
+        while not concurrent.futures.wait([fut], timeout=_POLL).done:
+            if _stopped(loop) and not fut.done():
+                fut.cancel()
+                raise RuntimeClosedError(
+                    "the runtime's event loop stopped before the call finished"
+                )
+        return fut.result()
 
 
 class Bridge:

@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from perdure._bridge import Bridge, ClientUsageError
+from perdure._workflow_api import refuse_nested
+from perdure.actors import current_scope
 from perdure.eventlog import EventLog
 from perdure.runtime import Outcome, Runtime, store_spec
 
@@ -138,12 +140,15 @@ class Client:
         that pauses returns ``{"__interrupt__": [...]}``: give it a `run_id`
         (its thread id) to answer it later with `resume(run_id, value)`.
         """
-        return self._call(
-            lambda rt: rt.run(
+        scope = current_scope.get()  # the caller's: the call runs on the runtime's loop
+
+        async def go(rt: Runtime) -> Any:
+            _refuse_nested_workflow(rt, name, "run", scope)
+            return await rt.run(
                 name, input, idempotency_key=idempotency_key, timeout=timeout, run_id=run_id
-            ),
-            "run",
-        )
+            )
+
+        return self._call(go, "run")
 
     async def arun(
         self,
@@ -155,11 +160,15 @@ class Client:
         run_id: str | None = None,
     ) -> Any:
         """Async `run`."""
-        return await self._acall(
-            lambda rt: rt.run(
+        scope = current_scope.get()
+
+        async def go(rt: Runtime) -> Any:
+            _refuse_nested_workflow(rt, name, "arun", scope)
+            return await rt.run(
                 name, input, idempotency_key=idempotency_key, timeout=timeout, run_id=run_id
             )
-        )
+
+        return await self._acall(go)
 
     def resume(self, run_id: str, value: Any) -> Any:
         """Answer a paused run's interrupt and wait until it settles again; return its result."""
@@ -239,6 +248,16 @@ class Client:
 
     def cancel(self, run_id: str) -> None:
         self._call(lambda rt: rt.cancel(run_id), "cancel")
+
+
+def _refuse_nested_workflow(rt: Runtime, name: Any, what: str, scope: Any) -> None:
+    """A workflow run from another workflow's body is not recorded: `NestedWorkflowError`.
+    Functions stay callable there, and anything from a @task or @function body."""
+    if scope is None or scope.body is None:
+        return
+    spec = rt.registry.get(name)
+    if spec is not None and spec.kind != "function":
+        refuse_nested(f"Client({spec.name!r})", what, scope)
 
 
 def _result(rt: Runtime, outcome: Outcome) -> Any:

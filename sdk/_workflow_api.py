@@ -172,9 +172,13 @@ def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, .
     return modes, many
 
 
-def refuse_nested(name: str, what: str) -> None:
-    """Refuse to start or drive a workflow from another workflow's body (it is not recorded)."""
-    scope = current_scope.get()
+def refuse_nested(name: str, what: str, scope: Any = None) -> None:
+    """Refuse to start or drive a workflow from another workflow's body (it is not recorded).
+
+    scope: the caller's `current_scope`, when the check runs in another context.
+    """
+    if scope is None:
+        scope = current_scope.get()
     if scope is None or scope.body is None:
         return  # not in a workflow body: a caller outside perdure, or a task (recorded)
     run_id = scope.actor.run_id

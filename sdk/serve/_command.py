@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from perdure._cli_app import USAGE, fail, load_app, out, out_json, store_path
-from perdure.eventlog import LmdbEventLog, PerdureError
+from perdure.eventlog import PerdureError
+from perdure.runtime import open_store, store_label
 from perdure.serve._security import TokenError, read_token
 
 __all__ = ["remote_cancel", "remote_resume", "serve_command"]
@@ -50,11 +51,12 @@ def serve_command(
     try:
         asyncio.run(_probe(path))
     except PerdureError as exc:
-        fail(f"cannot serve the store at {path!r}: {exc}")
+        fail(f"cannot serve the store at {store_label(path)!r}: {exc}")
     asgi = create_app(loaded.registry, path=path, token=token)
     where = f"http://{host}:{port}/"
     print(
-        f"perdure serve: {len(loaded.registry.names())} target(s) from {app} on store {path}; "
+        f"perdure serve: {len(loaded.registry.names())} target(s) from {app} on store "
+        f"{store_label(path)}; "
         f"{where} ({'token required' if token else 'no token: loopback only'})",
         file=sys.stderr,
         flush=True,
@@ -76,8 +78,13 @@ def serve_command(
 
 async def _probe(path: str) -> None:
     """Open the store for writing and close it: a locked or unusable store is reported as one
-    line before the server starts (uvicorn would print the lifespan's traceback)."""
-    await LmdbEventLog(path).close()
+    line before the server starts (uvicorn would print the lifespan's traceback). A folder
+    path opens an LMDB store, a ``postgresql://`` URL a PostgreSQL one."""
+    log = open_store(path)
+    try:
+        await log.next_timer()  # a PostgreSQL store connects on its first use
+    finally:
+        await log.close()
 
 
 def _client(url: str, token: str | None) -> Any:

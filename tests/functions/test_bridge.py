@@ -25,7 +25,9 @@ from perdure import (
     Command,
     LmdbEventLog,
     Runtime,
+    RunTimeoutError,
     StoreLockedError,
+    asleep,
     entrypoint,
     function,
     interrupt,
@@ -60,6 +62,12 @@ def bridge_review(topic: str) -> dict[str, Any]:
     draft = bridge_draft(topic).result()
     verdict = interrupt({"draft": draft})
     return {"draft": draft, "verdict": verdict}
+
+
+@entrypoint(name="bridge_sleepy")
+async def bridge_sleepy(seconds: float) -> str:
+    await asleep(seconds)
+    return "woke up"
 
 
 def make_app(store: Path, seen: dict[str, Any]) -> FastAPI:
@@ -230,7 +238,7 @@ def test_a_closed_client_releases_the_store_when_the_calls_in_flight_end(
             asyncio.run(_open_and_close(store))
     finally:
         GATE.set()
-        caller.join(30)
+        caller.join(10)
     assert results == ["through"]
     asyncio.run(_open_and_close(store))  # released when the call gave its lease back
 
@@ -282,3 +290,38 @@ def test_a_runtime_whose_loop_is_not_running_is_a_usage_error_not_a_hang(tmp_pat
     finally:
         loop.run_until_complete(runtime.close())
         loop.close()
+
+
+def test_a_sync_client_run_with_a_timeout_raises_run_timeout_error(tmp_path: Path) -> None:
+    # RunTimeoutError is a TimeoutError: the bridge's own polling once took it for its
+    # poll timing out and waited forever.
+    outcome: dict[str, Any] = {}
+
+    def call(client: Client) -> None:
+        try:
+            client.run("bridge_sleepy", 3600, run_id="sleepy-sync", timeout=0.05)
+        except RunTimeoutError as exc:
+            outcome["error"] = exc
+
+    with Client(path=tmp_path / "s") as client:
+        caller = threading.Thread(target=call, args=(client,), daemon=True)
+        caller.start()
+        caller.join(10)
+        assert not caller.is_alive(), "Client.run(timeout=...) never returned"
+        assert outcome["error"].run_id == "sleepy-sync"
+        status = Bridge(path=str(tmp_path / "s")).call(
+            lambda rt: rt.status("sleepy-sync"), "status"
+        )
+        assert status in ("running", "waiting")  # the run carries on (asleep)
+        client.cancel("sleepy-sync")
+
+
+async def test_an_async_client_run_with_a_timeout_raises_run_timeout_error(
+    tmp_path: Path,
+) -> None:
+    async with Client(path=tmp_path / "s") as client:
+        with pytest.raises(RunTimeoutError) as caught:
+            await asyncio.wait_for(
+                client.arun("bridge_sleepy", 3600, run_id="sleepy-async", timeout=0.05), 10
+            )
+        assert caught.value.run_id == "sleepy-async"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from perdure import Client, entrypoint, function
+from perdure import Client, RunFailedError, entrypoint, function, task
 from perdure.runtime import _executors
 
 SETTLE_WITHIN = 60.0  # seconds: a deadlock fails the test instead of hanging it
@@ -76,11 +76,27 @@ def nested_inner_flow(x: int) -> int:
     return x + 100
 
 
-@entrypoint(name="nested_outer_flow")
-def nested_outer_flow(x: int) -> Any:
+@task
+def nested_outer_step(x: int) -> Any:
     crowd.enter()
     crowd.running(-1)
     return Client().run("nested_inner_flow", x)
+
+
+@entrypoint(name="nested_outer_flow")
+async def nested_outer_flow(x: int) -> Any:
+    return await nested_outer_step(x)  # a workflow is run from a task, not from a body
+
+
+@entrypoint(name="nested_refused_flow")
+def nested_refused_flow(x: int) -> Any:
+    return Client().run("nested_inner_flow", x)
+
+
+async def test_client_run_of_a_workflow_from_a_workflow_body_is_refused() -> None:
+    # the outer run fails with the refusal (it started nothing unrecorded)
+    with pytest.raises(RunFailedError, match=r"NestedWorkflowError.*nested_inner_flow"):
+        await asyncio.wait_for(Client().arun("nested_refused_flow", 1), SETTLE_WITHIN)
 
 
 @pytest.fixture
@@ -117,7 +133,7 @@ async def test_eighty_outer_runs_on_the_default_pool_all_finish() -> None:
     assert crowd.peak <= size
 
 
-async def test_sync_workflow_bodies_calling_workflows_all_finish(small_pools: int) -> None:
+async def test_sync_tasks_calling_workflows_all_finish(small_pools: int) -> None:
     count = small_pools * 2
     crowd.reset(expected=small_pools)
     results = await _outer_runs("nested_outer_flow", count)
