@@ -257,7 +257,12 @@ def _refuse_nested_workflow(rt: Runtime, name: Any, what: str, scope: Any) -> No
         return
     spec = rt.registry.get(name)
     if spec is not None and spec.kind != "function":
-        refuse_nested(f"Client({spec.name!r})", what, scope)
+        refuse_nested(
+            "Client()",
+            what,
+            scope,
+            call=f"Client().arun({spec.name!r}, x, run_id=thread_id)",
+        )
 
 
 def _result(rt: Runtime, outcome: Outcome) -> Any:

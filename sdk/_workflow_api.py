@@ -172,24 +172,26 @@ def _modes(stream_mode: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, .
     return modes, many
 
 
-def refuse_nested(name: str, what: str, scope: Any = None) -> None:
+def refuse_nested(name: str, what: str, scope: Any = None, *, call: str | None = None) -> None:
     """Refuse to start or drive a workflow from another workflow's body (it is not recorded).
 
     scope: the caller's `current_scope`, when the check runs in another context.
+    call: how the fix calls it from a task (default: the workflow's own ``ainvoke``).
     """
     if scope is None:
         scope = current_scope.get()
     if scope is None or scope.body is None:
         return  # not in a workflow body: a caller outside perdure, or a task (recorded)
     run_id = scope.actor.run_id
+    if call is None:
+        call = f'{name}.ainvoke(x, {{"configurable": {{"thread_id": thread_id}}}})'
     raise NestedWorkflowError(
         f"{name}.{what}() was called in the body of workflow run {run_id!r}: a workflow "
         "started from another workflow's body is not recorded in that run's log, so it would "
         "run again, side effects and all, each time the outer run resumes. Call it from a "
         f"@task instead (the task's result is recorded once and returned on replay), with a "
         f"thread id of its own, e.g. derived from the outer thread's id: "
-        f"`@task async def step(x, thread_id): return await {name}.ainvoke(x, "
-        '{"configurable": {"thread_id": thread_id}})`',
+        f"`@task async def step(x, thread_id): return await {call}`",
         run_id=run_id,
         workflow=name,
     )
