@@ -497,6 +497,15 @@ class PostgresEventLog:
         )
         return [message for _, message in sorted(rows, key=lambda row: int(row[0]))]
 
+    async def withdraw_message(self, run_id: str, token: str) -> bool:
+        """Remove a queued message nobody took yet (by its token); False if it was taken."""
+        rows = await self._query(
+            f"DELETE FROM {self._schema}.inbox WHERE run_id = %s AND message->>'token' = %s "
+            "RETURNING 1",
+            (run_id, token),
+        )
+        return bool(rows)
+
     async def notify(self, kind: str, payload: str) -> None:
         """Send a notice (`listen`'s kinds: inbox, settled, reply) to every process."""
         await self._query("SELECT pg_notify(%s, %s)", (self._channel(kind), payload))

@@ -41,6 +41,7 @@ from perdure.eventlog import (
     Event,
     EventLog,
     IdempotencyKeyTakenError,
+    LeaseLostError,
     PerdureError,
     RunInfo,
     RunStatus,
@@ -625,7 +626,17 @@ class Runtime:
             self._remote_replies[token] = answer
             try:
                 if await send(run_id, {**remote, "token": token}):
-                    await answer
+                    wait = float(getattr(self.log, "lease_ttl", 10.0))
+                    try:
+                        await asyncio.wait_for(asyncio.shield(answer), wait)
+                    except TimeoutError:
+                        if await self.log.withdraw_message(run_id, token):  # type: ignore[attr-defined]
+                            raise LeaseLostError(
+                                f"run {run_id!r} is driven by another process, which did not "
+                                f"take the message within {wait:g} s",
+                                run_id=run_id,
+                            ) from None
+                        await answer  # taken: its answer comes
                     return
             finally:
                 self._remote_replies.pop(token, None)
