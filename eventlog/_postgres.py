@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg.types.json import Jsonb
 
 from perdure.eventlog._codec import decode, encode_all
 from perdure.eventlog._errors import (
@@ -123,6 +124,7 @@ class PostgresEventLog:
         #: runs whose lease this log held and lost (a renewal did not find it).
         self._lost: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -338,6 +340,11 @@ class PostgresEventLog:
         self._last_batch = len(events)
         if on_durable is not None:
             on_durable()
+        if new_status is not None and new_status != "running":
+            # Waiters in other processes look at the run again (best effort: a notice
+            # lost with a crash right here is what `wait`'s timeout is for).
+            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
+                await self.notify("settled", run_id)
 
     async def _call_append(
         self,
@@ -416,20 +423,128 @@ class PostgresEventLog:
                 run_id=run_id,
             )
 
-    async def release_run(self, run_id: str) -> None:
+    async def release_run(self, run_id: str) -> bool:
         """Give the run's lease back (its actor stopped here); best effort: a lease that
-        is not released expires."""
-        epoch = self._leases.pop(run_id, None)
+        is not released expires. Returns False, keeping the lease, while messages from
+        other processes wait for the run in the inbox (see `take_messages`)."""
+        epoch = self._leases.get(run_id)
         pool = self._pool
         if epoch is None or pool is None or self._closed:
-            return
+            self._leases.pop(run_id, None)
+            return True
+        s = self._schema
         with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
             async with pool.connection() as conn:
-                await conn.execute(
-                    f"UPDATE {self._schema}.runs SET owner = NULL, lease_until = NULL "
-                    "WHERE run_id = %s AND owner = %s AND epoch = %s",
-                    (run_id, self.owner, epoch),
+                cur = await conn.execute(
+                    f"UPDATE {s}.runs SET owner = NULL, lease_until = NULL "
+                    "WHERE run_id = %s AND owner = %s AND epoch = %s "
+                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s) "
+                    "RETURNING 1",
+                    (run_id, self.owner, epoch, run_id),
                 )
+                if await cur.fetchone() is None:
+                    cur = await conn.execute(
+                        f"SELECT 1 FROM {s}.runs WHERE run_id = %s AND owner = %s AND epoch = %s",
+                        (run_id, self.owner, epoch),
+                    )
+                    if await cur.fetchone() is not None:
+                        return False  # still ours, and messages wait for it
+        self._leases.pop(run_id, None)
+        return True
+
+    # -- messages between processes -------------------------------------------------------
+
+    def _channel(self, kind: str) -> str:
+        return f"{self._schema}_{kind}"
+
+    async def send_to_owner(self, run_id: str, message: dict[str, Any]) -> bool:
+        """Queue `message` for the run if another live process holds its lease, and wake
+        that process; False (nothing written) if nobody else drives the run.
+
+        The run's row is locked while the lease is checked, so the owner cannot let the
+        run go in between: `release_run` keeps a run whose inbox is not empty.
+        """
+        pool = await self._connections()
+        s = self._schema
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT 1 FROM {s}.runs WHERE run_id = %s AND owner IS NOT NULL "
+                    "AND owner <> %s AND lease_until > now() FOR UPDATE",
+                    (run_id, self.owner),
+                )
+                if await cur.fetchone() is None:
+                    return False
+                await conn.execute(
+                    f"INSERT INTO {s}.inbox (run_id, message) VALUES (%s, %s)",
+                    (run_id, Jsonb(message)),
+                )
+                await conn.execute("SELECT pg_notify(%s, %s)", (self._channel("inbox"), run_id))
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
+        return True
+
+    async def take_messages(self, run_id: str) -> list[dict[str, Any]]:
+        """Remove and return, oldest first, the messages queued for a run this log holds."""
+        if run_id not in self._leases:
+            return []
+        s = self._schema
+        rows = await self._query(
+            f"DELETE FROM {s}.inbox AS i USING {s}.runs AS r "
+            "WHERE i.run_id = %s AND r.run_id = i.run_id AND r.owner = %s "
+            "RETURNING i.id, i.message",
+            (run_id, self.owner),
+        )
+        return [message for _, message in sorted(rows, key=lambda row: int(row[0]))]
+
+    async def withdraw_message(self, run_id: str, token: str) -> bool:
+        """Remove a queued message nobody took yet (by its token); False if it was taken."""
+        rows = await self._query(
+            f"DELETE FROM {self._schema}.inbox WHERE run_id = %s AND message->>'token' = %s "
+            "RETURNING 1",
+            (run_id, token),
+        )
+        return bool(rows)
+
+    async def notify(self, kind: str, payload: str) -> None:
+        """Send a notice (`listen`'s kinds: inbox, settled, reply) to every process."""
+        await self._query("SELECT pg_notify(%s, %s)", (self._channel(kind), payload))
+
+    async def listen(self, callback: Callable[[str, str], None]) -> None:
+        """Call `callback(kind, payload)` on this loop for every notice; returns once
+        listening. A dropped connection is reopened (notices sent meanwhile are lost:
+        the inbox keeps the messages)."""
+        if self._listener is not None:
+            return
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen_forever(callback, ready), name=f"perdure-listen-{self._schema}"
+        )
+        await ready
+
+    async def _listen_forever(
+        self, callback: Callable[[str, str], None], ready: asyncio.Future[None]
+    ) -> None:
+        kinds = {self._channel(kind): kind for kind in ("inbox", "settled", "reply")}
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                async with conn:
+                    for channel in kinds:
+                        await conn.execute(f'LISTEN "{channel}"')
+                    if not ready.done():
+                        ready.set_result(None)
+                    async for notice in conn.notifies():
+                        kind = kinds.get(notice.channel)
+                        if kind is not None:
+                            callback(kind, notice.payload)
+            except psycopg.Error as exc:
+                if not ready.done():
+                    ready.set_exception(
+                        StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}")
+                    )
+                    return
+                await asyncio.sleep(min(self._lease_ttl / 3, 1.0))
 
     async def orphaned_runs(
         self, *, include_released: bool = False, limit: int = 256
@@ -498,6 +613,11 @@ class PostgresEventLog:
                 pool = None
         self._pool = None
         renewer, self._renewer = self._renewer, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
         if renewer is not None:
             renewer.cancel()
             with contextlib.suppress(BaseException):

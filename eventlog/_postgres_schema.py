@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -269,5 +269,13 @@ def migration_statements(s: str, version: int) -> list[str]:
             f"CREATE INDEX runs_by_owner ON {s}.runs (owner) WHERE owner IS NOT NULL",
             f"DROP FUNCTION {s}.append({_V1_APPEND_SIGNATURE})",
             _append_v2(s),
+        ]
+    if version == 3:  # messages to a run driven by another process (resume, cancel)
+        return [
+            f"""CREATE TABLE {s}.inbox (
+            id bigserial PRIMARY KEY,
+            run_id text COLLATE "C" NOT NULL,
+            message jsonb NOT NULL)""",
+            f"CREATE INDEX inbox_by_run ON {s}.inbox (run_id, id)",
         ]
     raise ValueError(f"no migration to layout version {version}")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import json
 import os
+import secrets
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +26,7 @@ from perdure.actors import (
     Command,
     Continue,
     FireTimer,
+    InvalidResumeError,
     Resume,
     RunActor,
     SendMessage,
@@ -39,6 +43,8 @@ from perdure.eventlog import (
     EventLog,
     EventPublished,
     IdempotencyKeyTakenError,
+    LeaseLostError,
+    PerdureError,
     RunInfo,
     RunStatus,
     StoreLockedError,
@@ -140,6 +146,9 @@ class Runtime:
         self._open = False
         self._token: contextvars.Token[Runtime | None] | None = None
         self._recovery: asyncio.Task[None] | None = None
+        #: token -> the caller of a resume/cancel sent to a run another process drives
+        self._remote_replies: dict[str, asyncio.Future[None]] = {}
+        self._background_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Which store this is (see `store_key`); fixed when the runtime opens.
         self.store_key = store_key(log=log, path=self.path)
@@ -247,6 +256,7 @@ class Runtime:
             idle_timeout=self._idle_timeout,
             on_restart=self._actor_restarted,
             on_unavailable=self._run_unavailable,
+            on_claimed=self._claimed,
         )
         self._supervisor.start()
         self._scheduler = Scheduler(
@@ -256,6 +266,9 @@ class Runtime:
             accept=None if self._recover else self._driven.__contains__,
         )
         self._scheduler.start()
+        listen = getattr(self._log, "listen", None)
+        if listen is not None:  # a store shared by processes: messages and settled runs
+            await listen(self._notice)
         self._open = True
         self._token = current_runtime.set(self)
         _open_runtimes.append(self)
@@ -348,6 +361,12 @@ class Runtime:
                 if not fut.done():
                     fut.set_exception(closed)
         self._settle_waiters.clear()
+        for reply in self._remote_replies.values():
+            if not reply.done():
+                reply.set_exception(closed)
+        self._remote_replies.clear()
+        for task in list(self._background_tasks):
+            task.cancel()
         for listeners in self._listeners.values():
             for queue in listeners:
                 queue.put_nowait(("closed", closed))
@@ -385,6 +404,88 @@ class Runtime:
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
             self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
+
+    # -- messages between processes (a store shared by processes) ------------------------
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    def _claimed(self, run_id: str) -> None:
+        """This process drives the run now: messages queued for it elsewhere come here."""
+        self._in_background(self._take_messages(run_id))
+
+    def _notice(self, kind: str, payload: str) -> None:
+        if not self._open:
+            return
+        if kind == "inbox":
+            held = getattr(self.log, "held_leases", None)
+            if held is not None and payload in held():
+                self._in_background(self._take_messages(payload))
+        elif kind == "settled":
+            if payload in self._settle_waiters and self._rebuilt_actor(payload) is None:
+                self._in_background(self._settled_elsewhere(payload))
+        elif kind == "reply":
+            try:
+                answer = json.loads(payload)
+                reply = self._remote_replies.get(str(answer["token"]))
+            except (ValueError, KeyError, TypeError):
+                return
+            if reply is None or reply.done():
+                return
+            if answer.get("error") is None:
+                reply.set_result(None)
+            else:
+                reply.set_exception(_remote_error(answer, payload))
+
+    async def _settled_elsewhere(self, run_id: str) -> None:
+        """Another process settled a run waited on here: its waiters get the outcome."""
+        try:
+            outcome = settled_outcome(fold(run_id, await self.log.read(run_id)))
+        except Exception as exc:
+            logger.warning(
+                "could not read a run settled elsewhere", run_id=run_id, error=describe(exc)
+            )
+            return
+        if outcome is None:
+            return
+        for fut in self._settle_waiters.pop(run_id, ()):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    async def _take_messages(self, run_id: str) -> None:
+        take = getattr(self.log, "take_messages", None)
+        if take is None or self._supervisor is None:
+            return
+        try:
+            messages = await take(run_id)
+        except Exception as exc:
+            logger.warning("could not take a run's messages", run_id=run_id, error=describe(exc))
+            return
+        loop = asyncio.get_running_loop()
+        for message in messages:
+            reply: asyncio.Future[None] = loop.create_future()
+            token = str(message.get("token", ""))
+            if message.get("kind") == "resume":
+                self._supervisor.post(run_id, Resume(value=message.get("value"), reply=reply))
+            elif message.get("kind") == "cancel":
+                reason = str(message.get("reason", "cancelled by request"))
+                self._supervisor.post(run_id, Cancel(reason=reason, reply=reply))
+            else:
+                continue
+            reply.add_done_callback(functools.partial(self._answer, token, run_id))
+
+    def _answer(self, token: str, run_id: str, done: asyncio.Future[None]) -> None:
+        """Tell the process that sent a message how it went."""
+        error = None if done.cancelled() else done.exception()
+        answer: dict[str, Any] = {"token": token, "run_id": run_id, "error": None}
+        if done.cancelled() or error is not None:
+            answer["error"] = "cancelled" if error is None else type(error).__name__
+            answer["message"] = "the runtime closed" if error is None else str(error)
+        notify = getattr(self.log, "notify", None)
+        if notify is not None and self._open:
+            self._in_background(notify("reply", json.dumps(answer)))
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
         """Nobody can run or park this run now: callers waiting on it get `error`."""
@@ -523,11 +624,34 @@ class Runtime:
 
     # -- talking to runs ---------------------------------------------------------------------
 
-    async def _ask(self, run_id: str, make: Any) -> None:
+    async def _ask(self, run_id: str, make: Any, remote: dict[str, Any] | None = None) -> None:
         supervisor = self._require_open()
         check_id("run_id", run_id)
         if await self.log.get_run(run_id) is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
+        send = getattr(self.log, "send_to_owner", None)
+        if remote is not None and send is not None and supervisor.live_actor(run_id) is None:
+            # Another process may drive the run (a shared store): the message goes to the
+            # store's inbox, that process applies it and answers through a notice.
+            token = secrets.token_hex(12)
+            answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._remote_replies[token] = answer
+            try:
+                if await send(run_id, {**remote, "token": token}):
+                    wait = float(getattr(self.log, "lease_ttl", 10.0))
+                    try:
+                        await asyncio.wait_for(asyncio.shield(answer), wait)
+                    except TimeoutError:
+                        if await self.log.withdraw_message(run_id, token):  # type: ignore[attr-defined]
+                            raise LeaseLostError(
+                                f"run {run_id!r} is driven by another process, which did not "
+                                f"take the message within {wait:g} s",
+                                run_id=run_id,
+                            ) from None
+                        await answer  # taken: its answer comes
+                    return
+            finally:
+                self._remote_replies.pop(token, None)
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._drive(run_id)
         supervisor.post(run_id, make(reply))
@@ -604,7 +728,9 @@ class Runtime:
 
     async def resume(self, run_id: str, value: Any) -> None:
         """Answer the run's pending interrupt(s); see `Command`."""
-        await self._ask(run_id, lambda reply: Resume(value=value, reply=reply))
+        remote = {"kind": "resume", "value": value}
+        check_json(value, "value", where="resume() cannot send this value to another process")
+        await self._ask(run_id, lambda reply: Resume(value=value, reply=reply), remote)
 
     async def continue_run(self, run_id: str) -> None:
         """Reopen a failed, parked or cancelled run from its last completed step.
@@ -625,7 +751,8 @@ class Runtime:
         if not isinstance(reason, str):
             raise TypeError(f"cancel(): reason must be a string, got {type(reason).__name__}")
         check_json(reason, "reason", where="cancel() cannot record this reason")
-        await self._ask(run_id, lambda reply: Cancel(reason=reason, reply=reply))
+        remote = {"kind": "cancel", "reason": reason}
+        await self._ask(run_id, lambda reply: Cancel(reason=reason, reply=reply), remote)
 
     # -- reading runs -------------------------------------------------------------------------
 
@@ -705,3 +832,12 @@ class Runtime:
             listeners.remove(queue)
         if not listeners:
             self._listeners.pop(run_id, None)
+
+
+def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:
+    """The error another process met applying a message, as the nearest local class."""
+    message = str(answer.get("message", payload))
+    name = str(answer.get("error"))
+    if name == "InvalidResumeError":
+        return InvalidResumeError(message, run_id=str(answer.get("run_id", "")))
+    return PerdureError(f"{name}: {message}")

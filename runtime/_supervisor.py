@@ -64,8 +64,11 @@ class Supervisor:
         idle_timeout: float,
         on_restart: Any = None,
         on_unavailable: Any = None,
+        on_claimed: Any = None,
     ) -> None:
         self._host = host
+        #: called with the run id once this process holds the run's lease (PostgreSQL)
+        self._on_claimed = on_claimed
         self._max_restarts = max_restarts
         self._window = restart_window
         self._idle_timeout = idle_timeout
@@ -132,6 +135,8 @@ class Supervisor:
         try:
             if claim is not None:
                 await claim(cell.run_id)
+                if self._on_claimed is not None:
+                    self._on_claimed(cell.run_id)
             await actor.main()
         except asyncio.CancelledError:
             cell.task = None
@@ -155,8 +160,11 @@ class Supervisor:
         cell.actor = None
         release = getattr(log, "release_run", None)
         if release is not None and not self._closing:
-            await release(cell.run_id)
+            released = await release(cell.run_id)
             if _has_successor(cell):  # a message came meanwhile and started one
+                return
+            if released is False:  # messages from other processes wait: take them here
+                self.post(cell.run_id, Wake())
                 return
         if self._closing:
             return

@@ -54,7 +54,7 @@ async def test_tables_are_created_on_open_and_events_are_the_json_envelope(
     with psycopg.connect(postgres_url) as conn:
         version = conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall()
         body = conn.execute(f"SELECT body FROM {pg_schema}.events").fetchall()
-    assert version == [(2,)]
+    assert version == [(3,)]
     assert body == [(encode(first),)]  # the same checksummed envelope as the LMDB store
 
 
@@ -216,4 +216,4 @@ async def test_a_layout_1_store_is_migrated_on_open(postgres_url: str, pg_schema
     assert _lease(postgres_url, pg_schema, "old") == (log.owner, 1)
     await log.close()
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [(2,)]
+        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [(3,)]

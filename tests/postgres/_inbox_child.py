@@ -1,0 +1,52 @@
+"""A process for the cross-process messaging test, on a PostgreSQL store.
+
+    python _inbox_child.py URL RUN_ID drive|resume|cancel
+
+``drive`` registers `ask_flow`, starts it (it waits on an interrupt), prints
+``waiting``, keeps its runtime open until its standard input closes, then prints
+``lost N`` (runs whose lease it lost). ``resume`` and ``cancel`` register
+nothing (they cannot drive the run): they send their message, then print
+``result ...`` (or ``error <type> <message>``) when the run settles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from perdure import Runtime, entrypoint, interrupt
+from perdure.runtime import Registry
+
+REG = Registry()
+
+
+@entrypoint(registry=REG, name="ask_flow")
+def ask_flow(order: str) -> str:
+    answer = interrupt({"question": "ship?", "order": order})
+    return f"{order} {answer} by {os.getpid()}"
+
+
+async def main(url: str, run_id: str, mode: str) -> None:
+    registry = REG if mode == "drive" else Registry()
+    async with Runtime(url, registry=registry, lease_ttl=2.0) as rt:
+        try:
+            if mode == "drive":
+                handle = await rt.start("ask_flow", "A-1", run_id=run_id)
+                first = await rt.wait(handle.run_id)
+                print("waiting", first.status, flush=True)
+                await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+                print("lost", rt._require_open().leases_lost, flush=True)
+                return
+            if mode == "resume":
+                await rt.resume(run_id, "yes")
+            else:
+                await rt.cancel(run_id, "changed my mind")
+            outcome = await rt.wait(run_id, timeout=60)
+            print("result", outcome.status, outcome.unwrap(), flush=True)
+        except Exception as exc:
+            print("error", type(exc).__name__, exc, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

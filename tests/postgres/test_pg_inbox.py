@@ -1,0 +1,72 @@
+"""Messages to a run from another process, and waits on a run another process drives
+(real processes on one PostgreSQL store)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHILD = Path(__file__).resolve().parent / "_inbox_child.py"
+
+
+def _spawn(url: str, run_id: str, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), url, run_id, mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _line(proc: subprocess.Popen[str], *starts: str) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    while line and not line.startswith(starts):  # skip log lines
+        line = proc.stdout.readline()
+    return line.strip()
+
+
+def _finish(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        if proc.returncode is not None:
+            continue
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.timeout(120)
+def test_a_resume_from_another_process_reaches_the_driver_and_its_wait_returns(
+    pg_store: str,
+) -> None:
+    a = _spawn(pg_store, "inbox-run-1", "drive")
+    b = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        b = _spawn(pg_store, "inbox-run-1", "resume")  # b has no code for the run
+        # A applied the resume and finished the run; b's wait returned A's result.
+        assert _line(b, "result", "error") == f"result completed A-1 yes by {a.pid}"
+        out, _ = a.communicate(timeout=30)
+        assert "lost 0" in out.splitlines()  # A kept the run throughout
+    finally:
+        _finish(*(p for p in (a, b) if p is not None))
+
+
+@pytest.mark.timeout(120)
+def test_a_cancel_from_another_process_reaches_the_driver(pg_store: str) -> None:
+    a = _spawn(pg_store, "inbox-run-2", "drive")
+    b = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        b = _spawn(pg_store, "inbox-run-2", "cancel")
+        assert _line(b, "result", "error").startswith("error RunCancelledError")
+    finally:
+        _finish(*(p for p in (a, b) if p is not None))
