@@ -648,7 +648,17 @@ class Runtime:
                                 f"take the message within {wait:g} s",
                                 run_id=run_id,
                             ) from None
-                        await answer  # taken: its answer comes
+                        # Taken: its answer comes, unless the taker died before it
+                        # answered. Never wait for ever: say so, and let the caller check.
+                        try:
+                            await asyncio.wait_for(asyncio.shield(answer), 3 * wait)
+                        except TimeoutError:
+                            raise LeaseLostError(
+                                f"run {run_id!r}: the process driving it took the message but "
+                                f"did not answer within {3 * wait:g} s (it may have stopped); "
+                                "check the run's status, and send the message again if need be",
+                                run_id=run_id,
+                            ) from None
                     return
             finally:
                 self._remote_replies.pop(token, None)
