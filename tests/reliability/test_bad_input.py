@@ -603,10 +603,22 @@ ROWS: list[Row] = [
         lambda w: badin_review.ainvoke(Command(resume=1), cfg("ghost-thread")),
     ),
     Row(
-        "send something else",
+        "send a message that cannot be stored",
+        SerializationError,
+        "message['when'] is a set",
+        lambda w: w.rt.send("review-paused", {"when": {1, 2}}),
+    ),
+    Row(
+        "send a message on a topic that is not text",
         TypeError,
-        "send() takes a Command",
-        lambda w: w.rt.send("review-paused", "approve"),
+        "topic",
+        lambda w: w.rt.send("review-paused", "hi", topic=7),  # type: ignore[arg-type]
+    ),
+    Row(
+        "send a message to an unknown run",
+        RunNotFoundError,
+        "no run with id",
+        lambda w: w.rt.send("ghost", "hi"),
     ),
     Row(
         "cancel an unknown run", RunNotFoundError, "no run with id", lambda w: w.rt.cancel("ghost")
