@@ -5,7 +5,8 @@ task pool) that reports back through the mailbox. Its outcome is committed
 before any waiting code sees it: a result (`TaskCompleted`), a pause
 (`TaskSuspended`), or a failure with a retry timer or a final `TaskFailed`.
 Retries follow the task's own `RetryPolicy`; attempts lost with their process
-(`AttemptLost`) are retried without using up that budget, up to a cap. An
+(`AttemptLost`) are retried without using up that budget, up to the policy's
+`max_lost_attempts`. An
 attempt's start is durable before its body runs, so an attempt that ran is in
 the log and its number is never reused (for the exceptions see `_start_attempt`).
 """
@@ -49,9 +50,6 @@ if TYPE_CHECKING:
     from perdure.actors._actor import RunActor
 
 _TRACEBACK_LIMIT = 8000
-#: A step whose attempts die with their process this many times fails for good, so a
-#: task that kills its process cannot loop forever across restarts.
-MAX_LOST_ATTEMPTS = 10
 _NEVER_RETRY = (SerializationError, NonDeterminismError, NotInWorkflowError)
 
 
@@ -160,7 +158,7 @@ class AttemptRunner(abc.ABC):
             policy = call.spec.retry
             last = step.last_error
             exhausted = step.failures - step.lost >= policy.max_attempts
-            if exhausted or step.lost > MAX_LOST_ATTEMPTS or (last and not last.retryable):
+            if exhausted or step.lost > policy.max_lost_attempts or (last and not last.retryable):
                 self._final_failure(step, call)
                 return
             if last is not None and last.next_retry_at is not None:
@@ -409,13 +407,21 @@ class AttemptRunner(abc.ABC):
     def _final_failure(self, step: Step, call: ExecuteTask) -> None:
         actor = self.actor
         last = step.last_error
+        message = last.message if last else ""
+        cap = call.spec.retry.max_lost_attempts
+        if step.lost > cap:
+            message = (
+                f"{step.lost} attempts were lost with their process (crash or kill), more "
+                f"than the retry policy's max_lost_attempts={cap}: the task may be what "
+                f"brings the process down"
+            )
         actor.emit(
             TaskFailed,
             position=call.position,
             name=call.spec.name,
             input_digest=call.digest,
             error_type=last.error_type if last else "Error",
-            message=last.message if last else "",
+            message=message,
             traceback=last.traceback if last else "",
             attempts=step.failures,
         )

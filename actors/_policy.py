@@ -74,6 +74,11 @@ def _check_attempts(_: Any, __: Any, value: int) -> None:
         )
 
 
+def _check_lost(_: Any, __: Any, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(f"RetryPolicy.max_lost_attempts must be an int >= 0, got {value!r}")
+
+
 def _check_non_negative(_: Any, attribute: Any, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise PolicyError(f"RetryPolicy.{attribute.name} must be a number >= 0, got {value!r}")
@@ -92,6 +97,11 @@ class RetryPolicy:
     `initial_interval_ms`, grow per `backoff`, are capped at `max_interval_ms`,
     and are spread by up to ±`jitter` (a fraction) when jitter > 0. Exceptions
     that are instances of `non_retryable` (or of `NonRetryableError`) fail at once.
+
+    Attempts lost with their process (`AttemptLost`: a crash or kill while the
+    attempt ran) do not count against `max_attempts`; a step fails only once
+    more than `max_lost_attempts` of its attempts were lost, so a task that
+    brings its process down every time cannot crash-loop the service for ever.
     """
 
     max_attempts: int = attrs.field(default=3, validator=_check_attempts)
@@ -102,6 +112,7 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException], ...] = attrs.field(
         default=(), converter=_to_exceptions
     )
+    max_lost_attempts: int = attrs.field(default=10, validator=_check_lost)
 
     def __attrs_post_init__(self) -> None:
         if self.max_interval_ms < self.initial_interval_ms:

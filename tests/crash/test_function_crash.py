@@ -193,8 +193,8 @@ def kill_moment(
     else it first lets every earlier job settle, then dies after a random number
     (0-10) of journal lines of this generation's ("hot") jobs plus 0-50 ms. So a
     job meets only a few kills mid-attempt: the runtime fails a step for good
-    after too many lost attempts (a crash-loop guard, `MAX_LOST_ATTEMPTS`), which
-    is not what this test is about.
+    after too many lost attempts (a crash-loop guard,
+    `RetryPolicy.max_lost_attempts`), which is not what this test is about.
     """
     pid = child.proc.pid
     if generation == 0:

@@ -15,6 +15,9 @@ import pytest
 
 from perdure import (
     FunctionContext,
+    PolicyError,
+    RetryPolicy,
+    RunFailedError,
     RunParkedError,
     Runtime,
     StorageError,
@@ -36,6 +39,7 @@ class CrashingLog:
 
     The run's first append (RunStarted) always lands, so the run exists. The
     supervisor's own RunParked append lands too unless `fail_parking` is set.
+    With `fail_only` set, only appends holding one of those event types fail.
     """
 
     def __init__(self, inner: MemoryEventLog) -> None:
@@ -43,6 +47,7 @@ class CrashingLog:
         self.failures: dict[str, int] = {}
         self.injected = 0
         self.fail_parking = False
+        self.fail_only: tuple[type[Event], ...] = ()
 
     async def append(
         self, run_id: str, expected_seq: int, events: Sequence[Event], *, status: Any = None
@@ -50,6 +55,8 @@ class CrashingLog:
         spared = any(isinstance(e, RunStarted) for e in events) or (
             not self.fail_parking and any(isinstance(e, RunParked) for e in events)
         )
+        if self.fail_only and not any(isinstance(e, self.fail_only) for e in events):
+            spared = True
         if not spared and self.failures.get(run_id, 0) > 0:
             self.failures[run_id] -= 1
             self.injected += 1
@@ -231,3 +238,35 @@ async def test_run_whose_start_goes_out_with_its_result_reports_a_failed_commit(
         assert await memlog.read("soft-1") == []
         assert await runtime.run(sup_work, {"item": "c"}, run_id="soft-1") == "done c"
     assert executions == ["c", "c"]  # the body ran before the commit that failed
+
+
+lost_runs: list[int] = []
+
+
+@function(name="sup_lost", retries=RetryPolicy(max_attempts=1, max_lost_attempts=1))
+async def sup_lost(ctx: FunctionContext) -> str:
+    lost_runs.append(ctx.attempt)
+    await asyncio.sleep(0)
+    return "done"
+
+
+async def test_past_max_lost_attempts_the_step_fails_with_a_clear_message(
+    crashing: CrashingLog, memlog: MemoryEventLog
+) -> None:
+    """Each crash loses the running attempt; the policy allows one lost attempt, not two."""
+    lost_runs.clear()
+    crashing.failures["sup-lost"] = 5
+    crashing.fail_only = (TaskCompleted,)  # every attempt's result: each crash loses one
+    async with Runtime(log=crashing, clock=MockClock(), max_restarts=10) as runtime:  # type: ignore[arg-type]
+        handle = await runtime.start(sup_lost, {}, run_id="sup-lost")
+        with pytest.raises(RunFailedError, match="max_lost_attempts=1"):
+            await handle.result()
+    events = await memlog.read("sup-lost")
+    lost = [e for e in events if isinstance(e, TaskAttemptFailed)]
+    assert [e.error_type for e in lost] == ["AttemptLost", "AttemptLost"]
+    assert lost_runs == [0, 1]
+
+
+def test_max_lost_attempts_must_be_a_non_negative_int() -> None:
+    with pytest.raises(PolicyError, match="max_lost_attempts"):
+        RetryPolicy(max_lost_attempts=-1)
