@@ -82,9 +82,10 @@ def _list(args: Args) -> int:
             out("no runs match" if filtered else "no runs in this store")
         else:
             if is_terminal():
+                from perdure.cli._output import console
                 from perdure.cli._views import runs_table
 
-                show(runs_table(shown, time.time()))
+                show(runs_table(shown, console().width, time.time()))
             else:
                 out(*render.runs_table(shown))
             if len(shown) < len(found):

@@ -51,27 +51,35 @@ def status(value: str) -> Text:
     return text(value, STATUS_STYLES.get(value, ""))
 
 
-def runs_table(runs: list[RunInfo], now: float | None = None) -> Table:
-    """`perdure runs list` on a terminal: fits the width (ids fold, targets shorten), statuses
-    coloured, times as ages ("3m ago")."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
-    table.add_column("RUN ID", overflow="fold", ratio=3, min_width=8)
-    table.add_column("TARGET", overflow="ellipsis", ratio=2, min_width=6)
-    table.add_column("KIND", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("CREATED", no_wrap=True, justify="right")
-    table.add_column("UPDATED", no_wrap=True, justify="right")
-    table.add_column("EVENTS", no_wrap=True, justify="right")
+def runs_table(runs: list[RunInfo], width: int, now: float | None = None) -> Table:
+    """`perdure runs list` on a terminal `width` columns wide: statuses coloured, times as
+    ages ("3m ago"); on a narrow terminal the kind, then the creation time, are left out
+    and long ids fold over lines rather than being cut."""
+    columns = ["RUN ID", "TARGET", "KIND", "STATUS", "CREATED", "UPDATED", "EVENTS"]
+    if width < 100:
+        columns.remove("KIND")
+    if width < 72:
+        columns.remove("CREATED")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for name in columns:
+        if name == "RUN ID":
+            table.add_column(name, overflow="fold", ratio=3, min_width=8)
+        elif name == "TARGET":
+            table.add_column(name, overflow="ellipsis", ratio=2, min_width=6)
+        else:
+            right = name in ("CREATED", "UPDATED", "EVENTS")
+            table.add_column(name, no_wrap=True, justify="right" if right else "left")
     for r in runs:
-        table.add_row(
-            text(r.run_id),
-            text(r.target),
-            text(r.kind),
-            status(r.status),
-            text(relative(r.created_at, now), "dim"),
-            text(relative(r.updated_at, now), "dim"),
-            text(str(r.next_seq)),
-        )
+        cells = {
+            "RUN ID": text(r.run_id),
+            "TARGET": text(r.target),
+            "KIND": text(r.kind),
+            "STATUS": status(r.status),
+            "CREATED": text(relative(r.created_at, now), "dim"),
+            "UPDATED": text(relative(r.updated_at, now), "dim"),
+            "EVENTS": text(str(r.next_seq)),
+        }
+        table.add_row(*(cells[name] for name in columns))
     return table
 
 
@@ -85,7 +93,9 @@ def event_style(wire_name: str) -> str:
 def event_text(event: Event, *, full: bool = False) -> Text:
     """One event for people: seq, time, coloured type, the demo's summary (or the payload)."""
     name = type(event).WIRE_NAME
-    summary = describe(event) or compact(event_payload(event), None if full else PAYLOAD_WIDTH)
+    summary = (not full and describe(event)) or compact(
+        event_payload(event), None if full else PAYLOAD_WIDTH
+    )
     line = Text()
     line.append(f"{event.seq:>5}  ", style="dim")
     line.append(iso(event.ts), style="dim")
