@@ -16,7 +16,7 @@ import click
 
 from perdure.cli import _render as render
 from perdure.cli._app import events_or_fail, with_log
-from perdure.cli._options import SECONDS, Args, common
+from perdure.cli._options import SECONDS, Args, common, run_id_argument
 from perdure.cli._output import is_terminal, out, out_exact, show
 from perdure.eventlog import SETTLED_STATUSES, Event, EventLog, to_dict
 
@@ -30,7 +30,7 @@ Examples:
 
 
 @click.command(epilog=_EPILOG)
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @click.option("--follow", "-f", is_flag=True, help="Print new events until the run settles.")
 @click.option("--full", is_flag=True, help="Do not shorten payloads.")
 @click.option(

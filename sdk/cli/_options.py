@@ -93,6 +93,33 @@ POSITIVE = click.IntRange(min=1)
 STATUS = click.Choice(RUN_STATUSES)
 
 
+def complete_run_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a RUN_ID: the ids in the store (``--store`` or the default) that
+    start with what is typed, newest first; nothing when the store cannot be read."""
+    import asyncio
+
+    from perdure.runtime import default_store_path, open_store
+
+    async def ids() -> list[str]:
+        log = open_store(ctx.meta.get("perdure.store") or default_store_path(), read_only=True)
+        try:
+            found = await log.list_runs()
+        finally:
+            await log.close()
+        found.sort(key=lambda info: info.created_at, reverse=True)
+        return [info.run_id for info in found if info.run_id.startswith(incomplete)][:200]
+
+    try:
+        return asyncio.run(ids())
+    except Exception:  # completion must never print an error into the user's prompt
+        return []
+
+
+def run_id_argument(f: F) -> F:
+    """The ``RUN_ID`` argument, completed from the store."""
+    return click.argument("run_id", metavar="RUN_ID", shell_complete=complete_run_id)(f)
+
+
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Keep ``--store``/``--json`` in the context chain's shared ``meta`` (last one wins)."""
     if value is not None and value is not False:

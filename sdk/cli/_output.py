@@ -57,15 +57,23 @@ def out_json(value: Any) -> None:
 
 
 def is_terminal(stream: Any = None) -> bool:
-    """Whether `stream` (default: stdout) is a terminal, as rich decides it (``FORCE_COLOR``,
-    ``TTY_COMPATIBLE`` and ``TTY_INTERACTIVE`` count) — without importing rich for a pipe."""
+    """Whether `stream` (default: stdout) is a terminal to draw on with rich, as rich decides
+    it (``FORCE_COLOR`` and ``TTY_COMPATIBLE=1`` count) — without importing rich for a pipe.
+
+    False when rich cannot be imported: the plain output then serves terminals too.
+    """
     stream = sys.stdout if stream is None else stream
     isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
-        return True
     import os
 
-    return bool(os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1")
+    tty = (isatty is not None and isatty()) or os.environ.get("FORCE_COLOR")
+    if not tty and os.environ.get("TTY_COMPATIBLE") != "1":
+        return False
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def console(stderr: bool = False) -> Console:

@@ -10,7 +10,15 @@ import click
 
 from perdure.cli import _render as render
 from perdure.cli._app import events_or_fail, load_app, with_log
-from perdure.cli._options import APP_HELP, SECONDS, SINCE, STATUS, Args, common
+from perdure.cli._options import (
+    APP_HELP,
+    SECONDS,
+    SINCE,
+    STATUS,
+    Args,
+    common,
+    complete_run_id,
+)
 from perdure.cli._output import USAGE, Progress, fail, out, out_json
 from perdure.eventlog import Event, EventLog, PerdureError, from_dict
 from perdure.runtime import ReplayResult
@@ -27,7 +35,7 @@ Exit code 1 when a run diverged: use it as a deploy check.
 
 
 @click.command(epilog=_EPILOG)
-@click.argument("run_id", metavar="RUN_ID", required=False)
+@click.argument("run_id", metavar="RUN_ID", required=False, shell_complete=complete_run_id)
 @click.option("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
 @click.option("--all", "all_", is_flag=True, help="Replay every run (filters below).")
 @click.option("--file", metavar="FILE", help="Events exported by `perdure events ID --json`.")

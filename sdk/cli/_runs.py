@@ -9,7 +9,7 @@ import click
 
 from perdure.cli import _render as render
 from perdure.cli._app import events_or_fail, with_log
-from perdure.cli._options import POSITIVE, SINCE, STATUS, Args, common
+from perdure.cli._options import POSITIVE, SINCE, STATUS, Args, common, run_id_argument
 from perdure.cli._output import is_terminal, out, out_json, show
 from perdure.eventlog import EventLog
 
@@ -99,7 +99,7 @@ def _list(args: Args) -> int:
     "show",
     epilog="\b\nExamples:\n  perdure runs show RUN_ID\n  perdure runs show RUN_ID --json",
 )
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @common
 def runs_show(args: Args) -> int:
     """Status, input, result, steps, timers and pending interrupts of one run."""

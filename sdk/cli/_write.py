@@ -22,7 +22,7 @@ import click
 
 from perdure.actors import InvalidResumeError, RunSettledError
 from perdure.cli._app import load_app, open_read_only, parse_json, store_path
-from perdure.cli._options import SECONDS, URL_HELP, Args, common
+from perdure.cli._options import SECONDS, URL_HELP, Args, common, run_id_argument
 from perdure.cli._output import USAGE, fail, out, out_json
 from perdure.cli._text import compact
 from perdure.eventlog import SETTLED_STATUSES, PerdureError, StoreLockedError
@@ -201,7 +201,7 @@ Examples:
   perdure resume RUN_ID --value '"approve"' --url http://127.0.0.1:8080
 """
 )
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @click.option("--value", required=True, metavar="JSON", help="The answer, as JSON.")
 @click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
 @click.option(
@@ -228,7 +228,7 @@ Examples:
   perdure send RUN_ID '"stop"' --topic control --idempotency-key stop-1
 """
 )
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @click.argument("value", metavar="JSON")
 @click.option("--topic", default="default", show_default=True, metavar="T", help="The topic.")
 @click.option("--idempotency-key", metavar="KEY", help="Send at most once with this key.")
@@ -246,7 +246,7 @@ Examples:
   perdure continue RUN_ID --app myapp.workflows  reopen and drive it here
 """,
 )
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
 @click.option(
     "--timeout",
@@ -269,7 +269,7 @@ Examples:
   perdure cancel RUN_ID --url http://127.0.0.1:8080
 """
 )
-@click.argument("run_id", metavar="RUN_ID")
+@run_id_argument
 @click.option(
     "--reason",
     default="cancelled from the command line",

@@ -15,7 +15,7 @@ import pytest
 
 from perdure import Runtime
 
-from ._support import cli
+from ._support import APP, cli
 from .hostile_app import APP as HOSTILE
 from .hostile_app import CLEAR_ID, hostile_flow
 from .test_hostile_output import raw_controls, shown
@@ -201,6 +201,29 @@ def test_shell_completion_completes_commands_and_options() -> None:
     assert set(_run(words).stdout.split()) == {"plain,--status", "plain,--store"}
 
 
+def test_shell_completion_completes_run_ids_from_the_store(store: str) -> None:
+    cases = [
+        (f"perdure events --store {store} cli-w", "4", ["plain,cli-wait"]),
+        (
+            f"perdure --store {store} runs show cli-",
+            "5",
+            ["plain,cli-add", "plain,cli-fail", "plain,cli-wait", "plain,cli-done"],
+        ),
+    ]
+    for line, cword, expected in cases:
+        words = {"COMP_WORDS": line, "COMP_CWORD": cword, "_PERDURE_COMPLETE": "bash_complete"}
+        done = _run(words)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == expected, line
+    missing = {
+        "COMP_WORDS": "perdure events --store /no/such/store x",
+        "COMP_CWORD": "4",
+        "_PERDURE_COMPLETE": "bash_complete",
+    }
+    done = _run(missing)
+    assert done.returncode == 0 and done.stdout.strip() == "" and done.stderr == ""
+
+
 def test_help_imports_no_command_nor_rich_nor_the_gateway() -> None:
     code = (
         "import sys, json, contextlib, io\n"
@@ -245,3 +268,17 @@ def test_adding_a_command_is_one_module_and_one_line(monkeypatch: pytest.MonkeyP
     assert "hello     Say hello." in ran.out
     ran = cli("hello", "--json")
     assert ran.code == 0 and json.loads(ran.out) == {"hello": None}
+
+
+def test_without_rich_a_terminal_gets_the_plain_output(
+    terminal: None, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piped = cli("runs", "--store", store).out
+    for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)  # as if it were not installed
+    ran = cli("runs", "--store", store)
+    assert ran.code == 0 and "\x1b" not in ran.out and "cli-wait" in ran.out
+    assert "(UTC)" in ran.out
+    assert cli("replay", "--all", "--app", f"{APP}:APP", "--store", store).code == 0
+    assert piped != ran.out  # (the first one was drawn with rich)
