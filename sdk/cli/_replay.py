@@ -19,7 +19,7 @@ from perdure.cli._options import (
     common,
     complete_run_id,
 )
-from perdure.cli._output import USAGE, Progress, fail, out, out_json
+from perdure.cli._output import USAGE, Progress, fail, is_terminal, out, out_json, show
 from perdure.eventlog import Event, EventLog, PerdureError, from_dict
 from perdure.runtime import ReplayResult
 
@@ -81,7 +81,7 @@ def replay(args: Args) -> int:
         if args.json:
             out_json(render.summary_dict(summary))
         else:
-            out(*render.summary_text(summary))
+            _lines(render.summary_text(summary))
         return 0 if summary.ok else 1
 
     return asyncio.run(with_log(args.store, many if args.all_ else one))
@@ -91,8 +91,18 @@ def _show(args: Args, result: ReplayResult) -> int:
     if args.json:
         out_json(result.to_dict())
     else:
-        out(*render.replay_text(result))
+        _lines(render.replay_text(result))
     return 0 if result.ok else 1
+
+
+def _lines(lines: list[str]) -> None:
+    """A replay report: verdicts coloured on a terminal, plain elsewhere."""
+    if is_terminal():
+        from perdure.cli._views import lines_text
+
+        show(lines_text(lines))
+    else:
+        out(*lines)
 
 
 def _read_jsonl(name: str) -> list[Event]:

@@ -102,7 +102,7 @@ def _list(args: Args) -> int:
 @run_id_argument
 @common
 def runs_show(args: Args) -> int:
-    """Status, input, result, steps, timers and pending interrupts of one run."""
+    """One run: status, input, result, steps, timers, interrupts."""
     from perdure.actors import fold
 
     async def read(log: EventLog) -> int:
@@ -111,6 +111,10 @@ def runs_show(args: Args) -> int:
         details = render.run_details(state, await log.get_run(args.run_id), len(events))
         if args.json:
             out_json(details)
+        elif is_terminal():
+            from perdure.cli._views import lines_text
+
+            show(lines_text(render.run_details_text(details), details["status"]))
         else:
             out(*render.run_details_text(details))
         return 0

@@ -104,3 +104,27 @@ def event_text(event: Event, *, full: bool = False) -> Text:
     line.append("  ")
     line.append(safe_text(summary))
     return line
+
+
+#: Words coloured in run details and replay reports on a terminal.
+_VERDICTS = {
+    ": OK": "bold green",
+    "ok        ": "green",
+    "DIVERGED": "bold red",
+    "FAILED": "bold red",
+    "ERROR": "bold red",
+}
+
+
+def lines_text(lines: list[str], status: str | None = None) -> Text:
+    """Plain report lines (see `perdure.cli._render`) for a terminal: escaped, with the run's
+    `status` and replay verdicts coloured (by literal match, never markup)."""
+    result = Text("\n".join(safe_text(line) for line in lines))
+    if status is not None and status in STATUS_STYLES:
+        first = result.plain.find(f"status       {status}")
+        if first >= 0:
+            start = first + len("status       ")
+            result.stylize(STATUS_STYLES[status], start, start + len(status))
+    for word, style in _VERDICTS.items():
+        result.highlight_words([word], style)
+    return result

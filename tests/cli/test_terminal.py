@@ -285,3 +285,14 @@ def test_without_rich_a_terminal_gets_the_plain_output(
     assert "(UTC)" in ran.out
     assert cli("replay", "--all", "--app", f"{APP}:APP", "--store", store).code == 0
     assert piped != ran.out  # (the first one was drawn with rich)
+
+
+def test_run_details_and_replay_verdicts_are_coloured_on_a_terminal(
+    terminal: None, store: str
+) -> None:
+    shown_run = cli("runs", "show", "cli-fail", "--store", store)
+    assert shown_run.code == 0 and "status       \x1b[1;31mfailed\x1b[0m" in shown_run.out
+    piped_lines = _SGR.sub("", shown_run.out).splitlines()
+    assert piped_lines[0] == "run          cli-fail"
+    replayed = cli("replay", "cli-done", "--app", f"{APP}:APP", "--store", store)
+    assert replayed.code == 0 and "\x1b[1;32m: OK" in replayed.out
