@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from perdure.cli._options import json_option, store_option
+from perdure.cli._options import PipeClosed, json_option, store_option
 from perdure.cli._output import CliError
 from perdure.cli._text import safe_text
 
@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         except PerdureError as exc:
             _error(f"{type(exc).__name__}: {exc}")
             return 1
-        except BrokenPipeError:  # `perdure events RUN_ID | head`
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (PipeClosed, BrokenPipeError):  # `perdure events RUN_ID | head`
+            with contextlib.suppress(OSError, ValueError):
+                fd = sys.stdout.fileno()  # later writes (at exit) go nowhere
+                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
             return 0
         except Exception as exc:
             if os.environ.get("PERDURE_DEBUG"):

@@ -139,6 +139,13 @@ def json_option(f: F) -> F:
     )(f)
 
 
+class PipeClosed(Exception):
+    """stdout was closed by its reader (``perdure events ID | head``): end quietly, exit 0.
+
+    Not an `OSError`, so that click lets it through to `perdure.cli._main.main` (click
+    would exit 1 and swap ``sys.stdout`` for good)."""
+
+
 def with_args(f: Callable[[Args], int]) -> Callable[..., int]:
     """A command callback taking one `Args` (its parameters, ``store`` and ``json``)."""
 
@@ -146,7 +153,10 @@ def with_args(f: Callable[[Args], int]) -> Callable[..., int]:
     def callback(**params: Any) -> int:
         meta = click.get_current_context().meta
         args = Args(store=meta.get("perdure.store"), json=bool(meta.get("perdure.json")), **params)
-        return f(args)
+        try:
+            return f(args)
+        except BrokenPipeError as exc:
+            raise PipeClosed from exc
 
     return callback
 

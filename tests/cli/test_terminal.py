@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -296,3 +297,20 @@ def test_run_details_and_replay_verdicts_are_coloured_on_a_terminal(
     assert piped_lines[0] == "run          cli-fail"
     replayed = cli("replay", "cli-done", "--app", f"{APP}:APP", "--store", store)
     assert replayed.code == 0 and "\x1b[1;32m: OK" in replayed.out
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`perdure events ID | head`: exit 0, no error, and stdout is left as it was."""
+    from perdure.cli import main
+
+    closed = _ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert main(["events", "cli-fail", "--store", store]) == 0
+    assert sys.stdout is closed
