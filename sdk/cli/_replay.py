@@ -35,7 +35,7 @@ Exit code 1 when a run diverged: use it as a deploy check.
 
 
 @click.command(epilog=_EPILOG)
-@click.argument("run_id", metavar="RUN_ID", required=False, shell_complete=complete_run_id)
+@click.argument("run_id", metavar="[RUN_ID]", required=False, shell_complete=complete_run_id)
 @click.option("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
 @click.option("--all", "all_", is_flag=True, help="Replay every run (filters below).")
 @click.option("--file", metavar="FILE", help="Events exported by `perdure events ID --json`.")
