@@ -25,7 +25,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from perdure._cli_render import run_details, run_row
+from perdure.cli._render import run_details, run_row
 from perdure.eventlog import RUN_STATUSES, EventLog, to_dict
 from perdure.runtime import Outcome, Registry, Replayer, RunNotFoundError, Runtime
 from perdure.serve._openapi import openapi_document

@@ -183,7 +183,7 @@ def test_store_defaults_to_perdure_path(store: str, monkeypatch: pytest.MonkeyPa
     "argv",
     [
         (),
-        ("runs",),
+        ("runs", "lists"),
         ("runs", "list", "--limit", "0"),
         ("runs", "list", "--status", "sleepy"),
         ("nope",),
@@ -191,7 +191,7 @@ def test_store_defaults_to_perdure_path(store: str, monkeypatch: pytest.MonkeyPa
 )
 def test_usage_errors_are_exit_2(argv: tuple[str, ...]) -> None:
     ran = cli(*argv)
-    assert ran.code == 2 and "usage:" in ran.err
+    assert ran.code == 2 and "Usage: perdure" in ran.err
 
 
 def test_help_is_exit_0() -> None:
