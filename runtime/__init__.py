@@ -45,6 +45,7 @@ from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import open_store, store_label, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+from perdure.runtime._updates import Closed, Committed, Custom, Settled, Subscription, Update
 
 if TYPE_CHECKING:
     from perdure.runtime._replay_report import ReplayResult, ReplaySummary
@@ -73,6 +74,12 @@ __all__ = [
     "store_spec",
     "INTERRUPT_KEY",
     "BackgroundRuntime",
+    "Closed",
+    "Committed",
+    "Custom",
+    "Settled",
+    "Subscription",
+    "Update",
     "DuplicateNameError",
     "IdempotencyConflictError",
     "InvalidArgumentsError",

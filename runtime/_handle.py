@@ -1,4 +1,4 @@
-"""`RunHandle`: what `Runtime.start` returns — a run's id, status and result."""
+"""`RunHandle`: what `Runtime.start` and `Runtime.handle` return: one run, and its calls."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 
 
 class RunHandle:
-    """A started run: its id, its status, and a way to wait for its result."""
+    """A run: its id and target, and the runtime's calls for it (status, result, resume,
+    cancel, continue, messages). Each method delegates to the `Runtime` with this run's id.
+    """
 
     def __init__(self, runtime: Runtime, run_id: str, target: str) -> None:
         self.runtime = runtime
@@ -28,7 +30,25 @@ class RunHandle:
         return outcome.unwrap(spec.result_type if spec is not None else None)
 
     async def status(self) -> RunStatus:
+        """The run's status as stored (running, waiting, completed, failed, cancelled, parked).
+
+        Reads the store's runs index: it answers at once, even while the run is busy.
+        """
         return await self.runtime.status(self.run_id)
+
+    async def resume(self, value: Any) -> None:
+        """Answer the run's pending interrupt(s) (see `Runtime.resume`); returns once the
+        answer is recorded: ``await handle.result()`` waits for the run to settle again."""
+        await self.runtime.resume(self.run_id, value)
+
+    async def cancel(self, reason: str = "cancelled by request") -> None:
+        """Cancel the run (see `Runtime.cancel`); a settled run is left as it is."""
+        await self.runtime.cancel(self.run_id, reason)
+
+    async def continue_(self) -> None:
+        """Reopen a failed, parked or cancelled run from its last completed step (see
+        `Runtime.continue_run`); ``await handle.result()`` waits for its new outcome."""
+        await self.runtime.continue_run(self.run_id)
 
     async def send(
         self,
