@@ -14,10 +14,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from perdure.eventlog import EventLog, LmdbEventLog
+from perdure.eventlog import EventLog
 from perdure.runtime import _store
 from perdure.runtime._errors import InvalidIdError
-from perdure.runtime._store import default_store, spec_key
+from perdure.runtime._store import StoreKey, default_store, store_key
 
 if TYPE_CHECKING:
     from perdure.runtime._runtime import Runtime
@@ -35,27 +35,6 @@ _open_runtimes: list[Runtime] = []
 def default_store_path() -> str:
     """The default store: ``PERDURE_STORE``, else ``PERDURE_PATH``, else ``./.perdure``."""
     return default_store()
-
-
-StoreKey = tuple[str, Any]
-
-
-def store_key(
-    *, log: EventLog | None = None, path: str | os.PathLike[str] | None = None
-) -> StoreKey:
-    """Which store a runtime or a caller means: the one place that decides "same store".
-
-    The store is the real path of `path` (default: `default_store_path()`) or
-    of an `LmdbEventLog`'s directory, so ``./.perdure``, an absolute spelling, a
-    symlink to it and ``LmdbEventLog("./.perdure")`` are one store; any other
-    log object is its own store (compared by identity).
-    """
-    if isinstance(log, LmdbEventLog):
-        return ("path", os.path.realpath(log.path))
-    if log is not None:
-        dsn = getattr(log, "dsn", None)  # a PostgresEventLog is the store its URL names
-        return ("path", spec_key(dsn)) if isinstance(dsn, str) else ("log", id(log))
-    return ("path", spec_key(os.fspath(path) if path is not None else default_store_path()))
 
 
 def find_runtime(
@@ -82,7 +61,7 @@ def find_runtime(
     candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
     wanted: StoreKey | None = None  # computed only if a key has to be compared (syscalls)
     for rt in candidates:
-        if not rt.is_open or (rt._loop is not loop and not any_loop):
+        if not rt.is_open or (rt.loop is not loop and not any_loop):
             continue
         if log is None and path is None and rt is current:
             return rt

@@ -56,7 +56,6 @@ from perdure.runtime._discovery import (
     current_runtime,
     default_store_path,
     new_run_id,
-    store_key,
 )
 from perdure.runtime._errors import (
     IdempotencyConflictError,
@@ -69,7 +68,7 @@ from perdure.runtime._host import RunHost
 from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
-from perdure.runtime._store import open_store, store_spec
+from perdure.runtime._store import open_store, store_key, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Subscription
 
