@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from perdure.eventlog import RunStatus
+from perdure.runtime._outcome import Outcome
+from perdure.runtime._registry import Registry
 
-if TYPE_CHECKING:
-    from perdure.runtime._runtime import Runtime
+
+class RunCalls(Protocol):
+    """What a handle calls: the `Runtime` that made it (a port, so this module needs no Runtime)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Outcome: ...
+
+    async def status(self, run_id: str) -> RunStatus: ...
+
+    async def resume(self, run_id: str, value: Any) -> None: ...
+
+    async def cancel(self, run_id: str, reason: str = ...) -> None: ...
+
+    async def continue_run(self, run_id: str, *, strict: bool = ...) -> None: ...
+
+    async def send(
+        self,
+        run_id: str,
+        message: Any,
+        *,
+        topic: str = ...,
+        idempotency_key: str | None = ...,
+    ) -> None: ...
+
+    async def get_event(self, run_id: str, key: str, *, timeout: float | None = ...) -> Any: ...
 
 
 class RunHandle:
@@ -15,7 +42,8 @@ class RunHandle:
     cancel, continue, messages). Each method delegates to the `Runtime` with this run's id.
     """
 
-    def __init__(self, runtime: Runtime, run_id: str, target: str) -> None:
+    def __init__(self, runtime: RunCalls, run_id: str, target: str) -> None:
+        #: The `Runtime` this handle calls.
         self.runtime = runtime
         self.run_id = run_id
         self.target = target

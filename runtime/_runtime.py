@@ -50,13 +50,6 @@ from perdure.eventlog import (
     check_json,
     digest,
 )
-from perdure.runtime._discovery import (
-    _open_runtimes,
-    check_id,
-    current_runtime,
-    default_store_path,
-    new_run_id,
-)
 from perdure.runtime._errors import (
     IdempotencyConflictError,
     RunNotFoundError,
@@ -65,12 +58,22 @@ from perdure.runtime._errors import (
 )
 from perdure.runtime._handle import RunHandle
 from perdure.runtime._host import RunHost
+from perdure.runtime._ids import check_id, new_run_id
 from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
-from perdure.runtime._store import open_store, store_key, store_spec
+from perdure.runtime._store import default_store, open_store, store_key, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Subscription
+
+#: The runtime of the enclosing ``async with Runtime(...)``.
+current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "perdure_runtime", default=None
+)
+#: Open runtimes, so code running in another context on the same loop (a web
+#: framework's request handlers, after its lifespan opened the runtime) finds them
+#: (`perdure.runtime.find_runtime`), and a second runtime on one store is refused.
+open_runtimes: list[Runtime] = []
 
 
 class Runtime:
@@ -117,7 +120,7 @@ class Runtime:
         recover: bool = True,
         lease_ttl: float | None = None,
     ) -> None:
-        self.path = store_spec(path) if path is not None else default_store_path()
+        self.path = store_spec(path) if path is not None else default_store()
         self._given_log = log
         self._log: EventLog | None = log
         self._durability: Durability = durability
@@ -210,14 +213,14 @@ class Runtime:
             await listen(self._notice)
         self._open = True
         self._token = current_runtime.set(self)
-        _open_runtimes.append(self)
+        open_runtimes.append(self)
         if self._recover:
             self._recovery = asyncio.get_running_loop().create_task(self._resume_unfinished())
 
     def _refuse_a_second_writer(self) -> None:
         """Two runtimes on one store would both drive its runs: refuse the second one."""
         self.store_key = store_key(log=self._given_log, path=self.path)
-        for other in _open_runtimes:
+        for other in open_runtimes:
             if other is not self and other.is_open and other.store_key == self.store_key:
                 where = self.path if self._given_log is None else repr(self._given_log)
                 raise StoreLockedError(
@@ -286,8 +289,8 @@ class Runtime:
         if not self._open:
             return
         self._open = False
-        if self in _open_runtimes:
-            _open_runtimes.remove(self)
+        if self in open_runtimes:
+            open_runtimes.remove(self)
         if self._recovery is not None:
             self._recovery.cancel()
         if self._scheduler is not None:
