@@ -124,7 +124,6 @@ class Runtime:
         self._given_log = log
         self._log: EventLog | None = log
         self._durability: Durability = durability
-        self.registry = registry or default_registry
         self._clock: Clock = clock or SystemClock()
         self._idle_timeout = idle_timeout
         self._max_restarts = max_restarts
@@ -137,7 +136,7 @@ class Runtime:
         self._scheduler: Scheduler | None = None
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(
-            registry=self.registry,
+            registry=registry or default_registry,
             clock=self._clock,
             tracer=(tracer_provider or trace.get_tracer_provider()).get_tracer("perdure"),
             attempt_linger=attempt_linger,
@@ -152,6 +151,15 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Which store this is (see `store_key`); fixed when the runtime opens.
         self.store_key = store_key(log=log, path=self.path)
+
+    @property
+    def registry(self) -> Registry:
+        """The functions and workflows this runtime can run (default: the process-wide one)."""
+        return self._host.registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._host.registry = registry
 
     @property
     def log(self) -> EventLog:
