@@ -28,6 +28,7 @@ import click
 
 from perdure.actors import fold
 from perdure.cli._app import store_path
+from perdure.runtime import same_store
 from perdure.cli._options import Args, common
 from perdure.cli._output import Progress, fail, out, out_json
 from perdure.eventlog import LmdbEventLog, PerdureError, from_dict, to_dict
@@ -97,7 +98,7 @@ def salvage(args: Args) -> int:
     if bool(args.run_ids) == bool(args.all_):
         fail("name the runs to salvage (RUN_ID...) or pass --all", code=2)
     dest = os.path.abspath(args.to)
-    if os.path.realpath(dest) == os.path.realpath(path):
+    if same_store(dest, path):
         fail("--to must be a new store, not the damaged one", code=2)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         fail(f"--to {dest} must be a new or empty directory (salvage never writes into a store)")
