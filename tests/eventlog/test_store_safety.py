@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _eventlog_helpers import done, started, steps
 
 from perdure.eventlog import LmdbEventLog, StorageError, StorePathError
 from perdure.eventlog import _lmdb_env as lmdb_env
 from perdure.eventlog._lmdb_journal import PAGE, Journal
+from perdure.testing.events import done, started, steps
 
 #: "PDJ1" + 8 bytes whose CRC works out: with the event key's 0x00 separator and
 #: sequence number after it, a valid, empty format-1 frame numbered 6.5e18.
