@@ -195,6 +195,8 @@ class KillLoop:
     killed_pids: set[int] = attrs.field(factory=set)
     kill_times: list[float] = attrs.field(factory=list)
     started_at: float = attrs.field(factory=time.monotonic)
+    #: how long a child may run after its moment before it counts as hung
+    child_timeout: float = 90.0
 
     def __attrs_post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -254,9 +256,13 @@ class KillLoop:
             assert self.seconds < budget, self.report(f"no finish within {budget} s")
             assert self.starts < max_children, self.report(f"no finish in {max_children} children")
             child = spawn(self.starts)
-            if moment(child) is KILL and self.kill(child):
-                continue
-            code = child.wait()
+            try:
+                if moment(child) is KILL and self.kill(child):
+                    continue
+                code = child.wait(self.child_timeout)
+            except BaseException:
+                child.kill()  # a failed check leaves no child behind
+                raise
             if code == -signal.SIGKILL:
                 raise AssertionError(self.report("a child died of a SIGKILL not ours", child))
             if finished(child, code):
