@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import attrs
 
@@ -47,6 +47,23 @@ def campaign_seed(default: int | None = None) -> int:
     if given:
         return int(given)
     return default if default is not None else random.randrange(2**32)
+
+
+class Process(Protocol):
+    """What the loop needs of a child: `Child` (a subprocess) or `Forked` (from a fork server)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    killed_at: float | None
+
+    def alive(self) -> bool: ...
+
+    def kill(self) -> bool: ...
+
+    def wait(self, timeout: float = 90.0) -> int: ...
+
+    def log_tail(self, chars: int = TAIL) -> str: ...
 
 
 class Child:
@@ -137,6 +154,82 @@ class Child:
         return f"{shown}\n--- its stdout lines ---\n{lines}" if self.lines else shown
 
 
+class ForkServer:
+    """A child that imports once and forks the campaign's children on request.
+
+    A kill cycle then takes milliseconds instead of a fresh interpreter's
+    import. The server reads commands on stdin, one per line, and answers one
+    line each: ``spawn ARGS...`` (fork a child; answer its pid) and ``reap PID``
+    (wait for it; answer its exit code, -9 after a SIGKILL). The server's and
+    its children's stderr go to `log`.
+    """
+
+    def __init__(self, argv: Sequence[str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sink
+            )
+
+    def ask(self, line: str) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{line}\n".encode())
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise AssertionError(f"the fork server died:\n{self.log.read_text()[-TAIL:]}")
+        return int(answer)
+
+    def spawn(self, *args: str) -> Forked:
+        return Forked(self, self.ask(" ".join(("spawn", *args))))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        self.proc.stdout.close()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Forked:
+    """A child forked by a `ForkServer` (its log is the server's)."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.code: int | None = None
+        self.killed = False
+        self.killed_at: float | None = None
+
+    def alive(self) -> bool:
+        """Until reaped (the server is its parent: only a reap tells that it exited)."""
+        return self.code is None
+
+    def kill(self) -> bool:
+        if not self.alive():
+            return False
+        os.kill(self.pid, signal.SIGKILL)
+        killed_at = time.time()
+        if self.wait() != -signal.SIGKILL:
+            return False  # it had exited by itself: `wait` tells how
+        self.killed, self.killed_at = True, killed_at
+        return True
+
+    def wait(self, timeout: float = 90.0) -> int:
+        if self.code is None:
+            self.code = self.server.ask(f"reap {self.pid}")
+        return self.code
+
+    def log_tail(self, chars: int = TAIL) -> str:
+        text = self.server.log.read_text(errors="replace")
+        return f"--- {self.server.log} (last {chars} characters) ---\n{text[-chars:]}"
+
+
 class Journal:
     """The complete lines appended to `path` (by children), read incrementally."""
 
@@ -190,7 +283,7 @@ class KillLoop:
     seed: int
     name: str = "crash campaign"
     rng: random.Random = attrs.field(init=False)
-    children: list[Child] = attrs.field(factory=list)
+    children: list[Process] = attrs.field(factory=list)
     kills: int = 0
     killed_pids: set[int] = attrs.field(factory=set)
     kill_times: list[float] = attrs.field(factory=list)
@@ -214,7 +307,12 @@ class KillLoop:
         self.children.append(child)
         return child
 
-    def kill(self, child: Child) -> bool:
+    def adopt(self, child: Process) -> Process:
+        """Count a child started otherwise (e.g. by a `ForkServer`) as this loop's."""
+        self.children.append(child)
+        return child
+
+    def kill(self, child: Process) -> bool:
         """SIGKILL `child` if it still runs; count it. True if this killed it."""
         if not child.kill():
             return False
@@ -224,7 +322,7 @@ class KillLoop:
         self.kill_times.append(child.killed_at)
         return True
 
-    def report(self, message: str, child: Child | None = None) -> str:
+    def report(self, message: str, child: Process | None = None) -> str:
         """An assertion message: `message`, the seed to replay, the child's log tail."""
         child = child if child is not None else (self.children[-1] if self.children else None)
         where = (
@@ -236,21 +334,25 @@ class KillLoop:
 
     def run(
         self,
-        spawn: Callable[[int], Child],
-        moment: Callable[[Child], bool],
-        finished: Callable[[Child, int], bool],
+        spawn: Callable[[int], Any],
+        moment: Callable[[Any], bool],
+        finished: Callable[[Any, int], bool],
         *,
         budget: float,
         max_children: int = 400,
-    ) -> Child:
-        """Start children until one finishes; return it.
+        after_kill: Callable[[Any], None] | None = None,
+        kills: int | None = None,
+    ) -> Any:
+        """Start children until one finishes (or `kills` kills are done); return the last.
 
         ``spawn(n)`` starts child number n (through `start`); ``moment(child)``
         waits for the seeded moment and returns `KILL` (the harness SIGKILLs
         the child, if it still runs) or `SPARE` (it runs to its end).
         ``finished(child, exit_code)`` is asked about every child that exited by
         itself: True ends the loop, False starts the next one (a campaign checks
-        the exit code there). A SIGKILLed child is always followed by another.
+        the exit code there). A SIGKILLed child is passed to `after_kill` (checks
+        of the store after each kill), then followed by another, unless that
+        was the `kills`-th kill (for campaigns whose children never finish).
         """
         while True:
             assert self.seconds < budget, self.report(f"no finish within {budget} s")
@@ -258,6 +360,10 @@ class KillLoop:
             child = spawn(self.starts)
             try:
                 if moment(child) is KILL and self.kill(child):
+                    if after_kill is not None:
+                        after_kill(child)
+                    if kills is not None and self.kills >= kills:
+                        return child
                     continue
                 code = child.wait(self.child_timeout)
             except BaseException:
