@@ -262,13 +262,22 @@ class Journal:
         return len(self.lines)
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, child: Child | None = None) -> bool:
-    """Poll `condition` for up to `seconds` (less if `child` exits); True if it held."""
+def wait_until(
+    condition: Callable[[], bool],
+    seconds: float,
+    child: Process | None = None,
+    *,
+    interval: float = POLL,
+) -> bool:
+    """Poll `condition` every `interval` for up to `seconds` (less if `child` exits).
+
+    True if it held.
+    """
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline or (child is not None and not child.alive()):
             return condition()
-        time.sleep(POLL)
+        time.sleep(interval)
     return True
 
 
