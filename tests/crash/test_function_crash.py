@@ -358,6 +358,7 @@ def run_and_check(tmp_path: Path, kills: int) -> dict[str, int]:
     return stats
 
 
+@pytest.mark.slow
 def test_functions_survive_sigkill_with_attempts_and_keys_intact(tmp_path: Path) -> None:
     run_and_check(tmp_path, kills=20)
 

@@ -249,6 +249,7 @@ def _campaign_pair(tmp_path: Path, threads: int, kills: int, seed: int, budget: 
     )
 
 
+@pytest.mark.slow
 def test_workflows_survive_sigkill_ci_sized(tmp_path: Path) -> None:
     _campaign_pair(tmp_path, threads=4, kills=8, seed=4, budget=60)
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from perdure.eventlog import Event, LmdbEventLog, TimerEntry, TimerFired, TimerSet
 from tests.support.kill_loop import KILL, Forked, ForkServer, KillLoop, campaign_seed, wait_until
 
@@ -73,6 +75,7 @@ async def check_store(store: Path, acked: dict[str, int], context: str) -> int:
         await log.close()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -> None:
     loop = KillLoop(campaign_seed(), name="event log crash campaign")
     store = tmp_path / "store"

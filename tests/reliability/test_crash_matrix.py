@@ -32,6 +32,9 @@ import pytest
 
 from ._crash_harness import Drive, Figures, check_invariants, drive, read_store, summarize
 
+#: a campaign of SIGKILLs: minutes of real processes
+pytestmark = pytest.mark.slow
+
 LONG = os.environ.get("PERDURE_LONG") == "1"
 ONE_SEED = os.environ.get("PERDURE_CRASH_SEED")
 #: (chunks, kills per chunk): each chunk drives fresh stores until it reaches its kills.
