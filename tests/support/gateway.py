@@ -18,6 +18,8 @@ import httpx2
 
 #: the gateway tests' app
 APP = str(Path(__file__).resolve().parent.parent / "serve" / "serve_app.py")
+#: tests/, on the gateway's PYTHONPATH
+TESTS = str(Path(__file__).resolve().parent.parent)
 TOKEN = "test-token-0123456789abcdef"
 WRITE = {"X-Perdure-Request": "1"}
 
@@ -52,15 +54,19 @@ def free_port() -> int:
 
 
 def start_gateway(
-    store: Path | str, *, token: str | None = None, cwd: Path | None = None
+    store: Path | str, *, token: str | None = None, cwd: Path | None = None, app: str = APP
 ) -> Gateway:
-    """`perdure serve` of APP on `store` (a folder or a database URL), once it answers.
+    """`perdure serve` of `app` on `store` (a folder or a database URL), once it answers.
+
+    `app` is a file or a module name importable from tests/ (the gateway's
+    PYTHONPATH starts with tests/).
 
     Its stderr goes to ``<store>.stderr`` next to a folder store, or to
     ``<cwd>/serve.stderr`` when `cwd` is given (a URL names no folder).
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PERDURE_TOKEN"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, env.get("PYTHONPATH")]))
     if token is not None:
         env["PERDURE_TOKEN"] = token
     if cwd is not None:
@@ -76,7 +82,7 @@ def start_gateway(
                 "perdure",
                 "serve",
                 "--app",
-                APP,
+                app,
                 "--store",
                 str(store),
                 "--port",
