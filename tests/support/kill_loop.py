@@ -1,8 +1,7 @@
 """The SIGKILL campaigns' one harness: start a child, watch it, kill it at a seeded moment, restart.
 
-Every crash campaign (tests/crash, tests/eventlog/test_crash.py,
-tests/reliability, tests/postgres/test_pg_failover.py) drives real processes
-the same way:
+Every crash campaign (tests/crash, tests/eventlog/test_crash.py and
+tests/postgres/test_pg_failover.py) drives real processes the same way:
 
 - `Child`: one child process; its stdout and stderr go to a log file of its
   own (or its stdout lines are collected, for children that report on stdout),

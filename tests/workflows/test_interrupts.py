@@ -143,7 +143,7 @@ async def test_runtime_send_resumes_a_paused_thread(runtime: Runtime) -> None:
     await runtime.send("send-thread", Command(resume="Oslo"))
     assert await handle.result() == {"name": "cy", "age": 40, "city": "Oslo"}
     assert await runtime.status("send-thread") == "completed"
-    # Anything else is a message (see tests/test_messages.py); a settled run takes none.
+    # Anything else is a message (see tests/messages/test_messages.py); a settled run takes none.
     with pytest.raises(RunSettledError, match="settled"):
         await runtime.send("send-thread", "not a command")
 
