@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.gateway import APP, free_port, start_gateway, stop_gateway
+from tests.support.gateway import free_port, serve_command, start_gateway, stop_gateway
 
 
 def test_perdure_serve_serves_a_postgresql_store(pg_store: str, tmp_path: Path) -> None:
@@ -31,18 +30,7 @@ def test_perdure_serve_serves_a_postgresql_store(pg_store: str, tmp_path: Path) 
 
 def test_an_unreachable_postgresql_store_is_reported_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perdure",
-            "serve",
-            "--app",
-            APP,
-            "--store",
-            f"postgresql://nobody:sesame@127.0.0.1:{free_port()}/x",
-            "--port",
-            "1",
-        ],
+        serve_command(f"postgresql://nobody:sesame@127.0.0.1:{free_port()}/x", 1),
         cwd=tmp_path,
         capture_output=True,
         text=True,

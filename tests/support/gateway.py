@@ -53,6 +53,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(store: Path | str, port: int, *, app: str = APP) -> list[str]:
+    """The argv of ``perdure serve`` for `app` on `store` and `port`."""
+    cmd = [sys.executable, "-m", "perdure", "serve", "--app", app]
+    return [*cmd, "--store", str(store), "--port", str(port)]
+
+
 def start_gateway(
     store: Path | str, *, token: str | None = None, cwd: Path | None = None, app: str = APP
 ) -> Gateway:
@@ -76,18 +82,7 @@ def start_gateway(
         errors = store.with_name(store.name + ".stderr")
     with errors.open("wb") as sink:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "perdure",
-                "serve",
-                "--app",
-                app,
-                "--store",
-                str(store),
-                "--port",
-                str(port),
-            ],
+            serve_command(store, port, app=app),
             env=env,
             cwd=cwd,
             stdout=subprocess.DEVNULL,
