@@ -173,7 +173,7 @@ def drive(
         return child
 
     def moment(child: Child) -> bool:
-        if not wait_until(lambda: bool(ready.new_lines()), READY_TIMEOUT, child):
+        if not wait_until(lambda: bool(ready.new_lines()), READY_TIMEOUT, child, interval=0.002):
             if child.alive():
                 child.kill()
                 raise AssertionError(
@@ -185,7 +185,7 @@ def drive(
         if seed is None:
             return SPARE
         delay = loop.rng.uniform(0, window[0] + window[1] * loop.kills)
-        wait_until(lambda: False, delay, child)
+        child.run_for(delay)
         return KILL
 
     def finished(child: Child, code: int) -> bool:

@@ -148,7 +148,7 @@ def kill_moment(
                 for e in campaign.journal_entries()
             )
 
-        wait_until(in_attempt_2, 10.0, child)
+        wait_until(in_attempt_2, 10.0, child, interval=0.002)
         time.sleep(0.1)
         return False
     if early_ok and rng.random() < 0.1:
@@ -160,7 +160,7 @@ def kill_moment(
         settled = {line.split(" ", 2)[1] for line in child.lines if line.startswith("RESULT ")}
         return earlier <= settled
 
-    wait_until(earlier_settled, 20.0, child)
+    wait_until(earlier_settled, 20.0, child, interval=0.002)
     quota = rng.randint(0, 10)
     hot = f"g{generation}-"
 
@@ -168,7 +168,9 @@ def kill_moment(
         entries = campaign.journal_entries()
         return sum(1 for e in entries if e["pid"] == pid and e["key"].startswith(hot)) >= quota
 
-    wait_until(quota_reached, 2.0, child)  # hot jobs may all be blocked: kill anyway
+    wait_until(
+        quota_reached, 2.0, child, interval=0.002
+    )  # hot jobs may all be blocked: kill anyway
     time.sleep(rng.uniform(0, 0.05))
     return False
 
@@ -199,7 +201,7 @@ def run_campaign(workdir: Path, kills: int, seed: int) -> Campaign:
         generation = loop.starts - 1
         if generation >= kills:
             return SPARE
-        wait_until(lambda: "READY" in child.lines, START_TIMEOUT, child)
+        wait_until(lambda: "READY" in child.lines, START_TIMEOUT, child, interval=0.002)
         assert "READY" in child.lines, loop.report("child not ready (or exited before READY)")
         early = kill_moment(child, campaign, loop.rng, generation, early_ok=not early)
         return KILL
@@ -364,5 +366,6 @@ def test_functions_survive_sigkill_with_attempts_and_keys_intact(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 80 kills: about 100 s on a quiet machine
 def test_functions_survive_many_sigkills(tmp_path: Path) -> None:
     run_and_check(tmp_path, kills=80)

@@ -27,9 +27,12 @@ KEYS = 60
 
 def _completed(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM perdure.runs WHERE status = 'completed'"
-        ).fetchone()
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM perdure.runs WHERE status = 'completed'"
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0  # no worker has opened the store yet (a loaded machine starts them slowly)
     return int(row[0]) if row is not None else 0
 
 

@@ -60,6 +60,8 @@ class Process(Protocol):
 
     def kill(self) -> bool: ...
 
+    def run_for(self, seconds: float) -> bool: ...
+
     def wait(self, timeout: float = 90.0) -> int: ...
 
     def log_tail(self, chars: int = TAIL) -> str: ...
@@ -124,6 +126,14 @@ class Child:
         self.proc.send_signal(signal.SIGKILL)
         self.killed, self.killed_at = True, time.time()
         self.wait()
+        return True
+
+    def run_for(self, seconds: float) -> bool:
+        """Let the child run for up to `seconds`; True if it exited meanwhile."""
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
         return True
 
     def wait(self, timeout: float = 90.0) -> int:
@@ -219,6 +229,11 @@ class Forked:
         self.killed, self.killed_at = True, killed_at
         return True
 
+    def run_for(self, seconds: float) -> bool:
+        """Let the child run for `seconds` (only a reap would tell that it exited)."""
+        time.sleep(seconds)
+        return False
+
     def wait(self, timeout: float = 90.0) -> int:
         if self.code is None:
             self.code = self.server.ask(f"reap {self.pid}")
@@ -237,6 +252,7 @@ class Journal:
         self.offset = 0
         #: every complete line read so far
         self.lines: list[str] = []
+        self._entries: list[dict[str, Any]] = []
 
     def new_lines(self) -> list[str]:
         try:
@@ -252,9 +268,9 @@ class Journal:
         return new
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every complete line so far, as JSON (for journals of JSON lines)."""
-        self.new_lines()
-        return [json.loads(line) for line in self.lines]
+        """Every complete line so far, as JSON (for journals of JSON lines; each parsed once)."""
+        self._entries.extend(json.loads(line) for line in self.new_lines())
+        return self._entries
 
     def count(self) -> int:
         self.new_lines()
