@@ -8,8 +8,7 @@ import sys
 from importlib.metadata import entry_points
 
 from perdure.cli import main
-
-from ._support import APP, APP_V2, cli_process
+from tests.support.cli import APP, APP_V2, cli_process
 
 
 def test_console_script_points_at_main() -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from perdure.eventlog import from_dict
-
-from ._support import cli
+from tests.support.cli import cli
 
 
 def test_runs_list_is_a_table_newest_first(store: str) -> None:

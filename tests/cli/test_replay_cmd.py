@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from perdure.cli import main
-
-from ._support import APP, APP_V2, cli
+from tests.support.cli import APP, APP_V2, cli
 
 
 def test_replay_of_a_fitting_run_is_exit_0(store: str) -> None:

@@ -12,8 +12,7 @@ import lmdb
 import pytest
 
 from perdure.eventlog import LmdbEventLog, RunStarted, TaskCompleted
-
-from ._support import cli, cli_process
+from tests.support.cli import cli, cli_process
 
 PAGE = 4096
 

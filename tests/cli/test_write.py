@@ -13,9 +13,9 @@ import pytest
 from perdure import Runtime
 from perdure.runtime import Outcome
 from perdure.testing import MockClock
+from tests.support.cli import APP, cli
 
 from . import cli_app
-from ._support import APP, cli
 
 
 def status_of(store: str, run_id: str) -> str:

@@ -33,8 +33,7 @@ from perdure import (
 )
 from perdure.eventlog import RunCompleted, TaskCompleted
 from perdure.testing import Fault, FaultyEventLog, InjectedStorageError, MockClock
-
-from ._crash_harness import strip
+from tests.crash._crash_harness import strip
 
 #: Every task/function result a body received in this test (value, with its token).
 SEEN: list[Any] = []
