@@ -15,11 +15,8 @@ import time
 import pytest
 
 from perdure import Runtime
+from tests.support.cli import APP, cli
 
-try:  # tests/support/cli.py once the tests14 branch is merged; tests/cli/_support.py before
-    from tests.support.cli import APP, cli
-except ImportError:
-    from ._support import APP, cli  # type: ignore[no-redef]
 from .hostile_app import APP as HOSTILE
 from .hostile_app import CLEAR_ID, hostile_flow
 from .test_hostile_output import raw_controls, shown
