@@ -28,7 +28,7 @@ from typing import Any
 from perdure._cli_app import fail, out, out_json, store_path
 from perdure.actors import fold
 from perdure.eventlog import LmdbEventLog, PerdureError, from_dict, to_dict
-from perdure.eventlog._lmdb_salvage import event_run_ids, read_events, read_row, row_run_ids
+from perdure.eventlog.lmdb_tools import event_run_ids, read_events, read_row, row_run_ids
 
 #: Events per append when a run is written into the new store.
 _CHUNK = 1000
