@@ -34,9 +34,11 @@ from perdure.actors import (
     SystemClock,
     TargetSpec,
     Wake,
+    caller_context,
+    describe,
     fold,
+    logger,
 )
-from perdure.actors._observe import caller_context, describe, logger
 from perdure.eventlog import (
     Durability,
     EventLog,

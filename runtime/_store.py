@@ -86,7 +86,7 @@ def _spec_key(spec: str) -> str:
 def store_label(spec: str) -> str:
     """The store for messages: the absolute folder, or the URL without its password."""
     if is_postgres_url(spec):
-        from perdure.eventlog._postgres_schema import redact
+        from perdure.eventlog import redact
 
         return redact(spec)
     return os.path.abspath(spec)

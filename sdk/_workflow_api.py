@@ -33,9 +33,9 @@ from perdure.eventlog import (
     RunFailed,
     RunStarted,
     TaskCompleted,
+    fresh,
+    restore,
 )
-from perdure.eventlog._json import fresh
-from perdure.eventlog._values import restore
 from perdure.runtime import (
     INTERRUPT_KEY,
     Closed,

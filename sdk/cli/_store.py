@@ -31,7 +31,7 @@ from perdure.cli._app import store_path
 from perdure.cli._options import Args, common
 from perdure.cli._output import Progress, fail, out, out_json
 from perdure.eventlog import LmdbEventLog, PerdureError, from_dict, to_dict
-from perdure.eventlog._lmdb_salvage import event_run_ids, read_events, read_row, row_run_ids
+from perdure.eventlog.lmdb_tools import event_run_ids, read_events, read_row, row_run_ids
 from perdure.runtime import same_store
 
 #: Events per append when a run is written into the new store.
