@@ -8,6 +8,7 @@ from perdure.actors._actor import RunActor
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
+    Failure,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -61,7 +62,18 @@ from perdure.actors._scope import (
     publish_event,
     receive_message,
 )
-from perdure.actors._state import BODY, RunState, Step, apply, fold
+from perdure.actors._state import (
+    BODY,
+    InterruptStep,
+    ReceiveStep,
+    RunState,
+    SetEventStep,
+    SleepStep,
+    Step,
+    TaskStep,
+    apply,
+    fold,
+)
 from perdure.actors._targets import (
     AttemptInfo,
     BodyInfo,
@@ -87,6 +99,7 @@ __all__ = [
     "BODY",
     "NO_RETRY",
     "ActorCrashedError",
+    "Failure",
     "ActorHost",
     "AttemptInfo",
     "BackoffPolicy",
@@ -120,6 +133,11 @@ __all__ = [
     "RunState",
     "Start",
     "Step",
+    "TaskStep",
+    "InterruptStep",
+    "SleepStep",
+    "ReceiveStep",
+    "SetEventStep",
     "Stop",
     "Suspend",
     "SystemClock",

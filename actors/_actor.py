@@ -496,7 +496,7 @@ class RunActor:
             was = state.terminal
             self.emit(RunContinued, reason=f"continued after it was {was}")
             for step in list(state.steps.values()):
-                if step.open_attempt is not None:
+                if step.kind == "task" and step.open_attempt is not None:
                     self.crash_failure(
                         step.position,
                         step.name,

@@ -28,7 +28,7 @@ from perdure.actors._errors import (
 )
 from perdure.actors._failure import NEVER_RETRY
 from perdure.actors._policy import RetryPolicy
-from perdure.actors._state import RunState, Step
+from perdure.actors._state import RunState, TaskStep
 from perdure.actors._targets import TargetSpec
 
 
@@ -64,7 +64,7 @@ NOTHING = Nothing()
 FAIL_STEP = FailStep()
 
 
-def next_attempt(step: Step | None, policy: RetryPolicy, now: float) -> Decision:
+def next_attempt(step: TaskStep | None, policy: RetryPolicy, now: float) -> Decision:
     """What a called task at this step needs next (`step` None: never attempted).
 
     Attempts lost with their process do not use up `policy.max_attempts`, but more
@@ -100,7 +100,7 @@ class AttemptFailure:
 
 
 def after_failure(
-    step: Step, policy: RetryPolicy, error: BaseException, now: float
+    step: TaskStep, policy: RetryPolicy, error: BaseException, now: float
 ) -> AttemptFailure:
     """An attempt at `step` (its state before this failure is recorded) raised `error`."""
     failures = step.failures + 1
@@ -117,7 +117,7 @@ def after_failure(
     return AttemptFailure(retryable, due, then)
 
 
-def final_failure_message(step: Step, policy: RetryPolicy) -> str:
+def final_failure_message(step: TaskStep, policy: RetryPolicy) -> str:
     """The message of a step's `TaskFailed`: its last error's, or the crash-loop guard's."""
     cap = policy.max_lost_attempts
     if step.lost > cap:

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from perdure.eventlog import RunError, UsageError
+
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """A failure as the log recorded it: what a caller can inspect without parsing messages.
+
+    `error_type` is the original exception's type name (the log keeps names, not
+    classes); `target` is set for a run's failure, `task` and `position` for a
+    task's; `details` holds structured context (a replay divergence's position,
+    recorded and requested steps).
+    """
+
+    error_type: str
+    message: str
+    traceback: str = ""
+    run_id: str = ""
+    attempts: int = 0
+    target: str = ""
+    task: str = ""
+    position: str = ""
+    details: dict[str, str] = attrs.field(factory=dict)
 
 
 class NonDeterminismError(RunError):
@@ -45,6 +68,7 @@ class TaskFailedError(RunError):
         error_type: str,
         error_message: str,
         attempts: int,
+        traceback: str = "",
     ) -> None:
         super().__init__(message, run_id=run_id)
         self.task = task
@@ -52,6 +76,20 @@ class TaskFailedError(RunError):
         self.error_type = error_type
         self.error_message = error_message
         self.attempts = attempts
+        self.traceback = traceback
+
+    @property
+    def failure(self) -> Failure:
+        """The task's final failure as a structured record."""
+        return Failure(
+            error_type=self.error_type,
+            message=self.error_message,
+            traceback=self.traceback,
+            run_id=self.run_id,
+            attempts=self.attempts,
+            task=self.task,
+            position=self.position,
+        )
 
 
 class RunFailedError(RunError):
@@ -74,6 +112,32 @@ class RunFailedError(RunError):
         self.error_message = error_message
         self.attempts = attempts
         self.traceback = traceback
+
+    @property
+    def failure(self) -> Failure:
+        """The run's failure as a structured record."""
+        return Failure(
+            error_type=self.error_type,
+            message=self.error_message,
+            traceback=self.traceback,
+            run_id=self.run_id,
+            attempts=self.attempts,
+            target=self.target,
+        )
+
+    @classmethod
+    def of(cls, failure: Failure) -> RunFailedError:
+        """The error a caller gets for a run that ended in `failure`."""
+        return cls(
+            f"run {failure.run_id!r} ({failure.target}) failed after {failure.attempts} "
+            f"attempt(s): {failure.error_type}: {failure.message}",
+            run_id=failure.run_id,
+            target=failure.target,
+            error_type=failure.error_type,
+            error_message=failure.message,
+            attempts=failure.attempts,
+            traceback=failure.traceback,
+        )
 
 
 class RunCancelledError(RunError):

@@ -37,7 +37,7 @@ from perdure.actors._messages import (
 )
 from perdure.actors._ports import ActorCore
 from perdure.actors._scope import Scope, call_task, current_scope, wake
-from perdure.actors._state import BODY, Step
+from perdure.actors._state import BODY, TaskStep
 from perdure.actors._targets import AttemptInfo, BodyInfo, Final, TargetSpec, body_config
 from perdure.eventlog import (
     MessageDelivered,
@@ -98,7 +98,7 @@ class Execution:
         if self.actor.state.terminal is not None:
             return
         for step in list(self.actor.state.steps.values()):
-            if step.open_attempt is not None:
+            if step.kind == "task" and step.open_attempt is not None:
                 self.actor.crash_failure(step.position, step.name, step.open_attempt)
 
     def start_body(self) -> None:
@@ -133,7 +133,7 @@ class Execution:
         state = self.actor.state
         if state.kind != "function" or self.attempts:
             return False
-        step = state.steps.get("0")
+        step = state.task_at("0")
         return step is not None and step.retry_timer is not None
 
     def restart_body(self) -> None:
@@ -353,14 +353,16 @@ class Execution:
             return
         position = message.position
         self.calls[position] = message
-        step = actor.state.steps.get(position)
+        step = actor.state.task_at(position)
         if step is not None and (step.done or step.failed is not None):
             self._deliver(step, [message.future], message.spec.result_type)
             return
         self.waiters.setdefault(position, []).append(message.future)
         self.ensure_attempt(position)
 
-    def _deliver(self, step: Step, futures: list[asyncio.Future[Any]], result_type: Any) -> None:
+    def _deliver(
+        self, step: TaskStep, futures: list[asyncio.Future[Any]], result_type: Any
+    ) -> None:
         """Hand a settled step's outcome to waiting code, once that outcome is durable."""
         actor = self.actor
 
@@ -391,12 +393,14 @@ class Execution:
         call = self.calls.get(position)
         if call is None:
             return
-        step = actor.state.steps.get(position)
+        step = actor.state.task_at(position)
         self._carry_out(
             _decide.next_attempt(step, call.spec.retry, actor.host.clock.now()), step, call
         )
 
-    def _carry_out(self, decision: _decide.Decision, step: Step | None, call: ExecuteTask) -> None:
+    def _carry_out(
+        self, decision: _decide.Decision, step: TaskStep | None, call: ExecuteTask
+    ) -> None:
         if isinstance(decision, _decide.StartAttempt):
             self._start_attempt(call, decision.attempt)
         elif isinstance(decision, _decide.SetRetryTimer):
@@ -570,6 +574,7 @@ class Execution:
             return
         call = entry[2]
         step = actor.state.steps[message.position]
+        assert step.kind == "task"
         if message.outcome == "ok":
             actor.emit(
                 TaskCompleted,
@@ -600,7 +605,7 @@ class Execution:
             self._record_failure(step, call, message.attempt, message.error)
 
     def _record_failure(
-        self, step: Step, call: ExecuteTask, attempt: int, error: BaseException
+        self, step: TaskStep, call: ExecuteTask, attempt: int, error: BaseException
     ) -> None:
         actor = self.actor
         decided = _decide.after_failure(step, call.spec.retry, error, actor.host.clock.now())
@@ -630,7 +635,7 @@ class Execution:
             )
         self._carry_out(decided.then, step, call)
 
-    def _final_failure(self, step: Step, call: ExecuteTask) -> None:
+    def _final_failure(self, step: TaskStep, call: ExecuteTask) -> None:
         actor = self.actor
         last = step.last_error
         actor.emit(
@@ -674,7 +679,7 @@ class Execution:
             return
         step = state.steps.get(message.position)
         if step is not None:
-            if step.done:  # settled meanwhile: the re-executed body finds it
+            if step.kind == "receive" and step.done:  # settled meanwhile: the body finds it
                 actor.after_commit(self.restart_body)
             elif message.position in state.receiving:
                 self._deliver_message(message.position, message.topic, message.seen_seq)
@@ -719,7 +724,7 @@ class Execution:
             seen_seq=seen_seq,
         )
         step = state.steps.get(position)
-        if step is not None and step.timer_id in state.timers:
+        if step is not None and step.kind == "receive" and step.timer_id in state.timers:
             actor.emit(TimerCancelled, timer_id=step.timer_id)
         actor.after_commit(self.restart_body)
         return True

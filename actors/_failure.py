@@ -52,4 +52,5 @@ def failure_error(run_id: str, failed: TaskFailed) -> TaskFailedError:
         error_type=failed.error_type,
         error_message=failed.message,
         attempts=failed.attempts,
+        traceback=failed.traceback,
     )

@@ -8,10 +8,18 @@ the fix, never a recorded result handed to a different question.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from perdure.actors._errors import NonDeterminismError
-from perdure.actors._state import RunState, Step
+from perdure.actors._state import (
+    InterruptStep,
+    ReceiveStep,
+    RunState,
+    SetEventStep,
+    SleepStep,
+    Step,
+    TaskStep,
+)
 
 _FIX = (
     "The workflow code changed in a way that does not fit this run's history. "
@@ -29,6 +37,22 @@ def _requested(kind: str, name: str, digest: str, value: Any) -> str:
     return "a durable sleep"
 
 
+@overload
+def match_step(
+    state: RunState, position: str, kind: Literal["task"], name: str = ..., digest: str = ...
+) -> TaskStep | None: ...
+@overload
+def match_step(
+    state: RunState, position: str, kind: Literal["interrupt"], *, digest: str, value: Any
+) -> InterruptStep | None: ...
+@overload
+def match_step(state: RunState, position: str, kind: Literal["sleep"]) -> SleepStep | None: ...
+@overload
+def match_step(state: RunState, position: str, kind: Literal["receive"]) -> ReceiveStep | None: ...
+@overload
+def match_step(
+    state: RunState, position: str, kind: Literal["set_event"]
+) -> SetEventStep | None: ...
 def match_step(
     state: RunState,
     position: str,
@@ -47,16 +71,16 @@ def match_step(
     if step is None:
         return None
     if step.kind == kind:
-        if kind == "task":
+        if step.kind == "task":
             if step.name == name and step.input_digest == digest:
                 return step
-        elif kind != "interrupt" or step.question_digest == digest:
+        elif step.kind != "interrupt" or step.question_digest == digest:
             return step
     recorded = step.describe()
     requested = _requested(kind, name, digest, value)
-    if step.kind == kind == "task" and step.name == name:
+    if kind == step.kind == "task" and step.name == name:
         what = "the same task with a different input"
-    elif step.kind == kind == "interrupt":
+    elif kind == step.kind == "interrupt":
         what = "the same interrupt asking a different question"
     else:
         what = "a different step"

@@ -33,7 +33,7 @@ from perdure.actors._messages import (
 from perdure.actors._order import Holdback
 from perdure.actors._ports import RunView
 from perdure.actors._replay import match_step
-from perdure.actors._state import Step
+from perdure.actors._state import TaskStep
 from perdure.actors._targets import BodyInfo, TaskSpec
 from perdure.eventlog import check_json, digest, fresh, restore
 
@@ -283,7 +283,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return TaskFuture(spec.name, actor.loop, fut=fut)
 
 
-def _settle(fut: asyncio.Future[Any], step: Step, run_id: str) -> None:
+def _settle(fut: asyncio.Future[Any], step: TaskStep, run_id: str) -> None:
     if fut.done():
         return
     if step.done:

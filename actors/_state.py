@@ -8,7 +8,7 @@ state rebuilt by replay agree by construction (a property test checks this).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
@@ -44,11 +44,22 @@ ATTEMPT_LOST = "AttemptLost"
 
 
 @attrs.define(slots=True)
-class Step:
-    """One recorded step of the current invocation: a task, an interrupt or a durable sleep."""
+class _StepBase:
+    """What every recorded step has: its position and when the code may see its outcome."""
 
     position: str
-    kind: str  # "task" | "interrupt" | "sleep" | "receive" | "set_event"
+    #: seq of the event that settled the step (result, final failure, answer, timer fired);
+    #: user code may only see the outcome once that seq is durable.
+    settled_seq: int = -1
+    #: what the code had seen when it first asked for this step (see `Interrupted.seen_seq`)
+    seen_seq: int = -1
+
+
+@attrs.define(slots=True)
+class TaskStep(_StepBase):
+    """A task call (or a function's single step): its attempts and its result."""
+
+    kind: ClassVar[Literal["task"]] = "task"
     name: str = ""
     input_digest: str = ""
     failures: int = 0
@@ -61,32 +72,77 @@ class Step:
     result: Any = None
     failed: TaskFailed | None = None
     retry_timer: str | None = None
+
+    def describe(self) -> str:
+        """A short human description for error messages."""
+        return f"task {self.name!r} with input digest {self.input_digest}"
+
+
+@attrs.define(slots=True)
+class InterruptStep(_StepBase):
+    """An `interrupt(value)`: the question asked and, once given, the answer."""
+
+    kind: ClassVar[Literal["interrupt"]] = "interrupt"
     interrupt_id: str = ""
     question: Any = None
     #: digest of `question`: a replayed `interrupt(value)` must ask the same question
     question_digest: str = ""
     answered: bool = False
     answer: Any = None
+
+    def describe(self) -> str:
+        return f"interrupt() with value {self.question!r}"
+
+
+@attrs.define(slots=True)
+class SleepStep(_StepBase):
+    """A durable sleep: its timer and whether it fired."""
+
+    kind: ClassVar[Literal["sleep"]] = "sleep"
     timer_id: str = ""
     due_at: float = 0.0
     fired: bool = False
-    #: seq of the event that settled the step (result, final failure, answer, timer fired);
-    #: user code may only see the outcome once that seq is durable.
-    settled_seq: int = -1
-    #: what the code had seen when it first asked for this step (see `Interrupted.seen_seq`)
-    seen_seq: int = -1
 
     def describe(self) -> str:
-        """A short human description for error messages."""
-        if self.kind == "task":
-            return f"task {self.name!r} with input digest {self.input_digest}"
-        if self.kind == "interrupt":
-            return f"interrupt() with value {self.question!r}"
-        if self.kind == "receive":
-            return f"receive() on topic {self.name!r}"
-        if self.kind == "set_event":
-            return f"set_event({self.name!r})"
         return "a durable sleep"
+
+
+@attrs.define(slots=True)
+class ReceiveStep(_StepBase):
+    """A `receive(topic)`: the message delivered to it, or its timeout."""
+
+    kind: ClassVar[Literal["receive"]] = "receive"
+    #: the topic
+    name: str = ""
+    timer_id: str = ""
+    due_at: float = 0.0
+    #: the timeout fired first (the receive returned None)
+    fired: bool = False
+    done: bool = False
+    result: Any = None
+    #: seq of the delivered message
+    message_seq: int = -1
+
+    def describe(self) -> str:
+        return f"receive() on topic {self.name!r}"
+
+
+@attrs.define(slots=True)
+class SetEventStep(_StepBase):
+    """A `set_event(key, value)`."""
+
+    kind: ClassVar[Literal["set_event"]] = "set_event"
+    #: the event's key
+    name: str = ""
+    done: bool = False
+
+    def describe(self) -> str:
+        return f"set_event({self.name!r})"
+
+
+#: One recorded step of the current invocation; `step.kind` tells which (and narrows the type).
+Step = TaskStep | InterruptStep | SleepStep | ReceiveStep | SetEventStep
+_S = TypeVar("_S", TaskStep, InterruptStep, SleepStep, ReceiveStep, SetEventStep)
 
 
 @attrs.define(slots=True)
@@ -106,7 +162,7 @@ class RunState:
     config: dict[str, Any] = attrs.field(factory=dict)
     terminal: RunStatus | None = None
     steps: dict[str, Step] = attrs.field(factory=dict)
-    interrupts: dict[str, Step] = attrs.field(factory=dict)
+    interrupts: dict[str, InterruptStep] = attrs.field(factory=dict)
     #: pending timers: id -> (due_at, purpose, position)
     timers: dict[str, tuple[float, str, str]] = attrs.field(factory=dict)
     open_attempts: int = 0
@@ -155,15 +211,22 @@ class RunState:
                 return True
         return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
 
-    def pending_interrupts(self) -> list[Step]:
+    def task_at(self, position: str) -> TaskStep | None:
+        """The task step recorded at `position`, if any."""
+        step = self.steps.get(position)
+        return step if step is not None and step.kind == "task" else None
+
+    def pending_interrupts(self) -> list[InterruptStep]:
         return [step for step in self.interrupts.values() if not step.answered]
 
 
-def _step(state: RunState, position: str, kind: str) -> Step:
+def _step(state: RunState, position: str, cls: type[_S]) -> _S:
     step = state.steps.get(position)
-    if step is None:
-        step = state.steps[position] = Step(position=position, kind=kind)
-    return step
+    if step.__class__ is cls:
+        return step
+    # Nothing recorded there yet (a consistent log never records two kinds at one position).
+    new = state.steps[position] = cls(position)
+    return new
 
 
 def _run_started(state: RunState, e: RunStarted) -> None:
@@ -191,7 +254,7 @@ def _run_started(state: RunState, e: RunStarted) -> None:
 
 
 def _attempt_started(state: RunState, e: TaskAttemptStarted) -> None:
-    step = _step(state, e.position, "task")
+    step = _step(state, e.position, TaskStep)
     step.name = e.name
     step.input_digest = e.input_digest
     if step.seen_seq < 0:
@@ -202,7 +265,7 @@ def _attempt_started(state: RunState, e: TaskAttemptStarted) -> None:
     state.attempts += 1
 
 
-def _close_attempt(state: RunState, step: Step) -> None:
+def _close_attempt(state: RunState, step: TaskStep) -> None:
     if step.open_attempt is not None:
         step.open_attempt = None
         state.open_attempts -= 1
@@ -213,7 +276,7 @@ def _attempt_failed(state: RunState, e: TaskAttemptFailed) -> None:
         state.body_failures += 1
         state.last_body_failure_ts = e.ts
         return
-    step = _step(state, e.position, "task")
+    step = _step(state, e.position, TaskStep)
     step.name = e.name
     _close_attempt(state, step)
     step.failures += 1
@@ -224,11 +287,11 @@ def _attempt_failed(state: RunState, e: TaskAttemptFailed) -> None:
 
 
 def _suspended(state: RunState, e: TaskSuspended) -> None:
-    _close_attempt(state, _step(state, e.position, "task"))
+    _close_attempt(state, _step(state, e.position, TaskStep))
 
 
 def _completed(state: RunState, e: TaskCompleted) -> None:
-    step = _step(state, e.position, "task")
+    step = _step(state, e.position, TaskStep)
     _close_attempt(state, step)
     step.name = e.name
     step.input_digest = e.input_digest
@@ -238,7 +301,7 @@ def _completed(state: RunState, e: TaskCompleted) -> None:
 
 
 def _failed(state: RunState, e: TaskFailed) -> None:
-    step = _step(state, e.position, "task")
+    step = _step(state, e.position, TaskStep)
     _close_attempt(state, step)
     step.name = e.name
     step.input_digest = e.input_digest
@@ -247,7 +310,7 @@ def _failed(state: RunState, e: TaskFailed) -> None:
 
 
 def _interrupted(state: RunState, e: Interrupted) -> None:
-    step = _step(state, e.position, "interrupt")
+    step = _step(state, e.position, InterruptStep)
     step.interrupt_id = e.interrupt_id
     step.question = e.value
     # A log written before interrupts recorded their digest: derive it (the upcast).
@@ -267,18 +330,18 @@ def _resumed(state: RunState, e: Resumed) -> None:
 def _timer_set(state: RunState, e: TimerSet) -> None:
     state.timers[e.timer_id] = (e.due_at, e.purpose, e.position)
     if e.purpose == "receive":
-        step = _step(state, e.position, "receive")
-        step.timer_id = e.timer_id
-        step.due_at = e.due_at
+        receive = _step(state, e.position, ReceiveStep)
+        receive.timer_id = e.timer_id
+        receive.due_at = e.due_at
     elif e.purpose == "sleep":
-        step = _step(state, e.position, "sleep")
-        step.timer_id = e.timer_id
-        step.due_at = e.due_at
-        step.seen_seq = e.seen_seq
+        sleep = _step(state, e.position, SleepStep)
+        sleep.timer_id = e.timer_id
+        sleep.due_at = e.due_at
+        sleep.seen_seq = e.seen_seq
     elif e.position == BODY:
         state.body_retry_timer = e.timer_id
     else:
-        _step(state, e.position, "task").retry_timer = e.timer_id
+        _step(state, e.position, TaskStep).retry_timer = e.timer_id
 
 
 def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
@@ -288,13 +351,13 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
     _, purpose, position = entry
     if purpose == "sleep":
         step = state.steps.get(position)
-        if step is not None:
+        if step is not None and step.kind == "sleep":
             step.fired = fired
             if fired:
                 step.settled_seq = seq
     elif purpose == "receive":
         step = state.steps.get(position)
-        if fired and step is not None and not step.done:
+        if fired and step is not None and step.kind == "receive" and not step.done:
             # The receive timed out: it returns None.
             state.receiving.pop(position, None)
             step.done = True
@@ -305,7 +368,7 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
         state.body_retry_timer = None
     else:
         step = state.steps.get(position)
-        if step is not None and step.retry_timer == timer_id:
+        if step is not None and step.kind == "task" and step.retry_timer == timer_id:
             step.retry_timer = None
 
 
@@ -337,7 +400,9 @@ def _run_continued(state: RunState, e: RunContinued) -> None:
     state.reason = ""
     state.body_failures = 0
     # Steps that failed for good get fresh attempts; completed ones stay.
-    for position in [p for p, s in state.steps.items() if s.failed is not None]:
+    for position in [
+        p for p, s in state.steps.items() if s.kind == "task" and s.failed is not None
+    ]:
         del state.steps[position]
 
 
@@ -348,14 +413,14 @@ def _message_received(state: RunState, e: MessageReceived) -> None:
 
 
 def _receive_waiting(state: RunState, e: ReceiveWaiting) -> None:
-    step = _step(state, e.position, "receive")
+    step = _step(state, e.position, ReceiveStep)
     step.name = e.topic
     step.seen_seq = e.seen_seq
     state.receiving[e.position] = e.topic
 
 
 def _message_delivered(state: RunState, e: MessageDelivered) -> None:
-    step = _step(state, e.position, "receive")
+    step = _step(state, e.position, ReceiveStep)
     step.name = e.topic
     if step.seen_seq < 0:
         step.seen_seq = e.seen_seq
@@ -365,12 +430,12 @@ def _message_delivered(state: RunState, e: MessageDelivered) -> None:
     step.result = next(
         (value for seq, value in state.messages.get(e.topic, ()) if seq == e.message_seq), None
     )
-    step.answer = e.message_seq
+    step.message_seq = e.message_seq
     step.settled_seq = e.seq
 
 
 def _event_published(state: RunState, e: EventPublished) -> None:
-    step = _step(state, e.position, "set_event")
+    step = _step(state, e.position, SetEventStep)
     step.name = e.key
     step.done = True
     step.settled_seq = e.seq

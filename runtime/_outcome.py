@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from perdure.actors import (
+    Failure,
     Interrupt,
     NonDeterminismError,
     RunActor,
@@ -33,12 +34,27 @@ class Outcome:
     status: str
     result: Any = None
     interrupts: tuple[Interrupt, ...] = ()
-    error_type: str = ""
-    error_message: str = ""
-    traceback: str = ""
+    #: why the run failed (status "failed")
+    failure: Failure | None = None
     attempts: int = 0
     reason: str = ""
-    details: dict[str, str] = attrs.field(factory=dict)
+
+    # The failure's fields, as outcomes carried them before `failure` (empty when none).
+    @property
+    def error_type(self) -> str:
+        return self.failure.error_type if self.failure else ""
+
+    @property
+    def error_message(self) -> str:
+        return self.failure.message if self.failure else ""
+
+    @property
+    def traceback(self) -> str:
+        return self.failure.traceback if self.failure else ""
+
+    @property
+    def details(self) -> dict[str, str]:
+        return dict(self.failure.details) if self.failure else {}
 
     def unwrap(self, result_type: Any = None) -> Any:
         """The result, ``{"__interrupt__": [...]}`` when paused, or the run's error raised.
@@ -51,24 +67,19 @@ class Outcome:
         if self.status == "waiting":
             return {INTERRUPT_KEY: list(self.interrupts)}
         if self.status == "failed":
-            if self.error_type == "NonDeterminismError" and self.details:
-                raise NonDeterminismError(
-                    self.error_message,
-                    run_id=self.run_id,
-                    position=self.details.get("position", ""),
-                    recorded=self.details.get("recorded", ""),
-                    requested=self.details.get("requested", ""),
-                )
-            raise RunFailedError(
-                f"run {self.run_id!r} ({self.target}) failed after {self.attempts} attempt(s): "
-                f"{self.error_type}: {self.error_message}",
-                run_id=self.run_id,
-                target=self.target,
-                error_type=self.error_type,
-                error_message=self.error_message,
-                attempts=self.attempts,
-                traceback=self.traceback,
+            failure = self.failure or Failure(
+                error_type="", message="", run_id=self.run_id, target=self.target
             )
+            details = failure.details
+            if failure.error_type == "NonDeterminismError" and details:
+                raise NonDeterminismError(
+                    failure.message,
+                    run_id=self.run_id,
+                    position=details.get("position", ""),
+                    recorded=details.get("recorded", ""),
+                    requested=details.get("requested", ""),
+                )
+            raise RunFailedError.of(failure)
         if self.status == "cancelled":
             raise RunCancelledError(
                 f"run {self.run_id!r} ({self.target}) was cancelled"
@@ -94,7 +105,7 @@ def settled_outcome(state: RunState) -> Outcome | None:
     )
     error = state.error
     if state.kind == "function":
-        step = state.steps.get("0")
+        step = state.task_at("0")
         attempts = (step.failures + (1 if step.done else 0)) if step is not None else 0
     else:
         attempts = state.body_failures + 1
@@ -104,12 +115,19 @@ def settled_outcome(state: RunState) -> Outcome | None:
         status=status,
         result=state.result,
         interrupts=interrupts if status == "waiting" else (),
-        error_type=error.error_type if error else "",
-        error_message=error.message if error else "",
-        traceback=error.traceback if error else "",
+        failure=None
+        if error is None
+        else Failure(
+            error_type=error.error_type,
+            message=error.message,
+            traceback=error.traceback,
+            run_id=state.run_id,
+            attempts=attempts,
+            target=state.target,
+            details=dict(error.details),
+        ),
         attempts=attempts,
         reason=state.reason,
-        details=dict(error.details) if error else {},
     )
 
 

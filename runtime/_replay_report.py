@@ -13,7 +13,14 @@ from typing import Any
 
 import attrs
 
-from perdure.actors import Final, NonDeterminismError, RunState, Suspend
+from perdure.actors import (
+    Final,
+    NonDeterminismError,
+    ReceiveStep,
+    RunState,
+    SleepStep,
+    Suspend,
+)
 from perdure.eventlog import SerializationError, check_json
 
 
@@ -233,7 +240,13 @@ def _stop_point(
     points = list(asked)
     if isinstance(signal, Suspend) and signal.detail:
         for step in state.steps.values():
-            if signal.detail in (step.interrupt_id, step.timer_id):
+            if step.kind == "interrupt":
+                waited = step.interrupt_id
+            elif isinstance(step, SleepStep | ReceiveStep):
+                waited = step.timer_id
+            else:
+                continue
+            if signal.detail == waited:
                 points.append((step.position, step.describe()))
     if not points:
         return None

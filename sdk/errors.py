@@ -41,11 +41,16 @@
 
 `NonRetryableError` is not a `PerdureError`: your code raises it to fail a
 function or task at once, without retries.
+
+`Failure` is not an error either: it is the structured record of a recorded
+failure (type name, message, traceback, run id, task and position, attempts)
+that `RunFailedError.failure` and `TaskFailedError.failure` return.
 """
 
 from perdure._client import ClientUsageError
 from perdure.actors import (
     ActorCrashedError,
+    Failure,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -127,6 +132,8 @@ __all__ = [
     "StorePathError",
     # raised by your code
     "NonRetryableError",
+    # what a failure recorded
+    "Failure",
     # internal to the runtime (an EventLog used directly)
     "IdempotencyKeyTakenError",
     "SequenceConflictError",

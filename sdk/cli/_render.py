@@ -88,6 +88,8 @@ def _step_status(step: Step, state: RunState) -> str:
         return "pending"
     if step.kind == "interrupt":
         return "answered" if step.answered else "waiting for an answer"
+    if step.kind == "set_event":  # no timer: shown as the timer steps were before
+        return "cancelled"
     if step.fired:
         return "fired"
     return f"sleeping until {iso(step.due_at)}" if step.timer_id in state.timers else "cancelled"
@@ -112,6 +114,8 @@ def _step_row(step: Step, state: RunState) -> dict[str, Any]:
         row.update(interrupt_id=step.interrupt_id, question=step.question)
         if step.answered:
             row["answer"] = step.answer
+    elif step.kind == "set_event":
+        row.update(timer_id="", due_at=iso(0.0))
     else:
         row.update(timer_id=step.timer_id, due_at=iso(step.due_at))
     return row
@@ -123,7 +127,7 @@ def _order(position: str) -> tuple[int, ...]:
 
 def _traceback(state: RunState) -> str:
     """The failure's traceback; for a function, its last attempt's (the user's code, not ours)."""
-    step = state.steps.get("0")
+    step = state.task_at("0")
     if state.kind == "function" and step is not None and step.last_error is not None:
         return step.last_error.traceback
     return state.error.traceback if state.error is not None else ""

@@ -161,7 +161,12 @@ async def _settle_here(args: Args, rt: Runtime) -> int:
         text = "; ".join(f"interrupt {a['id']}: {compact(a['value'])}" for a in asks)
         report(args, "waiting", f"waiting again on {text}", interrupts=asks)
         return 0
-    why = f"{outcome.error_type}: {outcome.error_message}" if outcome.error_type else outcome.reason
+    failure = outcome.failure
+    why = (
+        f"{failure.error_type}: {failure.message}"
+        if failure and failure.error_type
+        else outcome.reason
+    )
     report(args, outcome.status, f"{outcome.status}: {why}")
     return 1
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import perdure
-from perdure.actors import Interrupt
+from perdure import errors
+from perdure.actors import Failure, Interrupt
 from perdure.eventlog import PerdureError
 from perdure.runtime import Outcome
 
@@ -23,8 +23,8 @@ _PLAIN = (str, int, float, bool, type(None))
 #: Exceptions a response may name: perdure's own, and the built-in ones for bad input.
 ERRORS: dict[str, type[BaseException]] = {
     name: value
-    for name in perdure.__all__
-    if isinstance(value := getattr(perdure, name), type) and issubclass(value, Exception)
+    for name in errors.__all__
+    if isinstance(value := getattr(errors, name), type) and issubclass(value, Exception)
 }
 ERRORS.update({"ValueError": ValueError, "TypeError": TypeError, "LookupError": LookupError})
 
@@ -45,18 +45,19 @@ STATUS: dict[str, int] = {
 
 
 def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
+    failure = outcome.failure
     return {
         "run_id": outcome.run_id,
         "target": outcome.target,
         "status": outcome.status,
         "result": outcome.result,
         "interrupts": [{"id": i.id, "value": i.value} for i in outcome.interrupts],
-        "error_type": outcome.error_type,
-        "error_message": outcome.error_message,
-        "traceback": outcome.traceback,
+        "error_type": failure.error_type if failure else "",
+        "error_message": failure.message if failure else "",
+        "traceback": failure.traceback if failure else "",
         "attempts": outcome.attempts,
         "reason": outcome.reason,
-        "details": dict(outcome.details),
+        "details": dict(failure.details) if failure else {},
     }
 
 
@@ -69,12 +70,19 @@ def outcome_from_json(data: dict[str, Any]) -> Outcome:
         interrupts=tuple(
             Interrupt(value=i.get("value"), id=i["id"]) for i in data.get("interrupts", ())
         ),
-        error_type=data.get("error_type", ""),
-        error_message=data.get("error_message", ""),
-        traceback=data.get("traceback", ""),
+        failure=Failure(
+            error_type=data.get("error_type", ""),
+            message=data.get("error_message", ""),
+            traceback=data.get("traceback", ""),
+            run_id=data["run_id"],
+            attempts=data.get("attempts", 0),
+            target=data["target"],
+            details=dict(data.get("details") or {}),
+        )
+        if data["status"] == "failed"
+        else None,
         attempts=data.get("attempts", 0),
         reason=data.get("reason", ""),
-        details=dict(data.get("details") or {}),
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import perdure
 from perdure import BackoffPolicy, BackoffType, RetryPolicy, RunFailedError, Runtime, function
+from perdure.errors import Failure
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskFailed, TimerFired, TimerSet
 from perdure.testing import MemoryEventLog, MockClock
 from tests.support import Calls, attempt_numbers, of_type, only_run, retry_delays
@@ -175,6 +176,14 @@ async def test_retries_exhausted_fail_the_run_with_the_last_error(
     (final,) = of_type(events, TaskFailed)
     assert (final.error_type, final.attempts) == ("ConnectionError", 3)
     assert "ConnectionError" in error.traceback
+    assert error.failure == Failure(
+        error_type="ConnectionError",
+        message="refused on attempt 2",
+        traceback=error.traceback,
+        run_id=run.run_id,
+        attempts=3,
+        target="retry_exhausted",
+    )
 
 
 async def test_retries_one_means_no_retry(runtime: Runtime) -> None:

@@ -21,6 +21,7 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure.errors import Failure, TaskFailedError
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TimerSet
 from perdure.testing import MockClock
 from tests.support import Calls, cfg, events_of, of_type
@@ -268,6 +269,49 @@ async def test_an_entrypoint_retry_policy_never_multiplies_task_attempts(runtime
     assert CALLS["body"] == 1
     assert info.value.error_type == "TaskFailedError"
     assert "ConnectionError" in info.value.error_message
+
+
+@entrypoint()
+def tasks_catches_failure(key: str) -> dict[str, Any]:
+    try:
+        tasks_always_fails(key).result()
+    except TaskFailedError as exc:
+        failure = exc.failure
+        return {
+            "type": failure.error_type,
+            "message": failure.message,
+            "task": failure.task,
+            "position": failure.position,
+            "attempts": failure.attempts,
+            "run_id": failure.run_id,
+            "traceback": "ConnectionError" in failure.traceback,
+        }
+    return {}
+
+
+async def test_a_task_failure_is_a_structured_record(runtime: Runtime) -> None:
+    caught = await tasks_catches_failure.ainvoke("record", cfg("failure-record"))
+    assert caught == {
+        "type": "ConnectionError",
+        "message": "down",
+        "task": "tasks_always_fails",
+        "position": "0",
+        "attempts": 2,
+        "run_id": "failure-record",
+        "traceback": True,
+    }
+    with pytest.raises(RunFailedError) as info:
+        await tasks_body_retries.ainvoke("down", cfg("failure-record-run"))
+    failure = info.value.failure
+    assert isinstance(failure, Failure)
+    assert (failure.error_type, failure.run_id, failure.target, failure.attempts) == (
+        "TaskFailedError",
+        "failure-record-run",
+        "tasks_body_retries",
+        1,  # a task's final failure is not retried by the body's policy
+    )
+    assert failure.message == info.value.error_message and "ConnectionError" in failure.message
+    assert "TaskFailedError" in failure.traceback
 
 
 async def test_body_retries_reuse_completed_tasks(runtime: Runtime) -> None:
