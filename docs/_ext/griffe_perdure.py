@@ -21,10 +21,18 @@ _ITEM = re.compile(r"^(?P<names>[A-Za-z_]\w*(?:\s*/\s*[A-Za-z_]\w*)*):\s+(?P<tex
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
-def _public_names() -> frozenset[str]:
+def _public_names() -> dict[str, str]:
+    """Each public name and the id of its entry: the top level's names, then every error."""
     import perdure
+    import perdure.errors
 
-    return frozenset(name for name in perdure.__all__ if not name.startswith("_"))
+    names = {name: f"perdure.errors.{name}" for name in perdure.errors.__all__}
+    names.update(
+        (name, f"perdure.{name}")
+        for name in perdure.__all__
+        if not name.startswith("_") and name not in ("errors", "testing")  # modules
+    )
+    return names
 
 
 class PerdureDocstrings(griffe.Extension):
@@ -95,7 +103,11 @@ class PerdureDocstrings(griffe.Extension):
         for line in text.splitlines():
             if _FENCE.match(line):
                 fenced = not fenced
-            out.append(line if fenced else self._link.sub(r"[`\1`][perdure.\1]", line))
+            out.append(
+                line
+                if fenced
+                else self._link.sub(lambda m: f"[`{m[1]}`][{self._public[m[1]]}]", line)
+            )
         return "\n".join(out)
 
 

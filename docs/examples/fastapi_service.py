@@ -12,17 +12,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from perdure import (
-    Client,
-    Command,
-    InvalidResumeError,
-    Runtime,
-    RunTimeoutError,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import Client, Command, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import InvalidResumeError, RunTimeoutError
 
 
 @function(retries=3)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from perdure import RetryPolicy, RunFailedError, Runtime, entrypoint, function, interrupt, task
+from perdure import RetryPolicy, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import RunFailedError
 from perdure.runtime import Registry
 
 APP = Registry()

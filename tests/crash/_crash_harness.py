@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import lmdb
 
-from perdure import LmdbEventLog, RunInfo
+from perdure import LmdbEventLog
 from perdure.eventlog import (
     Event,
     Interrupted,
@@ -30,6 +30,7 @@ from perdure.eventlog import (
     RunCompleted,
     RunContinued,
     RunFailed,
+    RunInfo,
     RunStarted,
     TaskAttemptFailed,
     TaskCompleted,

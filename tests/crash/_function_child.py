@@ -27,7 +27,8 @@ from typing import Any
 
 import structlog
 
-from perdure import FunctionContext, RetryPolicy, RunFailedError, Runtime, function
+from perdure import FunctionContext, RetryPolicy, Runtime, function
+from perdure.errors import RunFailedError
 
 MODE = sys.argv[4] if len(sys.argv) > 4 else "finish"
 GENERATION = int(sys.argv[5]) if len(sys.argv) > 5 else -1

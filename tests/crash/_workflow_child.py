@@ -31,15 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from perdure import (
-    Command,
-    InvalidResumeError,
-    RetryPolicy,
-    Runtime,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, RetryPolicy, Runtime, entrypoint, interrupt, task
+from perdure.errors import InvalidResumeError
 
 MOD = 10_007
 #: A SIGKILL during an attempt whose start was committed records it as lost

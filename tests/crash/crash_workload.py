@@ -44,7 +44,6 @@ from perdure import (
     LmdbEventLog,
     NonRetryableError,
     RetryPolicy,
-    RunFailedError,
     Runtime,
     entrypoint,
     function,
@@ -52,6 +51,7 @@ from perdure import (
     sleep,
     task,
 )
+from perdure.errors import RunFailedError
 from perdure.eventlog import Event, RunStatus, encode
 from perdure.testing import FaultyEventLog
 

@@ -52,10 +52,11 @@ from typing import Any
 import attrs
 import pytest
 
-from perdure import LmdbEventLog, RunInfo
+from perdure import LmdbEventLog
 from perdure.eventlog import (
     Event,
     RunCompleted,
+    RunInfo,
     TaskAttemptFailed,
     TaskAttemptStarted,
     TaskCompleted,

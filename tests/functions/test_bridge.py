@@ -21,12 +21,9 @@ from fastapi.testclient import TestClient
 
 from perdure import (
     Client,
-    ClientUsageError,
     Command,
     LmdbEventLog,
     Runtime,
-    RunTimeoutError,
-    StoreLockedError,
     asleep,
     entrypoint,
     function,
@@ -34,6 +31,7 @@ from perdure import (
     task,
 )
 from perdure._bridge import Bridge
+from perdure.errors import ClientUsageError, RunTimeoutError, StoreLockedError
 
 
 @function(name="bridge_add")

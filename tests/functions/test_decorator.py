@@ -8,18 +8,8 @@ from typing import Any
 import pytest
 
 import perdure
-from perdure import (
-    BackoffPolicy,
-    BackoffType,
-    NonRetryableError,
-    PolicyError,
-    RetryPolicy,
-    RunFailedError,
-    Runtime,
-    TaskTimeoutError,
-    UnknownTargetError,
-    function,
-)
+from perdure import BackoffPolicy, BackoffType, NonRetryableError, RetryPolicy, Runtime, function
+from perdure.errors import PolicyError, RunFailedError, TaskTimeoutError, UnknownTargetError
 from perdure.testing import MemoryEventLog
 from tests.support import Calls, attempt_numbers, only_run
 

@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from perdure import (
-    Client,
+from perdure import Client, FunctionContext, RetryPolicy, Runtime, function
+from perdure.errors import (
     ClientUsageError,
-    FunctionContext,
     IdempotencyConflictError,
     InvalidResumeError,
-    RetryPolicy,
     RunFailedError,
-    Runtime,
     UnknownTargetError,
-    function,
 )
 from perdure.testing import MemoryEventLog, MockClock
 from tests.support import Calls

@@ -58,7 +58,7 @@ async def test_context_is_not_part_of_the_callers_input(runtime: Runtime) -> Non
     async def f(ctx: FunctionContext, x: int) -> int:
         return x
 
-    with pytest.raises(perdure.InvalidArgumentsError):
+    with pytest.raises(perdure.errors.InvalidArgumentsError):
         await runtime.run(f, {"ctx": 1, "x": 1})
 
 

@@ -7,16 +7,14 @@ from typing import Any
 
 import pytest
 
-from perdure import (
+from perdure import FunctionContext, Runtime, function
+from perdure.errors import (
     DuplicateNameError,
-    FunctionContext,
     InvalidArgumentsError,
     RunExistsError,
     RunFailedError,
-    Runtime,
     SerializationError,
     UnknownTargetError,
-    function,
 )
 from perdure.runtime import Registry
 from perdure.testing import MemoryEventLog

@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from perdure import (
-    FunctionContext,
-    IdempotencyConflictError,
-    LmdbEventLog,
-    RetryPolicy,
-    RunFailedError,
-    Runtime,
-    function,
-)
+from perdure import FunctionContext, LmdbEventLog, RetryPolicy, Runtime, function
+from perdure.errors import IdempotencyConflictError, RunFailedError
 from perdure.testing import MemoryEventLog, MockClock
 from tests.support import Calls, only_run
 

@@ -6,17 +6,13 @@ import asyncio
 
 import pytest
 
-from perdure import (
-    FunctionContext,
-    RetryPolicy,
+from perdure import FunctionContext, RetryPolicy, RunHandle, Runtime, function
+from perdure.errors import (
     RunCancelledError,
     RunFailedError,
-    RunHandle,
     RunNotFoundError,
-    Runtime,
     RuntimeClosedError,
     RunTimeoutError,
-    function,
 )
 from perdure.eventlog import RunCancelled, TimerCancelled, TimerSet
 from perdure.testing import MemoryEventLog, MockClock

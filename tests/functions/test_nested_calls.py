@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from perdure import Client, RunFailedError, entrypoint, function, task
+from perdure import Client, entrypoint, function, task
+from perdure.errors import RunFailedError
 from perdure.runtime import _executors
 
 SETTLE_WITHIN = 60.0  # seconds: a deadlock fails the test instead of hanging it

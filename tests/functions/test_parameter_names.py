@@ -20,15 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perdure import (
-    FunctionContext,
-    InvalidArgumentsError,
-    MemoryEventLog,
-    Runtime,
-    entrypoint,
-    function,
-    task,
-)
+from perdure import FunctionContext, MemoryEventLog, Runtime, entrypoint, function, task
+from perdure.errors import InvalidArgumentsError
 from perdure.runtime import Registry
 from perdure.testing import MockClock
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import perdure
-from perdure import BackoffPolicy, BackoffType, RetryPolicy, RunFailedError, Runtime, function
-from perdure.errors import Failure
+from perdure import BackoffPolicy, BackoffType, RetryPolicy, Runtime, function
+from perdure.errors import Failure, RunFailedError
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskFailed, TimerFired, TimerSet
 from perdure.testing import MemoryEventLog, MockClock
 from tests.support import Calls, attempt_numbers, of_type, only_run, retry_delays

@@ -28,32 +28,34 @@ import perdure
 from perdure import (
     BackoffPolicy,
     Client,
-    ClientUsageError,
     Command,
+    LmdbEventLog,
+    RetryPolicy,
+    Runtime,
+    entrypoint,
+    function,
+    interrupt,
+    task,
+)
+from perdure.errors import (
+    ClientUsageError,
     DuplicateNameError,
     IdempotencyConflictError,
     InvalidArgumentsError,
     InvalidIdError,
     InvalidResumeError,
-    LmdbEventLog,
     NotInWorkflowError,
     PolicyError,
     ReadOnlyStoreError,
-    RetryPolicy,
     RunBusyError,
     RunExistsError,
     RunFailedError,
     RunNotFoundError,
-    Runtime,
     RuntimeClosedError,
     SchemaVersionError,
     SerializationError,
     StoreLockedError,
     UnknownTargetError,
-    entrypoint,
-    function,
-    interrupt,
-    task,
 )
 from perdure.eventlog import RunStarted, StorageError, StorePathError, encode
 from perdure.runtime import Registry
@@ -188,7 +190,7 @@ def _second_writer(world: World) -> None:
         "import sys, perdure\n"
         "try:\n"
         "    perdure.LmdbEventLog(sys.argv[1])\n"
-        "except perdure.StoreLockedError as exc:\n"
+        "except perdure.errors.StoreLockedError as exc:\n"
         "    print(exc)\n"
     )
     done = subprocess.run(

@@ -19,17 +19,8 @@ from typing import Any
 import lmdb
 import pytest
 
-from perdure import (
-    CorruptEventError,
-    LmdbEventLog,
-    RunParkedError,
-    Runtime,
-    SchemaVersionError,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import LmdbEventLog, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import CorruptEventError, RunParkedError, SchemaVersionError
 from perdure.eventlog import encode
 from perdure.testing import MockClock
 from tests.support.damage import damage_row, flip_a_digit
@@ -225,7 +216,8 @@ async def test_a_damaged_runs_index_row_does_not_stop_the_recovery_of_the_others
 
 TRUNCATED_READ = """
 import asyncio, sys
-from perdure import LmdbEventLog, StorageError
+from perdure import LmdbEventLog
+from perdure.errors import StorageError
 try:
     log = LmdbEventLog(sys.argv[1], read_only=True)
     print("read", len(asyncio.run(log.list_runs())))

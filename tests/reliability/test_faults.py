@@ -18,19 +18,8 @@ from typing import Any
 import pytest
 
 import perdure
-from perdure import (
-    CorruptEventError,
-    MemoryEventLog,
-    PerdureError,
-    RunParkedError,
-    Runtime,
-    RunTimeoutError,
-    StorageError,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import MemoryEventLog, PerdureError, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import CorruptEventError, RunParkedError, RunTimeoutError, StorageError
 from perdure.eventlog import RunCompleted, TaskCompleted
 from perdure.testing import Fault, FaultyEventLog, InjectedStorageError, MockClock
 from tests.crash._crash_harness import strip

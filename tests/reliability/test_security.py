@@ -27,15 +27,8 @@ from typing import Any
 import lmdb
 import pytest
 
-from perdure import (
-    CorruptEventError,
-    LmdbEventLog,
-    Replayer,
-    Runtime,
-    SchemaVersionError,
-    entrypoint,
-    task,
-)
+from perdure import LmdbEventLog, Replayer, Runtime, entrypoint, task
+from perdure.errors import CorruptEventError, SchemaVersionError
 from perdure.eventlog import (
     Interrupted,
     RunCompleted,

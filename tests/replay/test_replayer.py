@@ -12,17 +12,19 @@ import perdure
 from perdure import (
     Command,
     MemoryEventLog,
-    NonDeterminismError,
     Replayer,
-    RunNotFoundError,
     Runtime,
-    RunTimeoutError,
-    TaskFailedError,
-    UnknownTargetError,
     entrypoint,
     function,
     interrupt,
     task,
+)
+from perdure.errors import (
+    NonDeterminismError,
+    RunNotFoundError,
+    RunTimeoutError,
+    TaskFailedError,
+    UnknownTargetError,
 )
 from perdure.runtime import Registry
 from perdure.testing import MockClock
@@ -138,7 +140,7 @@ async def test_replay_takes_events_as_well_as_a_run_id(
 async def test_failed_run_replays_to_the_same_failure(
     runtime: Runtime, memlog: MemoryEventLog
 ) -> None:
-    with pytest.raises(perdure.RunFailedError):
+    with pytest.raises(perdure.errors.RunFailedError):
         await rp_failing.ainvoke(3, cfg("rp-fail"))
     calls = CALLS["explode"]
 
@@ -290,7 +292,7 @@ async def test_a_changed_return_value_diverges_at_return(
 async def test_code_that_now_swallows_a_failure_diverges(
     runtime: Runtime, memlog: MemoryEventLog
 ) -> None:
-    with pytest.raises(perdure.RunFailedError):
+    with pytest.raises(perdure.errors.RunFailedError):
         await rp_failing.ainvoke(1, cfg("rp-swallow"))
 
     @entrypoint(registry=other(), name="rp_failing")

@@ -17,16 +17,9 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    ActorCrashedError,
-    Command,
-    MemoryEventLog,
-    Runtime,
-    entrypoint,
-    function,
-    interrupt,
-)
+from perdure import Command, MemoryEventLog, Runtime, entrypoint, function, interrupt
 from perdure.actors import RunActor
+from perdure.errors import ActorCrashedError
 from perdure.testing import MockClock
 
 ANSWER_WITHIN = 10.0  # seconds: far more than any of these needs; a hang fails, not stalls

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from perdure import FunctionContext, RetryPolicy, RunFailedError, Runtime, function
+from perdure import FunctionContext, RetryPolicy, Runtime, function
+from perdure.errors import RunFailedError
 from perdure.testing import MemoryEventLog, MockClock
 
 broken = {"value": True}

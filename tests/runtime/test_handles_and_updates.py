@@ -9,19 +9,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    FunctionContext,
-    InvalidResumeError,
-    RunCancelledError,
-    RunFailedError,
-    RunHandle,
-    RunNotFoundError,
-    Runtime,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import FunctionContext, RunHandle, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import InvalidResumeError, RunCancelledError, RunFailedError, RunNotFoundError
 from perdure.eventlog import RunCompleted, TaskCompleted
 from perdure.runtime import (
     Closed,

@@ -17,8 +17,9 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perdure import FunctionContext, RetryPolicy, RunFailedError, Runtime, function
+from perdure import FunctionContext, RetryPolicy, Runtime, function
 from perdure.actors import fold
+from perdure.errors import RunFailedError
 from perdure.runtime import Registry
 from perdure.testing import MemoryEventLog, MockClock
 

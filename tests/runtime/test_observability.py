@@ -22,7 +22,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from perdure import FunctionContext, LmdbEventLog, RetryPolicy, RunFailedError, Runtime, function
+from perdure import FunctionContext, LmdbEventLog, RetryPolicy, Runtime, function
+from perdure.errors import RunFailedError
 from perdure.eventlog import RunStarted
 from perdure.testing import MemoryEventLog, MockClock
 

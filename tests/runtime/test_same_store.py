@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from perdure import LmdbEventLog, MemoryEventLog, Runtime, StoreLockedError
+from perdure import LmdbEventLog, MemoryEventLog, Runtime
+from perdure.errors import StoreLockedError
 from perdure.runtime import find_runtime, same_store, store_key
 
 

@@ -13,16 +13,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    FunctionContext,
-    PolicyError,
-    RetryPolicy,
-    RunFailedError,
-    RunParkedError,
-    Runtime,
-    StorageError,
-    function,
-)
+from perdure import FunctionContext, RetryPolicy, Runtime, function
+from perdure.errors import PolicyError, RunFailedError, RunParkedError, StorageError
 from perdure.eventlog import (
     Event,
     RunParked,

@@ -64,7 +64,17 @@ OLD_TOP_LEVEL = [
 
 
 def _errors() -> list[type[BaseException]]:
-    return [getattr(perdure.errors, name) for name in perdure.errors.__all__]
+    """Every name of `perdure.errors` but `Failure` (the record, not an error)."""
+    return [getattr(perdure.errors, name) for name in perdure.errors.__all__ if name != "Failure"]
+
+
+def test_the_failure_record_is_the_only_name_that_is_not_an_exception() -> None:
+    others = [
+        name
+        for name in perdure.errors.__all__
+        if not issubclass(getattr(perdure.errors, name), BaseException)
+    ]
+    assert others == ["Failure"]
 
 
 def test_every_error_is_a_perdure_error_in_exactly_one_group() -> None:

@@ -515,7 +515,8 @@ def test_import_perdure_loads_no_web_library() -> None:
 
 
 def test_messages_and_published_values_go_through_the_gateway(gateway: Gateway) -> None:
-    from perdure import Client, RunNotFoundError, RunSettledError
+    from perdure import Client
+    from perdure.errors import RunNotFoundError, RunSettledError
 
     run_id = ids("inbox")
     with gateway.http() as http:

@@ -17,13 +17,11 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Client,
+from perdure import Client, Interrupt, PerdureError
+from perdure.errors import (
     ClientUsageError,
     IdempotencyConflictError,
-    Interrupt,
     InvalidArgumentsError,
-    PerdureError,
     RunFailedError,
     RunNotFoundError,
     RuntimeClosedError,

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from perdure import EventLog, RunInfo
-from perdure.eventlog import Event, TaskAttemptFailed, TaskAttemptStarted
+from perdure import EventLog
+from perdure.eventlog import Event, RunInfo, TaskAttemptFailed, TaskAttemptStarted
 
 E = TypeVar("E", bound=Event)
 

@@ -12,16 +12,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    MemoryEventLog,
-    Replayer,
-    Runtime,
-    SerializationError,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, MemoryEventLog, Replayer, Runtime, entrypoint, interrupt, task
+from perdure.errors import SerializationError
 from perdure.testing import MockClock
 from tests.support import cfg
 

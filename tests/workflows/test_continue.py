@@ -7,19 +7,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    InvalidResumeError,
-    RetryPolicy,
-    RunBusyError,
-    RunCancelledError,
-    RunFailedError,
-    Runtime,
-    asleep,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, RetryPolicy, Runtime, asleep, entrypoint, interrupt, task
+from perdure.errors import InvalidResumeError, RunBusyError, RunCancelledError, RunFailedError
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskCompleted
 from perdure.testing import MockClock
 from tests.support import Calls, cfg, events_of, names, of_type

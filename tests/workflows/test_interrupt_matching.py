@@ -18,16 +18,9 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    MemoryEventLog,
-    NonDeterminismError,
-    Replayer,
-    Runtime,
-    entrypoint,
-    interrupt,
-)
+from perdure import Command, MemoryEventLog, Replayer, Runtime, entrypoint, interrupt
 from perdure.cli import main
+from perdure.errors import NonDeterminismError
 from perdure.eventlog import Interrupted, from_dict, to_dict
 from perdure.runtime import Registry
 from perdure.testing import MockClock

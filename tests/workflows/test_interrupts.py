@@ -6,18 +6,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    Interrupt,
-    InvalidResumeError,
-    RunFailedError,
-    RunNotFoundError,
-    RunSettledError,
-    Runtime,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, Interrupt, Runtime, entrypoint, interrupt, task
+from perdure.errors import InvalidResumeError, RunFailedError, RunNotFoundError, RunSettledError
 from perdure.eventlog import Interrupted, TaskCompleted
 from tests.support import Calls, cfg, events_of, of_type
 

@@ -12,15 +12,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    NestedWorkflowError,
-    RunFailedError,
-    Runtime,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, Runtime, entrypoint, interrupt, task
+from perdure.errors import NestedWorkflowError, RunFailedError
 from tests.support import Calls, cfg
 
 CALLS = Calls()

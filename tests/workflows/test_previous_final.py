@@ -71,7 +71,7 @@ async def test_get_previous_state_inside_an_async_body(runtime: Runtime) -> None
 
 
 def test_get_previous_state_outside_a_workflow_is_a_clear_error() -> None:
-    from perdure import NotInWorkflowError
+    from perdure.errors import NotInWorkflowError
 
     with pytest.raises(NotInWorkflowError, match="get_previous_state"):
         get_previous_state()

@@ -17,17 +17,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    MemoryEventLog,
-    NonDeterminismError,
-    Replayer,
-    Runtime,
-    asleep,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, MemoryEventLog, Replayer, Runtime, asleep, entrypoint, interrupt, task
+from perdure.errors import NonDeterminismError
 from perdure.eventlog import Interrupted, TaskCompleted, TimerCancelled, TimerFired, TimerSet
 from perdure.testing import MockClock
 from tests.support import Calls, cfg, events_of, of_type

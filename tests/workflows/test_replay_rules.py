@@ -14,16 +14,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    EventLog,
-    NonDeterminismError,
-    Runtime,
-    Workflow,
-    entrypoint,
-    interrupt,
-    task,
-)
+from perdure import Command, EventLog, Runtime, Workflow, entrypoint, interrupt, task
+from perdure.errors import NonDeterminismError
 from perdure.eventlog import TaskCompleted
 from tests.support import Calls, cfg, events_of, of_type
 

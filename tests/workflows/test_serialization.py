@@ -11,17 +11,8 @@ from typing import Any
 
 import pytest
 
-from perdure import (
-    Command,
-    RetryPolicy,
-    RunFailedError,
-    Runtime,
-    SerializationError,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import Command, RetryPolicy, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import RunFailedError, SerializationError
 from perdure.eventlog import TaskAttemptStarted, TaskCompleted, TaskFailed
 from perdure.eventlog._json import MAX_DEPTH
 from tests.support import Calls, cfg, events_of, names, of_type

@@ -12,13 +12,13 @@ from perdure import (
     EventLog,
     Interrupt,
     MemoryEventLog,
-    RunFailedError,
     Runtime,
     Workflow,
     entrypoint,
     interrupt,
     task,
 )
+from perdure.errors import RunFailedError
 from tests.support import cfg
 
 

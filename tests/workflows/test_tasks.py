@@ -9,19 +9,14 @@ from typing import Any
 import pytest
 
 import perdure
-from perdure import (
-    Command,
+from perdure import Command, MemoryEventLog, RetryPolicy, Runtime, entrypoint, interrupt, task
+from perdure.errors import (
+    Failure,
     InvalidArgumentsError,
-    MemoryEventLog,
     NotInWorkflowError,
-    RetryPolicy,
     RunFailedError,
-    Runtime,
-    entrypoint,
-    interrupt,
-    task,
+    TaskFailedError,
 )
-from perdure.errors import Failure, TaskFailedError
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TimerSet
 from perdure.testing import MockClock
 from tests.support import Calls, cfg, events_of, of_type

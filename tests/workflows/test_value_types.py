@@ -18,18 +18,8 @@ import attrs
 import pydantic
 import pytest
 
-from perdure import (
-    Command,
-    IdempotencyConflictError,
-    Interrupt,
-    Replayer,
-    RunFailedError,
-    Runtime,
-    entrypoint,
-    function,
-    interrupt,
-    task,
-)
+from perdure import Command, Interrupt, Replayer, Runtime, entrypoint, function, interrupt, task
+from perdure.errors import IdempotencyConflictError, RunFailedError
 from perdure.eventlog import RunCompleted, RunStarted, TaskCompleted
 from tests.support import Calls, cfg, events_of, of_type
 

@@ -13,7 +13,8 @@ import importlib
 import os
 import sys
 
-from perdure import LmdbEventLog, Replayer, ReplaySummary
+from perdure import LmdbEventLog, Replayer
+from perdure.runtime import ReplaySummary
 
 IN_FLIGHT = ("running", "waiting")  # the runs the new code will re-execute
 
