@@ -7,10 +7,23 @@ from typing import Any
 
 import pytest
 
-from perdure.actors import BODY, RunState, apply, fold
+from perdure.actors import (
+    BODY,
+    InterruptStep,
+    ReceiveStep,
+    RunState,
+    SetEventStep,
+    SleepStep,
+    TaskStep,
+    apply,
+    fold,
+)
 from perdure.eventlog import (
     Event,
+    EventPublished,
     Interrupted,
+    MessageDelivered,
+    MessageReceived,
     Resumed,
     RunCancelled,
     RunCompleted,
@@ -289,3 +302,33 @@ def test_attempt_lost_after_a_crash_counts_as_a_failure() -> None:
     assert step.failures == 2
     assert step.open_attempt is None
     assert step.last_error is not None and step.last_error.error_type == "AttemptLost"
+
+
+def test_each_step_kind_has_its_own_type_with_only_its_fields() -> None:
+    h = History().started(kind="workflow", target="fold_wf")
+    h.attempt(0, position="0", name="fetch")
+    h.add(TaskCompleted, position="0", name="fetch", input_digest="d0", result="page")
+    h.add(Interrupted, position="1", interrupt_id="i1", value={"q": "ok?"})
+    h.add(Resumed, interrupt_id="i1", value="yes")
+    h.add(TimerSet, timer_id="s2", due_at=T0 + 60, purpose="sleep", position="2")
+    h.add(TimerFired, timer_id="s2")
+    h.add(MessageReceived, topic="orders", value={"n": 1})  # seq 7
+    h.add(MessageDelivered, position="3", topic="orders", message_seq=7)
+    h.add(EventPublished, position="4", key="progress", value=50)
+    steps = h.state().steps
+    kinds = {p: (type(s), s.kind) for p, s in steps.items()}
+    assert kinds == {
+        "0": (TaskStep, "task"),
+        "1": (InterruptStep, "interrupt"),
+        "2": (SleepStep, "sleep"),
+        "3": (ReceiveStep, "receive"),
+        "4": (SetEventStep, "set_event"),
+    }
+    assert (steps["0"].done, steps["0"].result) == (True, "page")
+    assert (steps["1"].answered, steps["1"].answer) == (True, "yes")
+    assert steps["2"].fired
+    assert (steps["3"].name, steps["3"].result, steps["3"].message_seq) == ("orders", {"n": 1}, 7)
+    assert steps["4"].name == "progress"
+    # a kind only has its own fields
+    assert not hasattr(steps["1"], "open_attempt") and not hasattr(steps["0"], "question")
+    assert not hasattr(steps["2"], "result") and not hasattr(steps["4"], "timer_id")
