@@ -25,11 +25,10 @@ SCRIPTS = (
     "bench_import.py",
     "bench_eventlog.py",
     "bench_functions.py",
-    "bench_workflows.py",
-    "peers",  # the package bench/peers/, run as `python -m bench.peers`
+    "peers",  # the package bench/peers/: every workflow workload x every system
 )
 # Options not every script understands, forwarded only to those that do.
-LANGGRAPH_AWARE = ("bench_import.py", "bench_workflows.py")
+LANGGRAPH_AWARE = ("bench_import.py", "peers")
 
 
 def main(argv: list[str] | None = None) -> int:
