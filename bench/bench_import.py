@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import machine, median, python_works, spread, table
 
 PERDURE_IMPORT = "import perdure"

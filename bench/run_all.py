@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import BENCH_DIR
 
 # In order; bench_eventlog.py is another engineer's and may not exist yet.
