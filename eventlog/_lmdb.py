@@ -26,7 +26,7 @@ from perdure.eventlog._errors import (
     StorageError,
     StoreClosedError,
 )
-from perdure.eventlog._events import Event
+from perdure.eventlog._events import Event, RunCompleted
 from perdure.eventlog._lmdb_env import SharedEnv, acquire, release
 from perdure.eventlog._lmdb_keys import (
     MAX_KEY_BYTES,
@@ -311,6 +311,55 @@ class LmdbEventLog:
             return None
         raw = shared.read(lambda txn: txn.get(raw_key, db=shared.dbs.idempotency))
         return None if raw is None else load_claim(key, raw)
+
+    # -- reads without the event loop (sync callers' fast path) ------------------------------
+
+    def _settled_in_lmdb(self, *, run_id: str | None = None, key: str | None = None) -> bool:
+        """True if every batch acknowledged to this process that touched `run_id` (or claimed
+        `key`) is in LMDB already, so a read now sees what `caught_up` would wait for."""
+        writer = self._open_env().writer
+        if writer is None:
+            return True
+        return not (
+            (run_id is not None and writer.unapplied_run(run_id))
+            or (key is not None and writer.unapplied_key(key))
+        )
+
+    def idempotency_now(self, key: str) -> IdempotencyRecord | None:
+        """`lookup_idempotency` from any thread, without waiting: None if the key is unknown
+        or a batch that claimed it is not in LMDB yet (then ask `lookup_idempotency`)."""
+        shared = self._open_env()
+        raw_key = key.encode()
+        if not raw_key or len(raw_key) > MAX_KEY_BYTES or not self._settled_in_lmdb(key=key):
+            return None
+        raw = shared.read(lambda txn: txn.get(raw_key, db=shared.dbs.idempotency))
+        return None if raw is None else load_claim(key, raw)
+
+    def completed_now(self, run_id: str) -> tuple[RunInfo, RunCompleted] | None:
+        """A completed run's index row and its final `RunCompleted`, from any thread, without
+        waiting; None unless LMDB holds the run as completed and nothing acknowledged to this
+        process for it is missing from LMDB (then read it the usual way)."""
+        shared = self._open_env()
+        run = _run_key(run_id)
+        if run is None or not self._settled_in_lmdb(run_id=run_id):
+            return None
+        dbs = shared.dbs
+
+        def collect(txn: lmdb.Transaction[bytes]) -> tuple[RunInfo, bytes | None] | None:
+            raw = txn.get(run, db=dbs.runs)
+            if raw is None:
+                return None
+            info = load_run(run_id, raw)
+            if info.status != "completed" or info.next_seq < 1:
+                return info, None
+            return info, txn.get(event_key(run, info.next_seq - 1), db=dbs.events)
+
+        found = shared.read(collect)
+        if found is None or found[1] is None:
+            return None
+        info = found[0]
+        last = decode(run_id, info.next_seq - 1, found[1])
+        return (info, last) if type(last) is RunCompleted else None
 
     async def due_timers(self, now: float, limit: int = 256) -> list[TimerEntry]:
         shared = self._open_env()

@@ -41,7 +41,7 @@ from perdure.runtime._handle import RunHandle
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
-from perdure.runtime._runtime import Runtime
+from perdure.runtime._runtime import MISSING, Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import open_store, store_label, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
@@ -67,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MISSING",
     "DEFAULT_PATH",
     "open_store",
     "store_label",

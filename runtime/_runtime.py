@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer, TracerProvider
@@ -75,6 +75,9 @@ from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import open_store, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+
+#: `Runtime.keyed_now`'s "not answered here" (None is a result like any other).
+MISSING: Final = object()
 
 
 class Runtime:
@@ -768,6 +771,53 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         return await self.log.get_run(check_id("run_id", run_id))
+
+    # -- answers already in the store, for sync callers on other threads ---------------------
+
+    def completed_now(self, run_id: str) -> Outcome | None:
+        """The outcome of a run the store already holds as completed, or None.
+
+        Callable from any thread and never waits: it reads the store directly
+        (stores that can, LMDB; others give None), so a sync caller whose
+        answer is durable already need not cross into the runtime's loop. None
+        means "ask the usual way" (the run is unknown, not completed, or its
+        latest acknowledged events are not readable yet).
+        """
+        peek = getattr(self.log, "completed_now", None)
+        if not self._open or peek is None or not isinstance(run_id, str):
+            return None
+        found = peek(run_id)
+        if found is None:
+            return None
+        info, event = found
+        return Outcome(run_id=run_id, target=info.target, status="completed", result=event.result)
+
+    def keyed_now(self, target: Any, input: Any, idempotency_key: str) -> Any:
+        """`run(target, input, idempotency_key=...)` answered from the store, or `MISSING`.
+
+        Like `completed_now`: any thread, no waiting. Only a key whose run
+        completed, with the same target and input, is answered here; everything
+        else (a new key, a conflict, a failed or running run, bad input) returns
+        `MISSING` so that `run` decides and raises as usual.
+        """
+        peek = getattr(self.log, "idempotency_now", None)
+        if not self._open or peek is None or not isinstance(idempotency_key, str):
+            return MISSING
+        try:
+            spec = self.registry.resolve(target)
+            if input is None and spec.kind == "function":
+                input = {}
+            spec.validate_input(input)
+            wanted = digest(check_json(input, "input"))
+        except Exception:  # bad input: `run` raises it with its own message
+            return MISSING
+        held = peek(idempotency_key)
+        if held is None or held.input_digest != wanted:
+            return MISSING
+        outcome = self.completed_now(held.run_id)
+        if outcome is None or outcome.target != spec.name:
+            return MISSING
+        return outcome.unwrap(spec.result_type)
 
     async def list_runs(
         self,

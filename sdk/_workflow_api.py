@@ -36,7 +36,7 @@ from perdure.eventlog import (
 )
 from perdure.eventlog._json import fresh
 from perdure.eventlog._values import restore
-from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime, check_id
+from perdure.runtime import INTERRUPT_KEY, MISSING, Outcome, Runtime, check_id
 
 T = TypeVar("T")
 InputT = TypeVar("InputT")
@@ -214,12 +214,28 @@ class WorkflowApi(Generic[InputT, OutputT]):
     async def _on_runtime(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
         return await self._bridge.acall(make)
 
-    def _sync(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
+    def _sync(
+        self,
+        make: Callable[[Runtime], Awaitable[T]],
+        what: str,
+        peek: Callable[[Runtime], Any] | None = None,
+    ) -> T:
         return self._bridge.call(
             make,
             f"{self.name}.{what}() blocks, and it was called inside a running event loop; "
             f"use `await {self.name}.a{what}(...)` instead",
+            peek,
         )
+
+    def _finished(self, runtime: Runtime, config: CallConfig) -> Any:
+        """`invoke(None, config)` on a thread this workflow completed, answered from the store
+        in the caller's thread; `MISSING` for anything else (the runtime decides)."""
+        if config.extra:  # a config to compare with the recorded one: the usual path
+            return MISSING
+        outcome = runtime.completed_now(config.thread_id)
+        if outcome is None or outcome.target != self.name:
+            return MISSING
+        return outcome
 
     # -- invoke -----------------------------------------------------------------------------
 
@@ -278,7 +294,8 @@ class WorkflowApi(Generic[InputT, OutputT]):
         """
         refuse_nested(self.name, "invoke")
         checked = call_config(config, f"{self.name}.invoke()")
-        outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke")
+        peek = (lambda rt: self._finished(rt, checked)) if input is None else None
+        outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke", peek)
         result: OutputT = outcome.unwrap(self.__perdure_target__.result_type)
         return result
 
