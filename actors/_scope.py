@@ -10,7 +10,9 @@ functions may be called from the event loop or from a worker thread (sync code).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import functools
 import hashlib
 import math
 import threading
@@ -175,21 +177,26 @@ async def _wait(fut: asyncio.Future[Any]) -> Any:
 class TaskFuture(Generic[T]):
     """The result of a task call: ``await`` it in async code, ``.result()`` in sync code."""
 
-    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "name")
+    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "_waiter", "name")
 
     def __init__(
         self,
         name: str,
         loop: asyncio.AbstractEventLoop,
+        *,
         fut: asyncio.Future[Any] | None = None,
         value: Any = None,
         error: BaseException | None = None,
+        waiter: concurrent.futures.Future[Any] | None = None,
     ) -> None:
         self.name = name
         self._loop = loop
         self._fut = fut
         self._value = value
         self._error = error
+        #: `fut`'s outcome copied for a thread (a sync body): `.result()` waits on it
+        #: without asking the loop for anything (see `_waiter_for`).
+        self._waiter = waiter
         #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
         self._held: tuple[Scope, int] | None = None
 
@@ -232,7 +239,32 @@ class TaskFuture(Generic[T]):
                 f"task {self.name!r}: .result() would block the event loop; "
                 "in async workflow code use `await` on the task's future"
             )
+        if self._waiter is not None:
+            return self._waiter.result(timeout)  # type: ignore[no-any-return]
         return asyncio.run_coroutine_threadsafe(_wait(self._fut), self._loop).result(timeout)  # type: ignore[no-any-return]
+
+
+def _copy_outcome(waiter: concurrent.futures.Future[Any], fut: asyncio.Future[Any]) -> None:
+    """On the loop, once `fut` is done: hand its outcome to the thread waiting on `waiter`."""
+    if fut.cancelled():
+        waiter.cancel()
+    elif (error := fut.exception()) is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(fut.result())
+
+
+def _waiter_for(fut: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
+    """A thread-side copy of a step's future, wired up before the loop ever sees `fut`.
+
+    Called by the thread that just created `fut` (nothing else holds it yet, so
+    adding the callback here is safe): the thread's `.result()` then waits on the
+    copy, and a step costs no extra trip through the loop to start that wait.
+    """
+    waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    waiter.set_running_or_notify_cancel()
+    fut.add_done_callback(functools.partial(_copy_outcome, waiter))
+    return waiter
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
@@ -283,6 +315,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         future._held = (scope, step.settled_seq)
         return future
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
+    waiter = _waiter_for(fut) if threading.get_ident() != actor.thread_id else None
     _thread_safe_post(
         scope,
         ExecuteTask(
@@ -297,7 +330,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             seen_seq=scope.seen(),
         ),
     )
-    return TaskFuture(spec.name, actor.loop, fut=fut)
+    return TaskFuture(spec.name, actor.loop, fut=fut, waiter=waiter)
 
 
 def _settle(fut: asyncio.Future[Any], step: Step, run_id: str) -> None:

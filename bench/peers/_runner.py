@@ -44,7 +44,7 @@ ALL = ("w1", "w1s", "w2", "w2seq", "w2thr", "w3", "w4", "w4a", "w4inv")
 SYSTEMS = (
     System("disk", "disk_w.py", "os", "", ("raw",)),
     System("perdure (fsync)", "perdure_w.py", "perdure", "fsync", ALL),
-    System("perdure (process)", "perdure_w.py", "perdure", "process", ("w1", "w2")),
+    System("perdure (process)", "perdure_w.py", "perdure", "process", ("w1", "w1s", "w2")),
     System(
         "LangGraph (durability=sync)",
         "langgraph_w.py",

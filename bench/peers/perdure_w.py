@@ -27,7 +27,7 @@ from _worker import Stopwatch, emit, in_threads, parse, per_call, since_spawn  #
 EXECUTED = [0]  # step bodies run in this process
 
 
-def _define(store: str | None = None) -> dict[str, Any]:
+def _define(store: Any = None) -> dict[str, Any]:
     """The workloads' workflows; with `store`, the sync ones use it as their checkpointer."""
     from perdure import entrypoint, function, interrupt, task
 
@@ -105,8 +105,12 @@ def _sync(args: Any) -> dict[str, Any]:
     (the workflows' checkpointer is the store; calls go to perdure's background runtime)."""
     import perdure
 
-    wf = _define(args.dir)
-    out: dict[str, Any] = {"durability": "fsync"}
+    durability: Literal["fsync", "process"] = "process" if args.variant == "process" else "fsync"
+    store: Any = args.dir
+    if durability == "process":
+        store = perdure.LmdbEventLog(args.dir, durability="process")
+    wf = _define(store)
+    out: dict[str, Any] = {"durability": durability}
     wf["sseq"].invoke(3, _cfg("warmup"))
     if args.workload == "w1s":
         watch = Stopwatch()
