@@ -178,7 +178,11 @@ class Bench:
             systems = [
                 s
                 for s in self.active()
-                if "w3" in s.workloads and (s.check == "perdure" or n <= a.resume_peers_max)
+                if "w3" in s.workloads
+                and (
+                    s.check == "perdure"
+                    or n <= (a.resume_dbos_max if s.check == "dbos" else a.resume_peers_max)
+                )
             ]
             for system in systems:
                 bases[system.label] = self.fresh()
@@ -445,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10_000,
         help="larger W3 sizes run for perdure only (LangGraph takes minutes per 10,000 steps)",
+    )
+    parser.add_argument(
+        "--resume-dbos-max",
+        type=int,
+        default=1_000,
+        help="larger W3 sizes skip DBOS (recording takes ~30 ms a step on SQLite here)",
     )
     parser.add_argument(
         "--only", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), help="workloads"
