@@ -12,9 +12,12 @@ JSON parsing plus attrs construction of known classes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import struct
+import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cattrs
@@ -75,6 +78,39 @@ def encode_all(run_id: str, events: Sequence[Event]) -> list[bytes]:
         crc = zlib.crc32(body, zlib.crc32(_SEQ.pack(event.seq), head))
         records.append(_HEADER.pack(ENVELOPE_VERSION, crc) + body)
     return records
+
+
+#: Decoding at least this many records at once pauses the cyclic GC (`gc_paused`).
+GC_PAUSE_FROM = 512
+_gc_lock = threading.Lock()
+_gc_pausers = [0]  # threads inside `gc_paused` that found the GC enabled
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a long history is decoded.
+
+    Decoding allocates tens of thousands of small objects, none of them in
+    cycles; each allocation burst triggers collections that walk every object
+    already alive (a third of a 10,000-step resume's decode time). Reference
+    counting still frees everything at once. Nested and concurrent pauses
+    count: the collector is enabled again when the last one ends, and only if
+    it was enabled when the first began (an application that disabled it keeps
+    it disabled).
+    """
+    with _gc_lock:
+        mine = gc.isenabled() or _gc_pausers[0] > 0
+        if mine:
+            _gc_pausers[0] += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if mine:
+            with _gc_lock:
+                _gc_pausers[0] -= 1
+                if _gc_pausers[0] == 0:
+                    gc.enable()
 
 
 def decode(run_id: str, seq: int, record: bytes) -> Event:

@@ -10,6 +10,7 @@ are copied out and decoded after the transaction ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import heapq
 import logging
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import lmdb
 
-from perdure.eventlog._codec import decode
+from perdure.eventlog._codec import GC_PAUSE_FROM, decode, gc_paused
 from perdure.eventlog._errors import (
     CorruptEventError,
     ReadOnlyStoreError,
@@ -219,15 +220,16 @@ class LmdbEventLog:
 
         next_seq, records = shared.read(collect)
         events: list[Event] = []
-        for expected, (key, record) in enumerate(records, start=from_seq):
-            seq = event_seq(key)
-            if seq != expected:
-                raise CorruptEventError(
-                    f"event {run_id}#{expected} is missing from the store",
-                    run_id=run_id,
-                    seq=expected,
-                )
-            events.append(decode(run_id, seq, record))
+        with gc_paused() if len(records) >= GC_PAUSE_FROM else contextlib.nullcontext():
+            for expected, (key, record) in enumerate(records, start=from_seq):
+                seq = event_seq(key)
+                if seq != expected:
+                    raise CorruptEventError(
+                        f"event {run_id}#{expected} is missing from the store",
+                        run_id=run_id,
+                        seq=expected,
+                    )
+                events.append(decode(run_id, seq, record))
         missing = from_seq + len(records)
         if records and missing > next_seq:
             raise CorruptEventError(
