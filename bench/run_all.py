@@ -26,6 +26,7 @@ SCRIPTS = (
     "bench_import.py",
     "bench_eventlog.py",
     "bench_functions.py",
+    "bench_memory.py",
     "peers",  # the package bench/peers/: every workflow workload x every system
 )
 # Options not every script understands, forwarded only to those that do.
