@@ -803,8 +803,13 @@ class Runtime:
         peek = getattr(self.log, "idempotency_now", None)
         if not self._open or peek is None or not isinstance(idempotency_key, str):
             return MISSING
+        # Read-only lookups here (this is not the loop's thread): a target that `run` would
+        # have to register or refuse goes the usual way.
+        name = target if isinstance(target, str) else getattr(target, "__perdure_target__", None)
+        spec = self.registry.get(name if isinstance(name, str) else getattr(name, "name", ""))
+        if spec is None or (not isinstance(target, str) and spec is not name):
+            return MISSING
         try:
-            spec = self.registry.resolve(target)
             if input is None and spec.kind == "function":
                 input = {}
             spec.validate_input(input)
