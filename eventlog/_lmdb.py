@@ -327,15 +327,42 @@ class LmdbEventLog:
             or (key is not None and writer.unapplied_key(key))
         )
 
-    def idempotency_now(self, key: str) -> IdempotencyRecord | None:
-        """`lookup_idempotency` from any thread, without waiting: None if the key is unknown
-        or a batch that claimed it is not in LMDB yet (then ask `lookup_idempotency`)."""
+    def keyed_completed_now(
+        self, key: str
+    ) -> tuple[IdempotencyRecord, RunInfo, RunCompleted] | None:
+        """The run holding idempotency `key`, if it completed: its claim, its index row and
+        its final `RunCompleted`, read from any thread without waiting, in one transaction;
+        None otherwise, or if a batch acknowledged to this process for the key or the run
+        is not in LMDB yet (then ask `lookup_idempotency` and `read`)."""
         shared = self._open_env()
         raw_key = key.encode()
         if not raw_key or len(raw_key) > MAX_KEY_BYTES or not self._settled_in_lmdb(key=key):
             return None
-        raw = shared.read(lambda txn: txn.get(raw_key, db=shared.dbs.idempotency))
-        return None if raw is None else load_claim(key, raw)
+        dbs = shared.dbs
+
+        def collect(
+            txn: lmdb.Transaction[bytes],
+        ) -> tuple[IdempotencyRecord, RunInfo, bytes] | None:
+            raw = txn.get(raw_key, db=dbs.idempotency)
+            if raw is None:
+                return None
+            held = load_claim(key, raw)
+            run = _run_key(held.run_id)
+            row = txn.get(run, db=dbs.runs) if run is not None else None
+            if run is None or row is None:
+                return None
+            info = load_run(held.run_id, row)
+            if info.status != "completed" or info.next_seq < 1:
+                return None
+            record = txn.get(event_key(run, info.next_seq - 1), db=dbs.events)
+            return None if record is None else (held, info, record)
+
+        found = shared.read(collect)
+        if found is None or not self._settled_in_lmdb(run_id=found[0].run_id):
+            return None
+        held, info, record = found
+        last = decode(held.run_id, info.next_seq - 1, record)
+        return (held, info, last) if type(last) is RunCompleted else None
 
     def completed_now(self, run_id: str) -> tuple[RunInfo, RunCompleted] | None:
         """A completed run's index row and its final `RunCompleted`, from any thread, without

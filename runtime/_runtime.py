@@ -800,7 +800,7 @@ class Runtime:
         else (a new key, a conflict, a failed or running run, bad input) returns
         `MISSING` so that `run` decides and raises as usual.
         """
-        peek = getattr(self.log, "idempotency_now", None)
+        peek = getattr(self.log, "keyed_completed_now", None)
         if not self._open or peek is None or not isinstance(idempotency_key, str):
             return MISSING
         # Read-only lookups here (this is not the loop's thread): a target that `run` would
@@ -816,13 +816,16 @@ class Runtime:
             wanted = digest(check_json(input, "input"))
         except Exception:  # bad input: `run` raises it with its own message
             return MISSING
-        held = peek(idempotency_key)
-        if held is None or held.input_digest != wanted:
+        found = peek(idempotency_key)
+        if found is None:
             return MISSING
-        outcome = self.completed_now(held.run_id)
-        if outcome is None or outcome.target != spec.name:
+        held, info, event = found
+        if held.input_digest != wanted or info.target != spec.name:
             return MISSING
-        return outcome.unwrap(spec.result_type)
+        completed = Outcome(
+            run_id=held.run_id, target=info.target, status="completed", result=event.result
+        )
+        return completed.unwrap(spec.result_type)
 
     async def list_runs(
         self,
