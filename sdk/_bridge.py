@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from perdure.eventlog import EventLog, StoreClosedError, UsageError
+from perdure.eventlog import EventLog, StorageError, UsageError
 from perdure.runtime import (
     MISSING,
     BackgroundRuntime,
@@ -204,8 +204,8 @@ class Bridge:
         if peek is not None and recent is not None:
             try:
                 found = peek(recent)
-            except (RuntimeClosedError, StoreClosedError):
-                found = MISSING  # closed meanwhile: the usual path finds the new one
+            except (RuntimeClosedError, StorageError):  # StoreClosedError is one
+                found = MISSING  # closed meanwhile (or unreadable): the usual path decides
             if found is not MISSING:
                 answer: T = found
                 return answer
