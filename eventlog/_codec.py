@@ -1,4 +1,4 @@
-"""Events to stored bytes and back: JSON through one cattrs converter, in a checksummed envelope.
+"""Events to stored bytes and back: JSON built by per-class plans, in a checksummed envelope.
 
 Stored record = 1 byte envelope version + 4 bytes big-endian CRC32 + JSON.
 The CRC covers the version byte, the run id and the sequence number as well as
@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
-import cattrs
 import orjson
 
 from perdure.eventlog._errors import CorruptEventError, SchemaVersionError
@@ -31,11 +30,6 @@ from perdure.eventlog._events import BY_WIRE_NAME, EVENT_TYPES, Event, RunKind, 
 ENVELOPE_VERSION = 2
 _HEADER = struct.Struct(">BI")
 _SEQ = struct.Struct(">Q")
-
-converter = cattrs.Converter(detailed_validation=False)
-# Fields typed `Any` hold user values that passed `check_json` (plain JSON types, or
-# subclasses of them that orjson writes as their base type): they need no walk.
-converter.register_unstructure_hook_func(lambda t: t is Any, lambda value: value)
 
 
 def _coerce(kind: type) -> Callable[[Any], Any]:
