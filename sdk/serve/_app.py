@@ -284,8 +284,11 @@ def create_app(
 
     async def continue_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        await read_json(request)
+        body = await read_json(request)
+        timeout = _timeout(body)
         await runtime.continue_run(run_id)
+        if body.get("wait"):
+            return _json(outcome_to_json(await runtime.wait(run_id, timeout=timeout)))
         return _json({"run_id": run_id, "status": await runtime.status(run_id)})
 
     async def replay(request: Request) -> Response:
