@@ -38,6 +38,7 @@ from perdure.serve._security import (
     Guard,
     check_size,
 )
+from perdure.serve._stats import history
 from perdure.serve._wire import error_to_json, outcome_to_json
 
 __all__ = ["create_app"]
@@ -318,6 +319,9 @@ def create_app(
             }
         )
 
+    async def stats_history(request: Request) -> Response:
+        return _json(await history(runtime.log, _int(request, "hours", 24, 1, 168)))
+
     async def targets(request: Request) -> Response:
         return _json(
             {
@@ -410,6 +414,7 @@ def create_app(
         Route("/api/logout", api(logout, write=True), methods=["POST"]),
         Route("/api/targets", api(targets)),
         Route("/api/stats", api(stats)),
+        Route("/api/stats/history", api(stats_history)),
         Route("/api/runs", api(list_runs), methods=["GET"]),
         Route("/api/runs", api(start_run, write=True), methods=["POST"]),
         Route("/api/runs/{run_id}", api(get_run)),
