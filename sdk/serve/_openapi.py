@@ -189,6 +189,38 @@ def openapi_document() -> dict[str, Any]:
                     },
                 )
             },
+            "/api/runs/{run_id}/messages": {
+                "post": _op(
+                    "send a message to the run (the workflow takes it with receive(topic))",
+                    params=[_RUN_ID],
+                    write=True,
+                    ok="202",
+                    body={
+                        "type": "object",
+                        "required": ["message"],
+                        "properties": {
+                            "message": {},
+                            "topic": {"type": "string"},
+                            "idempotency_key": {"type": "string"},
+                        },
+                    },
+                )
+            },
+            "/api/runs/{run_id}/values/{key}": {
+                "get": _op(
+                    "the latest value the run published under key (set_event)",
+                    params=[
+                        _RUN_ID,
+                        {
+                            "name": "key",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        _query("timeout", "number", "seconds to wait for a first value"),
+                    ],
+                )
+            },
             "/api/runs/{run_id}/replay": {
                 "post": _op("replay the run against the loaded code", params=[_RUN_ID], write=True)
             },
