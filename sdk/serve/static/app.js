@@ -123,7 +123,7 @@ async function runList(main) {
   const status = el("select", { id: "f-status", name: "status" }, el("option", { value: "" }, "any status"),
     ...STATUSES.map((s) => el("option", { value: s }, s)));
   const target = el("select", { id: "f-target", name: "target" }, el("option", { value: "" }, "any target"));
-  const text = el("input", { id: "f-text", name: "q", type: "search", placeholder: "run id, target or key" });
+  const text = el("input", { id: "f-text", name: "q", type: "search", placeholder: "run id, target, key or error", title: "finds runs whose run id, target, idempotency key or error (or a word in them) starts with this text" });
   const since = el("select", { id: "f-since", name: "since" }, ...[["", "any time"], ["3600", "last hour"], ["86400", "last day"], ["604800", "last 7 days"]]
     .map(([value, label]) => el("option", { value }, label)));
   since.value = params.get("since") || "";
