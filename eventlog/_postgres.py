@@ -692,6 +692,57 @@ class PostgresEventLog:
         )
         return [_run_info(row) for row in rows]
 
+    async def page_runs(
+        self,
+        *,
+        status: RunStatus | None,
+        target: str | None,
+        contains: str | None,
+        before: tuple[float, str] | None,
+        since: float | None,
+        limit: int,
+    ) -> list[RunInfo]:
+        """Up to `limit` runs, newest first, created before `before` (created, run id) and at
+        or after `since`, whose run id, target or idempotency key contains `contains` (any
+        case). A keyset walk down ``runs_by_status``/``runs_by_created``: it stops once
+        `limit` rows match instead of reading every run."""
+        await self._connections()
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"page_runs: unknown status {status!r}")
+        if any(v is not None and "\x00" in v for v in (target, contains)):
+            return []
+        pattern = None
+        if contains is not None:
+            escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+        created, run_id = before if before is not None else (None, None)
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
+            "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR target = %s) "
+            "AND (%s::float8 IS NULL OR (created_at, run_id) < (%s, %s)) "
+            "AND (%s::float8 IS NULL OR created_at >= %s) "
+            "AND (%s::text IS NULL OR run_id ILIKE %s OR target ILIKE %s "
+            "OR idempotency_key ILIKE %s) "
+            "ORDER BY created_at DESC, run_id DESC LIMIT %s",
+            (
+                status,
+                status,
+                target,
+                target,
+                created,
+                created,
+                run_id,
+                since,
+                since,
+                pattern,
+                pattern,
+                pattern,
+                pattern,
+                limit,
+            ),
+        )
+        return [_run_info(row) for row in rows]
+
     async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
         if "\x00" in key:
             await self._connections()

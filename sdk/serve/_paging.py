@@ -7,7 +7,9 @@ only when a target filter skips rows). A text filter uses the store's word
 index (`perdure.eventlog._lmdb_search`): when few runs match, it reads just
 those; when many do, the walk above checks each run against the index and soon
 fills a page. Other logs (`MemoryEventLog`, adapters without that index) are
-listed whole and sorted.
+listed whole and sorted; `PostgresEventLog` answers a page with one keyset query
+(newest first down its ``(status, created_at, run_id)`` index, the text as an
+ILIKE pre-filter), reading about a page of rows unless a text filter skips many.
 
 A text filter finds a run when one of its texts (run id, target, idempotency
 key; on the LMDB store also a failed run's error type and message), or a word
@@ -44,6 +46,8 @@ def decode_cursor(text: str) -> tuple[float, str]:
 
 #: A text filter with more matching runs than this walks the runs in order instead.
 DENSE = 2000
+#: Rows a text-filtered page asks PostgreSQL for at a time (some may fail the word rule).
+SQL_CHUNK = 200
 
 
 def _matches(info: RunInfo, target: str | None, needle: str | None) -> bool:
@@ -88,6 +92,16 @@ async def list_page(
             after=after,
             since=since,
         )
+    elif _pages_in_sql(log):
+        page = await _sql_page(
+            log,
+            status=status,
+            target=target,
+            needle=needle,
+            wanted=limit + 1,
+            after=after,
+            since=since,
+        )
     else:
         runs = await log.list_runs(status=status, target=target)
         page = []
@@ -103,6 +117,40 @@ async def list_page(
     more = len(page) > limit
     page = page[:limit]
     return page, (encode_cursor(page[-1]) if more and page else None)
+
+
+def _pages_in_sql(log: EventLog) -> bool:
+    """Whether `log` answers a page itself (`PostgresEventLog.page_runs`)."""
+    return callable(getattr(log, "page_runs", None))
+
+
+async def _sql_page(
+    log: Any,
+    *,
+    status: str | None,
+    target: str | None,
+    needle: str | None,
+    wanted: int,
+    after: tuple[float, str] | None,
+    since: float | None = None,
+) -> list[RunInfo]:
+    """A page from the database: rows containing the text, newest first, then the word rule
+    checked here (a row that contains the text but not at a word start is skipped)."""
+    found: list[RunInfo] = []
+    chunk = max(wanted, SQL_CHUNK) if needle is not None else wanted
+    while len(found) < wanted:
+        rows: list[RunInfo] = await log.page_runs(
+            status=status, target=target, contains=needle, before=after, since=since, limit=chunk
+        )
+        for info in rows:
+            if _matches(info, None, needle):
+                found.append(info)
+                if len(found) >= wanted:
+                    break
+        if len(rows) < chunk:
+            break
+        after = (rows[-1].created_at, rows[-1].run_id)
+    return found
 
 
 async def _lmdb_page(

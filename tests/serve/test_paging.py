@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,16 +69,34 @@ async def _walk(
     raise AssertionError("paging did not end")
 
 
-@pytest.mark.parametrize("kind", ["lmdb", "lmdb-dense", "memory"])
+@pytest.fixture
+def pg_log(request: pytest.FixtureRequest) -> Iterator[EventLog]:
+    """A `PostgresEventLog` on a fresh schema of the session's server (dropped after)."""
+    import psycopg
+
+    from perdure.eventlog import PostgresEventLog
+
+    url: str = request.getfixturevalue("postgres_url")
+    schema = f"t_{secrets.token_hex(6)}"
+    yield PostgresEventLog(url, schema=schema)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "lmdb-dense", "memory", "postgres"])
 async def test_pages_match_a_full_sorted_listing(
-    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     if kind == "lmdb-dense":  # every text filter takes the walk that checks runs in the index
         monkeypatch.setattr(paging, "DENSE", 0)
-    log: EventLog = MemoryEventLog() if kind == "memory" else LmdbEventLog(tmp_path / "store")
+    if kind == "postgres":
+        log: EventLog = request.getfixturevalue("pg_log")
+        monkeypatch.setattr(paging, "SQL_CHUNK", 1)  # a text filter reads a page at a time
+    else:
+        log = MemoryEventLog() if kind == "memory" else LmdbEventLog(tmp_path / "store")
     try:
         await _fill(log)
-        assert uses_index(log) is (kind != "memory")
+        assert uses_index(log) is kind.startswith("lmdb")
         runs = await log.list_runs()
         assert len(runs) == 20
         combos = itertools.product(
