@@ -153,6 +153,15 @@ async def test_a_store_written_before_the_index_is_indexed_when_opened(tmp_path:
         txn.drop(env.open_db(b"search", txn=txn), delete=True)
         txn.delete(b"search_ready", db=env.open_db(b"meta", txn=txn))
     env.close()
+    reader = LmdbEventLog(tmp_path / "store", read_only=True)
+    try:  # a reader does not build the index: it filters by walking, as before
+        page, _ = await list_page(
+            reader, status=None, target=None, text="k2", limit=50, cursor=None
+        )
+        assert [r.run_id for r in page] == ["review-2"]
+        assert sum((await reader.statistics()).runs_by_status.values()) == 20
+    finally:
+        await reader.close()
     log = LmdbEventLog(tmp_path / "store")
     try:
         runs = await log.list_runs()
