@@ -6,7 +6,9 @@ Keys (values empty unless said):
 key                                                   meaning
 ====================================================  ========================================
 ``t`` ‖ term ‖ 0x00 ‖ created (8) ‖ run               the run has `term` (newest last per term)
-``r`` ‖ run ‖ 0x00 ‖ term                             the same entry, found from the run
+``r`` ‖ run ‖ 0x00 ‖ term                             the same entry, found from the run (only
+                                                      for error terms: the others are checked
+                                                      on the run's row)
 ``s`` ‖ hour (8) ‖ status                             value: how many runs created in that hour
                                                       have that status now (8 bytes, big-endian)
 ====================================================  ========================================
@@ -23,6 +25,7 @@ transaction as the runs index (`index_append`), so they are exactly as durable;
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterable, Iterator
@@ -62,19 +65,27 @@ def _cut(text: str) -> bytes:
     return raw[:MAX_TERM_BYTES].decode(errors="ignore").encode()
 
 
-def terms(texts: Iterable[str]) -> set[bytes]:
-    """The index terms of some texts: each text and each of its words' suffixes, lower-cased."""
-    found: set[bytes] = set()
+def _text_terms(text: str) -> list[bytes]:
+    low = text.lower()
+    found = []
+    for start in [0, *(m.end() for m in _WORD_BREAK.finditer(low))][:MAX_TERMS_PER_TEXT]:
+        term = _cut(low[start:]) if start < len(low) else b""
+        if term:
+            found.append(term)
+    return found
+
+
+#: Targets repeat from run to run: their terms are worked out once.
+_target_terms = functools.lru_cache(maxsize=1024)(_text_terms)
+
+
+def terms(texts: Iterable[str], target: str = "") -> set[bytes]:
+    """The index terms of some texts (and of a target): each text and each of its words'
+    suffixes, lower-cased."""
+    found = set(_target_terms(target)) if target else set()
     for text in texts:
-        low = text.lower()
-        if not low:
-            continue
-        starts = [0, *(m.end() for m in _WORD_BREAK.finditer(low))]
-        for start in starts[:MAX_TERMS_PER_TEXT]:
-            if start < len(low):
-                term = _cut(low[start:])
-                if term:
-                    found.add(term)
+        if text:
+            found.update(_text_terms(text))
     return found
 
 
@@ -123,10 +134,14 @@ class _Writes:
         if self.ops is not None:
             self.ops.append((self.index, key, None))
 
-    def add_terms(self, run: bytes, created: bytes, found: set[bytes]) -> None:
+    def add_terms(
+        self, run: bytes, created: bytes, found: set[bytes], *, from_run: bool = False
+    ) -> None:
+        """Index `found` for the run; `from_run`: also under the run (terms its row lacks)."""
         for term in found:
             self.put(TERM + term + SEP + created + run, b"")
-            self.put(RUN + run + SEP + term, b"")
+            if from_run:
+                self.put(RUN + run + SEP + term, b"")
 
     def bump(self, created_at: float, status: str, delta: int) -> None:
         key = STAT + _hour(created_at) + status.encode()
@@ -153,12 +168,13 @@ def index_append(
         or before.target != after.target
         or before.idempotency_key != after.idempotency_key
     ):
-        texts = (after.run_id, after.target, after.idempotency_key or "")
-        sink.add_terms(run, created, terms(texts))
+        texts = (after.run_id, after.idempotency_key or "")
+        sink.add_terms(run, created, terms(texts, after.target))
     if after.status == "failed" and (before is None or before.status != "failed"):
         for event in events:
             if type(event) is RunFailed:
-                sink.add_terms(run, created, terms((event.error_type, event.message)))
+                found = terms((event.error_type, event.message))
+                sink.add_terms(run, created, found, from_run=True)
     if before is None or (before.status, before.created_at) != (after.status, after.created_at):
         if before is not None:
             sink.bump(before.created_at, before.status, -1)
@@ -182,14 +198,15 @@ def backfill(
     cursor = txn.cursor(db=runs)
     for key, raw in cursor.iternext():
         info = load_run(key.decode(), raw)
-        texts = [info.run_id, info.target, info.idempotency_key or ""]
+        created = sortable(info.created_at)
+        sink.add_terms(key, created, terms((info.run_id, info.target, info.idempotency_key or "")))
         if info.status == "failed" and info.next_seq > 0:
             last = txn.get(event_key(key, info.next_seq - 1), db=events)
             if last is not None:
                 event = decode(info.run_id, info.next_seq - 1, last)
                 if type(event) is RunFailed:
-                    texts += [event.error_type, event.message]
-        sink.add_terms(key, sortable(info.created_at), terms(texts))
+                    found = terms((event.error_type, event.message))
+                    sink.add_terms(key, created, found, from_run=True)
         sink.bump(info.created_at, info.status, 1)
     if not txn.put(READY_KEY, b"1", db=meta):
         raise StorageError("LMDB refused to mark the search index ready")
@@ -219,7 +236,8 @@ def term_hits(
 
 
 def run_has_term(txn: lmdb.Transaction[bytes], db: _Database, run: bytes, prefix: bytes) -> bool:
-    """Whether `run` has a term starting with `prefix` (a few keys read)."""
+    """Whether `run` has an error term starting with `prefix` (one key read); its other
+    terms come from its row (check those with `matches`)."""
     cursor = txn.cursor(db=db)
     start = RUN + run + SEP + prefix
     return bool(cursor.set_range(start)) and cursor.key().startswith(start)

@@ -6,7 +6,8 @@ stops after `limit` + 1 matches: a request reads about a page of rows (more
 only when a target filter skips rows). A text filter uses the store's word
 index (`perdure.eventlog._lmdb_search`): when few runs match, it reads just
 those; when many do, the walk above checks each run against the index and soon
-fills a page. Other logs (`MemoryEventLog`, adapters without that index) are
+fills a page (a run's id, target and key are checked on its row, its error
+in the index). Other logs (`MemoryEventLog`, adapters without that index) are
 listed whole and sorted; `PostgresEventLog` answers a page with one keyset query
 (newest first down its ``(status, created_at, run_id)`` index, the text as an
 ILIKE pre-filter), reading about a page of rows unless a text filter skips many.
@@ -210,12 +211,15 @@ async def _lmdb_page(
             if oldest is not None and suffix[:8] < oldest:
                 break
             run = suffix[8:]
-            if search is not None and not run_has_term(txn, search, run, prefix):
-                continue
             raw = txn.get(run, db=dbs.runs)
             if raw is None:
                 continue  # moved to another status since the walk began: not in this snapshot
             info = load_run(run.decode(), raw)
+            if search is not None and not (
+                _matches(info, None, needle)
+                or (info.status == "failed" and run_has_term(txn, search, run, prefix))
+            ):
+                continue
             if _matches(info, target, None if search is not None else needle):
                 found.append(info)
                 if len(found) >= wanted:
