@@ -550,11 +550,18 @@ def _index_for_search(env: lmdb.Environment, dbs: Databases, path: str) -> None:
     """Build the search database of a store written before it existed (once; see
     `perdure.eventlog._lmdb_search`). After `recover`, so re-applied frames are indexed."""
     assert dbs.search is not None
-    try:
-        with env.begin(write=True) as txn:
-            backfill(txn, dbs.search, dbs.runs, dbs.events, dbs.meta)
-    except lmdb.Error as exc:
-        raise StorageError(f"cannot build the search index of the store at {path}: {exc}") from exc
+    for _ in range(8):
+        try:
+            with env.begin(write=True) as txn:
+                backfill(txn, dbs.search, dbs.runs, dbs.events, dbs.meta)
+            return
+        except lmdb.MapFullError:  # a big store: grow the map (no transaction is open here)
+            env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.Error as exc:
+            raise StorageError(
+                f"cannot build the search index of the store at {path}: {exc}"
+            ) from exc
+    raise StorageError(f"cannot build the search index of the store at {path}: the map is full")
 
 
 def _check_schema(raw: bytes | None, path: str) -> None:

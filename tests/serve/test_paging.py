@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,5 +172,32 @@ async def test_a_store_written_before_the_index_is_indexed_when_opened(tmp_path:
             )
             want = _expected(runs, None, None, text) or [f"broken-{i}" for i in (3, 2, 1, 0)]
             assert [r.run_id for r in page] == want, text
+    finally:
+        await log.close()
+
+
+async def test_building_the_index_grows_a_full_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lmdb
+
+    from perdure.eventlog import _lmdb_env
+
+    real = _lmdb_env.backfill
+    calls: list[int] = []
+
+    def full_once(txn: Any, *args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL")
+        real(txn, *args)
+
+    monkeypatch.setattr(_lmdb_env, "backfill", full_once)
+    log = LmdbEventLog(tmp_path / "store")
+    try:
+        await _fill(log)
+        page, _ = await list_page(log, status=None, target=None, text="k2", limit=5, cursor=None)
+        assert [r.run_id for r in page] == ["review-2"]
+        assert len(calls) == 2  # the map was grown and the build tried again
     finally:
         await log.close()
