@@ -18,6 +18,8 @@ import httpx2
 
 from perdure._bridge import ClientUsageError, in_event_loop
 from perdure._client import Client
+from perdure._workflow_api import refuse_nested
+from perdure.actors import current_scope
 from perdure.eventlog import EventLog, check_json
 from perdure.eventlog._json import fresh
 from perdure.runtime import Outcome, RuntimeClosedError, default_registry
@@ -41,6 +43,20 @@ def _name(target: Any) -> str:
         f"cannot run {target!r}: pass a registered name, or an object decorated with "
         "@function or @entrypoint"
     )
+
+
+def _refuse_nested_workflow(target: str, what: str) -> None:
+    """As the embedded client: a workflow run from another workflow's body is not recorded
+    (`NestedWorkflowError`); functions stay callable. Known when this process has the
+    target registered (a target it does not know goes to the gateway)."""
+    scope = current_scope.get()
+    if scope is None or scope.body is None:
+        return
+    spec = default_registry.get(target)
+    if spec is not None and spec.kind != "function":
+        refuse_nested(
+            "Client()", what, scope, call=f"Client().arun({spec.name!r}, x, run_id=thread_id)"
+        )
 
 
 def _plain(input: Any, target: str) -> Any:
@@ -218,8 +234,10 @@ class RemoteClient(Client):
         run_id: str | None,
         wait: bool,
         timeout: float | None,
+        what: str,
     ) -> dict[str, Any]:
         target = _name(name)
+        _refuse_nested_workflow(target, what)
         body: dict[str, Any] = {"target": target, "input": _plain(input, target), "wait": wait}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
@@ -240,7 +258,13 @@ class RemoteClient(Client):
     ) -> Any:
         """Run a function or workflow on the gateway; return its result (see `Client.run`)."""
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=True,
+            timeout=timeout,
+            what="run",
         )
         data = self._request("POST", "/api/runs", "run", body, wait=timeout, waits=True)
         return _unwrap(data)
@@ -255,7 +279,13 @@ class RemoteClient(Client):
         run_id: str | None = None,
     ) -> Any:
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=True,
+            timeout=timeout,
+            what="arun",
         )
         data = await self._arequest("POST", "/api/runs", body, wait=timeout, waits=True)
         return _unwrap(data)
@@ -270,7 +300,13 @@ class RemoteClient(Client):
     ) -> str:
         """Start a run on the gateway without waiting for it; return its run id."""
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=False,
+            timeout=None,
+            what="start",
         )
         return str(self._request("POST", "/api/runs", "start", body)["run_id"])
 
@@ -283,7 +319,13 @@ class RemoteClient(Client):
         run_id: str | None = None,
     ) -> str:
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=False,
+            timeout=None,
+            what="astart",
         )
         return str((await self._arequest("POST", "/api/runs", body))["run_id"])
 

@@ -27,11 +27,14 @@ from perdure import (
     PerdureError,
     RunFailedError,
     RunNotFoundError,
+    Runtime,
     RuntimeClosedError,
     RunTimeoutError,
     SerializationError,
     UnknownTargetError,
+    entrypoint,
 )
+from perdure.testing import MemoryEventLog
 
 from . import serve_app
 from .conftest import TOKEN, Gateway, free_port
@@ -240,3 +243,24 @@ def test_cli_resume_and_cancel_act_through_the_gateway(gateway: Gateway) -> None
     assert "cancelled" in done.stdout
     done = perdure("cancel", "no-such-run", "--url", gateway.url)
     assert done.returncode == 1 and "RunNotFoundError" in done.stderr
+
+
+_inner: dict[str, Client] = {}
+
+
+@entrypoint(name="parity_outer")
+async def parity_outer(topic: str) -> Any:
+    return await _inner["client"].arun("gw_review", topic, run_id=f"inner-{topic}")
+
+
+def test_a_workflow_body_cannot_run_another_workflow_through_the_client(client: Client) -> None:
+    _inner["client"] = client
+
+    async def go() -> None:
+        async with Runtime(log=MemoryEventLog()) as runtime:
+            with pytest.raises(RunFailedError) as caught:
+                await runtime.run("parity_outer", fresh("t"))
+            assert caught.value.error_type == "NestedWorkflowError"
+            assert "Client().arun('gw_review'" in caught.value.error_message
+
+    asyncio.run(go())
