@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -47,6 +48,7 @@ _PAGE_DEFAULT = 50
 _PAGE_MAX = 500
 _EVENTS_MAX = 1000
 _KEEPALIVE = 15.0
+_HISTORY_TTL = 2.0
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -319,8 +321,18 @@ def create_app(
             }
         )
 
+    recent: dict[int, tuple[float, dict[str, Any]]] = {}
+
     async def stats_history(request: Request) -> Response:
-        return _json(await history(runtime.log, _int(request, "hours", 24, 1, 168)))
+        """Runs by status per hour and step latency; one answer per window serves every
+        caller for `_HISTORY_TTL` seconds (each open statistics page asks every 5 s)."""
+        hours = _int(request, "hours", 24, 1, 168)
+        now = time.monotonic()
+        cached = recent.get(hours)
+        if cached is None or now - cached[0] > _HISTORY_TTL:
+            cached = (now, await history(runtime.log, hours))
+            recent[hours] = cached
+        return _json(cached[1])
 
     async def targets(request: Request) -> Response:
         return _json(
