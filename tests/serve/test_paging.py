@@ -201,3 +201,43 @@ async def test_building_the_index_grows_a_full_map(
         assert len(calls) == 2  # the map was grown and the build tried again
     finally:
         await log.close()
+
+
+async def test_postgres_keeps_a_trigram_index_of_the_text_when_it_can(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from perdure.eventlog import PostgresEventLog
+    from perdure.eventlog import _postgres as pg
+
+    url: str = request.getfixturevalue("postgres_url")
+    made = []
+    try:
+        for broken in (False, True):
+            schema = f"t_{secrets.token_hex(6)}"
+            made.append(schema)
+            if broken:  # as on a server without pg_trgm: building the index fails at open
+                monkeypatch.setattr(pg, "_RUN_TEXT", "no_such_function(run_id)")
+            log = PostgresEventLog(url, schema=schema)
+            try:
+                await log.list_runs(limit=1)  # opens (and migrates) the store
+                monkeypatch.undo()
+                await _fill(log)  # the store works either way
+                page, _ = await list_page(
+                    log, status=None, target=None, text="k2", limit=5, cursor=None
+                )
+                assert [r.run_id for r in page] == ["review-2"]
+            finally:
+                await log.close()
+            with psycopg.connect(url, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                    "AND indexname = 'runs_text'",
+                    (schema,),
+                ).fetchall()
+            assert found == ([] if broken else [("runs_text",)])
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for schema in made:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
