@@ -97,7 +97,7 @@ async def load(url: str, clients: int, runs: int) -> tuple[list[float], int, flo
 async def text_search_in_process(store: Path) -> list[tuple[str, float, float, int]]:
     """(query, ms through the index, ms walking every run, runs found) on the prefilled store."""
     from perdure import LmdbEventLog
-    from perdure.eventlog._lmdb_search import matches
+    from perdure.eventlog.lmdb_tools import matches
     from perdure.serve._paging import list_page
 
     log = LmdbEventLog(store)

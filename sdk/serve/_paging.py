@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from perdure.eventlog import RUN_STATUSES, EventLog, LmdbEventLog, RunInfo
-from perdure.eventlog._lmdb_search import is_ready, matches, query_term, run_has_term, term_hits
+from perdure.eventlog.lmdb_tools import is_ready, matches, query_term, run_has_term, term_hits
 
 __all__ = ["PagingError", "decode_cursor", "encode_cursor", "list_page", "uses_index"]
 
@@ -164,7 +164,7 @@ async def _lmdb_page(
     after: tuple[float, str] | None,
     since: float | None,
 ) -> list[RunInfo]:
-    from perdure.eventlog._lmdb_keys import SEP, load_run, sortable_float
+    from perdure.eventlog.lmdb_tools import SEP, load_run, sortable_float
 
     shared = log._open_env()
     await shared.caught_up()

@@ -20,8 +20,7 @@ from perdure._bridge import ClientUsageError, in_event_loop
 from perdure._client import Client
 from perdure._workflow_api import refuse_nested
 from perdure.actors import current_scope
-from perdure.eventlog import EventLog, check_json
-from perdure.eventlog._json import fresh
+from perdure.eventlog import EventLog, check_json, fresh
 from perdure.runtime import Outcome, RuntimeClosedError, default_registry
 from perdure.serve._wire import CSRF_HEADER, error_from_json, outcome_from_json
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from perdure.eventlog import RUN_STATUSES, EventLog, LmdbEventLog
-from perdure.eventlog._lmdb_search import HOUR, is_ready, status_counts
+from perdure.eventlog.lmdb_tools import HOUR, is_ready, status_counts
 from perdure.serve._paging import list_page, uses_index
 
 __all__ = ["LATENCY_RUNS", "SAMPLE_RUNS", "history"]

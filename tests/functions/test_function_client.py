@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from serve.gateway import SharedCalls, SharedFlag, shared_dir, start_gateway, stop_gateway
 
 from perdure import (
     Client,
@@ -28,6 +27,13 @@ from perdure import (
     function,
 )
 from perdure.testing import MemoryEventLog, MockClock
+from tests.support.gateway import (
+    SharedCalls,
+    SharedFlag,
+    shared_dir,
+    start_gateway,
+    stop_gateway,
+)
 
 SHARED = shared_dir("function_client")
 calls = SharedCalls(SHARED)

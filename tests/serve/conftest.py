@@ -12,7 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from .gateway import APP, TOKEN, WRITE, Gateway, free_port, start_gateway, stop_gateway
+from tests.support.gateway import (
+    APP,
+    TOKEN,
+    WRITE,
+    Gateway,
+    free_port,
+    start_gateway,
+    stop_gateway,
+)
 
 __all__ = ["APP", "TOKEN", "WRITE", "Gateway", "free_port", "start_gateway", "stop_gateway"]
 

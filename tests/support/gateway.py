@@ -1,8 +1,7 @@
-"""Start and stop a live `perdure serve` on 127.0.0.1 (a real process, a free port).
+"""A live `perdure serve` on 127.0.0.1 and a free port (the gateway tests' and PostgreSQL's).
 
-Used by tests/serve/conftest.py and by the behaviour tests elsewhere that run once
-with the embedded `Client` and once with `Client(url=...)` through a gateway serving
-their own test module (`app`: a module name importable from tests/, or a file).
+Started with `start_gateway`, stopped with `stop_gateway`: SIGINT (uvicorn's clean
+shutdown), then a kill if it does not stop in time.
 """
 
 from __future__ import annotations
@@ -18,20 +17,29 @@ from pathlib import Path
 
 import httpx2
 
-APP = str(Path(__file__).with_name("serve_app.py"))
-TESTS = str(Path(__file__).parent.parent)
+#: the gateway tests' app
+APP = str(Path(__file__).resolve().parent.parent / "serve" / "serve_app.py")
+#: tests/, on the gateway's PYTHONPATH
+TESTS = str(Path(__file__).resolve().parent.parent)
 TOKEN = "test-token-0123456789abcdef"
 WRITE = {"X-Perdure-Request": "1"}
 
 
 class Gateway:
     def __init__(
-        self, url: str, store: Path, process: subprocess.Popen[bytes], token: str | None
+        self,
+        url: str,
+        store: Path | str,
+        process: subprocess.Popen[bytes],
+        token: str | None,
+        errors: Path,
     ) -> None:
         self.url = url
         self.store = store
         self.process = process
         self.token = token
+        #: the process's stderr
+        self.errors = errors
 
     def http(self, *, auth: bool = True) -> httpx2.Client:
         headers = dict(WRITE)
@@ -46,28 +54,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gateway(store: Path, *, token: str | None = None, app: str = APP) -> Gateway:
+def serve_command(store: Path | str, port: int, *, app: str = APP) -> list[str]:
+    """The argv of ``perdure serve`` for `app` on `store` and `port`."""
+    cmd = [sys.executable, "-m", "perdure", "serve", "--app", app]
+    return [*cmd, "--store", str(store), "--port", str(port)]
+
+
+def start_gateway(
+    store: Path | str, *, token: str | None = None, cwd: Path | None = None, app: str = APP
+) -> Gateway:
+    """`perdure serve` of `app` on `store` (a folder or a database URL), once it answers.
+
+    `app` is a file or a module name importable from tests/ (the gateway's
+    PYTHONPATH starts with tests/).
+
+    Its stderr goes to ``<store>.stderr`` next to a folder store, or to
+    ``<cwd>/serve.stderr`` when `cwd` is given (a URL names no folder).
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PERDURE_TOKEN"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, env.get("PYTHONPATH")]))
+    paths = [TESTS, str(Path(TESTS).parent), env.get("PYTHONPATH")]  # tests/, then the root
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     if token is not None:
         env["PERDURE_TOKEN"] = token
-    errors = store.with_name(store.name + ".stderr")
+    if cwd is not None:
+        errors = cwd / "serve.stderr"
+    else:
+        assert isinstance(store, Path), "a store named by a URL needs a cwd for its stderr"
+        errors = store.with_name(store.name + ".stderr")
     with errors.open("wb") as sink:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "perdure",
-                "serve",
-                "--app",
-                app,
-                "--store",
-                str(store),
-                "--port",
-                str(port),
-            ],
+            serve_command(store, port, app=app),
             env=env,
+            cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )
@@ -78,7 +97,7 @@ def start_gateway(store: Path, *, token: str | None = None, app: str = APP) -> G
             raise AssertionError(f"perdure serve exited: {errors.read_text()}")
         try:
             if httpx2.get(f"{url}/api/health", timeout=1).status_code in (200, 401):
-                return Gateway(url, store, process, token)
+                return Gateway(url, store, process, token, errors)
         except httpx2.TransportError:
             time.sleep(0.05)
     process.kill()
