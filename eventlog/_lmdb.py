@@ -40,6 +40,7 @@ from perdure.eventlog._lmdb_keys import (
     sortable_float,
     timer_entry,
 )
+from perdure.eventlog._lmdb_search import is_ready, status_counts
 from perdure.eventlog._lmdb_tickets import Barrier, PendingAppend, Ticket
 from perdure.eventlog._protocol import (
     RUN_STATUSES,
@@ -429,10 +430,15 @@ class LmdbEventLog:
 
         def collect(txn: lmdb.Transaction[bytes]) -> tuple[dict[str, int], int, int, int]:
             counts: dict[str, int] = {}
-            for status in RUN_STATUSES:
-                count = sum(1 for _ in _suffixes(txn, dbs.run_order, status.encode() + SEP))
-                if count:
-                    counts[status] = count
+            if dbs.search is not None and is_ready(txn, dbs.meta):  # the writer's counters
+                for _, status, runs in status_counts(txn, dbs.search, 0.0):
+                    counts[status] = counts.get(status, 0) + runs
+                counts = {status: counts[status] for status in RUN_STATUSES if status in counts}
+            else:
+                for status in RUN_STATUSES:
+                    count = sum(1 for _ in _suffixes(txn, dbs.run_order, status.encode() + SEP))
+                    if count:
+                        counts[status] = count
             return (
                 counts,
                 txn.stat(dbs.events)["entries"],
