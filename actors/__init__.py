@@ -8,6 +8,7 @@ from perdure.actors._actor import RunActor
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -112,6 +113,7 @@ __all__ = [
     "TaskFuture",
     "TaskSpec",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     "Wake",
     "apply",
     "body_config",

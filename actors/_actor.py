@@ -55,7 +55,7 @@ from perdure.actors._messages import (
     Stop,
     Wake,
 )
-from perdure.actors._state import ATTEMPT_LOST, RunState, apply, fold
+from perdure.actors._state import ATTEMPT_LOST, DEADLINE, RunState, apply, fold
 from perdure.eventlog import (
     Event,
     EventPublished,
@@ -340,6 +340,15 @@ class RunActor:
                     value_digest=message.digest,
                     seen_seq=message.seen_seq,
                 )
+                if message.timeout is not None:
+                    self.emit(
+                        TimerSet,
+                        timer_id=f"interrupt:{self.state.invocation}:{message.position}",
+                        due_at=self.host.clock.now() + message.timeout,
+                        purpose="interrupt",
+                        position=message.position,
+                        seen_seq=message.seen_seq,
+                    )
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
         elif isinstance(message, ReceiveRequest):
@@ -418,6 +427,19 @@ class RunActor:
             invocation=invocation,
             config=message.config,
         )
+        deadline = message.deadline
+        if spec.timeout_total is not None:
+            by_timeout = started.ts + spec.timeout_total
+            deadline = by_timeout if deadline is None else min(deadline, by_timeout)
+        if deadline is not None:
+            self.emit(
+                TimerSet,
+                soft=not message.durable,
+                timer_id=f"deadline:{invocation}",
+                due_at=deadline,
+                purpose="deadline",
+                position=DEADLINE,
+            )
         if not message.durable:
             self.soft_start_seq = started.seq
         elif spec.kind == "function" and spec.task is not None:
@@ -514,6 +536,9 @@ class RunActor:
             return
         for interrupt_id, answer in answers.items():
             self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
+            timer_id = state.interrupts[interrupt_id].timer_id
+            if timer_id in state.timers:
+                self.emit(TimerCancelled, timer_id=timer_id)
         self.reply_after_commit(message.reply)
         self.after_commit(self.execution.restart_body)
 
@@ -596,13 +621,21 @@ class RunActor:
         if self.state.terminal is not None or not self.state.started:
             message.reply.set_result(None)
             return
+        self.cancel_run(message.reason)
+        self.reply_after_commit(message.reply)
+
+    def cancel_run(self, reason: str) -> None:
+        """Record the run as cancelled (`reason`), stop its body and tasks, fail their waiters."""
         for timer_id in list(self.state.timers):
             self.emit(TimerCancelled, timer_id=timer_id)
-        self.emit(RunCancelled, reason=message.reason)
-        error = RunCancelledError(f"run {self.run_id!r} was cancelled", run_id=self.run_id)
+        self.emit(RunCancelled, reason=reason)
+        error = RunCancelledError(
+            f"run {self.run_id!r} was cancelled" + (f": {reason}" if reason else ""),
+            run_id=self.run_id,
+            reason=reason,
+        )
         self.execution.fail_waiters(error)
         self.execution.cancel_work()
-        self.reply_after_commit(message.reply)
 
     async def _shutdown(self) -> None:
         """Graceful stop: attempts still running are recorded as suspended, not failed."""

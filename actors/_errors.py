@@ -172,6 +172,23 @@ class TaskTimeoutError(RunError, TimeoutError):
         self.timeout = timeout
 
 
+class InterruptTimeoutError(RunError, TimeoutError):
+    """Nobody answered an `interrupt(value, timeout=...)` in time (a durable timer fired).
+
+    Raised in the workflow body where it called `interrupt`; the body may catch it
+    and go on (e.g. escalate or take a default). `position` is the interrupt's place
+    in the body, `interrupt_id` its id and `timeout` its limit in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str, position: str, interrupt_id: str, timeout: float
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.position = position
+        self.interrupt_id = interrupt_id
+        self.timeout = timeout
+
+
 class Suspend(BaseException):
     """Private signal: the current body or task attempt must stop here and wait.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from perdure.actors import _observe
@@ -396,13 +397,18 @@ class Execution(AttemptRunner):
         entry = actor.state.timers.get(timer_id)
         if entry is None or actor.state.terminal is not None:
             return
-        _, purpose, position = entry
+        due_at, purpose, position = entry
         actor.emit(TimerFired, timer_id=timer_id)
+        if purpose == "deadline":
+            when = datetime.fromtimestamp(due_at, tz=UTC).isoformat(timespec="milliseconds")
+            actor.cancel_run(f"deadline exceeded: the invocation had to be done by {when}")
+            actor.after_commit(self._log_settled)
+            return
         if purpose == "sleep" and position in self.sleep_waiters:
             # A child task of the live body waits on it (a race): wake it, nothing to restart.
             waiters = self.sleep_waiters.pop(position)
             actor.after_commit(lambda: wake(waiters))
-        elif purpose in ("sleep", "receive") or position == BODY:
+        elif purpose in ("sleep", "receive", "interrupt") or position == BODY:
             actor.after_commit(self.restart_body)
         else:
             self.ensure_attempt(position)

@@ -18,6 +18,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure.actors._errors import (
+    InterruptTimeoutError,
     NonDeterminismError,
     NotInWorkflowError,
     Suspend,
@@ -316,8 +317,18 @@ def interrupt_id(run_id: str, invocation: int, position: str) -> str:
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
-def interrupt(value: Any) -> Any:
-    """Pause the run until a person answers `value`; return their answer once given."""
+def interrupt(value: Any, *, timeout: float | None = None) -> Any:
+    """Pause the run until a person answers `value`; return their answer once given.
+
+    With `timeout` (seconds), a durable timer is set with the interrupt: if it fires
+    before an answer, `InterruptTimeoutError` is raised here instead (and on replay).
+    """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout)
+    ):
+        raise TypeError(
+            f"interrupt(): timeout must be a number of seconds or None, got {timeout!r}"
+        )
     scope = require_scope("interrupt()")
     actor = scope.actor
     position = scope.next_position()
@@ -327,8 +338,11 @@ def interrupt(value: Any) -> Any:
     value_digest = digest(value)
     step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
     if step is not None:
-        if step.answered and step.settled_seq < actor.durable_seq:
-            return fresh(step.answer)
+        if step.settled_seq < actor.durable_seq:
+            if step.answered:
+                return fresh(step.answer)
+            if step.fired:
+                raise _interrupt_timed_out(actor.run_id, step)
         raise quiet(Suspend("interrupt", step.interrupt_id))
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
@@ -340,9 +354,21 @@ def interrupt(value: Any) -> Any:
             value=value,
             digest=value_digest,
             seen_seq=scope.seen(),
+            timeout=None if timeout is None else max(0.0, float(timeout)),
         ),
     )
     raise quiet(Suspend("interrupt", iid))
+
+
+def _interrupt_timed_out(run_id: str, step: Step) -> InterruptTimeoutError:
+    return InterruptTimeoutError(
+        f"run {run_id!r}: nobody answered the interrupt at position {step.position} "
+        f"(id {step.interrupt_id}, value {step.question!r}) within {step.timeout:g} s",
+        run_id=run_id,
+        position=step.position,
+        interrupt_id=step.interrupt_id,
+        timeout=step.timeout,
+    )
 
 
 def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None] | None:

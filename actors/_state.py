@@ -39,6 +39,7 @@ from perdure.eventlog import (
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
+DEADLINE = "deadline"  # the position of a run's deadline timer (the whole invocation)
 #: error_type of an attempt that the log shows started but never ended (its process died).
 ATTEMPT_LOST = "AttemptLost"
 
@@ -70,6 +71,8 @@ class Step:
     timer_id: str = ""
     due_at: float = 0.0
     fired: bool = False
+    #: an interrupt's limit in seconds (its timer's due_at minus when it was set)
+    timeout: float = 0.0
     #: seq of the event that settled the step (result, final failure, answer, timer fired);
     #: user code may only see the outcome once that seq is durable.
     settled_seq: int = -1
@@ -151,12 +154,12 @@ class RunState:
         if self.receiving:
             return True
         for step in self.interrupts.values():
-            if not step.answered:
+            if not step.answered and not step.fired:
                 return True
         return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
 
     def pending_interrupts(self) -> list[Step]:
-        return [step for step in self.interrupts.values() if not step.answered]
+        return [step for step in self.interrupts.values() if not step.answered and not step.fired]
 
 
 def _step(state: RunState, position: str, kind: str) -> Step:
@@ -275,6 +278,13 @@ def _timer_set(state: RunState, e: TimerSet) -> None:
         step.timer_id = e.timer_id
         step.due_at = e.due_at
         step.seen_seq = e.seen_seq
+    elif e.purpose == "deadline":
+        pass  # the run's deadline: nothing waits on it, it cancels the run when it fires
+    elif e.purpose == "interrupt":
+        step = _step(state, e.position, "interrupt")
+        step.timer_id = e.timer_id
+        step.due_at = e.due_at
+        step.timeout = max(0.0, e.due_at - e.ts)
     elif e.position == BODY:
         state.body_retry_timer = e.timer_id
     else:
@@ -300,6 +310,14 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
             step.done = True
             step.fired = True
             step.result = None
+            step.settled_seq = seq
+    elif purpose == "deadline":
+        pass
+    elif purpose == "interrupt":
+        step = state.steps.get(position)
+        if fired and step is not None and not step.answered:
+            # Nobody answered in time: the interrupt raises InterruptTimeoutError.
+            step.fired = True
             step.settled_seq = seq
     elif position == BODY:
         state.body_retry_timer = None

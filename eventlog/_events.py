@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 RunKind = Literal["function", "workflow"]
-TimerPurpose = Literal["retry", "sleep", "receive"]
+TimerPurpose = Literal["retry", "sleep", "receive", "interrupt", "deadline"]
 
 
 @attrs.frozen(kw_only=True)
@@ -148,7 +148,8 @@ class Resumed(Event):
 
 @attrs.frozen(kw_only=True)
 class TimerSet(Event):
-    """A durable timer: a retry backoff or a durable sleep, due at `due_at` (unix seconds)."""
+    """A durable timer, due at `due_at` (unix seconds): a retry backoff, a durable sleep, a
+    `receive()` or `interrupt()` timeout, or a run's deadline (`purpose`)."""
 
     WIRE_NAME: ClassVar[str] = "timer_set"
     timer_id: str

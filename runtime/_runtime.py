@@ -12,8 +12,10 @@ import asyncio
 import contextvars
 import functools
 import json
+import math
 import os
 import secrets
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -534,6 +536,7 @@ class Runtime:
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        deadline: datetime | float | None = None,
     ) -> RunHandle:
         """Start a run of a function (input: dict of keyword arguments) or a workflow (any JSON).
 
@@ -541,9 +544,17 @@ class Runtime:
         run instead (same result, body not run again); the same key with a
         different input raises `IdempotencyConflictError`. With the `run_id`
         of a settled workflow thread, a new invocation starts on that thread.
+        With `deadline` (a timezone-aware `datetime`, or unix seconds on the
+        runtime's clock), the run is cancelled if it is not done by then (a
+        durable timer; the earlier of it and the target's own timeout wins).
         """
         return await self._start(
-            target, input, run_id=run_id, idempotency_key=idempotency_key, durable=True
+            target,
+            input,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            durable=True,
+            deadline=_deadline(deadline),
         )
 
     async def _start(
@@ -555,6 +566,7 @@ class Runtime:
         idempotency_key: str | None,
         durable: bool,
         config: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> RunHandle:
         """`start`; with `durable=False` the start is committed with the run's first result.
 
@@ -591,6 +603,7 @@ class Runtime:
                 new_invocation=True,
                 durable=durable or idempotency_key is not None,
                 config=config or {},
+                deadline=deadline,
             ),
         )
         try:
@@ -851,3 +864,21 @@ def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:
     if name == "InvalidResumeError":
         return InvalidResumeError(message, run_id=str(answer.get("run_id", "")))
     return PerdureError(f"{name}: {message}")
+
+
+def _deadline(value: datetime | float | None) -> float | None:
+    """A `start(deadline=...)` as unix seconds (None: no deadline)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"deadline={value!r} has no timezone: pass an aware datetime "
+                "(e.g. datetime.now(UTC) + timedelta(minutes=5))"
+            )
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(
+            f"deadline must be a timezone-aware datetime or unix seconds, got {value!r}"
+        )
+    return float(value)

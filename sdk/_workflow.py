@@ -202,7 +202,10 @@ class entrypoint:
         retry_policy: RetryPolicy | int | None = None,
         name: str | None = None,
         registry: Registry | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """timeout: seconds each invocation may take in all, waits included (a durable
+        deadline set when it starts: past it the run is cancelled, even across restarts)."""
         if isinstance(checkpointer, str | os.PathLike):
             checkpointer = store_spec(checkpointer)  # a folder or a postgresql:// URL
         elif checkpointer is not None and not isinstance(checkpointer, EventLog):
@@ -216,6 +219,7 @@ class entrypoint:
         )
         self.name = name
         self.registry = registry or default_registry
+        self.timeout = _check_timeout(timeout, "@entrypoint" + (f" {name!r}" if name else ""))
 
     # The input is the first parameter; `previous`, `config`, `writer` may follow.
     @overload
@@ -289,6 +293,7 @@ class entrypoint:
             retry=self.retry_policy,
             source=fn,
             result_type=result_type,
+            timeout_total=self.timeout,
         )
         self.registry.register(spec)
         return Workflow(fn, spec, self.checkpointer)
