@@ -46,6 +46,7 @@ from perdure.actors._policy import (
 )
 from perdure.actors._replay import match_step
 from perdure.actors._scope import (
+    Received,
     TaskFuture,
     call_task,
     current_body,
@@ -127,5 +128,6 @@ __all__ = [
     "interrupt_id",
     "publish_event",
     "receive_message",
+    "Received",
     "match_step",
 ]

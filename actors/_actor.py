@@ -41,6 +41,7 @@ from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
     Cancel,
+    CancelReceive,
     Continue,
     ExecuteTask,
     FireTimer,
@@ -125,6 +126,10 @@ class RunActor:
     def step_waiter(self, position: str) -> asyncio.Future[None]:
         """A future done when the durable sleep at `position` has fired (loop thread only)."""
         return self.execution.sleep_waiter(position)
+
+    def receive_waiter(self, position: str) -> asyncio.Future[Any]:
+        """A future done with what the `receive()` at `position` takes (loop thread only)."""
+        return self.execution.receive_waiter(position)
 
     def start_pending(self) -> bool:
         """Whether this invocation's `RunStarted` is soft and not durable yet."""
@@ -353,6 +358,8 @@ class RunActor:
             self.execution.on_sleep(message)
         elif isinstance(message, ReceiveRequest):
             self.execution.on_receive(message)
+        elif isinstance(message, CancelReceive):
+            self.execution.on_cancel_receive(message)
         elif isinstance(message, SendMessage):
             self._send(message)
         elif isinstance(message, PublishEvent):

@@ -154,3 +154,11 @@ class SendMessage:
     value: Any
     idempotency_key: str | None
     reply: asyncio.Future[None]
+
+
+@attrs.define(slots=True, kw_only=True)
+class CancelReceive:
+    """An `areceive()` waiting in a child task of the body was cancelled (it lost a race)."""
+
+    incarnation: int
+    position: str

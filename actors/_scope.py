@@ -17,6 +17,8 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import attrs
+
 from perdure.actors._errors import (
     InterruptTimeoutError,
     NonDeterminismError,
@@ -413,12 +415,14 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     raise quiet(Suspend("sleep"))
 
 
-def receive_message(topic: str, timeout: float | None) -> Any:
+def receive_message(topic: str, timeout: float | None, *, wait: bool = False) -> Any:
     """The next undelivered message on `topic` (None when `timeout` seconds pass first).
 
     Recorded at the body's position: on replay the same message comes back. Until
     a message (or the timeout) is recorded, the body stops here (`Suspend`) and
-    is re-executed once it is.
+    is re-executed once it is. With `wait` (``areceive``), code in a child asyncio
+    task of the body (one side of an ``asyncio.wait`` race) gets a future to await
+    instead (see `durable_sleep`); the value is then wrapped as `Received`.
     """
     if not isinstance(topic, str) or not topic:
         raise TypeError(f"receive(): topic must be a non-empty string, got {topic!r}")
@@ -430,6 +434,7 @@ def receive_message(topic: str, timeout: float | None) -> Any:
     actor = scope.actor
     position = scope.next_position()
     step = match_step(actor.state, position, "receive")
+    child = wait and scope.root is not None and _in_child(scope)
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -441,9 +446,24 @@ def receive_message(topic: str, timeout: float | None) -> Any:
                 requested=f"receive() on topic {topic!r}",
             )
         if step.done and step.settled_seq < actor.durable_seq:
-            return fresh(step.result)
-        if step.done:
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
+                return Received(fresh(step.result)) if child else fresh(step.result)
+            held: asyncio.Future[Any] = actor.loop.create_future()
+            result = fresh(step.result)
+            scope.holdback.hold(step.settled_seq, lambda: settle_all([held], result))
+            return held
+        if child:
+            if step.cancelled:
+                # Cancelled live (it lost a race): it waits for ever, as the code that
+                # cancelled it expects, and takes no message.
+                return actor.loop.create_future()
+            waiter = actor.receive_waiter(position)
+            if position in actor.state.receiving:
+                return waiter  # the actor hands it the message (or the timeout) when recorded
+        elif step.done:
             raise quiet(Suspend("receive"))
+    elif child:
+        waiter = actor.receive_waiter(position)
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -454,7 +474,23 @@ def receive_message(topic: str, timeout: float | None) -> Any:
             seen_seq=scope.seen(),
         ),
     )
+    if child:
+        return waiter
     raise quiet(Suspend("receive"))
+
+
+@attrs.frozen
+class Received:
+    """A message `receive_message` returns at once to a child task (no future to await)."""
+
+    value: Any
+
+
+def settle_all(futures: list[asyncio.Future[Any]], value: Any) -> None:
+    """Hand `value` to code waiting in `areceive()` (a child task of the body)."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(value)
 
 
 def publish_event(key: str, value: Any) -> None:

@@ -18,6 +18,7 @@ from perdure.eventlog import (
     Interrupted,
     MessageDelivered,
     MessageReceived,
+    ReceiveCancelled,
     ReceiveWaiting,
     Resumed,
     RunCancelled,
@@ -71,6 +72,8 @@ class Step:
     timer_id: str = ""
     due_at: float = 0.0
     fired: bool = False
+    #: a receive cancelled before a message reached it (`receive_cancelled`)
+    cancelled: bool = False
     #: an interrupt's limit in seconds (its timer's due_at minus when it was set)
     timeout: float = 0.0
     #: seq of the event that settled the step (result, final failure, answer, timer fired);
@@ -387,6 +390,13 @@ def _message_delivered(state: RunState, e: MessageDelivered) -> None:
     step.settled_seq = e.seq
 
 
+def _receive_cancelled(state: RunState, e: ReceiveCancelled) -> None:
+    step = _step(state, e.position, "receive")
+    step.name = e.topic
+    step.cancelled = True
+    state.receiving.pop(e.position, None)
+
+
 def _event_published(state: RunState, e: EventPublished) -> None:
     step = _step(state, e.position, "set_event")
     step.name = e.key
@@ -416,6 +426,7 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     ReceiveWaiting: _receive_waiting,
     MessageDelivered: _message_delivered,
     EventPublished: _event_published,
+    ReceiveCancelled: _receive_cancelled,
 }
 
 

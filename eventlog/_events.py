@@ -234,6 +234,16 @@ class ReceiveWaiting(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ReceiveCancelled(Event):
+    """The `areceive()` at `position` was cancelled before a message reached it (the
+    loser of a race, or an ``asyncio.wait_for`` that gave up): it takes no message."""
+
+    WIRE_NAME: ClassVar[str] = "receive_cancelled"
+    position: str
+    topic: str
+
+
+@attrs.frozen(kw_only=True)
 class MessageDelivered(Event):
     """The `receive()` at `position` was handed the message recorded at `message_seq`."""
 
@@ -275,6 +285,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReceiveWaiting,
     MessageDelivered,
     EventPublished,
+    ReceiveCancelled,
 )
 
 BY_WIRE_NAME: dict[str, type[Event]] = {cls.WIRE_NAME: cls for cls in EVENT_TYPES}

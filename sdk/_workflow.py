@@ -7,6 +7,7 @@ re-executes the body and gets recorded results back instead of recomputing.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 from collections.abc import Callable, Coroutine
@@ -29,6 +30,7 @@ from perdure.actors import (
     AttemptInfo,
     BodyInfo,
     Final,
+    Received,
     RetryPolicy,
     TargetSpec,
     TaskFuture,
@@ -351,8 +353,20 @@ def receive(topic: str = "default", *, timeout: float | None = None) -> Any:
 
 
 async def areceive(topic: str = "default", *, timeout: float | None = None) -> Any:
-    """`receive` for async workflow code (``msg = await perdure.areceive()``)."""
-    return receive_message(topic, timeout)
+    """`receive` for async workflow code (``msg = await perdure.areceive()``).
+
+    Awaited by the body itself, the run is unloaded until a message (or the timeout)
+    is recorded. In a task the body started (one side of ``asyncio.wait(...,
+    return_when=FIRST_COMPLETED)``, or ``asyncio.wait_for``) it waits while the body
+    goes on; replays give the race the winner it had live, and a receive cancelled
+    before a message reached it (the loser) takes none.
+    """
+    got = receive_message(topic, timeout, wait=True)
+    if isinstance(got, Received):
+        return got.value
+    if isinstance(got, asyncio.Future):
+        return await got
+    return got
 
 
 def set_event(key: str, value: Any) -> None:

@@ -11,7 +11,14 @@ import pytest
 import perdure
 from perdure import Command, Runtime, entrypoint
 from perdure.errors import InterruptTimeoutError, RunError
-from perdure.eventlog import MemoryEventLog, TimerCancelled, TimerFired, TimerSet
+from perdure.eventlog import (
+    MemoryEventLog,
+    MessageDelivered,
+    ReceiveCancelled,
+    TimerCancelled,
+    TimerFired,
+    TimerSet,
+)
 from perdure.runtime import Registry
 from perdure.testing import MockClock
 
@@ -215,3 +222,94 @@ async def test_function_timeout_total_spans_retries() -> None:
         assert outcome.status == "cancelled"
         assert "deadline exceeded" in outcome.reason
         assert 1 < len(calls) < 10
+
+
+def _race(registry: Registry) -> Any:
+    @entrypoint(name="race_msg", registry=registry)
+    async def race_msg(_: Any) -> Any:
+        got = asyncio.ensure_future(perdure.areceive())
+        timer = asyncio.ensure_future(perdure.asleep(60))
+        done, pending = await asyncio.wait({got, timer}, return_when=asyncio.FIRST_COMPLETED)
+        for side in pending:
+            side.cancel()
+        winner = ["message", got.result()] if got in done else ["timeout", None]
+        perdure.set_event("winner", winner)
+        after = await perdure.areceive()
+        return [winner, after]
+
+    return race_msg
+
+
+async def _replays_cleanly(registry: Registry, events: list[Any]) -> None:
+    report = await perdure.Replayer(registry=registry).areplay(events)
+    assert report.divergence is None, report
+
+
+async def test_areceive_wins_a_race_against_a_durable_sleep(store: dict[str, Any]) -> None:
+    registry = Registry()
+    _race(registry)
+    clock = MockClock(autojump=False)
+    async with Runtime(**store, registry=registry, clock=clock) as rt:
+        await rt.start("race_msg", None, run_id="m")
+        await _until(rt, "m", lambda s: s.receiving and s.timers)
+        await rt.send("m", "hi")
+        await _until(rt, "m", lambda s: "winner" in s.events and s.receiving)
+        assert (await rt.state("m")).events["winner"] == ["message", "hi"]
+    # After a restart the race replays with the same winner; the next message goes on.
+    async with Runtime(**store, registry=registry, clock=clock) as rt:
+        clock.advance(120)  # the losing sleep's timer (if any) changes nothing
+        await rt.send("m", "second")
+        outcome = await rt.wait("m", timeout=30)
+        assert outcome.result == [["message", "hi"], "second"], outcome
+        events = await rt.log.read("m")
+        assert sum(type(e) is MessageDelivered for e in events) == 2
+        await _replays_cleanly(registry, events)
+
+
+async def test_a_durable_sleep_wins_and_the_cancelled_receive_takes_nothing(
+    store: dict[str, Any],
+) -> None:
+    registry = Registry()
+    _race(registry)
+    clock = MockClock(autojump=False)
+    async with Runtime(**store, registry=registry, clock=clock) as rt:
+        await rt.start("race_msg", None, run_id="s")
+        await _until(rt, "s", lambda s: s.receiving and s.timers)
+    async with Runtime(**store, registry=registry, clock=clock) as rt:
+        await _until(rt, "s", lambda s: s.receiving and s.timers)
+        clock.advance(60)
+        await _until(rt, "s", lambda s: "winner" in s.events and s.receiving == {"3": "default"})
+        await rt.send("s", "for the second receive")
+        outcome = await rt.wait("s", timeout=30)
+        assert outcome.result == [["timeout", None], "for the second receive"], outcome
+        events = await rt.log.read("s")
+        cancelled = [e for e in events if type(e) is ReceiveCancelled]
+        assert [(e.position, e.topic) for e in cancelled] == [("0", "default")]
+        delivered = [e for e in events if type(e) is MessageDelivered]
+        assert [e.position for e in delivered] == ["3"]
+        await _replays_cleanly(registry, events)
+
+
+async def test_a_task_races_areceive() -> None:
+    registry = Registry()
+
+    @perdure.task
+    async def quick(x: int) -> int:
+        return x + 1
+
+    @entrypoint(name="task_race", registry=registry)
+    async def task_race(_: Any) -> Any:
+        got = asyncio.ensure_future(perdure.areceive("cmd", timeout=600))
+        work = asyncio.ensure_future(quick(1))
+        done, _ = await asyncio.wait({got, work}, return_when=asyncio.FIRST_COMPLETED)
+        first = "task" if work in done else "message"
+        command = await got  # the receive still waits: it gets the next message
+        return [first, await work, command]
+
+    async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
+        await rt.start("task_race", None, run_id="t")
+        await _until(rt, "t", lambda s: s.receiving and s.steps.get("0") and s.steps["0"].done)
+        await rt.send("t", "go", topic="cmd")
+        outcome = await rt.wait("t", timeout=30)
+        assert outcome.result == ["task", 2, "go"], outcome
+        await _replays_cleanly(registry, await rt.log.read("t"))
