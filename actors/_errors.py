@@ -145,12 +145,12 @@ class NotInWorkflowError(UsageError, RuntimeError):
 
 
 class NestedWorkflowError(UsageError, RuntimeError):
-    """A workflow was invoked or streamed from inside another workflow's body.
+    """A workflow was streamed (or run through `Client`) from inside another workflow's body.
 
     The inner run would not be recorded in the outer run's log, so it would
-    run again, side effects and all, each time the outer run resumes. Call the
-    inner workflow from a ``@task`` instead: the task's result is recorded once
-    and returned on replay.
+    run again, side effects and all, each time the outer run resumes. Use
+    ``invoke`` / ``ainvoke`` (a recorded child run), or call it from a ``@task``:
+    the task's result is recorded once and returned on replay.
     """
 
     def __init__(self, message: str, *, run_id: str, workflow: str) -> None:
