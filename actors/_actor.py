@@ -131,6 +131,11 @@ class RunActor:
         """A future done with what the `receive()` at `position` takes (loop thread only)."""
         return self.execution.receive_waiter(position)
 
+    def park_receive(self, position: str) -> asyncio.Future[Any] | None:
+        """A future the async body's own `areceive()` at `position` waits on (see
+        `Execution.parked`); None where the body must stop there instead."""
+        return self.execution.receive_waiter(position, park=True)
+
     def start_pending(self) -> bool:
         """Whether this invocation's `RunStarted` is soft and not durable yet."""
         return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
@@ -141,7 +146,11 @@ class RunActor:
 
     def idle(self) -> bool:
         return (
-            (self.execution.body is None or self.execution.backing_off())
+            (
+                self.execution.body is None
+                or self.execution.backing_off()
+                or bool(self.execution.parked)
+            )
             and not self.execution.attempts
             and not self._pending
             and self.mailbox.empty()

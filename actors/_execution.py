@@ -56,6 +56,9 @@ class Execution(AttemptRunner):
         self.sleep_waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: position -> futures of child tasks of the body waiting in `areceive()` there
         self.receive_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        #: positions of `areceive()` calls the body's own code waits on: the body is
+        #: parked there, and the actor may be evicted (the body is re-executed later)
+        self.parked: set[str] = set()
 
     # -- recovery and lifecycle --------------------------------------------------------
 
@@ -134,9 +137,11 @@ class Execution(AttemptRunner):
         self.sleep_waiters.setdefault(position, []).append(fut)
         return fut
 
-    def receive_waiter(self, position: str) -> asyncio.Future[Any]:
+    def receive_waiter(self, position: str, *, park: bool = False) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = self.actor.loop.create_future()
         self.receive_waiters.setdefault(position, []).append(fut)
+        if park:
+            self.parked.add(position)
         incarnation = self.actor.incarnation
 
         def cancelled(done: asyncio.Future[Any]) -> None:
@@ -190,6 +195,7 @@ class Execution(AttemptRunner):
         self.sleep_waiters.clear()
         receive_waiters = list(self.receive_waiters.values())
         self.receive_waiters.clear()
+        self.parked.clear()
         for futures in receive_waiters:
             for fut in futures:
                 fut.cancel()
@@ -455,6 +461,7 @@ class Execution(AttemptRunner):
         """The receive at `position` settled: hand its result to a child task waiting on
         it (a race), else re-execute the body (it stopped there)."""
         waiters = self.receive_waiters.pop(position, None)
+        self.parked.discard(position)
         if waiters and step is not None:
             value = step.result
             self.actor.after_commit(lambda: settle_all(waiters, value))

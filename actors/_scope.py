@@ -435,6 +435,10 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
     position = scope.next_position()
     step = match_step(actor.state, position, "receive")
     child = wait and scope.root is not None and _in_child(scope)
+    # The async body's own code waits on a future instead of stopping (`Suspend`) and
+    # being re-executed from its start for each message: a long receive loop replays
+    # nothing. The run stays evictable (see `Execution.parked`).
+    root = wait and not child and scope.root is not None and _on_loop_thread(actor.loop)
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -460,10 +464,11 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
             waiter = actor.receive_waiter(position)
             if position in actor.state.receiving:
                 return waiter  # the actor hands it the message (or the timeout) when recorded
-        elif step.done:
+        elif step.done and not root:
             raise quiet(Suspend("receive"))
     elif child:
         waiter = actor.receive_waiter(position)
+    parked = actor.park_receive(position) if root else None
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -476,6 +481,8 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
     )
     if child:
         return waiter
+    if parked is not None:
+        return parked
     raise quiet(Suspend("receive"))
 
 

@@ -93,6 +93,10 @@ class _ReplayActor:
             self.asked.append((position, step.describe() if step else "a receive()"))
         return self.stall()
 
+    def park_receive(self, position: str) -> asyncio.Future[Any] | None:
+        """The body's own `receive()` the log does not settle: the replay ends there."""
+        return None
+
     def stall(self) -> asyncio.Future[None]:
         """A future that never completes, for a child task waiting on what the log lacks."""
         fut: asyncio.Future[None] = self.loop.create_future()

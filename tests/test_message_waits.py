@@ -313,3 +313,36 @@ async def test_a_task_races_areceive() -> None:
         outcome = await rt.wait("t", timeout=30)
         assert outcome.result == ["task", 2, "go"], outcome
         await _replays_cleanly(registry, await rt.log.read("t"))
+
+
+async def test_a_long_receive_loop_runs_its_body_once_and_is_still_evicted_while_waiting() -> None:
+    """The body's own `areceive()` waits on a future: the body is not re-executed (and
+    every earlier receive replayed) for each message, which made long loops quadratic."""
+    registry = Registry()
+    executions = []
+
+    @entrypoint(name="loop", registry=registry)
+    async def loop(n: int) -> int:
+        executions.append(1)
+        total = 0
+        for _ in range(n):
+            total += await perdure.areceive()
+        return total
+
+    async with Runtime(log=MemoryEventLog(), registry=registry, idle_timeout=0.05) as rt:
+        await rt.start("loop", 60, run_id="l")
+        for i in range(30):
+            await rt.send("l", i)
+        await _until(rt, "l", lambda s: s.delivered.get("default") == 30)
+        assert len(executions) == 1
+        # Waiting for the next message, the run is idle: it is evicted from memory.
+        for _ in range(500):
+            if rt.statistics().evicted:
+                break
+            await asyncio.sleep(0.01)
+        assert rt.statistics().evicted >= 1
+        for i in range(30, 60):
+            await rt.send("l", i)
+        outcome = await rt.wait("l", timeout=30)
+        assert outcome.result == sum(range(60))
+        assert len(executions) == 2  # once more after the eviction, not once per message
