@@ -412,8 +412,12 @@ class Execution(AttemptRunner):
             return
         if self._deliver_message(message.position, message.topic, message.seen_seq):
             return
+        # Soft: a crash that loses it only makes the re-executed body ask again, and the
+        # next message's commit takes it along (one fsync per message in a receive loop).
+        # With a timeout it is hard, with its timer: the timeout counts from the first ask.
         actor.emit(
             ReceiveWaiting,
+            soft=message.timeout is None,
             position=message.position,
             topic=message.topic,
             seen_seq=message.seen_seq,
