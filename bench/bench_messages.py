@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import python_works, run_json, spread  # noqa: E402
+from _common import python_works, run_json, spread
 
 WORKLOADS = ("rtt", "busy", "fanout")
 SENDERS = 16
