@@ -346,3 +346,25 @@ async def test_a_long_receive_loop_runs_its_body_once_and_is_still_evicted_while
         outcome = await rt.wait("l", timeout=30)
         assert outcome.result == sum(range(60))
         assert len(executions) == 2  # once more after the eviction, not once per message
+
+
+async def test_wait_for_over_areceive_gives_up_and_the_message_goes_to_the_next_receive() -> None:
+    registry = Registry()
+
+    @entrypoint(name="impatient", registry=registry)
+    async def impatient(_: Any) -> Any:
+        try:
+            got = await asyncio.wait_for(perdure.areceive(), timeout=0.02)
+        except TimeoutError:
+            got = "gave up"
+        return [got, await perdure.areceive()]
+
+    async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
+        await rt.start("impatient", None, run_id="w")
+        await _until(rt, "w", lambda s: s.receiving == {"1": "default"})
+        await rt.send("w", "x")
+        outcome = await rt.wait("w", timeout=30)
+        assert outcome.result == ["gave up", "x"], outcome
+        events = await rt.log.read("w")
+        assert [e.position for e in events if type(e) is ReceiveCancelled] == ["0"]
+        await _replays_cleanly(registry, events)
