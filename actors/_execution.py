@@ -115,6 +115,14 @@ class Execution(AttemptRunner):
             return
         if self.body is None:
             self.start_body()
+        elif self.parked:
+            # The body waits in its own `areceive()` and would not suspend before a
+            # message: stop that execution (as a suspended one) and start the next.
+            body, self.body = self.body, None
+            self.generation += 1
+            self._drop_sleep_waiters()
+            body.cancel()
+            self.start_body()
         else:
             self.restart_pending = True
 

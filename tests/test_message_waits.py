@@ -368,3 +368,29 @@ async def test_wait_for_over_areceive_gives_up_and_the_message_goes_to_the_next_
         events = await rt.log.read("w")
         assert [e.position for e in events if type(e) is ReceiveCancelled] == ["0"]
         await _replays_cleanly(registry, events)
+
+
+async def test_an_answer_to_an_interrupt_reaches_a_body_waiting_in_areceive() -> None:
+    """The body's own `areceive()` waits without suspending: an event that must re-execute
+    the body (here the answer to an interrupt asked by a child task) still does, at once."""
+    registry = Registry()
+
+    async def approve() -> Any:
+        answer = perdure.interrupt("approve?")
+        perdure.set_event("approved", answer)
+        return answer
+
+    @entrypoint(name="asks_then_listens", registry=registry)
+    async def asks_then_listens(_: Any) -> Any:
+        approval = asyncio.ensure_future(approve())
+        message = await perdure.areceive()
+        return [message, await approval]
+
+    async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
+        await rt.start("asks_then_listens", None, run_id="a")
+        await _until(rt, "a", lambda s: s.receiving and s.pending_interrupts())
+        await rt.resume("a", "yes")
+        await _until(rt, "a", lambda s: "approved" in s.events)  # before any message
+        await rt.send("a", "hello")
+        outcome = await rt.wait("a", timeout=30)
+        assert outcome.result == ["hello", "yes"], outcome
