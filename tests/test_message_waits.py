@@ -337,10 +337,11 @@ async def test_a_long_receive_loop_runs_its_body_once_and_is_still_evicted_while
         assert len(executions) == 1
         # Waiting for the next message, the run is idle: it is evicted from memory.
         for _ in range(500):
-            if rt.statistics().evicted:
+            if rt.statistics().live_actors == 0:
                 break
             await asyncio.sleep(0.01)
         assert rt.statistics().evicted >= 1
+        assert rt.statistics().live_actors == 0
         for i in range(30, 60):
             await rt.send("l", i)
         outcome = await rt.wait("l", timeout=30)
