@@ -183,6 +183,9 @@ class entrypoint:
         default: ``PERDURE_STORE`` (alias ``PERDURE_PATH``), else ``./.perdure``.
     retry_policy: retries of the body itself (a task's attempts are its own).
     name: the workflow's registered name (default ``__name__``).
+    timeout: seconds each invocation may take in all, waits included: a durable
+        deadline set when it starts; past it the run is cancelled (reason
+        ``deadline exceeded: ...``), even across restarts.
 
     The function may also accept keyword parameters ``previous`` (the value
     saved by the last completed invocation on this thread), ``config`` and
@@ -206,8 +209,6 @@ class entrypoint:
         registry: Registry | None = None,
         timeout: float | None = None,
     ) -> None:
-        """timeout: seconds each invocation may take in all, waits included (a durable
-        deadline set when it starts: past it the run is cancelled, even across restarts)."""
         if isinstance(checkpointer, str | os.PathLike):
             checkpointer = store_spec(checkpointer)  # a folder or a postgresql:// URL
         elif checkpointer is not None and not isinstance(checkpointer, EventLog):

@@ -185,6 +185,21 @@ async def golden_deadline(topic: str) -> Any:
     return await areceive()
 
 
+# -- a child workflow: a recorded step of its parent -------------------------------------------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_child(n: int) -> int:
+    return await golden_square(n)
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_parent(n: int) -> dict[str, Any]:
+    first = await golden_child.ainvoke(n)
+    second = await golden_child(n + 1)
+    return {"first": first, "second": second}
+
+
 WORKFLOWS = [
     golden_review,
     golden_checkout,
@@ -194,5 +209,7 @@ WORKFLOWS = [
     golden_inbox,
     golden_waits,
     golden_deadline,
+    golden_child,
+    golden_parent,
 ]
 FUNCTIONS = [golden_flaky_fetch, golden_always_fails]

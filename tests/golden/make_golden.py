@@ -169,6 +169,14 @@ async def workflow_deadline(rt: Runtime) -> str:
     return run_id
 
 
+async def workflow_child(rt: Runtime) -> str:
+    """A parent runs two child workflows (ids derived from its own): recorded steps."""
+    run_id = "golden-parent"
+    await rt.start(golden_app.golden_parent, 3, run_id=run_id)
+    await rt.wait(run_id)
+    return run_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "function_retries": function_retries,
     "function_failed": function_failed,
@@ -183,6 +191,7 @@ SCENARIOS: dict[str, Scenario] = {
     "workflow_messages": workflow_messages,
     "workflow_timeouts": workflow_timeouts,
     "workflow_deadline": workflow_deadline,
+    "workflow_child": workflow_child,
 }
 
 
