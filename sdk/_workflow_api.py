@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -42,6 +42,7 @@ from perdure.eventlog import (
     RunCompleted,
     RunFailed,
     RunStarted,
+    TaskAttemptStarted,
     TaskCompleted,
 )
 from perdure.eventlog._json import fresh
@@ -222,6 +223,26 @@ def child_run_id(parent: str, invocation: int, position: str) -> str:
     return run_id
 
 
+#: The name prefix of the step a parent's body records for a child workflow.
+CHILD_STEP = "child:"
+
+
+def child_runs(events: Iterable[Event]) -> list[tuple[str, str, str]]:
+    """The child runs a run's log records: (position, child run id, workflow name), in
+    the order they were started (the latest invocation's and earlier ones')."""
+    seen: dict[tuple[int, str], tuple[str, str, str]] = {}
+    invocation = 0
+    for event in events:
+        if type(event) is RunStarted:
+            invocation = event.invocation
+        elif type(event) is TaskAttemptStarted and event.name.startswith(CHILD_STEP):
+            args = event.input[0] if isinstance(event.input, list) and event.input else None
+            if isinstance(args, list) and args and isinstance(args[0], str):
+                key = (invocation, event.position)
+                seen.setdefault(key, (event.position, args[0], event.name[len(CHILD_STEP) :]))
+    return list(seen.values())
+
+
 class WorkflowApi(Generic[InputT, OutputT]):
     """The run-it-from-outside half of `Workflow`: input ``InputT``, output ``OutputT``."""
 
@@ -230,7 +251,7 @@ class WorkflowApi(Generic[InputT, OutputT]):
         self.name = spec.name
         #: The recorded step a parent's body takes to run this workflow as its child.
         self._child_task = TaskSpec(
-            name=f"child:{spec.name}",
+            name=f"{CHILD_STEP}{spec.name}",
             call=self._run_child,
             retry=NO_RETRY,
             result_type=spec.result_type,

@@ -153,3 +153,14 @@ async def test_calling_a_workflow_outside_a_body_is_refused() -> None:
                 await rt.run("bad_parent", 1)
             except perdure.errors.RunFailedError as exc:
                 raise TypeError(str(exc)) from exc
+
+
+async def test_a_parent_s_log_names_its_children() -> None:
+    from perdure._workflow_api import child_runs
+
+    family = Family()
+    async with Runtime(log=MemoryEventLog(), registry=family.registry) as rt:
+        assert await rt.run("sync_parent", 2) == 5
+        assert await rt.run("sync_parent", 3, run_id="sp") == 10
+        events = await rt.log.read("sp")
+    assert child_runs(events) == [("0", "sp/0.0", "child")]
