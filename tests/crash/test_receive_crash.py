@@ -1,4 +1,4 @@
-"""SIGKILL during a receive loop (issue 16): no message lost, none delivered twice.
+"""SIGKILL during a receive loop, and while child workflows run (issue 16).
 
 A child process (`_receive_child.py`) runs a workflow that receives TOTAL messages
 in a loop and sends it its own messages. This process SIGKILLs it at seeded
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from perdure import LmdbEventLog, Runtime
-from perdure.eventlog import MessageDelivered, MessageReceived
+from perdure.eventlog import MessageDelivered, MessageReceived, RunStarted, TaskCompleted
 from perdure.runtime import Registry
 
 CHILD = Path(__file__).with_name("_receive_child.py")
@@ -120,3 +120,49 @@ def test_sigkill_during_a_receive_loop_loses_and_repeats_no_message(tmp_path: Pa
 @pytest.mark.slow
 def test_sigkill_during_a_receive_loop_many_times(tmp_path: Path) -> None:
     _campaign(tmp_path, own=1000, offline=10, kills=30, seed=1616)
+
+
+async def _read_runs(store: Path, run_ids: list[str]) -> dict[str, list[object]]:
+    log = LmdbEventLog(str(store))
+    try:
+        return {run_id: list(await log.read(run_id)) for run_id in run_ids}
+    finally:
+        await log.close()
+
+
+def test_sigkill_while_child_workflows_run_starts_each_child_once(tmp_path: Path) -> None:
+    """A parent whose children are killed mid-way re-attaches to them: each child run
+    starts once, each of its tasks is recorded once, the parent records their results."""
+    rng = random.Random(1616)
+    store, journal = tmp_path / "store", tmp_path / "journal"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    n, starts, killed = 40, 0, 0
+    while True:
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(store), str(journal), "family", str(n)], env=env
+        )
+        starts += 1
+        if _wait_ready(journal, starts, proc) and killed < 5:
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+                proc.wait()
+                continue
+        assert proc.wait(timeout=120) == 0
+        break
+    runs = asyncio.run(_read_runs(store, ["family", "family/0.0", "family/0.1"]))
+    for run_id, size in (("family/0.0", n), ("family/0.1", n + 1)):
+        events = runs[run_id]
+        assert sum(type(e) is RunStarted for e in events) == 1, run_id  # started once
+        done = [e.position for e in events if type(e) is TaskCompleted]
+        assert sorted(done) == sorted(str(i) for i in range(size)), run_id  # each task once
+    parent = [e for e in runs["family"] if type(e) is TaskCompleted]
+    assert [e.result for e in parent] == [
+        sum(i * i for i in range(n)),
+        sum(i * i for i in range(n + 1)),
+    ]
+    # Some kills hit a child mid-way: a process that ran steps and did not finish.
+    lines = [line[0] for line in _lines(journal)]
+    lives = " ".join(lines).split("ready")[1:]
+    assert any("step" in life and "done" not in life for life in lives), lines
