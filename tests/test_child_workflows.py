@@ -15,6 +15,7 @@ from perdure import Command, Runtime, entrypoint, task
 from perdure.errors import NotInWorkflowError, TaskFailedError
 from perdure.eventlog import MemoryEventLog, TaskCompleted
 from perdure.runtime import Registry
+from perdure.testing import MockClock
 
 
 @pytest.fixture(params=["memory", "lmdb", "postgres"])
@@ -149,6 +150,18 @@ async def test_cancelling_the_parent_cancels_its_running_child() -> None:
         outcome = await rt.wait("x/0.0", timeout=30)
         assert outcome.status == "cancelled"
         assert "x" in outcome.reason and "user gave up" in outcome.reason
+
+
+async def test_a_parent_s_deadline_cancels_its_running_child() -> None:
+    family = Family()
+    clock = MockClock(autojump=False)
+    async with Runtime(log=MemoryEventLog(), registry=family.registry, clock=clock) as rt:
+        await rt.start("waits_forever", None, run_id="y", deadline=clock.now() + 60)
+        await _until(rt, "y/0.0", lambda s: s.receiving)
+        clock.advance(60)
+        outcome = await rt.wait("y/0.0", timeout=30)
+        assert outcome.status == "cancelled"
+        assert "deadline exceeded" in outcome.reason and "'y'" in outcome.reason
 
 
 async def test_calling_a_workflow_outside_a_body_is_refused() -> None:
