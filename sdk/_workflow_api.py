@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -42,7 +42,6 @@ from perdure.eventlog import (
     RunCompleted,
     RunFailed,
     RunStarted,
-    TaskAttemptStarted,
     TaskCompleted,
     fresh,
     restore,
@@ -232,24 +231,9 @@ def child_run_id(parent: str, invocation: int, position: str) -> str:
     return run_id
 
 
-#: The name prefix of the step a parent's body records for a child workflow.
+#: The name prefix of the step a parent's body records for a child workflow (the CLI's
+#: `perdure runs show` finds children by it).
 CHILD_STEP = "child:"
-
-
-def child_runs(events: Iterable[Event]) -> list[tuple[str, str, str]]:
-    """The child runs a run's log records: (position, child run id, workflow name), in
-    the order they were started (the latest invocation's and earlier ones')."""
-    seen: dict[tuple[int, str], tuple[str, str, str]] = {}
-    invocation = 0
-    for event in events:
-        if type(event) is RunStarted:
-            invocation = event.invocation
-        elif type(event) is TaskAttemptStarted and event.name.startswith(CHILD_STEP):
-            args = event.input[0] if isinstance(event.input, list) and event.input else None
-            if isinstance(args, list) and args and isinstance(args[0], str):
-                key = (invocation, event.position)
-                seen.setdefault(key, (event.position, args[0], event.name[len(CHILD_STEP) :]))
-    return list(seen.values())
 
 
 class WorkflowApi(Generic[InputT, OutputT]):
@@ -334,18 +318,15 @@ class WorkflowApi(Generic[InputT, OutputT]):
 
     async def _child_outcome(self, runtime: Runtime, child_id: str) -> Outcome:
         """Wait until the child run ends (a pause on an interrupt is not an end)."""
-        listener = runtime.listen(child_id)
-        try:
+        with runtime.subscribe(child_id) as updates:
             while True:
                 outcome = await runtime.wait(child_id)
                 if outcome.status != "waiting":
                     return outcome
                 while True:  # paused: wait for its next events (an answer, a cancel)
-                    kind, _ = await listener.get()
-                    if kind == "events":
+                    update = await updates.get()
+                    if type(update) is Committed or type(update) is Closed:
                         break
-        finally:
-            runtime.unlisten(child_id, listener)
 
     def __call__(self, input: InputT, config: dict[str, Any] | None = None) -> TaskFuture[OutputT]:
         """In a workflow body: start this workflow as a child run and return its future

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +14,6 @@ from perdure.errors import NotInWorkflowError, TaskFailedError
 from perdure.eventlog import MemoryEventLog, TaskCompleted
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-@pytest.fixture(params=["memory", "lmdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Runtime keyword arguments for a store that outlives one runtime."""
-    if request.param == "memory":
-        yield {"log": MemoryEventLog()}
-    elif request.param == "lmdb":
-        yield {"path": str(tmp_path / "store")}
-    else:
-        import psycopg
-
-        server: str = request.getfixturevalue("postgres_url")
-        name = f"db_{secrets.token_hex(6)}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        yield {"path": server.rsplit("/", 1)[0] + "/" + name}
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _until(rt: Runtime, run_id: str, check: Any) -> None:
@@ -182,12 +161,20 @@ async def test_calling_a_workflow_outside_a_body_is_refused() -> None:
                 raise TypeError(str(exc)) from exc
 
 
-async def test_a_parent_s_log_names_its_children() -> None:
-    from perdure._workflow_api import child_runs
+def test_runs_show_lists_a_parent_s_children(tmp_path: Path) -> None:
+    from tests.support.cli import cli
 
     family = Family()
-    async with Runtime(log=MemoryEventLog(), registry=family.registry) as rt:
-        assert await rt.run("sync_parent", 2) == 5
-        assert await rt.run("sync_parent", 3, run_id="sp") == 10
-        events = await rt.log.read("sp")
-    assert child_runs(events) == [("0", "sp/0.0", "child")]
+    path = str(tmp_path / "store")
+
+    async def run() -> None:
+        async with Runtime(path, registry=family.registry) as rt:
+            assert await rt.run("sync_parent", 3, run_id="sp") == 10
+
+    asyncio.run(run())
+    shown = cli("--store", path, "runs", "show", "sp")
+    assert shown.code == 0, shown
+    assert "children:" in shown.out
+    assert "sp/0.0  child  completed  (position 0)" in shown.out
+    as_json = cli("--store", path, "runs", "show", "sp", "--json")
+    assert '"run_id": "sp/0.0"' in as_json.out

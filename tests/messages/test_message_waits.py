@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,25 +20,6 @@ from perdure.eventlog import (
 )
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-@pytest.fixture(params=["memory", "lmdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Runtime keyword arguments for a store that outlives one runtime."""
-    if request.param == "memory":
-        yield {"log": MemoryEventLog()}
-    elif request.param == "lmdb":
-        yield {"path": str(tmp_path / "store")}
-    else:
-        import psycopg
-
-        server: str = request.getfixturevalue("postgres_url")
-        name = f"db_{secrets.token_hex(6)}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        yield {"path": server.rsplit("/", 1)[0] + "/" + name}
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _until(rt: Runtime, run_id: str, check: Any) -> None:
