@@ -8,6 +8,7 @@ from perdure.actors._actor import RunActor
 from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -50,6 +51,7 @@ from perdure.actors._policy import (
 from perdure.actors._ports import ActorHost, RunView
 from perdure.actors._replay import match_step
 from perdure.actors._scope import (
+    Received,
     Scope,
     TaskFuture,
     call_task,
@@ -128,6 +130,7 @@ __all__ = [
     "TaskFuture",
     "TaskSpec",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     "Wake",
     "apply",
     "body_config",
@@ -141,5 +144,6 @@ __all__ = [
     "interrupt_id",
     "publish_event",
     "receive_message",
+    "Received",
     "match_step",
 ]

@@ -19,7 +19,10 @@ import threading
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
+import attrs
+
 from perdure.actors._errors import (
+    InterruptTimeoutError,
     NonDeterminismError,
     NotInWorkflowError,
     Suspend,
@@ -332,8 +335,18 @@ def interrupt_id(run_id: str, invocation: int, position: str) -> str:
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
-def interrupt(value: Any) -> Any:
-    """Pause the run until a person answers `value`; return their answer once given."""
+def interrupt(value: Any, *, timeout: float | None = None) -> Any:
+    """Pause the run until a person answers `value`; return their answer once given.
+
+    With `timeout` (seconds), a durable timer is set with the interrupt: if it fires
+    before an answer, `InterruptTimeoutError` is raised here instead (and on replay).
+    """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout)
+    ):
+        raise TypeError(
+            f"interrupt(): timeout must be a number of seconds or None, got {timeout!r}"
+        )
     scope = require_scope("interrupt()")
     actor = scope.actor
     position = scope.next_position()
@@ -343,8 +356,11 @@ def interrupt(value: Any) -> Any:
     value_digest = digest(value)
     step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
     if step is not None:
-        if step.answered and step.settled_seq < actor.durable_seq:
-            return fresh(step.answer)
+        if step.settled_seq < actor.durable_seq:
+            if step.answered:
+                return fresh(step.answer)
+            if step.fired:
+                raise _interrupt_timed_out(actor.run_id, step)
         raise quiet(Suspend("interrupt", step.interrupt_id))
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
@@ -356,9 +372,21 @@ def interrupt(value: Any) -> Any:
             value=value,
             digest=value_digest,
             seen_seq=scope.seen(),
+            timeout=None if timeout is None else max(0.0, float(timeout)),
         ),
     )
     raise quiet(Suspend("interrupt", iid))
+
+
+def _interrupt_timed_out(run_id: str, step: Step) -> InterruptTimeoutError:
+    return InterruptTimeoutError(
+        f"run {run_id!r}: nobody answered the interrupt at position {step.position} "
+        f"(id {step.interrupt_id}, value {step.question!r}) within {step.timeout:g} s",
+        run_id=run_id,
+        position=step.position,
+        interrupt_id=step.interrupt_id,
+        timeout=step.timeout,
+    )
 
 
 def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None] | None:
@@ -403,12 +431,14 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     raise quiet(Suspend("sleep"))
 
 
-def receive_message(topic: str, timeout: float | None) -> Any:
+def receive_message(topic: str, timeout: float | None, *, wait: bool = False) -> Any:
     """The next undelivered message on `topic` (None when `timeout` seconds pass first).
 
     Recorded at the body's position: on replay the same message comes back. Until
     a message (or the timeout) is recorded, the body stops here (`Suspend`) and
-    is re-executed once it is.
+    is re-executed once it is. With `wait` (``areceive``), code in a child asyncio
+    task of the body (one side of an ``asyncio.wait`` race) gets a future to await
+    instead (see `durable_sleep`); the value is then wrapped as `Received`.
     """
     if not isinstance(topic, str) or not topic:
         raise TypeError(f"receive(): topic must be a non-empty string, got {topic!r}")
@@ -420,6 +450,11 @@ def receive_message(topic: str, timeout: float | None) -> Any:
     actor = scope.actor
     position = scope.next_position()
     step = match_step(actor.state, position, "receive")
+    child = wait and scope.root is not None and _in_child(scope)
+    # The async body's own code waits on a future instead of stopping (`Suspend`) and
+    # being re-executed from its start for each message: a long receive loop replays
+    # nothing. The run stays evictable (see `Execution.parked`).
+    root = wait and not child and scope.root is not None and _on_loop_thread(actor.loop)
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -431,9 +466,25 @@ def receive_message(topic: str, timeout: float | None) -> Any:
                 requested=f"receive() on topic {topic!r}",
             )
         if step.done and step.settled_seq < actor.durable_seq:
-            return fresh(step.result)
-        if step.done:
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
+                return Received(fresh(step.result)) if child else fresh(step.result)
+            held: asyncio.Future[Any] = actor.loop.create_future()
+            result = fresh(step.result)
+            scope.holdback.hold(step.settled_seq, lambda: settle_all([held], result))
+            return held
+        if child:
+            if step.cancelled:
+                # Cancelled live (it lost a race): it waits for ever, as the code that
+                # cancelled it expects, and takes no message.
+                return actor.loop.create_future()
+            waiter = actor.receive_waiter(position)
+            if position in actor.state.receiving:
+                return waiter  # the actor hands it the message (or the timeout) when recorded
+        elif step.done and not root:
             raise quiet(Suspend("receive"))
+    elif child:
+        waiter = actor.receive_waiter(position)
+    parked = actor.park_receive(position) if root else None
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -444,7 +495,25 @@ def receive_message(topic: str, timeout: float | None) -> Any:
             seen_seq=scope.seen(),
         ),
     )
+    if child:
+        return waiter
+    if parked is not None:
+        return parked
     raise quiet(Suspend("receive"))
+
+
+@attrs.frozen
+class Received:
+    """A message `receive_message` returns at once to a child task (no future to await)."""
+
+    value: Any
+
+
+def settle_all(futures: list[asyncio.Future[Any]], value: Any) -> None:
+    """Hand `value` to code waiting in `areceive()` (a child task of the body)."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(value)
 
 
 def publish_event(key: str, value: Any) -> None:

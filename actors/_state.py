@@ -18,6 +18,7 @@ from perdure.eventlog import (
     Interrupted,
     MessageDelivered,
     MessageReceived,
+    ReceiveCancelled,
     ReceiveWaiting,
     Resumed,
     RunCancelled,
@@ -39,6 +40,7 @@ from perdure.eventlog import (
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
+DEADLINE = "deadline"  # the position of a run's deadline timer (the whole invocation)
 #: error_type of an attempt that the log shows started but never ended (its process died).
 ATTEMPT_LOST = "AttemptLost"
 
@@ -70,6 +72,10 @@ class Step:
     timer_id: str = ""
     due_at: float = 0.0
     fired: bool = False
+    #: a receive cancelled before a message reached it (`receive_cancelled`)
+    cancelled: bool = False
+    #: an interrupt's limit in seconds (its timer's due_at minus when it was set)
+    timeout: float = 0.0
     #: seq of the event that settled the step (result, final failure, answer, timer fired);
     #: user code may only see the outcome once that seq is durable.
     settled_seq: int = -1
@@ -151,12 +157,12 @@ class RunState:
         if self.receiving:
             return True
         for step in self.interrupts.values():
-            if not step.answered:
+            if not step.answered and not step.fired:
                 return True
         return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
 
     def pending_interrupts(self) -> list[Step]:
-        return [step for step in self.interrupts.values() if not step.answered]
+        return [step for step in self.interrupts.values() if not step.answered and not step.fired]
 
 
 def _step(state: RunState, position: str, kind: str) -> Step:
@@ -275,6 +281,13 @@ def _timer_set(state: RunState, e: TimerSet) -> None:
         step.timer_id = e.timer_id
         step.due_at = e.due_at
         step.seen_seq = e.seen_seq
+    elif e.purpose == "deadline":
+        pass  # the run's deadline: nothing waits on it, it cancels the run when it fires
+    elif e.purpose == "interrupt":
+        step = _step(state, e.position, "interrupt")
+        step.timer_id = e.timer_id
+        step.due_at = e.due_at
+        step.timeout = max(0.0, e.due_at - e.ts)
     elif e.position == BODY:
         state.body_retry_timer = e.timer_id
     else:
@@ -300,6 +313,14 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
             step.done = True
             step.fired = True
             step.result = None
+            step.settled_seq = seq
+    elif purpose == "deadline":
+        pass
+    elif purpose == "interrupt":
+        step = state.steps.get(position)
+        if fired and step is not None and not step.answered:
+            # Nobody answered in time: the interrupt raises InterruptTimeoutError.
+            step.fired = True
             step.settled_seq = seq
     elif position == BODY:
         state.body_retry_timer = None
@@ -369,6 +390,13 @@ def _message_delivered(state: RunState, e: MessageDelivered) -> None:
     step.settled_seq = e.seq
 
 
+def _receive_cancelled(state: RunState, e: ReceiveCancelled) -> None:
+    step = _step(state, e.position, "receive")
+    step.name = e.topic
+    step.cancelled = True
+    state.receiving.pop(e.position, None)
+
+
 def _event_published(state: RunState, e: EventPublished) -> None:
     step = _step(state, e.position, "set_event")
     step.name = e.key
@@ -398,6 +426,7 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     ReceiveWaiting: _receive_waiting,
     MessageDelivered: _message_delivered,
     EventPublished: _event_published,
+    ReceiveCancelled: _receive_cancelled,
 }
 
 

@@ -12,8 +12,10 @@ import asyncio
 import contextvars
 import functools
 import json
+import math
 import os
 import secrets
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 
@@ -478,6 +480,7 @@ class Runtime:
         idempotency_key: str | None = None,
         config: dict[str, Any] | None = None,
         commit_start: bool = True,
+        deadline: datetime | float | None = None,
     ) -> RunHandle:
         """Start a run of a function (input: dict of keyword arguments) or a workflow (any JSON).
 
@@ -494,6 +497,9 @@ class Runtime:
             as `run` does; only for a caller that waits for the run's outcome
             right away, since a crash before that commit leaves no trace of the
             run. An idempotency key always commits the start first.
+        deadline: a timezone-aware `datetime`, or unix seconds on the runtime's
+            clock: the run is cancelled if it is not done by then (a durable
+            timer; the earlier of it and the target's own timeout wins).
         """
         return await self._start(
             target,
@@ -502,6 +508,7 @@ class Runtime:
             idempotency_key=idempotency_key,
             durable=commit_start,
             config=config,
+            deadline=_deadline(deadline),
         )
 
     async def _start(
@@ -513,6 +520,7 @@ class Runtime:
         idempotency_key: str | None,
         durable: bool,
         config: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> RunHandle:
         """`start`; with `durable=False` the start is committed with the run's first result.
 
@@ -549,6 +557,7 @@ class Runtime:
                 new_invocation=True,
                 durable=durable or idempotency_key is not None,
                 config=config or {},
+                deadline=deadline,
             ),
         )
         try:
@@ -871,3 +880,21 @@ def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:
     if name == "InvalidResumeError":
         return InvalidResumeError(message, run_id=str(answer.get("run_id", "")))
     return PerdureError(f"{name}: {message}")
+
+
+def _deadline(value: datetime | float | None) -> float | None:
+    """A `start(deadline=...)` as unix seconds (None: no deadline)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"deadline={value!r} has no timezone: pass an aware datetime "
+                "(e.g. datetime.now(UTC) + timedelta(minutes=5))"
+            )
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(
+            f"deadline must be a timezone-aware datetime or unix seconds, got {value!r}"
+        )
+    return float(value)

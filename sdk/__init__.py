@@ -33,6 +33,7 @@ from perdure.actors import (
     BackoffType,
     Command,
     Interrupt,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -180,6 +181,7 @@ __all__ = [
     "StorePathError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     "UnknownTargetError",
     "__version__",
 ]

@@ -29,6 +29,7 @@
             NonDeterminismError
             RunTimeoutError           (also TimeoutError)
             TaskTimeoutError          (also TimeoutError)
+            InterruptTimeoutError     (also TimeoutError)
         StorageError              the store could not do it: fix the store
             StoreLockedError
             StorePathError
@@ -46,6 +47,7 @@ function or task at once, without retries.
 from perdure._client import ClientUsageError
 from perdure.actors import (
     ActorCrashedError,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -117,6 +119,7 @@ __all__ = [
     "RunTimeoutError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     # fix the store
     "StorageError",
     "CorruptEventError",
