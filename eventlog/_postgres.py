@@ -125,6 +125,11 @@ class PostgresEventLog:
         self._lost: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        #: Serialises `claim_due_timers` with `release_run` (see there); created lazily,
+        #: on the loop that uses the log.
+        self._claiming: asyncio.Lock | None = None
+        #: The runs the latest `claim_due_timers` returned timers of.
+        self._claimed: set[str] = set()
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -225,7 +230,9 @@ class PostgresEventLog:
                     await conn.execute(statement)
             await conn.execute(f"UPDATE {s}.schema_version SET version = %s", (SCHEMA_VERSION,))
 
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         pool = await self._connections()
         try:
             async with pool.connection() as conn:
@@ -427,6 +434,18 @@ class PostgresEventLog:
         """Give the run's lease back (its actor stopped here); best effort: a lease that
         is not released expires. Returns False, keeping the lease, while messages from
         other processes wait for the run in the inbox (see `take_messages`)."""
+        if self._claiming is None:
+            return await self._release(run_id)
+        async with self._claiming:
+            # A timer of the run was just claimed here, and delivered to an actor that
+            # must now start: keep the lease for it (released, another process could
+            # take the run first, and the delivered timer would be lost here).
+            if run_id in self._claimed and run_id in self._leases:
+                self._claimed.discard(run_id)
+                return False
+            return await self._release(run_id)
+
+    async def _release(self, run_id: str) -> bool:
         epoch = self._leases.get(run_id)
         pool = self._pool
         if epoch is None or pool is None or self._closed:
@@ -449,7 +468,8 @@ class PostgresEventLog:
                     )
                     if await cur.fetchone() is not None:
                         return False  # still ours, and messages wait for it
-        self._leases.pop(run_id, None)
+        if self._leases.get(run_id) == epoch:  # (not a lease taken again meanwhile)
+            del self._leases[run_id]
         return True
 
     # -- messages between processes -------------------------------------------------------
@@ -713,6 +733,84 @@ class PostgresEventLog:
             (now, limit),
         )
         return [TimerEntry(due_at=d, run_id=r, timer_id=t) for d, r, t in rows]
+
+    async def claim_due_timers(
+        self,
+        now: float,
+        limit: int = 256,
+        *,
+        targets: Sequence[str] | None = None,
+        runs: Sequence[str] | None = None,
+    ) -> list[TimerEntry]:
+        """The timers due at `now` of runs this process may drive, their leases taken.
+
+        A run qualifies if this log holds its lease, or nobody holds it (released, or
+        expired: its process died or stopped renewing); with `targets`, only runs of those
+        targets, with `runs`, only those runs. Qualifying runs are locked with ``FOR UPDATE
+        SKIP LOCKED`` and leased to this log in the same statement, so two processes
+        polling at once never both get a run: each due timer goes to one process, which
+        drives its run (a run another process holds keeps its timers there).
+        """
+        if limit < 0:
+            raise ValueError(f"claim_due_timers: limit {limit} must be >= 0")
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        if self._claiming is None:
+            self._claiming = asyncio.Lock()
+        async with self._claiming:
+            return await self._claim_due(now, limit, targets, runs)
+
+    async def _claim_due(
+        self, now: float, limit: int, targets: Sequence[str] | None, runs: Sequence[str] | None
+    ) -> list[TimerEntry]:
+        s = self._schema
+        rows = await self._query(
+            f"""WITH free AS (
+                SELECT r.run_id, (r.owner = %(me)s AND r.lease_until > now()) AS mine
+                FROM {s}.runs AS r
+                WHERE r.run_id IN (SELECT t.run_id FROM {s}.timers AS t WHERE t.due_at <= %(now)s)
+                  AND (r.owner IS NULL OR r.owner = %(me)s OR r.lease_until < now())
+                  AND (%(targets)s::text[] IS NULL OR r.target = ANY(%(targets)s::text[]))
+                  AND (%(runs)s::text[] IS NULL OR r.run_id = ANY(%(runs)s::text[]))
+                ORDER BY r.updated_at, r.run_id
+                LIMIT %(limit)s
+                FOR UPDATE OF r SKIP LOCKED
+            ), taken AS (
+                UPDATE {s}.runs AS r SET owner = %(me)s,
+                    epoch = CASE WHEN f.mine THEN r.epoch ELSE r.epoch + 1 END,
+                    lease_until = now() + %(ttl)s * interval '1 second'
+                FROM free AS f WHERE r.run_id = f.run_id
+                RETURNING r.run_id, r.epoch
+            )
+            SELECT t.due_at, t.run_id, t.timer_id, k.epoch
+            FROM {s}.timers AS t JOIN taken AS k ON k.run_id = t.run_id
+            WHERE t.due_at <= %(now)s
+            ORDER BY t.due_at, t.run_id, t.timer_id""",
+            {
+                "me": self.owner,
+                "now": now,
+                "targets": None if targets is None else list(targets),
+                "runs": None if runs is None else list(runs),
+                "limit": limit,
+                "ttl": self._lease_ttl,
+            },
+        )
+        entries: list[TimerEntry] = []
+        for due_at, run_id, timer_id, epoch in rows:
+            self._leases[run_id] = int(epoch)
+            self._lost.discard(run_id)
+            entries.append(TimerEntry(due_at=due_at, run_id=run_id, timer_id=timer_id))
+        self._claimed = {entry.run_id for entry in entries}
+        if entries:
+            self._start_renewing()
+        return entries
+
+    async def next_timer_after(self, now: float) -> float | None:
+        """When the first timer due after `now` is due (any run's), or None."""
+        rows = await self._query(
+            f"SELECT min(due_at) FROM {self._schema}.timers WHERE due_at > %s", (now,)
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def next_timer(self) -> TimerEntry | None:
         rows = await self._query(

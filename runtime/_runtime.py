@@ -264,6 +264,8 @@ class Runtime:
             self._clock,
             self._deliver_timer,
             accept=None if self._recover else self._driven.__contains__,
+            scope=self._timer_scope,
+            poll=min(float(getattr(self._log, "lease_ttl", 2.0)) / 2, 1.0),
         )
         self._scheduler.start()
         listen = getattr(self._log, "listen", None)
@@ -400,6 +402,11 @@ class Runtime:
             self._driven.add(run_id)
             if self._scheduler is not None:
                 self._scheduler.forget_run(run_id)  # a timer skipped so far is due again
+
+    def _timer_scope(self) -> tuple[list[str], list[str] | None]:
+        """Whose due timers this runtime claims on a shared store: runs of the targets it
+        has code for (without recovery, only among the runs it was asked to drive)."""
+        return self.registry.names(), None if self._recover else list(self._driven)
 
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
