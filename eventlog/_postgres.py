@@ -130,6 +130,8 @@ class PostgresEventLog:
         self._claiming: asyncio.Lock | None = None
         #: The runs the latest `claim_due_timers` returned timers of.
         self._claimed: set[str] = set()
+        #: Whether this log recorded itself as a worker process (`register_worker`).
+        self._worker = False
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -527,7 +529,7 @@ class PostgresEventLog:
         return bool(rows)
 
     async def notify(self, kind: str, payload: str) -> None:
-        """Send a notice (`listen`'s kinds: inbox, settled, reply) to every process."""
+        """Send a notice (`listen`'s kinds: inbox, settled, reply, work) to every process."""
         await self._query("SELECT pg_notify(%s, %s)", (self._channel(kind), payload))
 
     async def listen(self, callback: Callable[[str, str], None]) -> None:
@@ -545,7 +547,7 @@ class PostgresEventLog:
     async def _listen_forever(
         self, callback: Callable[[str, str], None], ready: asyncio.Future[None]
     ) -> None:
-        kinds = {self._channel(kind): kind for kind in ("inbox", "settled", "reply")}
+        kinds = {self._channel(kind): kind for kind in ("inbox", "settled", "reply", "work")}
         while not self._closed:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
@@ -567,19 +569,74 @@ class PostgresEventLog:
                 await asyncio.sleep(min(self._lease_ttl / 3, 1.0))
 
     async def orphaned_runs(
-        self, *, include_released: bool = False, limit: int = 256
+        self,
+        *,
+        include_released: bool = False,
+        limit: int = 256,
+        targets: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        """Running runs whose lease expired (their process died, paused or closed), oldest
-        update first; with `include_released`, also those nobody holds (whose process let
-        them go while they waited: at start-up, a process looks at those too)."""
+        """Running runs whose lease expired (their process died, paused or closed, or a
+        client handed the run to the workers), oldest update first; with
+        `include_released`, also those nobody holds (whose process let them go while they
+        waited: at start-up, a process looks at those too). With `targets`, only runs of
+        those targets (the ones this process can drive)."""
         released = "OR owner IS NULL" if include_released else ""
         rows = await self._query(
             f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
             f"WHERE status = 'running' AND (lease_until < now() {released}) "
+            "AND (%s::text[] IS NULL OR target = ANY(%s::text[])) "
             "ORDER BY updated_at, run_id LIMIT %s",
-            (limit,),
+            (targets, targets, limit),
         )
         return [_run_info(row) for row in rows]
+
+    # -- worker processes ------------------------------------------------------------------
+
+    async def register_worker(self, targets: dict[str, str]) -> None:
+        """Record that this process drives runs of `targets` ({name: kind}); the record
+        is kept fresh with the leases, and removed on `close`."""
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        await self._query(
+            f"INSERT INTO {self._schema}.workers (owner, targets, seen) VALUES (%s, %s, now()) "
+            "ON CONFLICT (owner) DO UPDATE SET targets = excluded.targets, seen = now() "
+            "RETURNING 1",
+            (self.owner, Jsonb(dict(targets))),
+        )
+        self._worker = True
+        self._start_renewing()
+
+    async def served_kind(self, target: str) -> str | None:
+        """The kind (function or workflow) of `target` as the worker processes that serve
+        it recorded it, the most recently seen first; None if no worker ever served it."""
+        if "\x00" in target:
+            return None
+        rows = await self._query(
+            f"SELECT targets->>%s FROM {self._schema}.workers WHERE targets ? %s "
+            "ORDER BY seen DESC LIMIT 1",
+            (target, target),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def workers(self) -> list[tuple[str, dict[str, str], float]]:
+        """(owner, {target: kind}, seconds since last seen) of every recorded worker."""
+        rows = await self._query(
+            f"SELECT owner, targets, extract(epoch FROM now() - seen) "
+            f"FROM {self._schema}.workers ORDER BY owner"
+        )
+        return [(owner, dict(targets), float(age)) for owner, targets, age in rows]
+
+    async def hand_over(self, run_id: str, target: str) -> None:
+        """Give a run this log started (and holds) to the workers: its lease ends at once
+        (expired: a worker's watch takes it over) and the workers are told now."""
+        epoch = self._leases.pop(run_id, None)
+        s = self._schema
+        await self._query(
+            f"UPDATE {s}.runs SET lease_until = '-infinity' "
+            "WHERE run_id = %s AND owner = %s AND epoch = %s RETURNING 1",
+            (run_id, self.owner, epoch),
+        )
+        await self.notify("work", f"{target}\n{run_id}")
 
     def held_leases(self) -> dict[str, int]:
         """The runs this log holds a lease on, with the lease's epoch."""
@@ -599,7 +656,13 @@ class PostgresEventLog:
 
     async def renew_leases(self) -> None:
         """Extend every lease this log holds, in one UPDATE; a run missing from its answer
-        is lost at once (its next append raises `LeaseLostError` without asking)."""
+        is lost at once (its next append raises `LeaseLostError` without asking). A
+        worker's record (`register_worker`) is refreshed too."""
+        if self._worker:
+            await self._query(
+                f"UPDATE {self._schema}.workers SET seen = now() WHERE owner = %s RETURNING 1",
+                (self.owner,),
+            )
         if not self._leases:
             return
         held = dict(self._leases)
@@ -643,6 +706,12 @@ class PostgresEventLog:
             with contextlib.suppress(BaseException):
                 await renewer
         if pool is not None:
+            if self._worker:
+                with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                    async with pool.connection() as conn:
+                        await conn.execute(
+                            f"DELETE FROM {self._schema}.workers WHERE owner = %s", (self.owner,)
+                        )
             if self._leases:
                 # Hand the runs back at once rather than after the leases expire.
                 with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -277,5 +277,12 @@ def migration_statements(s: str, version: int) -> list[str]:
             run_id text COLLATE "C" NOT NULL,
             message jsonb NOT NULL)""",
             f"CREATE INDEX inbox_by_run ON {s}.inbox (run_id, id)",
+        ]
+    if version == 4:  # worker processes and the targets they serve ({name: kind})
+        return [
+            f"""CREATE TABLE {s}.workers (
+            owner text PRIMARY KEY,
+            targets jsonb NOT NULL,
+            seen timestamptz NOT NULL)""",
         ]
     raise ValueError(f"no migration to layout version {version}")

@@ -45,6 +45,7 @@ from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import open_store, store_label, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+from perdure.runtime._worker import import_app, run_worker, serve_worker
 
 if TYPE_CHECKING:
     from perdure.runtime._replay_report import ReplayResult, ReplaySummary
@@ -67,6 +68,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "import_app",
+    "run_worker",
+    "serve_worker",
     "DEFAULT_PATH",
     "open_store",
     "store_label",

@@ -46,7 +46,9 @@ from perdure.eventlog import (
     LeaseLostError,
     PerdureError,
     RunInfo,
+    RunStarted,
     RunStatus,
+    SequenceConflictError,
     StoreLockedError,
     TimerCancelled,
     TimerEntry,
@@ -75,6 +77,10 @@ from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import open_store, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+
+#: On a store shared by processes, how often (seconds) a wait on a run driven elsewhere
+#: reads the run's log, in case the notice that it settled was missed.
+SETTLED_POLL = 2.0
 
 
 class Runtime:
@@ -271,6 +277,13 @@ class Runtime:
         listen = getattr(self._log, "listen", None)
         if listen is not None:  # a store shared by processes: messages and settled runs
             await listen(self._notice)
+        register = getattr(self._log, "register_worker", None)
+        if register is not None and self._recover and not self._log.read_only:
+            # A worker for the targets registered here: clients without their code
+            # hand such runs to this process (or another worker that has them).
+            await register(
+                {name: self.registry.resolve(name).kind for name in self.registry.names()}
+            )
         self._open = True
         self._token = current_runtime.set(self)
         _open_runtimes.append(self)
@@ -331,7 +344,7 @@ class Runtime:
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    runs = await orphaned()
+                    runs = await orphaned(targets=self.registry.names())
                 except Exception as exc:  # the store is away for a moment: watch on
                     logger.warning("lease watch failed; retrying", error=describe(exc))
                     continue
@@ -430,6 +443,10 @@ class Runtime:
             held = getattr(self.log, "held_leases", None)
             if held is not None and payload in held():
                 self._in_background(self._take_messages(payload))
+        elif kind == "work":
+            target, _, run_id = payload.partition("\n")
+            if self._recover and self._supervisor is not None and self.registry.get(target):
+                self._supervisor.post(run_id, Wake())
         elif kind == "settled":
             if payload in self._settle_waiters and self._rebuilt_actor(payload) is None:
                 self._in_background(self._settled_elsewhere(payload))
@@ -568,6 +585,18 @@ class Runtime:
         config: a workflow invocation's caller config (see `RunStarted.config`).
         """
         supervisor = self._require_open()
+        if isinstance(target, str) and self.registry.get(target) is None:
+            served = getattr(self.log, "served_kind", None)
+            kind = await served(check_id("target", target)) if served is not None else None
+            if kind is not None:
+                return await self._start_elsewhere(
+                    target,
+                    kind,
+                    input,
+                    run_id=run_id,
+                    idempotency_key=idempotency_key,
+                    config=config,
+                )
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
@@ -609,14 +638,75 @@ class Runtime:
             )
         return RunHandle(self, run_id, spec.name)
 
-    async def _attach(
-        self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec
+    async def _start_elsewhere(
+        self,
+        target: str,
+        kind: str,
+        input: Any,
+        *,
+        run_id: str | None,
+        idempotency_key: str | None,
+        config: dict[str, Any] | None,
     ) -> RunHandle:
+        """Start a run of a target this process has no code for, on a store shared by
+        processes: its start is recorded here and the run handed to the worker processes
+        that serve the target (see `PostgresEventLog.register_worker`)."""
+        if kind == "function" and input is None:
+            input = {}
+        if kind == "function" and not isinstance(input, dict):
+            raise TypeError(
+                f"function {target!r} takes a dict of keyword arguments as input, "
+                f"got {type(input).__name__}"
+            )
+        input = check_json(input, "input", where=f"input of {target!r} cannot be stored")
+        if config:
+            check_json(config, "config", where=f"config of {target!r} cannot be stored")
+        input_digest = digest(input)
+        if idempotency_key is not None:
+            check_id("idempotency_key", idempotency_key)
+            held = await self.log.lookup_idempotency(idempotency_key)
+            if held is not None:
+                return await self._attach(
+                    idempotency_key, held.run_id, held.input_digest, input_digest, target
+                )
+        run_id = check_id("run_id", run_id) if run_id is not None else new_run_id()
+        started = RunStarted(
+            run_id=run_id,
+            seq=0,
+            ts=self._clock.now(),
+            target=target,
+            kind=kind,  # type: ignore[arg-type]
+            input=input,
+            input_digest=input_digest,
+            idempotency_key=idempotency_key,
+            trace_context=caller_context(),
+            config=config or {},
+        )
+        try:
+            await self.log.append(run_id, 0, [started])
+        except IdempotencyKeyTakenError as exc:
+            assert idempotency_key is not None
+            return await self._attach(
+                idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, target
+            )
+        except SequenceConflictError:
+            raise InvalidResumeError(
+                f"run {run_id!r} already exists; a new invocation of an existing thread "
+                f"needs the code of {target!r} in this process",
+                run_id=run_id,
+            ) from None
+        await self.log.hand_over(run_id, target)  # type: ignore[attr-defined]
+        return RunHandle(self, run_id, target)
+
+    async def _attach(
+        self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec | str
+    ) -> RunHandle:
+        name = spec if isinstance(spec, str) else spec.name
         info = await self.log.get_run(run_id)
-        if info is not None and info.target != spec.name:
+        if info is not None and info.target != name:
             raise IdempotencyConflictError(
                 f"idempotency key {key!r} is held by run {run_id!r} of {info.target!r}, "
-                f"not {spec.name!r}; a key names one operation — use a new key",
+                f"not {name!r}; a key names one operation — use a new key",
                 key=key,
                 run_id=run_id,
             )
@@ -627,7 +717,7 @@ class Runtime:
                 key=key,
                 run_id=run_id,
             )
-        return RunHandle(self, run_id, spec.name)
+        return RunHandle(self, run_id, name)
 
     # -- talking to runs ---------------------------------------------------------------------
 
@@ -819,11 +909,13 @@ class Runtime:
             outcome = live_outcome(actor, []) if actor is not None else settled_outcome(state)
             if outcome is not None:
                 return outcome
-            if timeout is None:
+            if timeout is None and not self._shared_store():
                 return await fut
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+                return await self._settled(run_id, fut, timeout)
             except TimeoutError:
+                if timeout is None:
+                    raise
                 raise RunTimeoutError(
                     f"run {run_id!r} did not settle within {timeout} s; it keeps running — "
                     f"wait on it again with its id",
@@ -836,6 +928,35 @@ class Runtime:
                 waiters.remove(fut)
                 if not waiters:
                     del self._settle_waiters[run_id]
+
+    def _shared_store(self) -> bool:
+        return hasattr(self._log, "listen")
+
+    async def _settled(
+        self, run_id: str, fut: asyncio.Future[Outcome], timeout: float | None
+    ) -> Outcome:
+        """`fut`'s outcome, within `timeout` (None: no limit). On a store shared by
+        processes the run's log is also read every `SETTLED_POLL` seconds while no live
+        actor here drives it: a waiter that missed the notice of another process (the
+        listening connection dropped, the notifier died after its commit) still learns
+        that the run settled."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            slice_ = left
+            if self._shared_store():
+                slice_ = SETTLED_POLL if left is None else min(left, SETTLED_POLL)
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), slice_)
+            except TimeoutError:
+                if not self._shared_store() or self._rebuilt_actor(run_id) is not None:
+                    continue
+                outcome = settled_outcome(fold(run_id, await self.log.read(run_id)))
+                if outcome is not None:
+                    return outcome
 
     def listen(self, run_id: str) -> asyncio.Queue[tuple[str, Any]]:
         """Register a listener queue for a run before starting or resuming it (see `unlisten`)."""

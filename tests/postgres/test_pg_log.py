@@ -16,6 +16,7 @@ from perdure.eventlog import (
     StoreClosedError,
     encode,
 )
+from perdure.eventlog._postgres_schema import SCHEMA_VERSION
 from perdure.testing.events import done, started, steps
 
 
@@ -54,7 +55,7 @@ async def test_tables_are_created_on_open_and_events_are_the_json_envelope(
     with psycopg.connect(postgres_url) as conn:
         version = conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall()
         body = conn.execute(f"SELECT body FROM {pg_schema}.events").fetchall()
-    assert version == [(3,)]
+    assert version == [(SCHEMA_VERSION,)]
     assert body == [(encode(first),)]  # the same checksummed envelope as the LMDB store
 
 
@@ -216,4 +217,6 @@ async def test_a_layout_1_store_is_migrated_on_open(postgres_url: str, pg_schema
     assert _lease(postgres_url, pg_schema, "old") == (log.owner, 1)
     await log.close()
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [(3,)]
+        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]

@@ -1,0 +1,116 @@
+"""Worker tiers on a PostgreSQL store: a process without a target's code (a client)
+starts runs of it, and a worker process that serves the target executes them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from perdure import Runtime
+from perdure.runtime import Registry, UnknownTargetError
+
+HERE = Path(__file__).resolve().parent
+WORKER = (
+    "import sys; from perdure.runtime import run_worker; "
+    "run_worker('_worker_app', sys.argv[1], lease_ttl=1.0, "
+    "ready=lambda rt: print('ready', flush=True))"
+)
+
+
+def _worker(url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, url],
+        cwd=HERE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture
+def worker(pg_store: str) -> Iterator[subprocess.Popen[str]]:
+    proc = _worker(pg_store)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.terminate()  # SIGTERM: the worker stops cleanly and removes its record
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert _rows(pg_store, "SELECT count(*) FROM perdure.workers") == [(0,)]
+
+
+def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.timeout(120)
+def test_a_client_without_the_code_has_its_runs_executed_by_a_worker(
+    pg_store: str, worker: subprocess.Popen[str]
+) -> None:
+    # The worker recorded what it serves.
+    assert _rows(pg_store, "SELECT targets FROM perdure.workers") == [
+        ({"wk_charge": "function", "wk_flow": "workflow"},)
+    ]
+
+    async def client() -> tuple[str, str, str]:
+        async with Runtime(pg_store, registry=Registry(), lease_ttl=1.0) as rt:
+            charged = await rt.run("wk_charge", {"n": 3}, timeout=60)
+            handle = await rt.start("wk_flow", 5)
+            flowed = await handle.result(timeout=60)
+            again = await rt.run("wk_charge", {"n": 4}, idempotency_key="pay-4", timeout=60)
+            assert await rt.run("wk_charge", {"n": 4}, idempotency_key="pay-4") == again
+            return charged, flowed, again
+
+    charged, flowed, again = asyncio.run(client())
+    assert charged == f"3 charged by {worker.pid}"
+    assert flowed == f"10 by {worker.pid}"
+    assert again == f"4 charged by {worker.pid}"
+    runs = _rows(pg_store, "SELECT target, status FROM perdure.runs ORDER BY created_at")
+    done = "completed"
+    assert runs == [("wk_charge", done), ("wk_flow", done), ("wk_charge", done)]
+
+
+@pytest.mark.timeout(120)
+def test_a_target_no_worker_serves_is_refused_and_nothing_is_stored(pg_store: str) -> None:
+    async def client() -> None:
+        async with Runtime(pg_store, registry=Registry(), lease_ttl=1.0) as rt:
+            with pytest.raises(UnknownTargetError, match="wk_charge"):
+                await rt.start("wk_charge", {"n": 1})
+
+    asyncio.run(client())
+    assert _rows(pg_store, "SELECT count(*) FROM perdure.runs") == [(0,)]
+
+
+@pytest.mark.timeout(120)
+def test_a_run_handed_to_workers_waits_for_one_to_start(pg_store: str) -> None:
+    """A client may start a run while no worker is up (one served the target before): the
+    run waits in the store, and the next worker to start executes it."""
+    first = _worker(pg_store)
+    assert first.stdout is not None and first.stdout.readline().strip() == "ready"
+    first.kill()  # its record stays: the store knows a worker serves wk_charge
+    first.communicate(timeout=30)
+
+    async def client() -> str:
+        async with Runtime(pg_store, registry=Registry(), lease_ttl=1.0) as rt:
+            handle = await rt.start("wk_charge", {"n": 7})
+            second = _worker(pg_store)
+            try:
+                return str(await handle.result(timeout=60)) + f" / {second.pid}"
+            finally:
+                second.terminate()
+                second.communicate(timeout=30)
+
+    result, _, pid = asyncio.run(client()).partition(" / ")
+    assert result == f"7 charged by {pid}"
