@@ -496,6 +496,9 @@ class Runtime:
             elif message.get("kind") == "cancel":
                 reason = str(message.get("reason", "cancelled by request"))
                 self._supervisor.post(run_id, Cancel(reason=reason, reply=reply))
+            elif message.get("kind") == "continue":
+                strict = message.get("strict") is not False
+                self._supervisor.post(run_id, Continue(reply=reply, strict=strict))
             else:
                 continue
             reply.add_done_callback(functools.partial(self._answer, token, run_id))
@@ -851,7 +854,8 @@ class Runtime:
 
     async def _continue(self, run_id: str, *, strict: bool) -> None:
         """`continue_run`; with ``strict=False`` (``invoke(None)``) other runs are left alone."""
-        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict))
+        remote = {"kind": "continue", "strict": strict}
+        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict), remote)
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
         """Cancel a run; a settled run is left as it is. `continue_run` can reopen it later."""

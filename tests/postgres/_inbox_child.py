@@ -1,12 +1,14 @@
 """A process for the cross-process messaging test, on a PostgreSQL store.
 
-    python _inbox_child.py URL RUN_ID drive|resume|cancel
+    python _inbox_child.py URL RUN_ID drive|resume|cancel|cancel-continue
 
 ``drive`` registers `ask_flow`, starts it (it waits on an interrupt), prints
 ``waiting``, keeps its runtime open until its standard input closes, then prints
-``lost N`` (runs whose lease it lost). ``resume`` and ``cancel`` register
-nothing (they cannot drive the run): they send their message, then print
-``result ...`` (or ``error <type> <message>``) when the run settles.
+``lost N`` (runs whose lease it lost). ``resume``, ``cancel`` and
+``cancel-continue`` register nothing (they cannot drive the run): they send their
+message(s) (``cancel-continue``: cancel, print ``cancelled <status>``, continue_run,
+print ``continued <status>``, resume), then print ``result ...`` (or ``error <type>
+<message>``) when the run settles.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ async def main(url: str, run_id: str, mode: str) -> None:
                 print("lost", rt._require_open().leases_lost, flush=True)
                 return
             if mode == "resume":
+                await rt.resume(run_id, "yes")
+            elif mode == "cancel-continue":
+                await rt.cancel(run_id, "not yet")
+                print("cancelled", (await rt.wait(run_id, timeout=60)).status, flush=True)
+                await rt.continue_run(run_id)
+                print("continued", (await rt.wait(run_id, timeout=60)).status, flush=True)
                 await rt.resume(run_id, "yes")
             else:
                 await rt.cancel(run_id, "changed my mind")

@@ -70,3 +70,21 @@ def test_a_cancel_from_another_process_reaches_the_driver(pg_store: str) -> None
         assert _line(b, "result", "error").startswith("error RunCancelledError")
     finally:
         _finish(*(p for p in (a, b) if p is not None))
+
+
+@pytest.mark.timeout(120)
+def test_continue_run_from_another_process_reaches_the_driver(pg_store: str) -> None:
+    a = _spawn(pg_store, "inbox-run-3", "drive")
+    b = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        b = _spawn(pg_store, "inbox-run-3", "cancel-continue")
+        assert _line(b, "cancelled", "error") == "cancelled cancelled"
+        # Reopened where A drives it (before, b's continue_run tried to drive the run
+        # itself and failed: another process holds the lease).
+        assert _line(b, "continued", "error") == "continued waiting"
+        assert _line(b, "result", "error") == f"result completed A-1 yes by {a.pid}"
+        out, _ = a.communicate(timeout=30)
+        assert "lost 0" in out.splitlines()
+    finally:
+        _finish(*(p for p in (a, b) if p is not None))

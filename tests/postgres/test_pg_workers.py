@@ -4,6 +4,7 @@ starts runs of it, and a worker process that serves the target executes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -114,3 +115,19 @@ def test_a_run_handed_to_workers_waits_for_one_to_start(pg_store: str) -> None:
 
     result, _, pid = asyncio.run(client()).partition(" / ")
     assert result == f"7 charged by {pid}"
+
+
+@pytest.mark.timeout(120)
+def test_a_waiter_that_misses_the_settled_notice_still_learns_the_outcome(
+    pg_store: str, worker: subprocess.Popen[str]
+) -> None:
+    async def client() -> str:
+        async with Runtime(pg_store, registry=Registry(), lease_ttl=1.0) as rt:
+            listener = rt.log._listener  # type: ignore[attr-defined]
+            listener.cancel()  # deaf to notices, as if its connection dropped for good
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            # No timeout of its own (its expiry reads the log anyway): the wait polls.
+            return str(await asyncio.wait_for(rt.run("wk_charge", {"n": 9}), 30))
+
+    assert asyncio.run(client()) == f"9 charged by {worker.pid}"
