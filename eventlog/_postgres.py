@@ -459,9 +459,10 @@ class PostgresEventLog:
                 cur = await conn.execute(
                     f"UPDATE {s}.runs SET owner = NULL, lease_until = NULL "
                     "WHERE run_id = %s AND owner = %s AND epoch = %s "
-                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s) "
+                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s "
+                    "AND (taken_by IS NULL OR taken_by <> %s)) "
                     "RETURNING 1",
-                    (run_id, self.owner, epoch, run_id),
+                    (run_id, self.owner, epoch, run_id, self.owner),
                 )
                 if await cur.fetchone() is None:
                     cur = await conn.execute(
@@ -507,23 +508,36 @@ class PostgresEventLog:
         return True
 
     async def take_messages(self, run_id: str) -> list[dict[str, Any]]:
-        """Remove and return, oldest first, the messages queued for a run this log holds."""
+        """Return, oldest first, the messages queued for a run this log holds that no live
+        holder took: new ones, and those a former holder took but never answered (it
+        died or lost the run before `ack_message`). Each carries its ``inbox_id``."""
         if run_id not in self._leases:
             return []
         s = self._schema
         rows = await self._query(
-            f"DELETE FROM {s}.inbox AS i USING {s}.runs AS r "
+            f"UPDATE {s}.inbox AS i SET taken_by = %s FROM {s}.runs AS r "
             "WHERE i.run_id = %s AND r.run_id = i.run_id AND r.owner = %s "
+            "AND (i.taken_by IS NULL OR i.taken_by <> %s) "
             "RETURNING i.id, i.message",
-            (run_id, self.owner),
+            (self.owner, run_id, self.owner, self.owner),
         )
-        return [message for _, message in sorted(rows, key=lambda row: int(row[0]))]
+        return [
+            {**message, "inbox_id": int(id_)}
+            for id_, message in sorted(rows, key=lambda row: int(row[0]))
+        ]
+
+    async def ack_message(self, inbox_id: int) -> None:
+        """Remove a message `take_messages` gave this log: it was applied and answered."""
+        await self._query(
+            f"DELETE FROM {self._schema}.inbox WHERE id = %s AND taken_by = %s RETURNING 1",
+            (inbox_id, self.owner),
+        )
 
     async def withdraw_message(self, run_id: str, token: str) -> bool:
         """Remove a queued message nobody took yet (by its token); False if it was taken."""
         rows = await self._query(
             f"DELETE FROM {self._schema}.inbox WHERE run_id = %s AND message->>'token' = %s "
-            "RETURNING 1",
+            "AND taken_by IS NULL RETURNING 1",
             (run_id, token),
         )
         return bool(rows)
@@ -575,15 +589,19 @@ class PostgresEventLog:
         limit: int = 256,
         targets: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        """Running runs whose lease expired (their process died, paused or closed, or a
-        client handed the run to the workers), oldest update first; with
+        """Running runs (and runs with messages waiting in the inbox) whose lease expired
+        (their process died, paused or closed, or a client handed the run to the
+        workers), oldest update first; with
         `include_released`, also those nobody holds (whose process let them go while they
         waited: at start-up, a process looks at those too). With `targets`, only runs of
         those targets (the ones this process can drive)."""
         released = "OR owner IS NULL" if include_released else ""
+        s = self._schema
         rows = await self._query(
-            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
-            f"WHERE status = 'running' AND (lease_until < now() {released}) "
+            f"SELECT {_RUN_COLUMNS} FROM {s}.runs AS r "
+            f"WHERE (status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i "
+            "WHERE i.run_id = r.run_id)) "
+            f"AND (lease_until < now() {released}) "
             "AND (%s::text[] IS NULL OR target = ANY(%s::text[])) "
             "ORDER BY updated_at, run_id LIMIT %s",
             (targets, targets, limit),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -268,4 +268,6 @@ def migration_statements(s: str, version: int) -> list[str]:
             targets jsonb NOT NULL,
             seen timestamptz NOT NULL)""",
         ]
+    if version == 5:  # a message stays in the inbox, marked taken, until it is answered
+        return [f"ALTER TABLE {s}.inbox ADD COLUMN taken_by text"]
     raise ValueError(f"no migration to layout version {version}")

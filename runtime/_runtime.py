@@ -501,11 +501,15 @@ class Runtime:
                 self._supervisor.post(run_id, Continue(reply=reply, strict=strict))
             else:
                 continue
-            reply.add_done_callback(functools.partial(self._answer, token, run_id))
+            inbox_id = message.get("inbox_id")
+            reply.add_done_callback(functools.partial(self._answer, token, run_id, inbox_id))
 
-    def _answer(self, token: str, run_id: str, done: asyncio.Future[None]) -> None:
-        """Tell the process that sent a message how it went."""
+    def _answer(self, token: str, run_id: str, inbox_id: Any, done: asyncio.Future[None]) -> None:
+        """Tell the process that sent a message how it went, and remove the message (until
+        then, a process that takes the run over after this one died applies it)."""
         error = None if done.cancelled() else done.exception()
+        if isinstance(error, LeaseLostError):
+            return  # not applied here: the process that took the run over answers it
         answer: dict[str, Any] = {"token": token, "run_id": run_id, "error": None}
         if done.cancelled() or error is not None:
             answer["error"] = "cancelled" if error is None else type(error).__name__
@@ -513,6 +517,9 @@ class Runtime:
         notify = getattr(self.log, "notify", None)
         if notify is not None and self._open:
             self._in_background(notify("reply", json.dumps(answer)))
+            ack = getattr(self.log, "ack_message", None)
+            if ack is not None and isinstance(inbox_id, int) and not done.cancelled():
+                self._in_background(ack(inbox_id))
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
         """Nobody can run or park this run now: callers waiting on it get `error`."""

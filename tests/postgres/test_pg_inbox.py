@@ -88,3 +88,26 @@ def test_continue_run_from_another_process_reaches_the_driver(pg_store: str) -> 
         assert "lost 0" in out.splitlines()
     finally:
         _finish(*(p for p in (a, b) if p is not None))
+
+
+@pytest.mark.timeout(120)
+def test_a_message_whose_taker_died_before_applying_it_is_applied_by_the_next_driver(
+    pg_store: str,
+) -> None:
+    a = _spawn(pg_store, "inbox-run-4", "drive-die")
+    b = c = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        c = _spawn(pg_store, "inbox-run-4", "serve")  # has the code: takes the run over
+        assert _line(c, "serving") == "serving"
+        b = _spawn(pg_store, "inbox-run-4", "resume")
+        a.wait(timeout=60)  # (its standard input stays open: only the kill ends it)
+        a.communicate()
+        assert a.returncode == -9  # it took the resume, and died before applying it
+        # C took the run over when A's lease expired, found the message A had taken but
+        # never answered, applied it, and answered B (before, the message was gone).
+        assert _line(b, "result", "error") == f"result completed A-1 yes by {c.pid}"
+        b.communicate(timeout=30)
+        c.communicate("", timeout=30)
+    finally:
+        _finish(*(p for p in (a, b, c) if p is not None))
