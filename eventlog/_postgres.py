@@ -610,6 +610,33 @@ class PostgresEventLog:
 
     # -- worker processes ------------------------------------------------------------------
 
+    async def claim_handed_over(self, targets: Sequence[str], limit: int = 64) -> list[str]:
+        """Lease to this log up to `limit` running runs of `targets` whose lease ended
+        (handed over by a client, or left by a dead process), locked with ``FOR UPDATE
+        SKIP LOCKED``: workers told of new work at once each get different runs."""
+        if self._read_only or not targets:
+            return []
+        s = self._schema
+        rows = await self._query(
+            f"""WITH free AS (
+                SELECT run_id FROM {s}.runs
+                WHERE status = 'running' AND lease_until < now() AND target = ANY(%s::text[])
+                ORDER BY updated_at, run_id LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {s}.runs AS r SET owner = %s, epoch = r.epoch + 1,
+                lease_until = now() + %s * interval '1 second'
+            FROM free WHERE r.run_id = free.run_id
+            RETURNING r.run_id, r.epoch""",
+            (list(targets), limit, self.owner, self._lease_ttl),
+        )
+        for run_id, epoch in rows:
+            self._leases[run_id] = int(epoch)
+            self._lost.discard(run_id)
+        if rows:
+            self._start_renewing()
+        return [run_id for run_id, _ in rows]
+
     async def register_worker(self, targets: dict[str, str]) -> None:
         """Record that this process drives runs of `targets` ({name: kind}); the record
         is kept fresh with the leases, and removed on `close`."""

@@ -155,6 +155,9 @@ class Runtime:
         #: token -> the caller of a resume/cancel sent to a run another process drives
         self._remote_replies: dict[str, asyncio.Future[None]] = {}
         self._background_tasks: set[asyncio.Task[None]] = set()
+        #: Runs handed to the workers were announced / are being claimed (see `_claim_work`).
+        self._work_waiting = False
+        self._claiming_work = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Which store this is (see `store_key`); fixed when the runtime opens.
         self.store_key = store_key(log=log, path=self.path)
@@ -444,9 +447,12 @@ class Runtime:
             if held is not None and payload in held():
                 self._in_background(self._take_messages(payload))
         elif kind == "work":
-            target, _, run_id = payload.partition("\n")
-            if self._recover and self._supervisor is not None and self.registry.get(target):
-                self._supervisor.post(run_id, Wake())
+            target, _, _run_id = payload.partition("\n")
+            if self._recover and self.registry.get(target) is not None:
+                self._work_waiting = True
+                if not self._claiming_work:
+                    self._claiming_work = True
+                    self._in_background(self._claim_work())
         elif kind == "settled":
             if payload in self._settle_waiters and self._rebuilt_actor(payload) is None:
                 self._in_background(self._settled_elsewhere(payload))
@@ -462,6 +468,26 @@ class Runtime:
                 reply.set_result(None)
             else:
                 reply.set_exception(_remote_error(answer, payload))
+
+    async def _claim_work(self) -> None:
+        """Take runs handed to the workers, a batch at a time, while notices come: each
+        is leased to one worker (``SKIP LOCKED``), so workers do not race for them."""
+        claim = getattr(self.log, "claim_handed_over", None)
+        try:
+            while claim is not None and self._work_waiting and self._open:
+                self._work_waiting = False
+                try:
+                    taken = await claim(self.registry.names())
+                except Exception as exc:
+                    logger.warning("could not claim handed-over runs", error=describe(exc))
+                    return
+                for run_id in taken:
+                    if self._supervisor is not None:
+                        self._supervisor.post(run_id, Wake())
+                if len(taken) >= 64:
+                    self._work_waiting = True  # a full batch: there may be more
+        finally:
+            self._claiming_work = False
 
     async def _settled_elsewhere(self, run_id: str) -> None:
         """Another process settled a run waited on here: its waiters get the outcome."""
