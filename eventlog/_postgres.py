@@ -694,34 +694,52 @@ class PostgresEventLog:
             )
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ttl / 3)
-            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
-                await self.renew_leases()
+        # On a connection of its own: renewals must not queue behind a busy pool's
+        # appends (1,000 runs in flight would let their own leases expire).
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self._lease_ttl / 3)
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                    await self.renew_leases(conn)
+                except (psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                await conn.close()
 
-    async def renew_leases(self) -> None:
-        """Extend every lease this log holds, in one UPDATE; a run missing from its answer
-        is lost at once (its next append raises `LeaseLostError` without asking). A
-        worker's record (`register_worker`) is refreshed too."""
+    async def renew_leases(self, conn: psycopg.AsyncConnection[Any] | None = None) -> None:
+        """Extend every lease this log holds, in one UPDATE (on `conn`, else a pooled
+        connection); a run missing from its answer (another process took it over: its
+        epoch changed) is lost at once (its next append raises `LeaseLostError` without
+        asking). A lease that expired but that nobody took over is extended. A worker's
+        record (`register_worker`) is refreshed too."""
+        if conn is None:
+            pool = await self._connections()
+            async with pool.connection() as pooled:
+                await self.renew_leases(pooled)
+            return
         if self._worker:
-            await self._query(
-                f"UPDATE {self._schema}.workers SET seen = now() WHERE owner = %s RETURNING 1",
+            await conn.execute(
+                f"UPDATE {self._schema}.workers SET seen = now() WHERE owner = %s",
                 (self.owner,),
             )
         if not self._leases:
             return
         held = dict(self._leases)
-        pool = await self._connections()
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE {self._schema}.runs AS r "
-                "SET lease_until = now() + %s * interval '1 second' "
-                "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
-                "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
-                "AND r.lease_until > now() RETURNING r.run_id",
-                (self._lease_ttl, list(held), list(held.values()), self.owner),
-            )
-            renewed = {row[0] for row in await cur.fetchall()}
+        cur = await conn.execute(
+            f"UPDATE {self._schema}.runs AS r "
+            "SET lease_until = now() + %s * interval '1 second' "
+            "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+            "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
+            "RETURNING r.run_id",
+            (self._lease_ttl, list(held), list(held.values()), self.owner),
+        )
+        renewed = {row[0] for row in await cur.fetchall()}
         for run_id, epoch in held.items():
             if run_id not in renewed and self._leases.get(run_id) == epoch:
                 del self._leases[run_id]
