@@ -10,13 +10,20 @@ $PERDURE_TEST_POSTGRES:
   process without the code starts ``--tp-runs`` workflows of 3 tasks (handed to
   the workers, `perdure.runtime.run_worker`), and waits for all of them.
 
+With ``--peer-python`` (an interpreter with LangGraph, langgraph-checkpoint-postgres
+and DBOS; see bench/pg_peer.py), LangGraph with PostgresSaver and DBOS run the same
+per-step and 1,000-workflow workloads on the same server, in the same run, and the
+ratios are printed.
+
     python bench/bench_postgres.py [--steps 300] [--workflows 1000] [--workers 1,2,4]
+        [--peer-python /tmp/venv-lgpg/bin/python]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -141,6 +148,28 @@ def worker_throughput(url: str, workers: int, runs: int, tag: str) -> float:
             proc.communicate(timeout=60)
 
 
+def peer(python: str, workload: str, url: str, steps: int, workflows: int) -> dict[str, float]:
+    """One peer workload in a fresh process of `python` (bench/pg_peer.py)."""
+    out = subprocess.run(
+        [
+            python,
+            str(Path(__file__).resolve().parent / "pg_peer.py"),
+            workload,
+            url,
+            "--n",
+            str(steps),
+            "--workflows",
+            str(workflows),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
@@ -148,6 +177,7 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=1000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--tp-runs", type=int, default=1000)
+    parser.add_argument("--peer-python", default=None)
     args = parser.parse_args()
     make_fanout()
     make_flow(args.steps)
@@ -165,9 +195,27 @@ def main() -> None:
             f"{commits:.2f} commits per step; "
             f"{statistics.median(steps) / raw:.1f}x the raw commit)"
         )
+        took = 0.0
         if args.workflows:
             took = asyncio.run(many_workflows(url, args.workflows))
             print(f"{args.workflows} concurrent workflows of 3 tasks, one process: {took:.2f} s")
+        if args.peer_python:
+            mine = statistics.median(steps)
+            for system in ("langgraph", "dbos"):
+                seq = peer(args.peer_python, f"{system}-seq", url, args.steps, args.workflows)
+                print(
+                    f"{system} on PostgreSQL, {args.steps} sequential steps: "
+                    f"{seq['per_step'] * 1e6:.0f} us per step (perdure/{system} "
+                    f"{mine / seq['per_step']:.2f})"
+                )
+                if args.workflows:
+                    fan = peer(
+                        args.peer_python, f"{system}-fanout", url, args.steps, args.workflows
+                    )
+                    print(
+                        f"{system} on PostgreSQL, {args.workflows} workflows of 3 steps: "
+                        f"{fan['seconds']:.2f} s ({fan['seconds'] / took:.2f}x perdure's time)"
+                    )
         counts = [int(k) for k in args.workers.split(",") if k.strip()]
         rates = {}
         for k in counts:
