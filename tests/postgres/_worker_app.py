@@ -5,6 +5,7 @@ sleep, each naming the process that ran it."""
 from __future__ import annotations
 
 import os
+import time
 
 from perdure import FunctionContext, entrypoint, function, sleep, task
 
@@ -24,3 +25,11 @@ def wk_flow(n: int) -> str:
     doubled = wk_step(n).result()
     sleep(0.05)
     return f"{doubled} by {os.getpid()}"
+
+
+@function(name="wk_hold")
+def wk_hold(path: str) -> str:
+    """Runs (in a thread) until the file at `path` exists."""
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return f"released in {os.getpid()}"

@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,44 @@ def test_a_waiter_that_misses_the_settled_notice_still_learns_the_outcome(
             return str(await asyncio.wait_for(rt.run("wk_charge", {"n": 9}), 30))
 
     assert asyncio.run(client()) == f"9 charged by {worker.pid}"
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_workers_run_is_taken_over_by_another_worker(pg_store: str, tmp_path: Path) -> None:
+    """Takeover time, measured (printed with -s); lease_ttl is 1 s."""
+    workers = [_worker(pg_store) for _ in range(2)]
+    marker = tmp_path / "release"
+    try:
+        for proc in workers:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+        async def client() -> tuple[str, float, int]:
+            async with Runtime(pg_store, registry=Registry(), lease_ttl=1.0) as rt:
+                handle = await rt.start("wk_hold", {"path": str(marker)})
+                owner = None
+                while owner is None:  # a worker took the run and is running it
+                    rows = _rows(
+                        pg_store,
+                        "SELECT owner FROM perdure.runs WHERE lease_until > now() "
+                        "AND owner NOT LIKE '%%:' || " + str(os.getpid()) + " || ':%%'",
+                    )
+                    owner = rows[0][0] if rows else None
+                    await asyncio.sleep(0.02)
+                pid = int(str(owner).split(":")[1])
+                victim = next(p for p in workers if p.pid == pid)
+                victim.kill()
+                killed = time.monotonic()
+                marker.touch()
+                result = str(await handle.result(timeout=60))
+                survivor = next(p for p in workers if p is not victim)
+                return result, time.monotonic() - killed, survivor.pid
+
+        result, took, survivor = asyncio.run(client())
+        assert result == f"released in {survivor}"
+        print(f"a dead worker's run finished in another {took:.2f} s after the kill (ttl 1 s)")
+        assert took < 30  # the target is lease_ttl + 2 s; measured, not asserted tightly
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.terminate()
+            proc.communicate(timeout=30)
