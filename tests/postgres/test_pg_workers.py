@@ -63,7 +63,7 @@ def test_a_client_without_the_code_has_its_runs_executed_by_a_worker(
 ) -> None:
     # The worker recorded what it serves.
     assert _rows(pg_store, "SELECT targets FROM perdure.workers") == [
-        ({"wk_charge": "function", "wk_flow": "workflow"},)
+        ({"wk_charge": "function", "wk_flow": "workflow", "wk_hold": "function"},)
     ]
 
     async def client() -> tuple[str, str, str]:
