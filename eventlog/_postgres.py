@@ -611,16 +611,20 @@ class PostgresEventLog:
     # -- worker processes ------------------------------------------------------------------
 
     async def claim_handed_over(self, targets: Sequence[str], limit: int = 64) -> list[str]:
-        """Lease to this log up to `limit` running runs of `targets` whose lease ended
-        (handed over by a client, or left by a dead process), locked with ``FOR UPDATE
-        SKIP LOCKED``: workers told of new work at once each get different runs."""
+        """Lease to this log up to `limit` runs of `targets` whose lease ended (handed
+        over by a client, or left by a dead process) and that need a driver (running, or
+        with messages waiting), locked with ``FOR UPDATE SKIP LOCKED``: processes that
+        look at once each get different runs, and none starts an actor for a run another
+        one got (its waiters there would be told the run was lost)."""
         if self._read_only or not targets:
             return []
         s = self._schema
         rows = await self._query(
             f"""WITH free AS (
-                SELECT run_id FROM {s}.runs
-                WHERE status = 'running' AND lease_until < now() AND target = ANY(%s::text[])
+                SELECT run_id FROM {s}.runs AS r
+                WHERE (status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i
+                    WHERE i.run_id = r.run_id))
+                  AND lease_until < now() AND target = ANY(%s::text[])
                 ORDER BY updated_at, run_id LIMIT %s
                 FOR UPDATE SKIP LOCKED
             )

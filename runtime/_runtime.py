@@ -346,17 +346,21 @@ class Runtime:
             interval = float(getattr(self.log, "lease_ttl", 10.0)) / 2
             while True:
                 await asyncio.sleep(interval)
+                claim = getattr(self.log, "claim_handed_over", None)
                 try:
-                    runs = await orphaned(targets=self.registry.names())
+                    if claim is not None:  # leased here atomically: no race with others
+                        taken = list(await claim(self.registry.names(), 256))
+                    else:
+                        runs = await orphaned(targets=self.registry.names())
+                        taken = [r.run_id for r in runs if self.registry.get(r.target)]
                 except Exception as exc:  # the store is away for a moment: watch on
                     logger.warning("lease watch failed; retrying", error=describe(exc))
                     continue
-                taken = [r for r in runs if self.registry.get(r.target) is not None]
-                for info in taken:
+                for run_id in taken:
                     if self._supervisor is not None:
-                        self._supervisor.post(info.run_id, Wake())
+                        self._supervisor.post(run_id, Wake())
                     if self._scheduler is not None:  # a due timer tried earlier goes again
-                        self._scheduler.forget_run(info.run_id)
+                        self._scheduler.forget_run(run_id)
                 if taken:
                     logger.info("taking over runs whose lease expired", count=len(taken))
 
