@@ -43,7 +43,7 @@ def import_app(app: str | Sequence[str]) -> list[str]:
 
 
 async def serve_worker(
-    app: str | Sequence[str],
+    app: str | Sequence[str] | None,
     store: str | None = None,
     *,
     registry: Registry | None = None,
@@ -51,12 +51,14 @@ async def serve_worker(
     stop: asyncio.Event | None = None,
     ready: Callable[[Runtime], None] | None = None,
 ) -> None:
-    """Import `app`, then serve `store` as a worker for every target registered (in
-    `registry`, default the process's) until `stop` is set (or the task is cancelled).
+    """Import `app` (None: nothing to import, `registry` has the code), then serve
+    `store` as a worker for every target registered (in `registry`, default the
+    process's) until `stop` is set (or the task is cancelled).
 
     `ready` is called with the open runtime once the worker is recorded in the store.
     """
-    import_app(app)
+    if app is not None:
+        import_app(app)
     registry = registry or default_registry
     if not registry.names():
         raise ValueError(
@@ -73,9 +75,10 @@ async def serve_worker(
 
 
 def run_worker(
-    app: str | Sequence[str],
+    app: str | Sequence[str] | None,
     store: str | None = None,
     *,
+    registry: Registry | None = None,
     lease_ttl: float | None = None,
     ready: Callable[[Runtime], None] | None = None,
 ) -> None:
@@ -88,6 +91,8 @@ def run_worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
-        await serve_worker(app, store, lease_ttl=lease_ttl, stop=stop, ready=ready)
+        await serve_worker(
+            app, store, registry=registry, lease_ttl=lease_ttl, stop=stop, ready=ready
+        )
 
     asyncio.run(main())
