@@ -1,7 +1,7 @@
 """perdure.actors: the run actor, the fold of events to state, and replay of user code.
 
 Actors talk to storage only through the `EventLog` protocol and to their host
-runtime through `ActorHost`; they know nothing of LMDB or of the sdk.
+runtime through `ActorHost` (ports in `_ports.py`); they know nothing of LMDB or of the sdk.
 """
 
 from perdure.actors._actor import RunActor
@@ -22,19 +22,23 @@ from perdure.actors._errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import (
     Cancel,
     Continue,
+    ExecuteTask,
     FireTimer,
+    InterruptRequest,
+    PublishEvent,
+    ReceiveRequest,
     Resume,
     SendMessage,
+    SleepRequest,
     Start,
     Stop,
     Wake,
 )
-from perdure.actors._observe import Logger, get_logger
+from perdure.actors._observe import Logger, caller_context, describe, get_logger, logger
 from perdure.actors._policy import (
     NO_RETRY,
     BackoffPolicy,
@@ -43,8 +47,10 @@ from perdure.actors._policy import (
     PolicyError,
     RetryPolicy,
 )
+from perdure.actors._ports import ActorHost, RunView
 from perdure.actors._replay import match_step
 from perdure.actors._scope import (
+    Scope,
     TaskFuture,
     call_task,
     current_body,
@@ -68,6 +74,16 @@ from perdure.actors._targets import (
 )
 
 __all__ = [
+    "ExecuteTask",
+    "InterruptRequest",
+    "PublishEvent",
+    "ReceiveRequest",
+    "SleepRequest",
+    "Scope",
+    "RunView",
+    "caller_context",
+    "describe",
+    "logger",
     "BODY",
     "NO_RETRY",
     "ActorCrashedError",

@@ -24,18 +24,15 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from perdure.actors import _observe
+from perdure.actors import _decide, _observe
 from perdure.actors._errors import (
     ActorCrashedError,
     InvalidResumeError,
-    RunBusyError,
     RunCancelledError,
-    RunExistsError,
     RunSettledError,
     Suspend,
 )
 from perdure.actors._execution import Execution
-from perdure.actors._host import ActorHost
 from perdure.actors._mailbox import Mailbox
 from perdure.actors._messages import (
     AttemptDone,
@@ -55,14 +52,13 @@ from perdure.actors._messages import (
     Stop,
     Wake,
 )
+from perdure.actors._ports import ActorHost
 from perdure.actors._state import ATTEMPT_LOST, RunState, apply, fold
 from perdure.eventlog import (
     Event,
     EventPublished,
     IdempotencyKeyTakenError,
     Interrupted,
-    LmdbEventLog,
-    MemoryEventLog,
     MessageReceived,
     Resumed,
     RunCancelled,
@@ -74,13 +70,10 @@ from perdure.eventlog import (
     TimerSet,
     check_json,
     digest,
+    fresh,
 )
-from perdure.eventlog._json import fresh
 
 _DRAIN_LIMIT = 512
-#: Logs whose `append` takes `on_durable` (a wrapper around one may not: it gets the
-#: plain call, and the effects run once `append` returns).
-_NOTIFYING_LOGS: tuple[type, ...] = (LmdbEventLog, MemoryEventLog)
 
 
 class RunActor:
@@ -285,9 +278,10 @@ class RunActor:
         landed = False
 
         def durable() -> None:
-            # Run by the log the moment the batch is durable (see `_NOTIFYING_LOGS`): the
-            # code these effects wake runs before this actor resumes, and what it posts
-            # is waiting in the mailbox by then.
+            # Run by the log the moment the batch is durable (`EventLog.append`'s
+            # `on_durable`): the code these effects wake runs before this actor resumes,
+            # and what it posts is waiting in the mailbox by then. A log that calls it
+            # only before `append` returns is fine too: `landed` covers both.
             nonlocal landed
             landed = True
             self.durable_seq = events[-1].seq + 1
@@ -300,12 +294,9 @@ class RunActor:
 
         log = self.host.log
         try:
-            if type(log) in _NOTIFYING_LOGS:
-                await log.append(  # type: ignore[call-arg]
-                    self.run_id, events[0].seq, events, status=self.state.status, on_durable=durable
-                )
-            else:
-                await log.append(self.run_id, events[0].seq, events, status=self.state.status)
+            await log.append(
+                self.run_id, events[0].seq, events, status=self.state.status, on_durable=durable
+            )
         except BaseException as exc:
             if not landed:
                 for reply in replies:
@@ -371,30 +362,10 @@ class RunActor:
     async def _start(self, message: Start) -> None:
         state = self.state
         spec = message.spec
-        if state.started:
-            same_workflow = spec.kind == "workflow" and state.target == spec.name
-            if not same_workflow or not message.new_invocation:
-                message.reply.set_exception(
-                    RunExistsError(
-                        f"run id {self.run_id!r} is already used by {state.kind} "
-                        f"{state.target!r} (status {state.status}); pick another run id, "
-                        "or omit it to get a fresh one",
-                        run_id=self.run_id,
-                    )
-                )
-                return
-            if state.terminal not in ("completed", "failed", "cancelled"):
-                message.reply.set_exception(
-                    RunBusyError(
-                        f"thread {self.run_id!r} is {state.status}: finish it first "
-                        "(resume it with Command(resume=...), continue it with "
-                        "invoke(None, config), "
-                        "or cancel it) before starting a new invocation",
-                        run_id=self.run_id,
-                        status=state.status,
-                    )
-                )
-                return
+        refusal = _decide.start_refusal(state, spec, message.new_invocation)
+        if refusal is not None:
+            message.reply.set_exception(refusal)
+            return
         invocation = state.invocation + 1
         if invocation == 0:
             self.run_span = _observe.start_run_span(
@@ -470,42 +441,9 @@ class RunActor:
 
     def _resume(self, message: Resume) -> None:
         state = self.state
-        pending = state.pending_interrupts()
-        ids = tuple(step.interrupt_id for step in pending)
-        if state.terminal is not None or not pending:
-            message.reply.set_exception(
-                InvalidResumeError(
-                    f"run {self.run_id!r} has no pending interrupt to resume "
-                    f"(status: {state.status}); Command(resume=...) only answers a paused run",
-                    run_id=self.run_id,
-                )
-            )
-            return
-        value = message.value
-        if isinstance(value, dict) and value and all(key in state.interrupts for key in value):
-            answers = value
-            stale = [key for key in answers if key not in ids]
-            if stale:
-                message.reply.set_exception(
-                    InvalidResumeError(
-                        f"run {self.run_id!r}: interrupt(s) {stale} were already answered; "
-                        f"pending: {list(ids)}",
-                        run_id=self.run_id,
-                        pending=ids,
-                    )
-                )
-                return
-        elif len(pending) == 1:
-            answers = {ids[0]: value}
-        else:
-            message.reply.set_exception(
-                InvalidResumeError(
-                    f"run {self.run_id!r} has {len(pending)} pending interrupts {list(ids)}; "
-                    "answer them with Command(resume={interrupt_id: value, ...})",
-                    run_id=self.run_id,
-                    pending=ids,
-                )
-            )
+        answers = _decide.resume_answers(state, message.value)
+        if isinstance(answers, InvalidResumeError):
+            message.reply.set_exception(answers)
             return
         try:
             answers = check_json(answers, "resume")
@@ -554,7 +492,7 @@ class RunActor:
         durable sleeps whose timers the cancel (or parking) removed are set again.
         """
         state = self.state
-        if state.terminal in ("failed", "parked", "cancelled"):
+        if _decide.can_continue(state):
             was = state.terminal
             self.emit(RunContinued, reason=f"continued after it was {was}")
             for step in list(state.steps.values()):
@@ -577,18 +515,7 @@ class RunActor:
             self.reply_after_commit(message.reply)
             self.after_commit(self.execution.restart_body)
         elif message.strict:
-            message.reply.set_exception(
-                InvalidResumeError(
-                    f"run {self.run_id!r} is {state.status}: there is nothing to continue; "
-                    "continue_run reopens a failed, parked or cancelled run"
-                    + (
-                        " (answer a waiting run with Command(resume=...))"
-                        if state.status == "waiting"
-                        else ""
-                    ),
-                    run_id=self.run_id,
-                )
-            )
+            message.reply.set_exception(_decide.continue_refusal(state))
         else:
             message.reply.set_result(None)
 

@@ -15,14 +15,14 @@ import hashlib
 import math
 import threading
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from perdure.actors._errors import (
     NonDeterminismError,
     NotInWorkflowError,
     Suspend,
-    TaskFailedError,
 )
+from perdure.actors._failure import failure_error
 from perdure.actors._messages import (
     ExecuteTask,
     InterruptRequest,
@@ -31,15 +31,11 @@ from perdure.actors._messages import (
     SleepRequest,
 )
 from perdure.actors._order import Holdback
+from perdure.actors._ports import RunView
 from perdure.actors._replay import match_step
 from perdure.actors._state import Step
 from perdure.actors._targets import BodyInfo, TaskSpec
-from perdure.eventlog import TaskFailed, check_json, digest
-from perdure.eventlog._json import fresh
-from perdure.eventlog._values import restore
-
-if TYPE_CHECKING:
-    from perdure.actors._actor import RunActor
+from perdure.eventlog import check_json, digest, fresh, restore
 
 T = TypeVar("T")
 
@@ -70,7 +66,7 @@ class Scope:
     )
 
     def __init__(
-        self, actor: RunActor, prefix: str, body: BodyInfo | None, generation: int = 0
+        self, actor: RunView, prefix: str, body: BodyInfo | None, generation: int = 0
     ) -> None:
         self.actor = actor
         self.incarnation = actor.incarnation
@@ -153,19 +149,6 @@ def require_scope(what: str) -> Scope:
         )
     scope.check_alive()
     return scope
-
-
-def failure_error(run_id: str, failed: TaskFailed) -> TaskFailedError:
-    return TaskFailedError(
-        f"task {failed.name!r} (run {run_id!r}, position {failed.position}) failed after "
-        f"{failed.attempts} attempt(s): {failed.error_type}: {failed.message}",
-        run_id=run_id,
-        task=failed.name,
-        position=failed.position,
-        error_type=failed.error_type,
-        error_message=failed.message,
-        attempts=failed.attempts,
-    )
 
 
 async def _wait(fut: asyncio.Future[Any]) -> Any:

@@ -14,8 +14,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from perdure.actors._policy import RetryPolicy
-from perdure.eventlog import RunKind
-from perdure.eventlog._json import fresh
+from perdure.eventlog import RunKind, fresh
 
 ValueT = TypeVar("ValueT")
 SaveT = TypeVar("SaveT")

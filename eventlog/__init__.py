@@ -51,10 +51,10 @@ from perdure.eventlog._events import (
     TimerPurpose,
     TimerSet,
 )
-from perdure.eventlog._json import check_json, digest
+from perdure.eventlog._json import check_json, digest, fresh
 from perdure.eventlog._lmdb import LmdbEventLog
 from perdure.eventlog._memory import MemoryEventLog
-from perdure.eventlog._postgres_schema import is_postgres_url
+from perdure.eventlog._postgres_schema import is_postgres_url, redact
 from perdure.eventlog._protocol import (
     RUN_STATUSES,
     SETTLED_STATUSES,
@@ -66,6 +66,7 @@ from perdure.eventlog._protocol import (
     RunStatus,
     TimerEntry,
 )
+from perdure.eventlog._values import declared_types, rebuild, restore
 
 if TYPE_CHECKING:
     from perdure.eventlog._postgres import PostgresEventLog
@@ -85,6 +86,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "declared_types",
+    "fresh",
+    "rebuild",
+    "redact",
+    "restore",
     "BY_WIRE_NAME",
     "EVENT_TYPES",
     "RUN_STATUSES",

@@ -14,7 +14,7 @@ it) or from the terminal events.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
@@ -102,6 +102,7 @@ class EventLog(Protocol):
         events: Sequence[Event],
         *,
         status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
     ) -> None:
         """Append `events` (seq expected_seq, expected_seq+1, ...) to `run_id`, atomically.
 
@@ -109,6 +110,14 @@ class EventLog(Protocol):
         `SequenceConflictError` if the run's next sequence is not
         `expected_seq`, `IdempotencyKeyTakenError` if a `RunStarted` claims a
         key held by another run; in both cases nothing is written.
+
+        `on_durable`, if given, is called once, on the caller's event loop, as
+        soon as the batch is durable and before this coroutine resumes (the
+        actors wake code waiting on the outcome one loop iteration sooner). It
+        is not called if the append fails, nor when the log cannot know whether
+        the batch landed; if it raises, `append` raises that although the batch
+        is stored. A wrapper around a log forwards it (or calls it itself once
+        the inner append has returned).
         """
         ...
 

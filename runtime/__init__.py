@@ -18,13 +18,11 @@ from perdure.runtime._background import (
 )
 from perdure.runtime._discovery import (
     DEFAULT_PATH,
-    StoreKey,
     check_id,
     current_runtime,
     default_store_path,
     find_runtime,
     new_run_id,
-    store_key,
 )
 from perdure.runtime._errors import (
     DuplicateNameError,
@@ -43,8 +41,16 @@ from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._runtime import Runtime
 from perdure.runtime._scheduler import Scheduler
-from perdure.runtime._store import open_store, store_label, store_spec
+from perdure.runtime._store import (
+    StoreKey,
+    open_store,
+    same_store,
+    store_key,
+    store_label,
+    store_spec,
+)
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+from perdure.runtime._updates import Closed, Committed, Custom, Settled, Subscription, Update
 from perdure.runtime._worker import import_app, run_worker, serve_worker
 
 if TYPE_CHECKING:
@@ -73,10 +79,17 @@ __all__ = [
     "serve_worker",
     "DEFAULT_PATH",
     "open_store",
+    "same_store",
     "store_label",
     "store_spec",
     "INTERRUPT_KEY",
     "BackgroundRuntime",
+    "Closed",
+    "Committed",
+    "Custom",
+    "Settled",
+    "Subscription",
+    "Update",
     "DuplicateNameError",
     "IdempotencyConflictError",
     "InvalidArgumentsError",

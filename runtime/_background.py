@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from perdure.eventlog import EventLog
-from perdure.runtime._discovery import StoreKey, store_key
 from perdure.runtime._executors import lend_while_blocked
 from perdure.runtime._runtime import Runtime
+from perdure.runtime._store import StoreKey, store_key
 
 T = TypeVar("T")
 

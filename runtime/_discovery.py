@@ -1,61 +1,37 @@
-"""Where runtimes and stores are found: the default store path, open runtimes, run ids.
+"""Where runtimes and stores are found: the default store path, and the open runtime of a store.
 
-Open runtimes are registered here so code running in another context on the
-same event loop (a web framework's request handlers, after its lifespan opened
-the runtime) finds them, and so a second runtime on one store is refused.
+Open runtimes register themselves (`perdure.runtime._runtime.open_runtimes`) so
+code running in another context on the same event loop (a web framework's
+request handlers, after its lifespan opened the runtime) finds them here.
+Run ids moved to `perdure.runtime._ids` (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
-import secrets
-import time
-from typing import TYPE_CHECKING, Any
 
-from perdure.eventlog import EventLog, LmdbEventLog
+from perdure.eventlog import EventLog
 from perdure.runtime import _store
-from perdure.runtime._errors import InvalidIdError
-from perdure.runtime._store import default_store, spec_key
+from perdure.runtime._ids import check_id, new_run_id
+from perdure.runtime._runtime import Runtime, current_runtime, open_runtimes
+from perdure.runtime._store import StoreKey, default_store, store_key
 
-if TYPE_CHECKING:
-    from perdure.runtime._runtime import Runtime
+__all__ = [
+    "DEFAULT_PATH",
+    "check_id",
+    "current_runtime",
+    "default_store_path",
+    "find_runtime",
+    "new_run_id",
+]
 
 DEFAULT_PATH = _store.DEFAULT_PATH
-current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
-    "perdure_runtime", default=None
-)
-_MAX_ID = 200
-#: Open runtimes, so code running in another context on the same loop (a web
-#: framework's request handlers, after its lifespan opened the runtime) finds them.
-_open_runtimes: list[Runtime] = []
 
 
 def default_store_path() -> str:
     """The default store: ``PERDURE_STORE``, else ``PERDURE_PATH``, else ``./.perdure``."""
     return default_store()
-
-
-StoreKey = tuple[str, Any]
-
-
-def store_key(
-    *, log: EventLog | None = None, path: str | os.PathLike[str] | None = None
-) -> StoreKey:
-    """Which store a runtime or a caller means: the one place that decides "same store".
-
-    The store is the real path of `path` (default: `default_store_path()`) or
-    of an `LmdbEventLog`'s directory, so ``./.perdure``, an absolute spelling, a
-    symlink to it and ``LmdbEventLog("./.perdure")`` are one store; any other
-    log object is its own store (compared by identity).
-    """
-    if isinstance(log, LmdbEventLog):
-        return ("path", os.path.realpath(log.path))
-    if log is not None:
-        dsn = getattr(log, "dsn", None)  # a PostgresEventLog is the store its URL names
-        return ("path", spec_key(dsn)) if isinstance(dsn, str) else ("log", id(log))
-    return ("path", spec_key(os.fspath(path) if path is not None else default_store_path()))
 
 
 def find_runtime(
@@ -79,10 +55,10 @@ def find_runtime(
             return None
         loop = None
     current = current_runtime.get()
-    candidates = [rt for rt in (current, *reversed(_open_runtimes)) if rt is not None]
+    candidates = [rt for rt in (current, *reversed(open_runtimes)) if rt is not None]
     wanted: StoreKey | None = None  # computed only if a key has to be compared (syscalls)
     for rt in candidates:
-        if not rt.is_open or (rt._loop is not loop and not any_loop):
+        if not rt.is_open or (rt.loop is not loop and not any_loop):
             continue
         if log is None and path is None and rt is current:
             return rt
@@ -91,52 +67,3 @@ def find_runtime(
         if rt.store_key == wanted:
             return rt
     return None
-
-
-_last_id_time = [0, 0]  # (millisecond, sequence within it) of the last id made here
-
-
-def new_run_id() -> str:
-    """A fresh run id that sorts by creation time (strictly, within one process)."""
-    ms = int(time.time() * 1000)
-    last_ms, last_seq = _last_id_time
-    seq = 0
-    if ms <= last_ms:
-        ms, seq = last_ms, last_seq + 1
-    _last_id_time[:] = [ms, seq]
-    return f"run-{ms:012x}-{seq:04x}{secrets.token_hex(4)}"
-
-
-def check_id(parameter: str, value: Any) -> str:
-    """`value` if it is usable as a run id, thread id, idempotency key or name, else an error.
-
-    The one check every id and key passes before it reaches the log or a log
-    line: a non-empty string of at most 200 characters, without NUL, that
-    UTF-8 can encode. A lone surrogate (``json.loads('"\\ud800"')`` makes one)
-    cannot be stored, logged or printed, so it is refused here with an
-    `InvalidIdError` naming `parameter`, not deep in the store.
-    """
-    if not isinstance(value, str) or not value or len(value) > _MAX_ID or "\x00" in value:
-        raise InvalidIdError(
-            f"{parameter} must be a non-empty string of at most {_MAX_ID} characters "
-            f"without NUL, got {_shown(value)}",
-            parameter=parameter,
-        )
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise InvalidIdError(
-                f"{parameter} must be text that UTF-8 can encode, got {_shown(value)}: it holds "
-                f"a lone surrogate {value[exc.start]!r} at position {exc.start} (json.loads "
-                "makes one from an unpaired \\ud800-\\udfff escape, Python one from bytes "
-                "that are not UTF-8)",
-                parameter=parameter,
-            ) from None
-    return value
-
-
-def _shown(value: Any) -> str:
-    """`value` for an error message: its repr (escapes control characters), cut short."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

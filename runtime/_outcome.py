@@ -15,9 +15,7 @@ from perdure.actors import (
     RunParkedError,
     RunState,
 )
-from perdure.eventlog import Event, Resumed, RunContinued
-from perdure.eventlog._json import fresh
-from perdure.eventlog._values import restore
+from perdure.eventlog import Event, Resumed, RunContinued, fresh, restore
 
 INTERRUPT_KEY = "__interrupt__"
 

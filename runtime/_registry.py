@@ -6,8 +6,8 @@ import difflib
 from typing import Any
 
 from perdure.actors import TargetSpec
-from perdure.runtime._discovery import check_id
 from perdure.runtime._errors import DuplicateNameError, UnknownTargetError
+from perdure.runtime._ids import check_id
 
 
 def _origin(source: Any) -> str:

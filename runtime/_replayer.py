@@ -17,29 +17,26 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import attrs
 
 from perdure.actors import (
     BodyInfo,
+    ExecuteTask,
+    InterruptRequest,
+    PublishEvent,
+    ReceiveRequest,
     RunState,
+    Scope,
+    SleepRequest,
     Suspend,
     TargetSpec,
     body_config,
     current_scope,
     fold,
 )
-from perdure.actors._messages import (
-    ExecuteTask,
-    InterruptRequest,
-    PublishEvent,
-    ReceiveRequest,
-    SleepRequest,
-)
-from perdure.actors._scope import Scope
-from perdure.eventlog import Event, EventLog, RunStarted, TaskAttemptStarted
-from perdure.eventlog._json import fresh
+from perdure.eventlog import Event, EventLog, RunStarted, TaskAttemptStarted, fresh
 from perdure.runtime._errors import RunNotFoundError, RunTimeoutError, UnknownTargetError
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._replay_report import (
@@ -49,9 +46,6 @@ from perdure.runtime._replay_report import (
     judge,
     user_location,
 )
-
-if TYPE_CHECKING:
-    from perdure.actors import RunActor
 
 #: A body waiting on unfired sleeps that asks for nothing in this many polls is blocked.
 _BLOCKED_POLL = 0.01
@@ -237,7 +231,7 @@ class Replayer:
             config=body_config({"configurable": {"thread_id": run_id}}, state.config),
             writer=lambda item: None,
         )
-        scope = Scope(cast("RunActor", actor), "", info)
+        scope = Scope(actor, "", info)
         try:
             body = loop.create_task(_run_body(spec, info, scope))
             outcome = await self._drive(body, actor, scope)

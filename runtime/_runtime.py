@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Tracer, TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from perdure.actors import (
     Cancel,
@@ -34,14 +34,14 @@ from perdure.actors import (
     SystemClock,
     TargetSpec,
     Wake,
+    caller_context,
+    describe,
     fold,
+    logger,
 )
-from perdure.actors._observe import caller_context, describe, logger
 from perdure.eventlog import (
     Durability,
-    Event,
     EventLog,
-    EventPublished,
     IdempotencyKeyTakenError,
     LeaseLostError,
     PerdureError,
@@ -50,20 +50,9 @@ from perdure.eventlog import (
     RunStatus,
     SequenceConflictError,
     StoreLockedError,
-    TimerCancelled,
     TimerEntry,
-    TimerFired,
-    TimerSet,
     check_json,
     digest,
-)
-from perdure.runtime._discovery import (
-    _open_runtimes,
-    check_id,
-    current_runtime,
-    default_store_path,
-    new_run_id,
-    store_key,
 )
 from perdure.runtime._errors import (
     IdempotencyConflictError,
@@ -72,11 +61,23 @@ from perdure.runtime._errors import (
     RunTimeoutError,
 )
 from perdure.runtime._handle import RunHandle
+from perdure.runtime._host import RunHost
+from perdure.runtime._ids import check_id, new_run_id
 from perdure.runtime._outcome import Outcome, live_outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._scheduler import Scheduler
-from perdure.runtime._store import open_store, store_spec
+from perdure.runtime._store import default_store, open_store, store_key, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
+from perdure.runtime._updates import Subscription
+
+#: The runtime of the enclosing ``async with Runtime(...)``.
+current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "perdure_runtime", default=None
+)
+#: Open runtimes, so code running in another context on the same loop (a web
+#: framework's request handlers, after its lifespan opened the runtime) finds them
+#: (`perdure.runtime.find_runtime`), and a second runtime on one store is refused.
+open_runtimes: list[Runtime] = []
 
 #: On a store shared by processes, how often (seconds) a wait on a run driven elsewhere
 #: reads the run's log, in case the notice that it settled was missed.
@@ -127,28 +128,28 @@ class Runtime:
         recover: bool = True,
         lease_ttl: float | None = None,
     ) -> None:
-        self.path = store_spec(path) if path is not None else default_store_path()
+        self.path = store_spec(path) if path is not None else default_store()
         self._given_log = log
         self._log: EventLog | None = log
         self._durability: Durability = durability
-        self.registry = registry or default_registry
         self._clock: Clock = clock or SystemClock()
-        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("perdure")
         self._idle_timeout = idle_timeout
         self._max_restarts = max_restarts
         self._restart_window = restart_window
-        self._attempt_linger = attempt_linger
-        self._task_concurrency = task_concurrency
         self._recover = recover
         self._lease_ttl = lease_ttl
         #: Without recovery: the runs this runtime was asked to drive (only their timers fire).
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
-        self._settle_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
-        #: `get_event` callers waiting for a run's next `set_event`
-        self._event_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._listeners: dict[str, list[asyncio.Queue[tuple[str, Any]]]] = {}
+        #: What the actors call back, and who waits on which run.
+        self._host = RunHost(
+            registry=registry or default_registry,
+            clock=self._clock,
+            tracer=(tracer_provider or trace.get_tracer_provider()).get_tracer("perdure"),
+            attempt_linger=attempt_linger,
+            task_concurrency=task_concurrency,
+        )
         self._open = False
         self._token: contextvars.Token[Runtime | None] | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -162,10 +163,18 @@ class Runtime:
         #: Which store this is (see `store_key`); fixed when the runtime opens.
         self.store_key = store_key(log=log, path=self.path)
 
-    # -- ActorHost -----------------------------------------------------------------
+    @property
+    def registry(self) -> Registry:
+        """The functions and workflows this runtime can run (default: the process-wide one)."""
+        return self._host.registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._host.registry = registry
 
     @property
     def log(self) -> EventLog:
+        """The event log (the one given, or the one opened on `path`)."""
         if self._log is None:
             raise RuntimeClosedError("the runtime is not open; use `async with Runtime(...)`")
         return self._log
@@ -173,66 +182,6 @@ class Runtime:
     @property
     def clock(self) -> Clock:
         return self._clock
-
-    @property
-    def tracer(self) -> Tracer:
-        return self._tracer
-
-    @property
-    def attempt_linger(self) -> float:
-        return self._attempt_linger
-
-    @property
-    def task_concurrency(self) -> int:
-        return self._task_concurrency
-
-    def resolve_target(self, name: str) -> TargetSpec | None:
-        return self.registry.get(name)
-
-    def body_config(self, run_id: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": run_id}}
-
-    def committed(self, actor: RunActor, events: list[Event]) -> None:
-        scheduler = self._scheduler
-        if scheduler is not None:
-            for event in events:
-                kind = type(event)
-                if kind is TimerSet:
-                    scheduler.changed()
-                elif kind is TimerFired or kind is TimerCancelled:
-                    scheduler.settled(actor.run_id, event.timer_id)  # type: ignore[attr-defined]
-                    scheduler.changed()
-        run_id = actor.run_id
-        if (
-            self._event_waiters
-            and run_id in self._event_waiters
-            and any(type(event) is EventPublished for event in events)
-        ):
-            for waiter in self._event_waiters.pop(run_id):
-                if not waiter.done():
-                    waiter.set_result(None)
-        listeners = self._listeners.get(run_id)
-        if listeners:
-            for queue in listeners:
-                queue.put_nowait(("events", events))
-        waiters = self._settle_waiters.get(run_id)
-        if waiters or listeners:
-            outcome = live_outcome(actor, events)
-            if outcome is not None:
-                for queue in listeners or ():
-                    queue.put_nowait(("settled", outcome))
-                for fut in self._settle_waiters.pop(run_id, ()):
-                    if not fut.done():
-                        fut.set_result(outcome)
-
-    def publish_custom(self, run_id: str, item: Any) -> None:
-        listeners = self._listeners.get(run_id)
-        if not listeners:
-            return
-        loop = self._loop
-        for queue in listeners:
-            if loop is not None:
-                loop.call_soon_threadsafe(queue.put_nowait, ("custom", item))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -258,8 +207,10 @@ class Runtime:
             self._log = open_store(
                 self.path, durability=self._durability, lease_ttl=self._lease_ttl
             )
+        self._host.opened_log = self._log
+        self._host.loop = self._loop
         self._supervisor = Supervisor(
-            self,
+            self._host,
             max_restarts=self._max_restarts,
             restart_window=self._restart_window,
             idle_timeout=self._idle_timeout,
@@ -276,6 +227,7 @@ class Runtime:
             scope=self._timer_scope,
             poll=min(float(getattr(self._log, "lease_ttl", 2.0)) / 2, 1.0),
         )
+        self._host.scheduler = self._scheduler
         self._scheduler.start()
         listen = getattr(self._log, "listen", None)
         if listen is not None:  # a store shared by processes: messages and settled runs
@@ -289,14 +241,14 @@ class Runtime:
             )
         self._open = True
         self._token = current_runtime.set(self)
-        _open_runtimes.append(self)
+        open_runtimes.append(self)
         if self._recover:
             self._recovery = asyncio.get_running_loop().create_task(self._resume_unfinished())
 
     def _refuse_a_second_writer(self) -> None:
         """Two runtimes on one store would both drive its runs: refuse the second one."""
         self.store_key = store_key(log=self._given_log, path=self.path)
-        for other in _open_runtimes:
+        for other in open_runtimes:
             if other is not self and other.is_open and other.store_key == self.store_key:
                 where = self.path if self._given_log is None else repr(self._given_log)
                 raise StoreLockedError(
@@ -369,8 +321,8 @@ class Runtime:
         if not self._open:
             return
         self._open = False
-        if self in _open_runtimes:
-            _open_runtimes.remove(self)
+        if self in open_runtimes:
+            open_runtimes.remove(self)
         if self._recovery is not None:
             self._recovery.cancel()
         if self._scheduler is not None:
@@ -378,23 +330,17 @@ class Runtime:
         if self._supervisor is not None:
             await self._supervisor.stop_all()
         closed = RuntimeClosedError("the runtime closed before the run settled")
-        for waiters in self._settle_waiters.values():
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_exception(closed)
-        self._settle_waiters.clear()
+        self._host.close(closed)
         for reply in self._remote_replies.values():
             if not reply.done():
                 reply.set_exception(closed)
         self._remote_replies.clear()
         for task in list(self._background_tasks):
             task.cancel()
-        for listeners in self._listeners.values():
-            for queue in listeners:
-                queue.put_nowait(("closed", closed))
         if self._given_log is None and self._log is not None:
             await self._log.close()
             self._log = None
+        self._host.opened_log = self._log
         if self._token is not None:
             try:
                 current_runtime.reset(self._token)
@@ -458,7 +404,7 @@ class Runtime:
                     self._claiming_work = True
                     self._in_background(self._claim_work())
         elif kind == "settled":
-            if payload in self._settle_waiters and self._rebuilt_actor(payload) is None:
+            if payload in self._host.settle_waiters and self._rebuilt_actor(payload) is None:
                 self._in_background(self._settled_elsewhere(payload))
         elif kind == "reply":
             try:
@@ -502,11 +448,8 @@ class Runtime:
                 "could not read a run settled elsewhere", run_id=run_id, error=describe(exc)
             )
             return
-        if outcome is None:
-            return
-        for fut in self._settle_waiters.pop(run_id, ()):
-            if not fut.done():
-                fut.set_result(outcome)
+        if outcome is not None:
+            self._host.settled(run_id, outcome)
 
     async def _take_messages(self, run_id: str) -> None:
         take = getattr(self.log, "take_messages", None)
@@ -553,11 +496,7 @@ class Runtime:
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
         """Nobody can run or park this run now: callers waiting on it get `error`."""
-        for fut in self._settle_waiters.pop(run_id, ()):
-            if not fut.done():
-                fut.set_exception(error)
-        for queue in self._listeners.get(run_id, ()):
-            queue.put_nowait(("closed", error))
+        self._host.unavailable(run_id, error)
 
     def _actor_restarted(self, run_id: str) -> None:
         if self._scheduler is not None:
@@ -598,6 +537,8 @@ class Runtime:
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        config: dict[str, Any] | None = None,
+        commit_start: bool = True,
     ) -> RunHandle:
         """Start a run of a function (input: dict of keyword arguments) or a workflow (any JSON).
 
@@ -605,9 +546,23 @@ class Runtime:
         run instead (same result, body not run again); the same key with a
         different input raises `IdempotencyConflictError`. With the `run_id`
         of a settled workflow thread, a new invocation starts on that thread.
+
+        config: a workflow invocation's caller config besides the thread id
+            (``configurable`` keys, ``tags``, ``metadata``): the body's `config`
+            sees it, and it is recorded with the invocation.
+        commit_start: with False, the start is committed with the run's first
+            result instead of before the body runs (one commit instead of two),
+            as `run` does; only for a caller that waits for the run's outcome
+            right away, since a crash before that commit leaves no trace of the
+            run. An idempotency key always commits the start first.
         """
         return await self._start(
-            target, input, run_id=run_id, idempotency_key=idempotency_key, durable=True
+            target,
+            input,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            durable=commit_start,
+            config=config,
         )
 
     async def _start(
@@ -759,6 +714,16 @@ class Runtime:
             )
         return RunHandle(self, run_id, name)
 
+    async def handle(self, run_id: str) -> RunHandle:
+        """A `RunHandle` for a run already in the store (started here, elsewhere, or earlier).
+
+        An id that is not a usable id raises `InvalidIdError`; an unknown run `RunNotFoundError`.
+        """
+        info = await self.log.get_run(check_id("run_id", run_id))
+        if info is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
+        return RunHandle(self, run_id, info.target)
+
     # -- talking to runs ---------------------------------------------------------------------
 
     async def _ask(self, run_id: str, make: Any, remote: dict[str, Any] | None = None) -> None:
@@ -845,10 +810,11 @@ class Runtime:
         check_id("run_id", run_id)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        event_waiters = self._host.event_waiters
         while True:
             fut: asyncio.Future[None] = loop.create_future()
             if deadline is not None:
-                self._event_waiters.setdefault(run_id, []).append(fut)
+                event_waiters.setdefault(run_id, []).append(fut)
             try:
                 state = await self.state(run_id)
                 if not state.started:
@@ -867,11 +833,11 @@ class Runtime:
                 except TimeoutError:
                     return None
             finally:
-                waiters = self._event_waiters.get(run_id)
+                waiters = event_waiters.get(run_id)
                 if waiters is not None and fut in waiters:
                     waiters.remove(fut)
                     if not waiters:
-                        del self._event_waiters[run_id]
+                        del event_waiters[run_id]
 
     async def resume(self, run_id: str, value: Any) -> None:
         """Answer the run's pending interrupt(s); see `Command`."""
@@ -879,18 +845,16 @@ class Runtime:
         check_json(value, "value", where="resume() cannot send this value to another process")
         await self._ask(run_id, lambda reply: Resume(value=value, reply=reply), remote)
 
-    async def continue_run(self, run_id: str) -> None:
+    async def continue_run(self, run_id: str, *, strict: bool = True) -> None:
         """Reopen a failed, parked or cancelled run from its last completed step.
 
         Completed steps stay (their bodies do not run again); failed steps, and
         attempts a cancel cut short, get fresh attempts; durable sleeps keep their
         original deadline. Any other run raises `InvalidResumeError` (nothing to
-        continue: answer a waiting run with ``Command(resume=...)``).
+        continue: answer a waiting run with ``Command(resume=...)``), unless
+        ``strict=False`` (what a workflow's ``invoke(None)`` does): then it is
+        left as it is.
         """
-        await self._continue(run_id, strict=True)
-
-    async def _continue(self, run_id: str, *, strict: bool) -> None:
-        """`continue_run`; with ``strict=False`` (``invoke(None)``) other runs are left alone."""
         remote = {"kind": "continue", "strict": strict}
         await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict), remote)
 
@@ -941,7 +905,8 @@ class Runtime:
         self._require_open()
         check_id("run_id", run_id)
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._settle_waiters.setdefault(run_id, []).append(fut)
+        settle_waiters = self._host.settle_waiters
+        settle_waiters.setdefault(run_id, []).append(fut)
         try:
             actor = self._rebuilt_actor(run_id)
             state = actor.state if actor is not None else await self.state(run_id)
@@ -964,11 +929,11 @@ class Runtime:
                     timeout=timeout,
                 ) from None
         finally:
-            waiters = self._settle_waiters.get(run_id)
+            waiters = settle_waiters.get(run_id)
             if waiters is not None and fut in waiters:
                 waiters.remove(fut)
                 if not waiters:
-                    del self._settle_waiters[run_id]
+                    del settle_waiters[run_id]
 
     def _shared_store(self) -> bool:
         return hasattr(self._log, "listen")
@@ -999,18 +964,15 @@ class Runtime:
                 if outcome is not None:
                     return outcome
 
-    def listen(self, run_id: str) -> asyncio.Queue[tuple[str, Any]]:
-        """Register a listener queue for a run before starting or resuming it (see `unlisten`)."""
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._listeners.setdefault(run_id, []).append(queue)
-        return queue
+    def subscribe(self, run_id: str) -> Subscription:
+        """The run's updates from now on, as a `Subscription` (see `perdure.runtime.Update`).
 
-    def unlisten(self, run_id: str, queue: asyncio.Queue[tuple[str, Any]]) -> None:
-        listeners = self._listeners.get(run_id, [])
-        if queue in listeners:
-            listeners.remove(queue)
-        if not listeners:
-            self._listeners.pop(run_id, None)
+        Subscribe before starting, resuming or continuing the run, so that no update
+        is missed; close the subscription when done (``with runtime.subscribe(id) as sub:``).
+        It does not check that the run exists (it may be about to start).
+        """
+        self._require_open()
+        return self._host.subscribe(check_id("run_id", run_id))
 
 
 def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:

@@ -21,8 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from perdure.actors import Clock
-from perdure.actors._observe import logger
+from perdure.actors import Clock, logger
 from perdure.eventlog import EventLog, TimerEntry
 
 _BATCH = 1024

@@ -1,15 +1,20 @@
-"""How a store is named: one function decides what a folder path or a URL opens.
+"""How a store is named: what a folder path or a URL opens, and when two names are one store.
 
 A store spec is a folder path (the embedded LMDB store) or a ``postgresql://``
 URL (a PostgreSQL database, shared by many processes). `Runtime(store)`,
 `Client(store=...)`, ``entrypoint(checkpointer=...)`` and the CLI's
 ``--store`` all go through `open_store`; without one, `default_store` reads
 ``PERDURE_STORE`` (``PERDURE_PATH`` is its older alias), else ``./.perdure``.
+
+`store_key` is the one place that decides "is this the same store?": a second
+`Runtime` on a store is refused by it, sync callers find the runtime open on
+their store by it, and the background runtimes are keyed by it.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any, TypeAlias
 
 from perdure.eventlog import Durability, EventLog, LmdbEventLog, is_postgres_url
 
@@ -42,7 +47,38 @@ def is_url(spec: str) -> bool:
     return is_postgres_url(spec)
 
 
-def spec_key(spec: str) -> str:
+StoreKey: TypeAlias = tuple[str, Any]
+
+
+def store_key(
+    *, log: EventLog | None = None, path: str | os.PathLike[str] | None = None
+) -> StoreKey:
+    """Which store a runtime or a caller means: the one place that decides "same store".
+
+    The store is the real path of `path` (default: `default_store`) or of an
+    `LmdbEventLog`'s directory, so ``./.perdure``, an absolute spelling, a
+    symlink to it and ``LmdbEventLog("./.perdure")`` are one store; a
+    PostgreSQL store is the URL it was given (a `PostgresEventLog` the URL it
+    was opened on); any other log object is its own store (compared by identity).
+    """
+    if isinstance(log, LmdbEventLog):
+        return ("path", os.path.realpath(log.path))
+    if log is not None:
+        dsn = getattr(log, "dsn", None)  # a PostgresEventLog is the store its URL names
+        return ("path", _spec_key(dsn)) if isinstance(dsn, str) else ("log", id(log))
+    return ("path", _spec_key(os.fspath(path) if path is not None else default_store()))
+
+
+def same_store(a: str | os.PathLike[str] | EventLog, b: str | os.PathLike[str] | EventLog) -> bool:
+    """True when `a` and `b` (store specs or log objects) name the same store (see `store_key`)."""
+
+    def key(x: str | os.PathLike[str] | EventLog) -> StoreKey:
+        return store_key(path=x) if isinstance(x, str | os.PathLike) else store_key(log=x)
+
+    return key(a) == key(b)
+
+
+def _spec_key(spec: str) -> str:
     """What two specs of the same store have in common (the URL, or the resolved folder)."""
     return spec if is_postgres_url(spec) else os.path.realpath(spec)
 
@@ -50,7 +86,7 @@ def spec_key(spec: str) -> str:
 def store_label(spec: str) -> str:
     """The store for messages: the absolute folder, or the URL without its password."""
     if is_postgres_url(spec):
-        from perdure.eventlog._postgres_schema import redact
+        from perdure.eventlog import redact
 
         return redact(spec)
     return os.path.abspath(spec)

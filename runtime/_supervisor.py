@@ -28,9 +28,10 @@ from perdure.actors import (
     RunParkedError,
     Stop,
     Wake,
+    describe,
     fold,
+    logger,
 )
-from perdure.actors._observe import describe, logger
 from perdure.eventlog import LeaseLostError, RunParked, TimerCancelled
 
 

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from perdure.actors._observe import logger
+from perdure.actors import logger
 from perdure.runtime._registry import Registry, default_registry
 from perdure.runtime._runtime import Runtime
 

@@ -16,7 +16,7 @@ failure was reported and nothing half-done was acknowledged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import attrs
@@ -227,13 +227,17 @@ class FaultyEventLog:
         events: Sequence[Event],
         *,
         status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
     ) -> None:
         hit = self._fault_for("append", run_id)
         if hit is not None and hit[0].when == "before":
             raise self._error(hit[0], hit[1], "append", run_id, applied=False)
-        await self.inner.append(run_id, expected_seq, events, status=status)
         if hit is not None:
+            # The batch lands but the caller only sees an error: it never learns the
+            # batch is durable, so `on_durable` is not called (as with a failed fsync).
+            await self.inner.append(run_id, expected_seq, events, status=status)
             raise self._error(hit[0], hit[1], "append", run_id, applied=True)
+        await self.inner.append(run_id, expected_seq, events, status=status, on_durable=on_durable)
 
     async def read(self, run_id: str, from_seq: int = 0) -> list[Event]:
         self._before("read", run_id)

@@ -21,7 +21,7 @@ from perdure.actors import (
     current_scope,
     get_logger,
 )
-from perdure.eventlog._values import declared_types, rebuild
+from perdure.eventlog import declared_types, rebuild
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
 
 P = ParamSpec("P")

@@ -39,8 +39,7 @@ from perdure.actors import (
     publish_event,
     receive_message,
 )
-from perdure.eventlog import EventLog
-from perdure.eventlog._values import declared_types, rebuild
+from perdure.eventlog import EventLog, declared_types, rebuild
 from perdure.runtime import (
     InvalidArgumentsError,
     Registry,

@@ -33,10 +33,19 @@ from perdure.eventlog import (
     RunFailed,
     RunStarted,
     TaskCompleted,
+    fresh,
+    restore,
 )
-from perdure.eventlog._json import fresh
-from perdure.eventlog._values import restore
-from perdure.runtime import INTERRUPT_KEY, Outcome, Runtime, check_id
+from perdure.runtime import (
+    INTERRUPT_KEY,
+    Closed,
+    Committed,
+    Custom,
+    Outcome,
+    Runtime,
+    Settled,
+    check_id,
+)
 
 T = TypeVar("T")
 InputT = TypeVar("InputT")
@@ -234,17 +243,10 @@ class WorkflowApi(Generic[InputT, OutputT]):
         if input is None and await runtime.get_run(thread_id) is not None:
             if config.extra:
                 await self._same_config(runtime, config)
-            await runtime._continue(thread_id, strict=False)
+            await runtime.continue_run(thread_id, strict=False)
             return
         # The caller waits for the outcome: the start needs no commit of its own.
-        await runtime._start(
-            self,
-            input,
-            run_id=thread_id,
-            idempotency_key=None,
-            durable=False,
-            config=config.extra,
-        )
+        await runtime.start(self, input, run_id=thread_id, config=config.extra, commit_start=False)
 
     async def _same_config(self, runtime: Runtime, config: CallConfig) -> None:
         """A resumed or continued invocation keeps the config it started with (its replay
@@ -298,7 +300,7 @@ class WorkflowApi(Generic[InputT, OutputT]):
         self, runtime: Runtime, input: Any, config: CallConfig, modes: tuple[str, ...], many: bool
     ) -> AsyncIterator[Any]:
         thread_id = config.thread_id
-        listener = runtime.listen(thread_id)
+        subscription = runtime.subscribe(thread_id)
 
         def out(mode: str, chunk: Any) -> Any:
             return (mode, chunk) if many else chunk
@@ -308,32 +310,31 @@ class WorkflowApi(Generic[InputT, OutputT]):
             # Anything settled before the kick returned is the thread's earlier state (an
             # actor rebuilt from the log reports the last invocation's end, or the pause a
             # resume answers): only outcomes after this mark end the stream.
-            listener.put_nowait(("kicked", None))
-            stale = True
+            kicked = subscription.received
+            taken = 0
             waiter = asyncio.ensure_future(runtime.wait(thread_id))
             waiter.add_done_callback(
                 lambda f: (
-                    listener.put_nowait(("settled", f.result()))
+                    subscription.add(Settled(run_id=thread_id, outcome=f.result()))
                     if not f.cancelled() and f.exception() is None
                     else None
                 )
             )
             try:
                 while True:
-                    kind, payload = await listener.get()
-                    if kind == "kicked":
-                        stale = False
-                    elif kind == "settled" and stale:
-                        continue
-                    elif kind == "events":
-                        for event in payload:
+                    update = await subscription.get()
+                    taken += 1
+                    if type(update) is Committed:
+                        for event in update.events:
                             for chunk in self._event_chunks(event, modes, out):
                                 yield chunk
-                    elif kind == "custom":
+                    elif type(update) is Custom:
                         if "custom" in modes:
-                            yield out("custom", payload)
-                    elif kind == "settled":
-                        outcome: Outcome = payload
+                            yield out("custom", update.item)
+                    elif type(update) is Settled:
+                        if taken <= kicked:
+                            continue
+                        outcome = update.outcome
                         if outcome.status == "waiting":
                             marker = {INTERRUPT_KEY: tuple(outcome.interrupts)}
                             for mode in ("updates", "values"):
@@ -342,14 +343,12 @@ class WorkflowApi(Generic[InputT, OutputT]):
                         else:
                             outcome.unwrap()  # raises the run's error, if any
                         return
-                    elif payload is not None:  # "closed": the run cannot go on
-                        raise payload
-                    else:
-                        return
+                    elif type(update) is Closed:  # the run cannot go on
+                        raise update.error
             finally:
                 waiter.cancel()
         finally:
-            runtime.unlisten(thread_id, listener)
+            subscription.close()
 
     def _event_chunks(
         self, event: Event, modes: tuple[str, ...], out: Callable[[str, Any], Any]

@@ -359,25 +359,28 @@ def test_every_public_name_has_an_entry_generated_from_its_docstring() -> None:
 
 
 def test_cli_reference_covers_every_command_and_option() -> None:
-    import argparse
+    import click
 
-    from perdure._cli_args import build_parser
+    from perdure.cli._main import cli
 
     text = _reference("cli.md")
     missing: list[str] = []
 
-    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    if f"perdure {' '.join([*words, name])}" not in text:
-                        missing.append(" ".join([*words, name]))
-                    walk(sub, [*words, name])
-            for option in action.option_strings:
+    def walk(command: click.Command, words: list[str]) -> None:
+        ctx = click.Context(command, info_name=" ".join(words) or "perdure")
+        for param in command.params:
+            for option in getattr(param, "opts", []):
                 if option.startswith("--") and option not in ("--help",) and option not in text:
                     missing.append(f"{' '.join(words)} {option}".strip())
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
+                if f"perdure {' '.join([*words, name])}" not in text:
+                    missing.append(" ".join([*words, name]))
+                walk(sub, [*words, name])
 
-    walk(build_parser(perdure.__version__), [])
+    walk(cli, [])
     assert not missing, f"docs/reference/cli.md does not mention {sorted(set(missing))}"
 
 

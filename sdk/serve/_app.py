@@ -8,7 +8,6 @@ request names a target, it never names code to import.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,9 +24,19 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from perdure._cli_render import run_details, run_row
+from perdure.cli._render import run_details, run_row
 from perdure.eventlog import RUN_STATUSES, EventLog, to_dict
-from perdure.runtime import Outcome, Registry, Replayer, RunNotFoundError, Runtime
+from perdure.runtime import (
+    Closed,
+    Committed,
+    Custom,
+    Registry,
+    Replayer,
+    RunNotFoundError,
+    Runtime,
+    Settled,
+    Subscription,
+)
 from perdure.serve._openapi import openapi_document
 from perdure.serve._paging import PagingError, list_page
 from perdure.serve._security import (
@@ -329,13 +338,13 @@ def create_app(
     async def stream(request: Request) -> Response:
         """Server-Sent Events: ``events`` (newly committed events), ``settled``, ``closed``."""
         run_id = request.path_params["run_id"]
-        queue = runtime.listen(run_id)
+        subscription = runtime.subscribe(run_id)
         if await runtime.get_run(run_id) is None:
-            runtime.unlisten(run_id, queue)
+            subscription.close()
             raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
         start = _int(request, "from", 0, 0, 2**62)
         return StreamingResponse(
-            _sse(runtime, run_id, queue, start),
+            _sse(runtime, run_id, subscription, start),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -450,7 +459,7 @@ def _sse_message(kind: str, data: Any) -> bytes:
 
 
 async def _sse(
-    runtime: Runtime, run_id: str, queue: asyncio.Queue[tuple[str, Any]], start: int
+    runtime: Runtime, run_id: str, subscription: Subscription, start: int
 ) -> AsyncIterator[bytes]:
     """The run's events from `start`, then each commit as it happens, until it settles."""
     try:
@@ -462,22 +471,21 @@ async def _sse(
             yield _sse_message("status", {"status": state.status})
         while True:
             try:
-                kind, item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+                update = await subscription.get(_KEEPALIVE)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            if kind == "events":
-                fresh = [e for e in item if e.seq >= seen]
+            if type(update) is Committed:
+                fresh = [e for e in update.events if e.seq >= seen]
                 if fresh:
                     seen = fresh[-1].seq + 1
                     yield _sse_message("events", [to_dict(e) for e in fresh])
-            elif kind == "settled":
-                assert isinstance(item, Outcome)
-                yield _sse_message("settled", outcome_to_json(item))
-            elif kind == "custom":
-                yield _sse_message("custom", item)
-            else:
-                yield _sse_message("closed", {"message": str(item)})
+            elif type(update) is Settled:
+                yield _sse_message("settled", outcome_to_json(update.outcome))
+            elif type(update) is Custom:
+                yield _sse_message("custom", update.item)
+            elif type(update) is Closed:
+                yield _sse_message("closed", {"message": str(update.error)})
                 return
     finally:
-        runtime.unlisten(run_id, queue)
+        subscription.close()

@@ -11,7 +11,8 @@ import asyncio
 import sys
 from typing import Any
 
-from perdure._cli_app import USAGE, fail, load_app, out, out_json, store_path
+from perdure.cli._app import load_app, store_path
+from perdure.cli._output import USAGE, fail, out, out_json
 from perdure.eventlog import PerdureError
 from perdure.runtime import open_store, store_label
 from perdure.serve._security import TokenError, read_token

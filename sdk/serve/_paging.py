@@ -105,7 +105,7 @@ async def _lmdb_page(
     after: tuple[float, str] | None,
     since: float | None,
 ) -> list[RunInfo]:
-    from perdure.eventlog._lmdb_keys import SEP, load_run, sortable_float
+    from perdure.eventlog.lmdb_tools import SEP, load_run, sortable_float
 
     shared = log._open_env()
     await shared.caught_up()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -133,29 +132,32 @@ class EventLogContract:
         self,
         log: EventLog,
     ) -> None:
-        """Every log takes `on_durable` (the actors use it to wake waiting code sooner)."""
-        append: Any = log.append
+        """Every log takes `on_durable` (`EventLog.append`; the actors use it to wake
+        waiting code sooner): once per batch, when the batch is durable, before the
+        appender resumes; never for a batch that is refused."""
         seen: list[str] = []
-        await append("r", 0, [started("r")], on_durable=lambda: seen.append("durable"))
+        await log.append("r", 0, [started("r")], on_durable=lambda: seen.append("durable"))
         seen.append("resumed")
         assert seen == ["durable", "resumed"]
+        batch = steps("r", 1, 2)
+        await log.append("r", 1, batch, on_durable=lambda: seen.append("batch"))
+        assert seen == ["durable", "resumed", "batch"]
+        assert await log.read("r", 1) == batch  # what it announced is there
         with pytest.raises(SequenceConflictError):
-            await append("r", 5, steps("r", 5, 1), on_durable=lambda: seen.append("wrong"))
-        assert seen == ["durable", "resumed"]
+            await log.append("r", 5, steps("r", 5, 1), on_durable=lambda: seen.append("wrong"))
+        assert seen == ["durable", "resumed", "batch"]
 
     async def test_an_on_durable_that_raises_fails_the_append_but_the_batch_is_stored(
         self,
         log: EventLog,
     ) -> None:
-        append: Any = log.append
-
         def broken() -> None:
             raise RuntimeError("bug in the caller's callback")
 
         with pytest.raises(RuntimeError, match="bug in the caller"):
-            await append("r", 0, [started("r")], on_durable=broken)
+            await log.append("r", 0, [started("r")], on_durable=broken)
         assert [e.seq for e in await log.read("r")] == [0]
-        await append("r", 1, steps("r", 1, 1))
+        await log.append("r", 1, steps("r", 1, 1))
 
     async def test_a_stale_expected_seq_raises_and_writes_nothing(self, log: EventLog) -> None:
         await log.append("r", 0, [started("r"), done("r", 1)])

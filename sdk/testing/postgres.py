@@ -7,7 +7,9 @@ socket in that folder, with ``fsync`` and ``synchronous_commit`` on (the
 figures measured on it are those of a durable server). PostgreSQL refuses to
 run as root: as root, the folder is handed to the ``postgres`` user and the
 binaries run as that user (``runuser``). `stop` shuts the server down and
-removes the folder.
+removes the folder. A watchdog process (in a session of its own) does the
+same if the process that started the cluster dies without stopping it (a
+SIGKILLed or timed-out test session), so no server outlives its tests.
 
 `postgres_unavailable` says, in one line, why no cluster can be started here
 (or returns None): tests skip with that line.
@@ -20,6 +22,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +75,28 @@ def postgres_unavailable() -> str | None:
     return None
 
 
+#: Run by the watchdog: ``python -c _WATCHDOG OWNER_PID FOLDER COMMAND...``. It waits
+#: until the owner is gone or the folder was removed (a normal stop), then stops the
+#: server at once and removes the folder.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, folder, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def alive():
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive() and os.path.isdir(folder):
+    time.sleep(0.2)
+if os.path.isdir(folder):
+    subprocess.run(stop, capture_output=True, timeout=60, check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,6 +111,7 @@ class TemporaryPostgres:
         self._dir: Path | None = None
         self._port = 0
         self._bindir: Path | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -132,7 +158,20 @@ class TemporaryPostgres:
         except BaseException:
             self._remove()
             raise
+        self._start_watchdog(folder, data)
         return self
+
+    def _start_watchdog(self, folder: Path, data: Path) -> None:
+        assert self._bindir is not None
+        stop = [*_run_as(), str(self._bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                "-w", "stop"]  # fmt: skip
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(folder), *stop],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a kill of the caller's process group spares it
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its folder. Idempotent."""
@@ -142,6 +181,13 @@ class TemporaryPostgres:
             self._run("pg_ctl", "-D", str(self._dir / "data"), "-m", "fast", "-w", "stop")
         finally:
             self._remove()
+            if self._watchdog is not None:  # it sees the folder gone and exits
+                try:
+                    self._watchdog.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._watchdog.kill()
+                    self._watchdog.wait()
+                self._watchdog = None
 
     def _remove(self) -> None:
         if self._dir is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ._support import APP
+from tests.support.cli import APP
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ._support import APP, cli
+from tests.support.cli import APP, cli
 
 WORDS = [
     "runs", "list", "show", "events", "replay", "resume", "cancel", "stats",

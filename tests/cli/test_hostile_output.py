@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ._support import HERE, cli
+from tests.support.cli import HERE, cli
+
 from .hostile_app import (
     BIDI_ID,
     C1_ID,

@@ -8,8 +8,7 @@ import sys
 from importlib.metadata import entry_points
 
 from perdure.cli import main
-
-from ._support import APP, APP_V2, cli_process
+from tests.support.cli import APP, APP_V2, cli_process
 
 
 def test_console_script_points_at_main() -> None:
@@ -41,7 +40,7 @@ def test_errors_are_one_readable_line_without_traceback(store: str, tmp_path: ob
     bad_app = cli_process("replay", "cli-done", "--app", "no_such_mod_q:flow", "--store", store)
     assert bad_app.code == 2 and "cannot import 'no_such_mod_q'" in bad_app.err
     usage = cli_process("runs", "frobnicate")
-    assert usage.code == 2 and "usage:" in usage.err
+    assert usage.code == 2 and "Usage: perdure runs" in usage.err
     for ran in (missing, unknown, bad_app, usage):
         assert "Traceback" not in ran.err
 

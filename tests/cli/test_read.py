@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from perdure.eventlog import from_dict
-
-from ._support import cli
+from tests.support.cli import cli
 
 
 def test_runs_list_is_a_table_newest_first(store: str) -> None:
@@ -183,7 +182,7 @@ def test_store_defaults_to_perdure_path(store: str, monkeypatch: pytest.MonkeyPa
     "argv",
     [
         (),
-        ("runs",),
+        ("runs", "lists"),
         ("runs", "list", "--limit", "0"),
         ("runs", "list", "--status", "sleepy"),
         ("nope",),
@@ -191,7 +190,7 @@ def test_store_defaults_to_perdure_path(store: str, monkeypatch: pytest.MonkeyPa
 )
 def test_usage_errors_are_exit_2(argv: tuple[str, ...]) -> None:
     ran = cli(*argv)
-    assert ran.code == 2 and "usage:" in ran.err
+    assert ran.code == 2 and "Usage: perdure" in ran.err
 
 
 def test_help_is_exit_0() -> None:

@@ -12,8 +12,7 @@ import lmdb
 import pytest
 
 from perdure.eventlog import LmdbEventLog, RunStarted, TaskCompleted
-
-from ._support import cli, cli_process
+from tests.support.cli import cli, cli_process
 
 PAGE = 4096
 
@@ -166,7 +165,7 @@ def test_a_page_that_aborts_lmdb_costs_its_run_not_the_command(
 AS_NOBODY = """
 import os, sys
 from perdure.cli import main  # imported first: the other user may not read the venv
-from perdure import _cli_store  # noqa: F401
+from perdure.cli import _main, _runs, _store  # noqa: F401  (commands load when used)
 os.setgid(65534)
 os.setuid(65534)
 raise SystemExit(main(sys.argv[1:]))

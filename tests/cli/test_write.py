@@ -13,9 +13,9 @@ import pytest
 from perdure import Runtime
 from perdure.runtime import Outcome
 from perdure.testing import MockClock
+from tests.support.cli import APP, cli
 
 from . import cli_app
-from ._support import APP, cli
 
 
 def status_of(store: str, run_id: str) -> str:
@@ -109,7 +109,7 @@ def test_cancel_unknown_run_is_exit_1(store_copy: str) -> None:
 
 
 def test_demo_missing_is_a_readable_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "perdure._demo", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "perdure.cli._demo", None)  # as if it were not installed
     ran = cli("demo", "--store", str(tmp_path / "demo"))
     assert ran.code == 1 and "demo is not part of this perdure installation" in ran.err
 

@@ -43,10 +43,7 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -65,6 +62,15 @@ from perdure.eventlog import (
     TimerFired,
     TimerSet,
 )
+from tests.support.kill_loop import (
+    KILL,
+    SPARE,
+    Child,
+    Journal,
+    KillLoop,
+    campaign_seed,
+    wait_until,
+)
 
 CHILD = Path(__file__).with_name("_function_child.py")
 START_TIMEOUT = 60.0
@@ -81,6 +87,10 @@ class Campaign:
     #: key -> every result a caller received, in any process
     results: dict[str, list[Any]] = attrs.field(factory=lambda: defaultdict(list))
     kills: int = 0
+    reader: Journal = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.reader = Journal(self.journal)
 
     @property
     def store(self) -> Path:
@@ -91,10 +101,8 @@ class Campaign:
         return self.workdir / "journal.jsonl"
 
     def journal_entries(self) -> list[dict[str, Any]]:
-        if not self.journal.exists():
-            return []
-        lines = self.journal.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.endswith("}")]
+        """The journal's complete lines so far (a line cut by a kill is never complete)."""
+        return self.reader.entries()
 
 
 def new_jobs(generation: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -115,71 +123,6 @@ def new_jobs(generation: int, rng: random.Random) -> list[dict[str, Any]]:
         {"key": f"{g}-hang0", "fail": rng.randint(0, 1), "hang_at": 0, "work_ms": 5},
     ]
     return [{**job, "gen": generation} for job in jobs]
-
-
-class Child:
-    """A running child process whose stdout lines are collected by a thread."""
-
-    def __init__(self, campaign: Campaign, mode: str, generation: int) -> None:
-        jobs_file = campaign.workdir / f"jobs-{generation}.json"
-        jobs_file.write_text(json.dumps(campaign.jobs), encoding="utf-8")
-        self.stderr = (campaign.workdir / f"child-{generation}.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                os.fspath(CHILD),
-                os.fspath(campaign.store),
-                os.fspath(campaign.journal),
-                os.fspath(jobs_file),
-                mode,
-                str(generation),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.endswith("\n"):  # a kill may cut the last line short: drop it
-                self.lines.append(line[:-1])
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while "READY" not in self.lines:
-            assert self.proc.poll() is None or "READY" in self.lines, (
-                f"child exited with {self.proc.returncode} before READY: {self.lines}"
-            )
-            assert time.monotonic() < deadline, "child not ready in time"
-            time.sleep(0.002)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.finish()
-
-    def finish(self, timeout: float = 90.0) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.stderr.close()
-        return code
-
-    def collect_results(self, campaign: Campaign) -> None:
-        for line in self.lines:
-            if line.startswith("RESULT "):
-                _, key, payload = line.split(" ", 2)
-                campaign.results[key].append(json.loads(payload))
-
-
-def wait_until(condition: Any, child: Child, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline and child.proc.poll() is None:
-        time.sleep(0.002)
 
 
 def kill_moment(
@@ -205,7 +148,7 @@ def kill_moment(
                 for e in campaign.journal_entries()
             )
 
-        wait_until(in_attempt_2, child, 10.0)
+        wait_until(in_attempt_2, 10.0, child, interval=0.002)
         time.sleep(0.1)
         return False
     if early_ok and rng.random() < 0.1:
@@ -217,7 +160,7 @@ def kill_moment(
         settled = {line.split(" ", 2)[1] for line in child.lines if line.startswith("RESULT ")}
         return earlier <= settled
 
-    wait_until(earlier_settled, child, 20.0)
+    wait_until(earlier_settled, 20.0, child, interval=0.002)
     quota = rng.randint(0, 10)
     hot = f"g{generation}-"
 
@@ -225,40 +168,68 @@ def kill_moment(
         entries = campaign.journal_entries()
         return sum(1 for e in entries if e["pid"] == pid and e["key"].startswith(hot)) >= quota
 
-    wait_until(quota_reached, child, 2.0)  # hot jobs may all be blocked: kill anyway
+    wait_until(
+        quota_reached, 2.0, child, interval=0.002
+    )  # hot jobs may all be blocked: kill anyway
     time.sleep(rng.uniform(0, 0.05))
     return False
 
 
 def run_campaign(workdir: Path, kills: int, seed: int) -> Campaign:
-    rng = random.Random(seed)
+    loop = KillLoop(seed, name="function crash campaign")
     campaign = Campaign(workdir=workdir, seed=seed)
     early = False
-    for generation in range(kills):
-        campaign.jobs.extend(new_jobs(generation, rng))
-        child = Child(campaign, "work", generation)
-        try:
-            child.wait_ready()
-            early = kill_moment(child, campaign, rng, generation, early_ok=not early)
-        finally:
-            if child.proc.poll() is None:
-                campaign.killed_pids.add(child.proc.pid)
-                campaign.kills += 1
-                campaign.kill_times.append(time.time())
-                child.kill()
-            else:
-                child.finish()
-        child.collect_results(campaign)
-    final = Child(campaign, "finish", kills)
-    code = final.finish()
-    campaign.finish_pid = final.proc.pid
-    final.collect_results(campaign)
-    assert code == 0, (
-        f"seed {seed}: the finishing child exited with {code}: {final.lines[-5:]}; "
-        f"see {workdir}/child-{kills}.log"
+
+    def spawn(generation: int) -> Child:
+        if generation < kills:
+            campaign.jobs.extend(new_jobs(generation, loop.rng))
+        jobs_file = workdir / f"jobs-{generation}.json"
+        jobs_file.write_text(json.dumps(campaign.jobs), encoding="utf-8")
+        argv = [
+            sys.executable,
+            os.fspath(CHILD),
+            os.fspath(campaign.store),
+            os.fspath(campaign.journal),
+            os.fspath(jobs_file),
+            "work" if generation < kills else "finish",
+            str(generation),
+        ]
+        return loop.start(argv, workdir / f"child-{generation}.log", read_stdout=True)
+
+    def moment(child: Child) -> bool:
+        nonlocal early
+        generation = loop.starts - 1
+        if generation >= kills:
+            return SPARE
+        wait_until(lambda: "READY" in child.lines, START_TIMEOUT, child, interval=0.002)
+        assert "READY" in child.lines, loop.report("child not ready (or exited before READY)")
+        early = kill_moment(child, campaign, loop.rng, generation, early_ok=not early)
+        return KILL
+
+    def finished(child: Child, code: int) -> bool:
+        if loop.starts - 1 < kills:
+            return False  # a working child that ended before its kill: the next one goes on
+        assert code == 0, loop.report(f"the finishing child exited with {code}", child)
+        assert "DONE" in child.lines, loop.report("the finishing child did not say DONE", child)
+        return True
+
+    final = loop.run(spawn, moment, finished, budget=float("inf"))
+    for child in loop.children:
+        collect_results(child, campaign)
+    campaign.killed_pids, campaign.kill_times, campaign.kills = (
+        loop.killed_pids,
+        loop.kill_times,
+        loop.kills,
     )
-    assert "DONE" in final.lines
+    campaign.finish_pid = final.pid
     return campaign
+
+
+def collect_results(child: Child, campaign: Campaign) -> None:
+    for line in child.lines:
+        if line.startswith("RESULT "):
+            _, key, payload = line.split(" ", 2)
+            campaign.results[key].append(json.loads(payload))
 
 
 async def read_store(store: Path) -> tuple[list[RunInfo], dict[str, list[Event]], bool]:
@@ -377,10 +348,6 @@ def check_campaign(campaign: Campaign) -> dict[str, int]:
     return dict(stats)
 
 
-def campaign_seed() -> int:
-    return int(os.environ.get("PERDURE_CRASH_SEED", random.randrange(2**32)))
-
-
 def run_and_check(tmp_path: Path, kills: int) -> dict[str, int]:
     seed = campaign_seed()
     print(f"function crash campaign: seed={seed} kills={kills} (PERDURE_CRASH_SEED={seed})")
@@ -393,10 +360,12 @@ def run_and_check(tmp_path: Path, kills: int) -> dict[str, int]:
     return stats
 
 
+@pytest.mark.slow
 def test_functions_survive_sigkill_with_attempts_and_keys_intact(tmp_path: Path) -> None:
     run_and_check(tmp_path, kills=20)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 80 kills: about 100 s on a quiet machine
 def test_functions_survive_many_sigkills(tmp_path: Path) -> None:
     run_and_check(tmp_path, kills=80)

@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from perdure import LmdbEventLog
 from perdure.eventlog import Event, TaskAttemptFailed, TaskAttemptStarted, TaskCompleted
+from tests.support.kill_loop import KILL, SPARE, Child, KillLoop, wait_until
 
 CHILD = Path(__file__).with_name("_lost_attempt_child.py")
 #: kind -> (run id, the task whose attempt is killed, attempt number killed)
@@ -35,22 +33,9 @@ CASES = {
 }
 
 
-def child(tmp_path: Path, durability: str, kind: str, phase: str) -> subprocess.Popen[str]:
-    with (tmp_path / f"{phase}.log").open("w") as stderr:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                os.fspath(CHILD),
-                os.fspath(tmp_path / "store"),
-                os.fspath(tmp_path / "journal"),
-                durability,
-                kind,
-                phase,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
+def child_argv(tmp_path: Path, durability: str, kind: str, phase: str) -> list[str]:
+    paths = [os.fspath(p) for p in (CHILD, tmp_path / "store", tmp_path / "journal")]
+    return [sys.executable, *paths, durability, kind, phase]
 
 
 def begins(tmp_path: Path) -> list[list[str]]:
@@ -75,21 +60,27 @@ def test_an_attempt_killed_at_once_is_recorded_and_not_reused(
     tmp_path: Path, durability: str, kind: str
 ) -> None:
     run_id, name, hot = CASES[kind]
-    proc = child(tmp_path, durability, kind, "kill")
-    deadline = time.monotonic() + 60
-    while len(begins(tmp_path)) < hot + 1:
-        assert proc.poll() is None, f"child exited early; see {tmp_path}/kill.log"
-        assert time.monotonic() < deadline, "the hot attempt never began"
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    assert proc.stdout is not None
-    proc.stdout.close()
+    loop = KillLoop(0, name=f"lost attempt ({kind}, {durability})")
+    phases = ["kill", "finish"]
 
-    finish = child(tmp_path, durability, kind, "finish")
-    out, _ = finish.communicate(timeout=60)
-    assert finish.returncode == 0, f"finishing child failed; see {tmp_path}/finish.log"
-    (line,) = [x for x in out.splitlines() if x.startswith("RESULT ")]
+    def spawn(n: int) -> Child:
+        argv = child_argv(tmp_path, durability, kind, phases[n])
+        return loop.start(argv, tmp_path / f"{phases[n]}.log", read_stdout=True)
+
+    def moment(child: Child) -> bool:
+        if loop.starts > 1:
+            return SPARE
+        began = wait_until(lambda: len(begins(tmp_path)) >= hot + 1, 60.0, child)
+        assert began, loop.report("the hot attempt never began (or the child exited early)")
+        return KILL
+
+    def finished(child: Child, code: int) -> bool:
+        assert loop.kills == 1, loop.report(f"the killed child exited by itself ({code})")
+        assert code == 0, loop.report("the finishing child failed", child)
+        return True
+
+    finish = loop.run(spawn, moment, finished, budget=120.0)
+    (line,) = [x for x in finish.lines if x.startswith("RESULT ")]
     outcome = json.loads(line.split(" ", 1)[1])
     assert outcome["status"] == "completed", outcome
 

@@ -25,7 +25,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -39,6 +38,7 @@ import attrs
 import pytest
 
 from perdure import LmdbEventLog
+from tests.support.kill_loop import KILL, POLL, SPARE, Child, Journal, KillLoop
 
 CHILD = Path(__file__).with_name("_workflow_child.py")
 
@@ -66,25 +66,6 @@ class Campaign:
     seconds: float = 0.0
 
 
-class Journal:
-    """Reads complete lines appended to the child's journal since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def new_lines(self) -> list[list[str]]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        return [line.split(" ", 3) for line in data[:end].decode().splitlines()]
-
-
 def _answer(workdir: Path, iid: str, question: dict[str, Any]) -> None:
     target = workdir / "answers" / iid
     if not target.exists():
@@ -104,28 +85,28 @@ def run_campaign(
     3 ms: the kills spread over most of the work whatever the machine's speed,
     and the last start (never killed) finishes it.
     """
-    rng = random.Random(seed)
+    loop = KillLoop(seed, name=f"workflow crash campaign in {workdir}")
     (workdir / "answers").mkdir(parents=True)
     campaign = Campaign(workdir=workdir, store=workdir / "store")
     journal = Journal(workdir / "journal")
-    started_at = time.monotonic()
-    while True:
-        assert time.monotonic() - started_at < budget, f"no finish within {budget} s: {campaign}"
-        with (workdir / f"child-{campaign.starts}.log").open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, str(CHILD), str(campaign.store), str(workdir), str(threads)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        campaign.starts += 1
-        armed = campaign.kills < kills
-        quota = rng.randint(1, int(1.2 * bodies / max(kills, 1))) if armed else 0
-        extra = rng.uniform(0.0, 0.003)
+
+    def read_journal() -> list[list[str]]:
+        lines = [line.split(" ", 3) for line in journal.new_lines()]
+        campaign.lines.extend(lines)
+        return lines
+
+    def spawn(n: int) -> Child:
+        argv = [sys.executable, str(CHILD), str(campaign.store), str(workdir), str(threads)]
+        return loop.start(argv, workdir / f"child-{n}.log")
+
+    def moment(proc: Child) -> bool:
+        armed = loop.kills < kills
+        quota = loop.rng.randint(1, int(1.2 * bodies / max(kills, 1))) if armed else 0
+        extra = loop.rng.uniform(0.0, 0.003)
         running = False
         kill_at: float | None = None
-        while True:
-            for line in journal.new_lines():
-                campaign.lines.append(line)
+        while proc.alive():
+            for line in read_journal():
                 if line[0] == "ask":
                     _answer(workdir, line[2], json.loads(line[3]))
                 elif line[0] == "started" and int(line[1]) == proc.pid:
@@ -134,19 +115,20 @@ def run_campaign(
                     quota -= 1
             if armed and running and quota <= 0 and kill_at is None:
                 kill_at = time.monotonic() + extra
-            if kill_at is not None and time.monotonic() >= kill_at and proc.poll() is None:
-                proc.kill()
-            if proc.poll() is not None:
-                break
-            time.sleep(0.001)
-        campaign.lines.extend(journal.new_lines())
-        if proc.returncode == 0:
-            break
-        log = (workdir / f"child-{campaign.starts - 1}.log").read_text()[-3000:]
-        assert proc.returncode == -9, f"child exited with {proc.returncode}:\n{log}"
-        campaign.kills += 1
-    assert campaign.lines[-1] == ["done", str(proc.pid)]
-    campaign.seconds = time.monotonic() - started_at
+            if kill_at is not None and time.monotonic() >= kill_at:
+                return KILL
+            time.sleep(POLL)
+        return SPARE
+
+    def finished(proc: Child, code: int) -> bool:
+        assert code == 0, loop.report(f"child exited with {code}", proc)
+        return True
+
+    last = loop.run(spawn, moment, finished, budget=budget)
+    read_journal()
+    campaign.kills, campaign.starts = loop.kills, loop.starts
+    assert campaign.lines[-1] == ["done", str(last.pid)], loop.report("no done line")
+    campaign.seconds = loop.seconds
     return campaign
 
 
@@ -267,6 +249,7 @@ def _campaign_pair(tmp_path: Path, threads: int, kills: int, seed: int, budget: 
     )
 
 
+@pytest.mark.slow
 def test_workflows_survive_sigkill_ci_sized(tmp_path: Path) -> None:
     _campaign_pair(tmp_path, threads=4, kills=8, seed=4, budget=60)
 

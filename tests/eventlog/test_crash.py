@@ -13,10 +13,6 @@ commits interrupted at any point.
 from __future__ import annotations
 
 import asyncio
-import os
-import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,48 +20,15 @@ from pathlib import Path
 import pytest
 
 from perdure.eventlog import Event, LmdbEventLog, TimerEntry, TimerFired, TimerSet
+from tests.support.kill_loop import KILL, Forked, ForkServer, KillLoop, campaign_seed, wait_until
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 KILLS = 50
 RUNS = 8
 
 
-class ForkServer:
-    """Drives `_crash_child.py`: spawns appenders, and reaps them after the kill."""
-
-    def __init__(self, errors: Path) -> None:
-        with errors.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(CHILD)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-            )
-        self.errors = errors
-
-    def ask(self, line: str) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{line}\n".encode())
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            pytest.fail(f"the fork server died: {self.errors.read_text()}")
-        return int(answer)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
-        self.proc.stdout.close()
-
-
-def wait_for_lines(out: Path, count: int, server: ForkServer, context: str) -> None:
-    """Wait until the child wrote `count` lines (``ready`` is the first)."""
-    deadline = time.monotonic() + 20
-    while not (out.exists() and out.read_bytes().count(b"\n") >= count):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{context}: the child stalled: {server.errors.read_text()}")
-        time.sleep(0.0005)
+def lines_written(out: Path) -> int:
+    return out.read_bytes().count(b"\n") if out.exists() else 0
 
 
 def acknowledged(out: Path) -> dict[str, int]:
@@ -112,35 +75,47 @@ async def check_store(store: Path, acked: dict[str, int], context: str) -> int:
         await log.close()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -> None:
-    seed = int(os.environ.get("PERDURE_CRASH_SEED", random.randrange(2**32)))
-    rng = random.Random(seed)
+    loop = KillLoop(campaign_seed(), name="event log crash campaign")
     store = tmp_path / "store"
     acked: dict[str, int] = {}
     kills_with_acks = 0
-    server = ForkServer(tmp_path / "errors.txt")
-    try:
-        for kill in range(KILLS):
-            context = f"PERDURE_CRASH_SEED={seed}, kill {kill}"
-            out = tmp_path / f"out-{kill}"
-            pid = server.ask(f"spawn {store} {rng.randrange(2**32)} {RUNS} {out}")
-            # A fifth of the kills land during start-up; the rest while appends are
-            # flowing (after a random number of acknowledgements, at a random instant).
-            acks = 0 if rng.random() < 0.2 else rng.randint(1, 60)
-            wait_for_lines(out, 1 + acks, server, context)
-            time.sleep(rng.uniform(0.0, 0.005))
-            os.kill(pid, signal.SIGKILL)
-            code = server.ask(f"reap {pid}")
-            assert code == -signal.SIGKILL, (
-                f"{context}: exited by itself: {server.errors.read_text()}"
-            )
-            this_time = acknowledged(out)
-            kills_with_acks += bool(this_time)
-            for run_id, seq in this_time.items():
-                acked[run_id] = max(acked.get(run_id, -1), seq)
-            asyncio.run(check_store(store, acked, context))
-    finally:
-        server.close()
+
+    def out_of(child: Forked) -> Path:
+        return tmp_path / f"out-{loop.children.index(child)}"
+
+    def spawn(n: int) -> Forked:
+        seed = str(loop.rng.randrange(2**32))
+        return loop.adopt(server.spawn(str(store), seed, str(RUNS), str(tmp_path / f"out-{n}")))
+
+    def moment(child: Forked) -> bool:
+        # A fifth of the kills land during start-up; the rest while appends are
+        # flowing (after a random number of acknowledgements, at a random instant).
+        acks = 0 if loop.rng.random() < 0.2 else loop.rng.randint(1, 60)
+        out = out_of(child)
+        stalled = not wait_until(lambda: lines_written(out) >= 1 + acks, 20.0)
+        assert not stalled, loop.report(f"kill {loop.kills}: the child stalled", child)
+        time.sleep(loop.rng.uniform(0.0, 0.005))
+        return KILL
+
+    def exited(child: Forked, code: int) -> bool:
+        raise AssertionError(loop.report(f"kill {loop.kills}: exited by itself ({code})", child))
+
+    def check_after_kill(child: Forked) -> None:
+        nonlocal kills_with_acks
+        this_time = acknowledged(out_of(child))
+        kills_with_acks += bool(this_time)
+        for run_id, seq in this_time.items():
+            acked[run_id] = max(acked.get(run_id, -1), seq)
+        context = f"PERDURE_CRASH_SEED={loop.seed}, kill {loop.kills - 1}"
+        asyncio.run(check_store(store, acked, context))
+
+    with ForkServer([sys.executable, str(CHILD)], tmp_path / "errors.txt") as server:
+        loop.run(
+            spawn, moment, exited, budget=float("inf"), after_kill=check_after_kill, kills=KILLS
+        )
+    seed = loop.seed
     assert kills_with_acks >= KILLS // 2, f"seed {seed}: most children were killed too early"
     assert sum(acked.values()) > 1000, f"seed {seed}: too little work was acknowledged"
     assert len(acked) == RUNS, f"seed {seed}: some runs never got an acknowledged append"

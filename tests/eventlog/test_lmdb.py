@@ -18,7 +18,6 @@ from typing import Any
 
 import lmdb
 import pytest
-from _eventlog_helpers import done, started, steps, timer
 
 from perdure.eventlog import (
     CorruptEventError,
@@ -32,6 +31,7 @@ from perdure.eventlog import (
 )
 from perdure.eventlog import _lmdb_writer as lmdb_writer
 from perdure.eventlog._lmdb_journal import PAGE, Journal
+from perdure.testing.events import done, started, steps, timer
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from _eventlog_helpers import cancelled, done, fired, started, timer
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -38,6 +37,7 @@ from perdure.eventlog import (
     TimerFired,
     TimerSet,
 )
+from perdure.testing.events import cancelled, done, fired, started, timer
 
 T = TypeVar("T")
 

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _eventlog_helpers import done, started, steps
 
 from perdure.eventlog import LmdbEventLog, StorageError, StorePathError
 from perdure.eventlog import _lmdb_env as lmdb_env
 from perdure.eventlog._lmdb_journal import PAGE, Journal
+from perdure.testing.events import done, started, steps
+from tests.support.damage import damage_row, flip_a_digit
 
 #: "PDJ1" + 8 bytes whose CRC works out: with the event key's 0x00 separator and
 #: sequence number after it, a valid, empty format-1 frame numbered 6.5e18.
@@ -363,27 +364,6 @@ async def test_a_full_disk_says_so_and_that_nothing_acknowledged_is_lost(
 
 
 # -- the runs index: checksummed rows; one damaged row does not hide the others ------------
-
-
-def damage_row(store: Path, run_id: str, change: Any) -> bytes:
-    import lmdb
-
-    env = lmdb.open(str(store), max_dbs=16)
-    try:
-        db = env.open_db(b"runs", create=False)
-        with env.begin(db=db, write=True) as txn:
-            raw = txn.get(run_id.encode())
-            assert raw is not None
-            assert txn.put(run_id.encode(), change(raw))
-    finally:
-        env.close()
-    return bytes(raw)
-
-
-def flip_a_digit(raw: bytes) -> bytes:
-    """A damage JSON parsing cannot see: one digit of the row changes."""
-    where = raw.index(b'"next_seq":') + len(b'"next_seq":')
-    return raw[:where] + bytes([raw[where] ^ 0x01]) + raw[where + 1 :]
 
 
 async def test_a_damaged_runs_row_is_skipped_and_reported_and_the_others_listed(

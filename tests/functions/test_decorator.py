@@ -21,8 +21,7 @@ from perdure import (
     function,
 )
 from perdure.testing import MemoryEventLog
-
-from ._support import Calls, attempt_numbers, only_run
+from tests.support import Calls, attempt_numbers, only_run
 
 FAST = RetryPolicy(max_attempts=3, initial_interval_ms=10, max_interval_ms=10)
 

@@ -20,8 +20,7 @@ from perdure import (
     function,
 )
 from perdure.testing import MemoryEventLog, MockClock
-
-from ._support import Calls
+from tests.support import Calls
 
 calls = Calls()
 TINY = RetryPolicy(max_attempts=3, initial_interval_ms=1, max_interval_ms=1)  # real clock here

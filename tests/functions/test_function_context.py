@@ -9,8 +9,7 @@ import pytest
 import perdure
 from perdure import FunctionContext, RetryPolicy, Runtime, function
 from perdure.testing import MemoryEventLog, MockClock
-
-from ._support import Calls, only_run
+from tests.support import Calls, only_run
 
 FAST = RetryPolicy(max_attempts=4, initial_interval_ms=10, max_interval_ms=10)
 

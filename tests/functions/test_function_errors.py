@@ -20,8 +20,7 @@ from perdure import (
 )
 from perdure.runtime import Registry
 from perdure.testing import MemoryEventLog
-
-from ._support import Calls
+from tests.support import Calls
 
 calls = Calls()
 

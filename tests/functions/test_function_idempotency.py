@@ -21,8 +21,7 @@ from perdure import (
     function,
 )
 from perdure.testing import MemoryEventLog, MockClock
-
-from ._support import Calls, only_run
+from tests.support import Calls, only_run
 
 calls = Calls()
 gates: dict[str, asyncio.Event] = {}  # a fresh gate per test (see `fresh_counters`)

@@ -20,8 +20,7 @@ from perdure import (
 )
 from perdure.eventlog import RunCancelled, TimerCancelled, TimerSet
 from perdure.testing import MemoryEventLog, MockClock
-
-from ._support import Calls, of_type, wait_for
+from tests.support import Calls, of_type, wait_for
 
 HOUR_BACKOFF = RetryPolicy(max_attempts=3, initial_interval_ms=3_600_000, max_interval_ms=3_600_000)
 

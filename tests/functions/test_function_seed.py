@@ -17,8 +17,7 @@ import pytest
 from perdure import Runtime
 from perdure.eventlog import TaskAttemptFailed
 from perdure.testing import MockClock
-
-from ._support import Calls, of_type
+from tests.support import Calls, of_type
 
 # --- fakes for what the seed leaves undefined --------------------------------------------
 

@@ -15,8 +15,7 @@ import perdure
 from perdure import BackoffPolicy, BackoffType, RetryPolicy, RunFailedError, Runtime, function
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskFailed, TimerFired, TimerSet
 from perdure.testing import MemoryEventLog, MockClock
-
-from ._support import Calls, attempt_numbers, of_type, only_run, retry_delays
+from tests.support import Calls, attempt_numbers, of_type, only_run, retry_delays
 
 
 def failing_until(calls: Calls, successes_from: int) -> Any:

@@ -17,7 +17,7 @@ from perdure import Client, FunctionContext, Runtime, entrypoint, function, inte
 from perdure.eventlog import LmdbEventLog, PostgresEventLog
 from perdure.runtime import Registry, close_background_runtimes, open_store
 from perdure.runtime._discovery import default_store_path
-from tests.cli._support import cli
+from tests.support.cli import cli
 
 REG = Registry()
 

@@ -57,6 +57,7 @@ from perdure import (
 )
 from perdure.eventlog import RunStarted, StorageError, StorePathError, encode
 from perdure.runtime import Registry
+from tests.support import cfg
 
 FIGURES = {"inputs_tried": 0}
 #: What ``json.loads('"user-\\ud800"')`` gives: a str UTF-8 cannot encode.
@@ -142,10 +143,6 @@ def badin_bad_question(value: Any) -> Any:
 @entrypoint(name="badin_bad_task_args")
 def badin_bad_task_args(value: Any) -> Any:
     return badin_step(1, 2, 3).result()
-
-
-def cfg(thread: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
 
 
 @attrs.define

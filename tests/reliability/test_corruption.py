@@ -32,6 +32,7 @@ from perdure import (
 )
 from perdure.eventlog import encode
 from perdure.testing import MockClock
+from tests.support.damage import damage_row, flip_a_digit
 
 ROUNDS = 50
 FIGURES = {"rounds": 0, "events_flipped": 0, "detected": 0, "as_schema_version": 0}
@@ -205,21 +206,6 @@ async def test_flipped_bits_are_reported_with_run_and_seq_and_nothing_else_break
         assert await rt.run(corrupt_double, {"x": 21}) == 42
 
 
-def _damage_runs_row(store: Path, run_id: str) -> None:
-    """Flip one digit of a run's runs-index row: still valid JSON, so only its checksum tells."""
-    env = lmdb.open(str(store), max_dbs=16)
-    try:
-        db = env.open_db(b"runs", create=False)
-        with env.begin(db=db, write=True) as txn:
-            raw = txn.get(run_id.encode())
-            assert raw is not None
-            where = raw.index(b'"next_seq":') + len(b'"next_seq":')
-            damaged = raw[:where] + bytes([raw[where] ^ 0x01]) + raw[where + 1 :]
-            assert txn.put(run_id.encode(), damaged)
-    finally:
-        env.close()
-
-
 async def test_a_damaged_runs_index_row_does_not_stop_the_recovery_of_the_others(
     original: Path, tmp_path: Path, logs: Any
 ) -> None:
@@ -227,7 +213,7 @@ async def test_a_damaged_runs_index_row_does_not_stop_the_recovery_of_the_others
     run id; every other unfinished run resumes, and `list_runs` shows the rest."""
     store = tmp_path / "copy"
     shutil.copytree(original, store)
-    _damage_runs_row(store, "busy-0")
+    damage_row(store, "busy-0", flip_a_digit)  # still valid JSON: only its checksum tells
     async with Runtime(path=store, clock=MockClock(), max_restarts=1) as rt:
         outcome = await asyncio.wait_for(rt.wait("busy-1"), 10)  # resumed by the recovery
         assert outcome.result == 20

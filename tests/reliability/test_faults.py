@@ -33,8 +33,7 @@ from perdure import (
 )
 from perdure.eventlog import RunCompleted, TaskCompleted
 from perdure.testing import Fault, FaultyEventLog, InjectedStorageError, MockClock
-
-from ._crash_harness import strip
+from tests.crash._crash_harness import strip
 
 #: Every task/function result a body received in this test (value, with its token).
 SEEN: list[Any] = []
@@ -178,12 +177,18 @@ async def test_a_waiting_caller_never_gets_a_result_before_it_commits() -> None:
         """Holds the batch that completes the run until the test opens the gate."""
 
         async def append(
-            self, run_id: str, expected_seq: int, events: Any, *, status: Any = None
+            self,
+            run_id: str,
+            expected_seq: int,
+            events: Any,
+            *,
+            status: Any = None,
+            on_durable: Any = None,
         ) -> None:
             if any(isinstance(e, RunCompleted) for e in events) and not gate.is_set():
                 blocked.set()
                 await gate.wait()
-            await super().append(run_id, expected_seq, events, status=status)
+            await super().append(run_id, expected_seq, events, status=status, on_durable=on_durable)
 
     log = GatedLog(MemoryEventLog())
     async with Runtime(log=log, clock=MockClock()) as rt:

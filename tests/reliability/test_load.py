@@ -16,11 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 10_000
 SENDERS = 100
 
 
+@pytest.mark.slow  # a stress campaign: tens of seconds
 def test_ten_thousand_runs_and_a_hundred_senders_complete_in_bounded_memory(tmp_path: Path) -> None:
     done = subprocess.run(
         [

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -28,29 +26,7 @@ from perdure import (
 )
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-class Calls:
-    """Counts task executions (sync tasks run in worker threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-
-    def hit(self, key: str) -> None:
-        with self._lock:
-            self.counts[key] += 1
-
-    def __getitem__(self, key: str) -> int:
-        return self.counts[key]
-
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
-def cfg(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
-
+from tests.support import Calls, cfg
 
 CALLS = Calls()
 OUTSIDE = {"bonus": 0}

@@ -50,7 +50,13 @@ class CrashingLog:
         self.fail_only: tuple[type[Event], ...] = ()
 
     async def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event], *, status: Any = None
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        *,
+        status: Any = None,
+        on_durable: Any = None,
     ) -> None:
         spared = any(isinstance(e, RunStarted) for e in events) or (
             not self.fail_parking and any(isinstance(e, RunParked) for e in events)
@@ -61,7 +67,7 @@ class CrashingLog:
             self.failures[run_id] -= 1
             self.injected += 1
             raise StorageError(f"injected I/O error #{self.injected} for {run_id}")
-        await self.inner.append(run_id, expected_seq, events, status=status)
+        await self.inner.append(run_id, expected_seq, events, status=status, on_durable=on_durable)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -184,7 +190,13 @@ async def test_a_storage_error_on_the_first_event_is_the_callers_error(
 ) -> None:
     class RefusingLog(CrashingLog):
         async def append(
-            self, run_id: str, expected_seq: int, events: Sequence[Event], *, status: Any = None
+            self,
+            run_id: str,
+            expected_seq: int,
+            events: Sequence[Event],
+            *,
+            status: Any = None,
+            on_durable: Any = None,
         ) -> None:
             raise StorageError("disk full")
 
@@ -214,12 +226,18 @@ class FailFirstCommit:
         self.failed: set[str] = set()
 
     async def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event], *, status: Any = None
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        *,
+        status: Any = None,
+        on_durable: Any = None,
     ) -> None:
         if run_id not in self.failed:
             self.failed.add(run_id)
             raise StorageError(f"injected I/O error for the first commit of {run_id}")
-        await self.inner.append(run_id, expected_seq, events, status=status)
+        await self.inner.append(run_id, expected_seq, events, status=status, on_durable=on_durable)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -23,8 +23,7 @@ from perdure import (
     task,
 )
 from perdure.testing import MockClock
-
-from ._support import cfg
+from tests.support import cfg
 
 LOG = MemoryEventLog()
 SEEN: list[dict[str, Any]] = []

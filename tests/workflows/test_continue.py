@@ -20,9 +20,9 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskCompleted
 from perdure.testing import MockClock
-
-from ._support import Calls, cfg, events_of, names, of_type
+from tests.support import Calls, cfg, events_of, names, of_type
 
 CALLS = Calls()
 BROKEN: set[str] = set()
@@ -72,7 +72,7 @@ async def test_continue_after_a_task_exhausted_its_retries(runtime: Runtime) -> 
     assert dict(CALLS.counts) == {"body": 2, "a": 1, "b": 1, "c": 3, "d": 1}
     events = await events_of(runtime.log, "cont-task")
     assert names(events).count("run_continued") == 1
-    assert [e.position for e in of_type(events, "task_completed")] == ["0", "1", "2", "3"]
+    assert [e.position for e in of_type(events, TaskCompleted)] == ["0", "1", "2", "3"]
 
 
 async def test_continue_after_the_body_raised(runtime: Runtime) -> None:
@@ -180,9 +180,9 @@ async def test_continue_reopens_a_cancelled_run_from_its_last_completed_step(
     assert names(events).count("run_cancelled") == 1
     assert names(events).count("run_continued") == 1
     # The attempt the cancel cut short is in the log, and the next one has a higher number.
-    b_starts = [e.attempt for e in of_type(events, "task_attempt_started") if e.name == "cc_slow"]
+    b_starts = [e.attempt for e in of_type(events, TaskAttemptStarted) if e.name == "cc_slow"]
     assert b_starts == [0, 1]
-    (ended,) = [e for e in of_type(events, "task_attempt_failed") if e.name == "cc_slow"]
+    (ended,) = [e for e in of_type(events, TaskAttemptFailed) if e.name == "cc_slow"]
     assert ended.attempt == 0 and "cancel" in ended.message
 
 

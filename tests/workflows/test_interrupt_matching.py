@@ -31,8 +31,7 @@ from perdure.cli import main
 from perdure.eventlog import Interrupted, from_dict, to_dict
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-from ._support import cfg, events_of, of_type
+from tests.support import cfg, events_of, of_type
 
 V1 = Registry()
 V2 = Registry()
@@ -74,7 +73,7 @@ async def test_swapped_interrupts_are_a_non_determinism_error_not_answers_to_oth
         assert "asking a different question" in str(error)
         assert (await profile_v2.aget_state(cfg("swap"))).status == "failed"
     # The recorded question carries its digest, as a task carries its input digest.
-    interrupted = of_type(await events_of(log, "swap"), "interrupted")
+    interrupted = of_type(await events_of(log, "swap"), Interrupted)
     assert [e.value for e in interrupted] == ["name?", "age?"]
     assert all(len(e.value_digest) == 16 for e in interrupted)
     assert interrupted[0].value_digest != interrupted[1].value_digest

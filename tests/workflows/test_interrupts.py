@@ -18,8 +18,8 @@ from perdure import (
     interrupt,
     task,
 )
-
-from ._support import Calls, cfg, events_of, of_type
+from perdure.eventlog import Interrupted, TaskCompleted
+from tests.support import Calls, cfg, events_of, of_type
 
 CALLS = Calls()
 
@@ -112,8 +112,8 @@ async def test_parallel_interrupts_surface_together_with_stable_ids(runtime: Run
     # (ask, answered), "b" and "c" three times (ask, still pending, answered).
     assert dict(CALLS.counts) == {"a": 2, "b": 3, "c": 3}
     events = await events_of(runtime.log, "parallel-reviews")
-    assert len(of_type(events, "interrupted")) == 3  # asked once each, however often re-run
-    assert len(of_type(events, "task_completed")) == 3
+    assert len(of_type(events, Interrupted)) == 3  # asked once each, however often re-run
+    assert len(of_type(events, TaskCompleted)) == 3
 
 
 async def test_resume_with_nothing_pending_is_an_error(runtime: Runtime) -> None:
@@ -143,7 +143,7 @@ async def test_runtime_send_resumes_a_paused_thread(runtime: Runtime) -> None:
     await runtime.send("send-thread", Command(resume="Oslo"))
     assert await handle.result() == {"name": "cy", "age": 40, "city": "Oslo"}
     assert await runtime.status("send-thread") == "completed"
-    # Anything else is a message (see tests/test_messages.py); a settled run takes none.
+    # Anything else is a message (see tests/messages/test_messages.py); a settled run takes none.
     with pytest.raises(RunSettledError, match="settled"):
         await runtime.send("send-thread", "not a command")
 

@@ -21,8 +21,7 @@ from perdure import (
     interrupt,
     task,
 )
-
-from ._support import Calls, cfg
+from tests.support import Calls, cfg
 
 CALLS = Calls()
 

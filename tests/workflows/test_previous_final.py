@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from perdure import Command, Runtime, entrypoint, get_previous_state, interrupt, task
-
-from ._support import cfg
+from tests.support import cfg
 
 
 @entrypoint()

@@ -28,9 +28,9 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure.eventlog import Interrupted, TaskCompleted, TimerCancelled, TimerFired, TimerSet
 from perdure.testing import MockClock
-
-from ._support import Calls, cfg, events_of, of_type
+from tests.support import Calls, cfg, events_of, of_type
 
 CALLS = Calls()
 GATES: dict[str, asyncio.Event] = {}
@@ -91,7 +91,7 @@ async def test_a_task_that_finishes_first_wins_the_race(
     result = await race_then_ask.ainvoke(_spec("fast"), cfg("race-task-wins"))
     assert result == {"winner": "task", "answer": None}
     events = await events_of(runtime.log, "race-task-wins")
-    assert len(of_type(events, "timer_cancelled")) == 1  # the losing sleep's timer
+    assert len(of_type(events, TimerCancelled)) == 1  # the losing sleep's timer
     assert (await Replayer(workflows=[race_then_ask]).areplay(events)).ok
     assert await asyncio_errors(runtime, asyncio_log) == []
 
@@ -105,7 +105,7 @@ async def test_a_sleep_that_ends_first_wins_the_race(
     )
     assert result == {"winner": "sleep", "answer": None}
     events = await events_of(runtime.log, "race-sleep-wins")
-    assert of_type(events, "timer_fired") and not of_type(events, "task_completed")
+    assert of_type(events, TimerFired) and not of_type(events, TaskCompleted)
     assert (await Replayer(workflows=[race_then_ask]).areplay(events)).ok
     assert await asyncio_errors(runtime, asyncio_log) == []
 
@@ -121,13 +121,13 @@ async def test_a_re_executed_body_sees_the_winner_it_saw_live_when_the_sleep_won
     GATES["late"] = asyncio.Event()
     spec = _spec("late", ask=True, check_sleep_first=check_sleep_first)
     invoking = asyncio.ensure_future(race_then_ask.ainvoke(spec, cfg(thread)))
-    while not of_type(await events_of(runtime.log, thread), "interrupted"):  # noqa: ASYNC110 - waits on another task's log
+    while not of_type(await events_of(runtime.log, thread), Interrupted):  # noqa: ASYNC110 - waits on another task's log
         await asyncio.sleep(0.001)
     assert not invoking.done()
     GATES["late"].set()
     paused = await asyncio.wait_for(invoking, 10)
     assert paused["__interrupt__"][0].value == {"winner": "sleep"}
-    assert of_type(await events_of(runtime.log, thread), "task_completed")
+    assert of_type(await events_of(runtime.log, thread), TaskCompleted)
     result = await race_then_ask.ainvoke(Command(resume="ok"), cfg(thread))
     assert result == {"winner": "sleep", "answer": "ok"}
     events = await events_of(runtime.log, thread)
@@ -146,7 +146,7 @@ async def test_a_re_executed_body_sees_the_winner_it_saw_live_when_the_task_won(
     spec = _spec("quick", ask=True, check_sleep_first=check_sleep_first)
     paused = await race_then_ask.ainvoke(spec, cfg(thread))
     assert paused["__interrupt__"][0].value == {"winner": "task"}
-    while not of_type(await events_of(runtime.log, thread), "timer_fired"):  # noqa: ASYNC110 - waits on the clock's autojump
+    while not of_type(await events_of(runtime.log, thread), TimerFired):  # noqa: ASYNC110 - waits on the clock's autojump
         await asyncio.sleep(0.001)
     assert (await race_then_ask.aget_state(cfg(thread))).status == "waiting"
     result = await race_then_ask.ainvoke(Command(resume="ok"), cfg(thread))
@@ -236,7 +236,7 @@ async def test_a_run_waiting_in_a_race_replays_up_to_the_race() -> None:
     log = MemoryEventLog()
     async with Runtime(log=log, clock=MockClock(autojump=False)) as rt:
         await rt.start(race_then_ask, _spec("pending"), run_id="race-in-flight")
-        while not of_type(await events_of(log, "race-in-flight"), "timer_set"):  # noqa: ASYNC110 - waits on another task's log
+        while not of_type(await events_of(log, "race-in-flight"), TimerSet):  # noqa: ASYNC110 - waits on another task's log
             await asyncio.sleep(0.001)
         events = await events_of(log, "race-in-flight")
         result = await asyncio.wait_for(Replayer(workflows=[race_then_ask]).areplay(events), 5)

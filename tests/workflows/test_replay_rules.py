@@ -24,8 +24,8 @@ from perdure import (
     interrupt,
     task,
 )
-
-from ._support import Calls, cfg, events_of, of_type
+from perdure.eventlog import TaskCompleted
+from tests.support import Calls, cfg, events_of, of_type
 
 CALLS = Calls()
 ERRORS: list[NonDeterminismError] = []
@@ -173,7 +173,7 @@ LOG: dict[str, EventLog] = {}
 
 async def _recorded(thread: str, position: str) -> bool:
     events = await events_of(LOG["log"], thread)
-    return any(e.position == position for e in of_type(events, "task_completed"))
+    return any(e.position == position for e in of_type(events, TaskCompleted))
 
 
 @task
@@ -206,7 +206,7 @@ async def test_parallel_tasks_replay_by_call_order_whatever_order_they_finished(
     assert paused["__interrupt__"][0].value == {"results": expected}
 
     events = await events_of(runtime.log, thread)
-    completed = of_type(events, "task_completed")
+    completed = of_type(events, TaskCompleted)
     assert [e.position for e in completed] == ["4", "3", "2", "1", "0"]  # finished in reverse
     assert [e.result["i"] for e in completed] == [4, 3, 2, 1, 0]
 

@@ -34,8 +34,7 @@ from perdure import (
     task,
 )
 from perdure.runtime import close_background_runtimes
-
-from ._support import Calls, cfg
+from tests.support import Calls, cfg
 
 CALLS = Calls()
 QUESTION = {"essay": "An essay about topic: cat", "action": "Please approve/reject the essay"}

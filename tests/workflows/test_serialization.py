@@ -22,9 +22,9 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure.eventlog import TaskAttemptStarted, TaskCompleted, TaskFailed
 from perdure.eventlog._json import MAX_DEPTH
-
-from ._support import Calls, cfg, events_of, names, of_type
+from tests.support import Calls, cfg, events_of, names, of_type
 
 CALLS = Calls()
 FIXED: set[str] = set()
@@ -104,8 +104,8 @@ async def test_a_task_result_that_is_not_json(runtime: Runtime) -> None:
     assert "set" in error.error_message
     assert CALLS["tags"] == 1  # not retried: retrying cannot make a set serialisable
     events = await events_of(runtime.log, "ser-result")
-    assert [e.position for e in of_type(events, "task_completed")] == ["0"]  # no result for "1"
-    [failed] = of_type(events, "task_failed")
+    assert [e.position for e in of_type(events, TaskCompleted)] == ["0"]  # no result for "1"
+    [failed] = of_type(events, TaskFailed)
     assert failed.error_type == "SerializationError"
 
     FIXED.add("tags")
@@ -153,7 +153,7 @@ async def test_a_task_argument_that_is_not_json(runtime: Runtime) -> None:
     error = await _failed_with(ser_bad_argument, "ser-argument", "kwargs['name'][1]")
     assert "ser_tags" in error.error_message and "nan" in error.error_message
     events = await events_of(runtime.log, "ser-argument")
-    assert [e.position for e in of_type(events, "task_attempt_started")] == ["0"]
+    assert [e.position for e in of_type(events, TaskAttemptStarted)] == ["0"]
     assert CALLS["tags"] == 0
 
     FIXED.add("argument")
@@ -264,8 +264,8 @@ async def test_a_task_result_too_deep_is_one_recorded_failed_attempt(
     assert "result" in info.value.error_message
     assert CALLS["deep"] == 1  # the body ran once: no crash loop
     events = await events_of(runtime.log, thread)
-    assert len(of_type(events, "task_attempt_started")) == 1
-    [failed] = of_type(events, "task_failed")
+    assert len(of_type(events, TaskAttemptStarted)) == 1
+    [failed] = of_type(events, TaskFailed)
     assert failed.error_type == "SerializationError"
     assert "run_parked" not in names(events)
     assert (await flow.aget_state(cfg(thread))).status == "failed"
@@ -294,7 +294,7 @@ async def test_a_function_result_too_deep_is_one_recorded_failed_attempt(
         await asyncio.wait_for(runtime.run(fn, {"shape": kind}, run_id=run_id), 30)
     assert CALLS["deep"] == 1  # not retried: the same code returns the same value
     events = await events_of(runtime.log, run_id)
-    [failed] = of_type(events, "task_failed")
+    [failed] = of_type(events, TaskFailed)
     assert failed.error_type == "SerializationError"
     assert names(events)[-1] == "run_failed" and "run_parked" not in names(events)
 

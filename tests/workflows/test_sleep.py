@@ -10,9 +10,9 @@ import pytest
 
 import perdure
 from perdure import MemoryEventLog, Runtime, entrypoint, task
+from perdure.eventlog import TimerFired, TimerSet
 from perdure.testing import MockClock
-
-from ._support import Calls, events_of, of_type
+from tests.support import Calls, events_of, of_type
 
 CALLS = Calls()
 HOUR = 3600.0
@@ -66,9 +66,9 @@ async def test_sync_sleep_waits_on_the_clock_and_does_not_rerun_tasks(
     assert clock.now() - start >= HOUR
     assert dict(CALLS.counts) == {"before": 1, "after": 1}
     events = await events_of(runtime.log, "nap-sync")
-    [timer] = of_type(events, "timer_set")
+    [timer] = of_type(events, TimerSet)
     assert (timer.purpose, timer.position, timer.due_at) == ("sleep", "1", start + HOUR)
-    assert len(of_type(events, "timer_fired")) == 1
+    assert len(of_type(events, TimerFired)) == 1
 
 
 async def test_async_sleeps(runtime: Runtime, clock: MockClock) -> None:
@@ -77,7 +77,7 @@ async def test_async_sleeps(runtime: Runtime, clock: MockClock) -> None:
     assert result == ["before", "after"]
     assert clock.now() - start >= 120
     events = await events_of(runtime.log, "nap-async")
-    assert [t.position for t in of_type(events, "timer_set")] == ["1", "2"]
+    assert [t.position for t in of_type(events, TimerSet)] == ["1", "2"]
 
 
 async def test_a_sleeping_run_is_evicted_and_woken_by_its_timer() -> None:
@@ -113,7 +113,7 @@ async def test_a_sleep_resumes_on_time_after_a_runtime_restart(tmp_path: Path) -
         outcome = await runtime.wait("nap-restart", timeout=5)
         assert outcome.unwrap() == ["before", "after"]
         events = await events_of(runtime.log, "nap-restart")
-        [fired] = of_type(events, "timer_fired")
+        [fired] = of_type(events, TimerFired)
         assert fired.ts >= asleep_at + HOUR
     assert dict(CALLS.counts) == {"before": 1, "after": 1}
 

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from perdure import Command, MemoryEventLog, Runtime, StateSnapshot, entrypoint, interrupt, task
-
-from ._support import cfg
+from tests.support import cfg
 
 
 @task

@@ -19,8 +19,7 @@ from perdure import (
     interrupt,
     task,
 )
-
-from ._support import cfg
+from tests.support import cfg
 
 
 @task

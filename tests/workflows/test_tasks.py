@@ -21,9 +21,9 @@ from perdure import (
     interrupt,
     task,
 )
+from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TimerSet
 from perdure.testing import MockClock
-
-from ._support import Calls, cfg, events_of, of_type
+from tests.support import Calls, cfg, events_of, of_type
 
 CALLS = Calls()
 
@@ -257,8 +257,8 @@ async def test_task_retry_policy_backs_off_on_virtual_time(
     assert CALLS["flaky"] == 3
     assert clock.now() - start >= 8 + 16  # exponential backoff: 8 s, then 16 s (virtual)
     events = await events_of(runtime.log, "retry-ok")
-    assert [e.attempt for e in of_type(events, "task_attempt_failed")] == [0, 1]
-    assert [round(e.due_at - start) for e in of_type(events, "timer_set")] == [8, 24]
+    assert [e.attempt for e in of_type(events, TaskAttemptFailed)] == [0, 1]
+    assert [round(e.due_at - start) for e in of_type(events, TimerSet)] == [8, 24]
 
 
 async def test_an_entrypoint_retry_policy_never_multiplies_task_attempts(runtime: Runtime) -> None:
@@ -300,7 +300,7 @@ async def test_wrong_task_arguments_raise_invalid_arguments(runtime: Runtime) ->
     assert "tasks_leaf" in info.value.error_message
     assert CALLS["leaf"] == 0
     events = await events_of(runtime.log, "wrong-args")
-    assert of_type(events, "task_attempt_started") == []  # nothing was recorded for a bad call
+    assert of_type(events, TaskAttemptStarted) == []  # nothing was recorded for a bad call
 
 
 def test_an_entrypoint_needs_exactly_one_positional_input() -> None:

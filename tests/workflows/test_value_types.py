@@ -31,8 +31,7 @@ from perdure import (
     task,
 )
 from perdure.eventlog import RunCompleted, RunStarted, TaskCompleted
-
-from ._support import Calls, cfg, events_of, of_type
+from tests.support import Calls, cfg, events_of, of_type
 
 CALLS = Calls()
 WHEN = datetime.datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=datetime.UTC)
@@ -158,7 +157,7 @@ async def test_a_workflow_round_trips_everyday_types(runtime: Runtime, flow: Any
 
     # The log is readable, tagged JSON.
     events = await events_of(runtime.log, config["configurable"]["thread_id"])
-    [started] = of_type(events, "run_started")
+    [started] = of_type(events, RunStarted)
     assert isinstance(started, RunStarted)
     assert started.input["__perdure__"] == "dataclass"
     assert started.input["value"]["placed"] == {
@@ -167,9 +166,9 @@ async def test_a_workflow_round_trips_everyday_types(runtime: Runtime, flow: Any
     }
     assert started.input["value"]["total"] == {"__perdure__": "decimal", "value": "19.90"}
     assert started.input["value"]["priority"] == {"__perdure__": "enum", "value": 2}
-    paid = [e for e in of_type(events, "task_completed") if e.name.endswith("pay")]
+    paid = [e for e in of_type(events, TaskCompleted) if e.name.endswith("pay")]
     assert isinstance(paid[0], TaskCompleted) and paid[0].result["__perdure__"] == "attrs"
-    [done] = of_type(events, "run_completed")
+    [done] = of_type(events, RunCompleted)
     assert isinstance(done, RunCompleted) and done.result["__perdure__"] == "attrs"
 
     # The deploy check replays it to the same end, typed values and all.
@@ -339,5 +338,5 @@ async def test_a_result_that_does_not_fit_its_declared_type_fails_the_run_clearl
     assert "declared type Receipt" in info.value.error_message
     assert CALLS["mislabelled"] == 1  # recorded once; the replay would fail the same way
     events = await events_of(runtime.log, "vt-mislabelled")
-    assert [e.result for e in of_type(events, "task_completed")] == [{"nope": 1}]
+    assert [e.result for e in of_type(events, TaskCompleted)] == [{"nope": 1}]
     assert logs.find("run actor crashed") == []  # the waiting code got the error, not the actor

@@ -12,7 +12,8 @@ import attrs
 
 from perdure.cli import main
 
-HERE = Path(__file__).resolve().parent
+#: tests/cli/, where the CLI tests' apps live
+HERE = Path(__file__).resolve().parent.parent / "cli"
 APP = HERE / "cli_app.py"
 APP_V2 = HERE / "cli_app_v2.py"
 

@@ -1,6 +1,6 @@
 """``perdure store check`` and ``perdure store salvage``: a way out of a damaged store.
 
-Both read the store in a child process (``python -m perdure._cli_store``),
+Both read the store in a child process (``python -m perdure.cli._store``),
 run by run. perdure checks what it wrote (every event's CRC, every runs-index
 row's CRC, that a run's events follow on from seq 0), but LMDB keeps no
 checksum of its own pages: reading a damaged B-tree page can make LMDB abort
@@ -14,7 +14,6 @@ rebuilds every index (runs, order, idempotency keys, timers) from the events.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -25,18 +24,41 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from perdure._cli_app import fail, out, out_json, store_path
+import click
+
 from perdure.actors import fold
+from perdure.cli._app import store_path
+from perdure.cli._options import Args, common
+from perdure.cli._output import Progress, fail, out, out_json
 from perdure.eventlog import LmdbEventLog, PerdureError, from_dict, to_dict
-from perdure.eventlog._lmdb_salvage import event_run_ids, read_events, read_row, row_run_ids
+from perdure.eventlog.lmdb_tools import event_run_ids, read_events, read_row, row_run_ids
+from perdure.runtime import same_store
 
 #: Events per append when a run is written into the new store.
 _CHUNK = 1000
 
 
-def check(args: argparse.Namespace) -> int:
+@click.group(
+    epilog="""\b
+Examples:
+  perdure store check --store ./.perdure
+  perdure store salvage --all --to ./rescued --store ./.perdure
+"""
+)
+def store() -> None:
+    """Check a store for damage, or salvage its runs."""
+
+
+@store.command()
+@common
+def check(args: Args) -> int:
+    """Read every run; report damage (exit 1 if any)."""
     path = _existing(store_path(args.store))
-    results, notes = _survey("check", path, None)
+    progress = Progress("checking runs")
+    try:
+        results, notes = _survey("check", path, None, progress)
+    finally:
+        progress.done()
     damaged = [r for r in results if r.get("problem")]
     if args.json:
         out_json(
@@ -65,16 +87,28 @@ def check(args: argparse.Namespace) -> int:
     return 1 if damaged or notes else 0
 
 
-def salvage(args: argparse.Namespace) -> int:
+@store.command()
+@click.argument("run_ids", metavar="RUN_ID", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every run that can be read.")
+@click.option("--to", required=True, metavar="NEWSTORE", help="A new or empty directory.")
+@common
+def salvage(args: Args) -> int:
+    """Copy the runs that can be read completely into a new store."""
     path = _existing(store_path(args.store))
-    if bool(args.run_ids) == bool(args.all):
+    if bool(args.run_ids) == bool(args.all_):
         fail("name the runs to salvage (RUN_ID...) or pass --all", code=2)
     dest = os.path.abspath(args.to)
-    if os.path.realpath(dest) == os.path.realpath(path):
+    if same_store(dest, path):
         fail("--to must be a new store, not the damaged one", code=2)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         fail(f"--to {dest} must be a new or empty directory (salvage never writes into a store)")
-    results, notes = _survey("export", path, list(args.run_ids) if args.run_ids else None)
+    progress = Progress("reading runs")
+    try:
+        results, notes = _survey(
+            "export", path, list(args.run_ids) if args.run_ids else None, progress
+        )
+    finally:
+        progress.done()
     saved, events, lost = asyncio.run(_write(dest, results))
     if args.json:
         out_json(
@@ -143,10 +177,13 @@ def _safe(text: Any) -> str:
 # -- the child process and its supervision ---------------------------------------------------
 
 
-def _survey(mode: str, path: str, runs: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+def _survey(
+    mode: str, path: str, runs: list[str] | None, progress: Progress | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the child over `runs` (None: every run), restarting it past a run that kills it.
 
-    Returns a result per run and notes on what could not be looked at.
+    Returns a result per run and notes on what could not be looked at; `progress` is
+    told ``(runs read, runs known)`` after each run.
     """
     results: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -155,7 +192,7 @@ def _survey(mode: str, path: str, runs: list[str] | None) -> tuple[list[dict[str
         with (
             tempfile.TemporaryFile("w+") as errors,
             subprocess.Popen(
-                [sys.executable, "-m", "perdure._cli_store", mode, path],
+                [sys.executable, "-m", "perdure.cli._store", mode, path],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -183,6 +220,8 @@ def _survey(mode: str, path: str, runs: list[str] | None) -> tuple[list[dict[str
                 else:
                     results.append(message)
                     current = None
+                    if progress is not None:
+                        progress(len(results), max(len(results), len(pending or ())))
             code = child.wait()
             if code == 0:
                 return results, notes

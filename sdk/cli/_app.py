@@ -1,4 +1,4 @@
-"""What the `perdure` command line needs around the commands: the store, the user's app, errors.
+"""What the `perdure` commands need around them: the store (opened read-only), the user's app.
 
 `--app` names the user's code as ``module:attr`` (or ``path/to/file.py:attr``):
 a workflow, a function, a list of them, a `Registry`, a `Replayer`, or a
@@ -14,84 +14,27 @@ import json
 import os
 import sys
 import types
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
-from perdure._cli_render import safe_text
 from perdure.actors import TargetSpec
-from perdure.eventlog import EventLog, PerdureError, is_postgres_url
+from perdure.cli._output import USAGE, CliError, fail
+from perdure.eventlog import Event, EventLog, PerdureError, is_postgres_url
 from perdure.runtime import (
+    InvalidIdError,
     Registry,
     Replayer,
+    check_id,
     default_registry,
     default_store_path,
     open_store,
     store_label,
 )
 
-USAGE = 2
-FAILED = 1
-
-
-class CliError(Exception):
-    """A problem to report on stderr as one readable line, with the exit code to return."""
-
-    def __init__(self, message: str, code: int = FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def fail(message: str, code: int = FAILED) -> NoReturn:
-    raise CliError(message, code)
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def out(*lines: str) -> None:
-    """Human-readable results to stdout, control characters escaped (see `safe_text`).
-
-    Errors and progress go to stderr; exact output (``--json``) goes through
-    `out_exact` or `out_json`.
-    """
-    for line in lines:
-        print(safe_text(line))
-
-
-def out_exact(*lines: str) -> None:
-    """Lines printed exactly as given: machine-readable output (JSON) only."""
-    for line in lines:
-        print(line)
-
-
-def out_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=repr))
-
-
-class Progress:
-    """`label done/total` on stderr, only when stderr is a terminal (quiet when piped)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.live = sys.stderr.isatty()
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        self.note(f"{self.label} {done}/{total}")
-
-    def note(self, text: str) -> None:
-        if self.live:
-            sys.stderr.write(f"\r{text}\x1b[K")
-            sys.stderr.flush()
-            self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
+T = TypeVar("T")
 
 # -- the store ---------------------------------------------------------------------------------
 
@@ -129,6 +72,27 @@ def open_read_only(path: str) -> EventLog:
         fail(f"cannot open the store at {where!r}: {exc}")
     except Exception as exc:  # lmdb raises its own errors for a path that is not a store
         fail(f"cannot open the store at {where!r}: {type(exc).__name__}: {exc}")
+
+
+async def with_log(store: str | None, use: Callable[[EventLog], Awaitable[T]]) -> T:
+    """`use` the store opened read-only, closed after."""
+    log = open_read_only(store_path(store))
+    try:
+        return await use(log)
+    finally:
+        await log.close()
+
+
+async def events_or_fail(log: EventLog, run_id: str) -> list[Event]:
+    """The run's events; a usage error for an id that is not valid text, exit 1 for none."""
+    try:
+        check_id("RUN_ID", run_id)  # e.g. bytes that are not UTF-8 in the argument
+    except InvalidIdError as exc:
+        fail(str(exc), USAGE)
+    events = await log.read(run_id)
+    if not events:
+        fail(f"no run with id {run_id!r} in the store (see `perdure runs list`)")
+    return events
 
 
 # -- values ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import sys
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -103,11 +103,12 @@ class AckingLog(FaultyEventLog):
         events: Sequence[Event],
         *,
         status: RunStatus | None = None,
+        on_durable: Callable[[], None] | None = None,
     ) -> None:
         if MUTANT == "early-ack":
             self._ack(run_id, events)
             await asyncio.sleep(0.02)
-        await super().append(run_id, expected_seq, events, status=status)
+        await super().append(run_id, expected_seq, events, status=status, on_durable=on_durable)
         if MUTANT != "early-ack":
             self._ack(run_id, events)
 

@@ -1,5 +1,4 @@
-"""The `perdure` commands that write: ``resume``, ``send``, ``continue`` and ``cancel``
-(and ``demo``, on a temporary store unless ``--store`` is given).
+"""The `perdure` commands that write: ``resume``, ``send``, ``continue`` and ``cancel``.
 
 They open a `Runtime` on the store, which works only while no other process
 holds it for writing. ``resume`` without ``--app`` records the answer only: the
@@ -13,30 +12,25 @@ unfinished runs are not started in this short-lived process.
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import contextlib
-import importlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from perdure import _cli_render as render
-from perdure._cli_app import (
-    USAGE,
-    fail,
-    load_app,
-    open_read_only,
-    out,
-    out_json,
-    parse_json,
-    store_path,
-)
+import click
+
 from perdure.actors import InvalidResumeError, RunSettledError
+from perdure.cli._app import load_app, open_read_only, parse_json, store_path
+from perdure.cli._options import SECONDS, URL_HELP, Args, common, run_id_argument
+from perdure.cli._output import USAGE, fail, out, out_json
+from perdure.cli._text import compact
 from perdure.eventlog import SETTLED_STATUSES, PerdureError, StoreLockedError
 from perdure.runtime import Registry, Runtime, RunTimeoutError, store_label
 
 
 @contextlib.asynccontextmanager
-async def _runtime(args: argparse.Namespace, registry: Registry) -> AsyncIterator[Runtime]:
+async def _runtime(args: Args, registry: Registry) -> AsyncIterator[Runtime]:
     path = store_path(args.store)
     probe = open_read_only(path)  # an existing store, or a readable error: never create one
     try:
@@ -62,14 +56,14 @@ async def _runtime(args: argparse.Namespace, registry: Registry) -> AsyncIterato
         await runtime.close()
 
 
-def report(args: argparse.Namespace, status: str, text: str, **extra: Any) -> None:
+def report(args: Args, status: str, text: str, **extra: Any) -> None:
     if args.json:
         out_json({"run_id": args.run_id, "status": status, "message": text, **extra})
     else:
         out(f"run {args.run_id}: {text}")
 
 
-async def resume(args: argparse.Namespace) -> int:
+async def _resume(args: Args) -> int:
     value = parse_json(args.value, "--value")
     app = load_app(args.app) if args.app else None
     async with _runtime(args, app.registry if app is not None else Registry()) as rt:
@@ -86,7 +80,7 @@ async def resume(args: argparse.Namespace) -> int:
         return await _settle_here(args, rt)
 
 
-async def send(args: argparse.Namespace) -> int:
+async def _send(args: Args) -> int:
     """Record a message for a run (`Runtime.send`); the run takes it with ``receive()``
     when a process that has its code runs it."""
     value = parse_json(args.value, "JSON")
@@ -107,7 +101,7 @@ async def send(args: argparse.Namespace) -> int:
         return 0
 
 
-async def continue_(args: argparse.Namespace) -> int:
+async def _continue(args: Args) -> int:
     """Reopen a failed, parked or cancelled run from its last completed step."""
     app = load_app(args.app) if args.app else None
     async with _runtime(args, app.registry if app is not None else Registry()) as rt:
@@ -135,7 +129,7 @@ async def continue_(args: argparse.Namespace) -> int:
         return await _settle_here(args, rt)
 
 
-async def _check_app(args: argparse.Namespace, rt: Runtime, app: Any) -> None:
+async def _check_app(args: Args, rt: Runtime, app: Any) -> None:
     info = await rt.get_run(args.run_id)
     if app is not None and info is not None and app.registry.get(info.target) is None:
         fail(
@@ -145,7 +139,7 @@ async def _check_app(args: argparse.Namespace, rt: Runtime, app: Any) -> None:
         )
 
 
-async def _settle_here(args: argparse.Namespace, rt: Runtime) -> int:
+async def _settle_here(args: Args, rt: Runtime) -> int:
     """With --app: drive the run here until it settles again (or --timeout passes), report."""
     try:
         outcome = await rt.wait(args.run_id, timeout=args.timeout)
@@ -159,12 +153,12 @@ async def _settle_here(args: argparse.Namespace, rt: Runtime) -> int:
         )
         return 0
     if outcome.status == "completed":
-        text = f"completed with result {render.compact(outcome.result, None)}"
+        text = f"completed with result {compact(outcome.result, None)}"
         report(args, "completed", text, result=outcome.result)
         return 0
     if outcome.status == "waiting":
         asks = [{"id": i.id, "value": i.value} for i in outcome.interrupts]
-        text = "; ".join(f"interrupt {a['id']}: {render.compact(a['value'])}" for a in asks)
+        text = "; ".join(f"interrupt {a['id']}: {compact(a['value'])}" for a in asks)
         report(args, "waiting", f"waiting again on {text}", interrupts=asks)
         return 0
     why = f"{outcome.error_type}: {outcome.error_message}" if outcome.error_type else outcome.reason
@@ -172,7 +166,7 @@ async def _settle_here(args: argparse.Namespace, rt: Runtime) -> int:
     return 1
 
 
-async def cancel(args: argparse.Namespace) -> int:
+async def _cancel(args: Args) -> int:
     async with _runtime(args, Registry()) as rt:
         status = await rt.status(args.run_id)
         if status in SETTLED_STATUSES:
@@ -183,13 +177,109 @@ async def cancel(args: argparse.Namespace) -> int:
         return 0
 
 
-def demo(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module("perdure._demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "perdure._demo":
-            raise
-        fail("the demo is not part of this perdure installation")
-    # Only an explicit --store keeps the demo's runs: by default it writes to a temporary
-    # store, never into the current folder (nor $PERDURE_PATH, a service's store).
-    return int(module.main(args.store) or 0)
+# -- the commands ------------------------------------------------------------------------------
+
+_APP_HERE = "Continue the run here with this code (until it settles or --timeout)."
+
+
+def _gateway(args: Args, action: str) -> int:
+    """``resume``/``cancel`` with ``--url``: through a running `perdure serve`."""
+    from perdure.serve import _command
+
+    token = os.environ.get("PERDURE_TOKEN") or None
+    if action == "resume":
+        value = parse_json(args.value, "--value")
+        return _command.remote_resume(args.url, token, args.run_id, value, args.json)
+    return _command.remote_cancel(args.url, token, args.run_id, args.reason, args.json)
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  perdure resume RUN_ID --value '"approve"'                answer only; code runs later
+  perdure resume RUN_ID --value '{"ok": true}' --app myapp.workflows
+  perdure resume RUN_ID --value '"approve"' --url http://127.0.0.1:8080
+"""
+)
+@run_id_argument
+@click.option("--value", required=True, metavar="JSON", help="The answer, as JSON.")
+@click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="How long to wait with --app.",
+)
+@click.option("--url", metavar="URL", help=URL_HELP)
+@common
+def resume(args: Args) -> int:
+    """Answer a run's pending interrupt."""
+    if args.url:
+        return _gateway(args, "resume")
+    return asyncio.run(_resume(args))
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  perdure send RUN_ID '{"amount": 12}'
+  perdure send RUN_ID '"stop"' --topic control --idempotency-key stop-1
+"""
+)
+@run_id_argument
+@click.argument("value", metavar="JSON")
+@click.option("--topic", default="default", show_default=True, metavar="T", help="The topic.")
+@click.option("--idempotency-key", metavar="KEY", help="Send at most once with this key.")
+@common
+def send(args: Args) -> int:
+    """Send a message (JSON) to a workflow run."""
+    return asyncio.run(_send(args))
+
+
+@click.command(
+    "continue",
+    epilog="""\b
+Examples:
+  perdure continue RUN_ID                       reopen; code runs when a service opens the store
+  perdure continue RUN_ID --app myapp.workflows  reopen and drive it here
+""",
+)
+@run_id_argument
+@click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="How long to wait with --app.",
+)
+@common
+def continue_(args: Args) -> int:
+    """Reopen a failed, parked or cancelled run from its last completed step."""
+    return asyncio.run(_continue(args))
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  perdure cancel RUN_ID --reason "duplicate order"
+  perdure cancel RUN_ID --url http://127.0.0.1:8080
+"""
+)
+@run_id_argument
+@click.option(
+    "--reason",
+    default="cancelled from the command line",
+    show_default=True,
+    help="Recorded with the cancellation.",
+)
+@click.option("--url", metavar="URL", help=URL_HELP)
+@common
+def cancel(args: Args) -> int:
+    """Cancel a run."""
+    if args.url:
+        return _gateway(args, "cancel")
+    return asyncio.run(_cancel(args))

@@ -41,17 +41,9 @@ from perdure import (
     interrupt,
     task,
 )
-from perdure._console_log import console_logging
-from perdure.eventlog import (
-    Event,
-    RunCompleted,
-    RunStarted,
-    TaskAttemptFailed,
-    TaskAttemptStarted,
-    TaskCompleted,
-    TimerFired,
-    TimerSet,
-)
+from perdure.cli._console_log import console_logging
+from perdure.cli._render import describe
+from perdure.eventlog import TaskAttemptFailed
 
 _CHILD_READY = "perdure-demo: step running"
 _CHILD_STARTUP_TIMEOUT = 30.0
@@ -159,25 +151,6 @@ def _check(ok: bool, what: str) -> None:
         raise DemoFailure(what)
 
 
-def _describe(event: Event) -> str:
-    """A short line for one event of the recovered run's history."""
-    if isinstance(event, RunStarted):
-        return f"target={event.target} input={event.input}"
-    if isinstance(event, TaskAttemptStarted):
-        return f"{event.name} attempt={event.attempt}"
-    if isinstance(event, TaskAttemptFailed):
-        return f"{event.name} attempt={event.attempt} {event.error_type}: {event.message}"
-    if isinstance(event, TimerSet):
-        return f"{event.purpose} timer due in {event.due_at - event.ts:.1f}s"
-    if isinstance(event, TimerFired):
-        return event.timer_id
-    if isinstance(event, TaskCompleted):
-        return f"{event.name} -> {event.result}"
-    if isinstance(event, RunCompleted):
-        return f"result={event.result}"
-    return ""
-
-
 # -- the four parts --------------------------------------------------------------------------
 
 
@@ -208,7 +181,7 @@ async def _idempotency(rt: Runtime, token: str) -> str:
 
 
 def _start_child(store: str, run_id: str) -> subprocess.Popen[str]:
-    code = "import sys, perdure._demo as d; sys.exit(d.child_main(sys.argv[1], sys.argv[2]))"
+    code = "import sys, perdure.cli._demo as d; sys.exit(d.child_main(sys.argv[1], sys.argv[2]))"
     return subprocess.Popen(
         [sys.executable, "-c", code, store, run_id],
         stdout=subprocess.PIPE,
@@ -271,7 +244,7 @@ async def _recovered(rt: Runtime, run_id: str, charge_key: str) -> None:
     say("   the run's event history:")
     events = await rt.log.read(run_id)
     for event in events:
-        say(f"     {event.seq:>2}  {type(event).WIRE_NAME:<21} {_describe(event)}")
+        say(f"     {event.seq:>2}  {type(event).WIRE_NAME:<21} {describe(event)}")
     lost = [e for e in events if isinstance(e, TaskAttemptFailed) and e.error_type == "AttemptLost"]
     _check(bool(lost), "the killed attempt is not recorded as lost")
     _check(result["built_by_pid"] == os.getpid(), "the run was not finished by this process")

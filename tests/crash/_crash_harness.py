@@ -14,11 +14,7 @@ import asyncio
 import collections
 import json
 import os
-import random
-import signal
-import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,7 @@ from perdure.eventlog import (
     TaskCompleted,
     encode,
 )
+from tests.support.kill_loop import KILL, SPARE, Child, Journal, KillLoop, wait_until
 
 WORKLOAD = Path(__file__).with_name("crash_workload.py")
 CHILD_TIMEOUT = 60.0
@@ -142,20 +139,6 @@ def write_answers(drive: Drive) -> None:
     tmp.replace(path)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, before: int, drive: Drive) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if ready.exists() and len(ready.read_text().splitlines()) > before:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"child exited ({proc.returncode}) before ready\n{drive.fail_context()}"
-            )
-        time.sleep(0.002)
-    proc.kill()
-    raise AssertionError(f"child not ready in {READY_TIMEOUT} s\n{drive.fail_context()}")
-
-
 def drive(
     store: Path,
     out: Path,
@@ -175,46 +158,55 @@ def drive(
     env = {**os.environ, "PERDURE_CRASH_MUTANT": mutant}
     out.mkdir(parents=True, exist_ok=True)
     result = Drive(store=store, out=out, seed=seed)
-    rng = random.Random(seed)
-    ready = out / "ready"
+    loop = KillLoop(0 if seed is None else seed, name="crash matrix", child_timeout=CHILD_TIMEOUT)
+    result.killed_pids = loop.killed_pids  # the same set: fail_context shows it as it grows
+    ready = Journal(out / "ready")
     status = out / "status"
-    started = time.monotonic()
-    with (out / "child.log").open("ab") as child_log:
-        while True:
-            if result.children >= max_children:
-                raise AssertionError(f"workload did not finish\n{result.fail_context()}")
-            status.unlink(missing_ok=True)
-            before = len(ready.read_text().splitlines()) if ready.exists() else 0
-            proc = subprocess.Popen(
-                [sys.executable, str(WORKLOAD), str(store), str(out)],
-                stdout=child_log,
-                stderr=subprocess.STDOUT,
-                env=env,
+
+    def spawn(n: int) -> Child:
+        status.unlink(missing_ok=True)
+        ready.new_lines()  # the ready lines of earlier children
+        child = loop.start(
+            [sys.executable, str(WORKLOAD), str(store), str(out)], out / "child.log", env=env
+        )
+        result.children, result.kills = loop.starts, loop.kills
+        return child
+
+    def moment(child: Child) -> bool:
+        if not wait_until(lambda: bool(ready.new_lines()), READY_TIMEOUT, child, interval=0.002):
+            if child.alive():
+                child.kill()
+                raise AssertionError(
+                    f"child not ready in {READY_TIMEOUT} s\n{result.fail_context()}"
+                )
+            raise AssertionError(
+                f"child exited ({child.proc.returncode}) before ready\n{result.fail_context()}"
             )
-            result.children += 1
-            _wait_ready(proc, ready, before, result)
-            if seed is not None:
-                delay = rng.uniform(0, window[0] + window[1] * result.kills)
-                try:
-                    proc.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGKILL)
-            try:
-                code = proc.wait(timeout=CHILD_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise AssertionError(f"child hung\n{result.fail_context()}") from None
-            if code == -signal.SIGKILL:
-                result.kills += 1
-                result.killed_pids.add(proc.pid)
-                continue
-            assert code == 0, f"child failed with exit code {code}\n{result.fail_context()}"
-            state = status.read_text() if status.exists() else ""
-            if state == "DONE":
-                break
-            assert state == "IDLE", f"child ended without a status\n{result.fail_context()}"
-            write_answers(result)
-    result.seconds = time.monotonic() - started
+        if seed is None:
+            return SPARE
+        delay = loop.rng.uniform(0, window[0] + window[1] * loop.kills)
+        child.run_for(delay)
+        return KILL
+
+    def finished(child: Child, code: int) -> bool:
+        assert code == 0, f"child failed with exit code {code}\n{result.fail_context()}"
+        state = status.read_text() if status.exists() else ""
+        if state == "DONE":
+            return True
+        assert state == "IDLE", f"child ended without a status\n{result.fail_context()}"
+        write_answers(result)
+        return False
+
+    try:
+        loop.run(spawn, moment, finished, budget=float("inf"), max_children=max_children)
+    except AssertionError as exc:
+        if "no finish in" in str(exc):
+            raise AssertionError(f"workload did not finish\n{result.fail_context()}") from None
+        raise
+    finally:
+        result.kills, result.killed_pids = loop.kills, loop.killed_pids
+        result.children = loop.starts
+    result.seconds = loop.seconds
     return result
 
 

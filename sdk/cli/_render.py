@@ -6,60 +6,25 @@ so the command module decides where output goes.
 
 from __future__ import annotations
 
-import json
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 from perdure.actors import RunState, Step
-from perdure.eventlog import Event, RunInfo, to_dict
+from perdure.cli._text import PAYLOAD_WIDTH, compact, iso, safe_text
+from perdure.eventlog import (
+    Event,
+    RunCompleted,
+    RunInfo,
+    RunStarted,
+    TaskAttemptFailed,
+    TaskAttemptStarted,
+    TaskCompleted,
+    TimerFired,
+    TimerSet,
+    to_dict,
+)
 from perdure.runtime import ReplayResult, ReplaySummary
 
-_PAYLOAD_WIDTH = 160
 _HIDDEN = ("run_id", "seq", "ts", "t", "v")
-
-
-#: What must not reach a terminal as is: C0 and C1 controls (ESC starts escape sequences,
-#: newlines break lines and tables), DEL, bidirectional overrides and isolates, invisible
-#: zero-width characters, line and paragraph separators, and lone surrogates.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060\u2066-\u2069"
-    "\ufeff\ud800-\udfff]"
-)
-_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _SHORT.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def safe_text(text: str) -> str:
-    """`text` made safe for a terminal: control and invisible characters as ``\\x1b``-style escapes.
-
-    Ids, names, values and error messages come from users and their data; raw,
-    an ESC could drive the terminal and a newline could fake a line of output.
-    Everything else, backslashes included, is shown as it is.
-    """
-    if text.isascii() and text.isprintable():
-        return text
-    return _UNSAFE.sub(_escaped, text)
-
-
-def iso(ts: float | None) -> str:
-    """A unix time as ISO 8601 in UTC with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
-    if ts is None or ts <= 0:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def compact(value: Any, width: int | None = _PAYLOAD_WIDTH) -> str:
-    """One-line JSON of `value`, cut to `width` characters."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
-    if width is not None and len(text) > width:
-        return text[: width - 1] + "…"
-    return text
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -272,8 +237,28 @@ def event_payload(event: Event) -> dict[str, Any]:
     return data
 
 
+def describe(event: Event) -> str:
+    """A short human summary of an event ("" when its payload says it better): the demo's
+    history and ``perdure events`` on a terminal."""
+    if isinstance(event, RunStarted):
+        return f"target={event.target} input={compact(event.input, 80)}"
+    if isinstance(event, TaskAttemptStarted):
+        return f"{event.name} attempt={event.attempt}"
+    if isinstance(event, TaskAttemptFailed):
+        return f"{event.name} attempt={event.attempt} {event.error_type}: {event.message}"
+    if isinstance(event, TimerSet):
+        return f"{event.purpose} timer due in {event.due_at - event.ts:.1f}s"
+    if isinstance(event, TimerFired):
+        return event.timer_id
+    if isinstance(event, TaskCompleted):
+        return f"{event.name} -> {compact(event.result, 80)}"
+    if isinstance(event, RunCompleted):
+        return f"result={compact(event.result, 80)}"
+    return ""
+
+
 def event_line(event: Event, *, full: bool = False) -> str:
-    payload = compact(event_payload(event), None if full else _PAYLOAD_WIDTH)
+    payload = compact(event_payload(event), None if full else PAYLOAD_WIDTH)
     return f"{event.seq:>5}  {iso(event.ts)}  {type(event).WIRE_NAME:<20}  {payload}"
 
 

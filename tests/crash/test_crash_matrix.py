@@ -30,7 +30,17 @@ from typing import Any
 
 import pytest
 
-from ._crash_harness import Drive, Figures, check_invariants, drive, read_store, summarize
+from tests.crash._crash_harness import (
+    Drive,
+    Figures,
+    check_invariants,
+    drive,
+    read_store,
+    summarize,
+)
+
+#: a campaign of SIGKILLs: minutes of real processes
+pytestmark = pytest.mark.slow
 
 LONG = os.environ.get("PERDURE_LONG") == "1"
 ONE_SEED = os.environ.get("PERDURE_CRASH_SEED")

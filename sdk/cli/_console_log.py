@@ -48,7 +48,13 @@ def console_logging(
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.dev.ConsoleRenderer(colors=colors, **_padding(pad_event)),
+                # Plain tracebacks: with rich installed structlog would draw them with rich,
+                # whose console would write raw text outside our escaping.
+                structlog.dev.ConsoleRenderer(
+                    colors=colors,
+                    exception_formatter=structlog.dev.plain_traceback,
+                    **_padding(pad_event),
+                ),
             ],
         )
     )
