@@ -26,9 +26,13 @@ WORKER = (
 )
 
 
-def _worker(url: str) -> subprocess.Popen[str]:
+def _worker(url: str, *, cli: bool = False) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", WORKER, url]
+    if cli:
+        command = [sys.executable, "-m", "perdure", "worker", "--app", "_worker_app"]
+        command += ["--store", url, "--lease-ttl", "1"]
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, url],
+        command,
         cwd=HERE,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -40,10 +44,12 @@ def _worker(url: str) -> subprocess.Popen[str]:
 
 @pytest.fixture
 def worker(pg_store: str) -> Iterator[subprocess.Popen[str]]:
-    proc = _worker(pg_store)
+    proc = _worker(pg_store, cli=True)  # `perdure worker --app _worker_app --store URL`
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
+        line = proc.stdout.readline().strip()
+        assert line.startswith("worker serving postgresql://"), line
+        assert line.endswith(": wk_charge, wk_flow, wk_hold")
         yield proc
     finally:
         proc.terminate()  # SIGTERM: the worker stops cleanly and removes its record
