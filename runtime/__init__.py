@@ -51,6 +51,7 @@ from perdure.runtime._store import (
 )
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Closed, Committed, Custom, Settled, Subscription, Update
+from perdure.runtime._worker import import_app, run_worker, serve_worker
 
 if TYPE_CHECKING:
     from perdure.runtime._replay_report import ReplayResult, ReplaySummary
@@ -74,6 +75,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MISSING",
+    "import_app",
+    "run_worker",
+    "serve_worker",
     "DEFAULT_PATH",
     "open_store",
     "same_store",
