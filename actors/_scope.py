@@ -16,6 +16,7 @@ import functools
 import hashlib
 import math
 import threading
+import time
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
@@ -212,6 +213,28 @@ class TaskFuture(Generic[T]):
                 return (yield from stall().__await__())  # type: ignore[no-any-return]
             raise quiet(signal) from None
 
+    @staticmethod
+    def _wait_in_thread(waiter: concurrent.futures.Future[Any], timeout: float | None) -> T:
+        """Wait for the thread-side copy; give up (`Suspend`) once the body's actor stopped.
+
+        The copy is settled by the loop when the step is, but an actor that stops
+        before it even takes the call (its mailbox is dropped) never settles it:
+        without the check the body's thread, and the process's exit, would hang.
+        """
+        scope = current_scope.get()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = (
+                _ALIVE_CHECK if deadline is None else min(_ALIVE_CHECK, deadline - time.monotonic())
+            )
+            try:
+                return waiter.result(max(wait, 0.0))  # type: ignore[no-any-return]
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                if scope is not None:
+                    scope.check_alive()
+
     def result(self, timeout: float | None = None) -> T:
         """Block until the task's result is durable, then return it (sync workflow code)."""
         if self._fut is None:
@@ -226,8 +249,13 @@ class TaskFuture(Generic[T]):
                 "in async workflow code use `await` on the task's future"
             )
         if self._waiter is not None:
-            return self._waiter.result(timeout)  # type: ignore[no-any-return]
+            return self._wait_in_thread(self._waiter, timeout)
         return asyncio.run_coroutine_threadsafe(_wait(self._fut), self._loop).result(timeout)  # type: ignore[no-any-return]
+
+
+#: How often (seconds) a sync body blocked in `.result()` checks that its actor still
+#: runs: an actor that stops (closed runtime, lost lease) may never settle the step.
+_ALIVE_CHECK = 0.25
 
 
 def _copy_outcome(waiter: concurrent.futures.Future[Any], fut: asyncio.Future[Any]) -> None:
