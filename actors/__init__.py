@@ -9,6 +9,7 @@ from perdure.actors._clock import Clock, SystemClock
 from perdure.actors._errors import (
     ActorCrashedError,
     Failure,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -51,6 +52,7 @@ from perdure.actors._policy import (
 from perdure.actors._ports import ActorHost, RunView
 from perdure.actors._replay import match_step
 from perdure.actors._scope import (
+    Received,
     Scope,
     TaskFuture,
     call_task,
@@ -146,6 +148,7 @@ __all__ = [
     "TaskFuture",
     "TaskSpec",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     "Wake",
     "apply",
     "body_config",
@@ -159,5 +162,6 @@ __all__ = [
     "interrupt_id",
     "publish_event",
     "receive_message",
+    "Received",
     "match_step",
 ]

@@ -38,6 +38,7 @@ from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
     Cancel,
+    CancelReceive,
     Continue,
     ExecuteTask,
     FireTimer,
@@ -53,7 +54,7 @@ from perdure.actors._messages import (
     Wake,
 )
 from perdure.actors._ports import ActorHost
-from perdure.actors._state import ATTEMPT_LOST, RunState, apply, fold
+from perdure.actors._state import ATTEMPT_LOST, DEADLINE, RunState, apply, fold
 from perdure.eventlog import (
     Event,
     EventPublished,
@@ -119,6 +120,15 @@ class RunActor:
         """A future done when the durable sleep at `position` has fired (loop thread only)."""
         return self.execution.sleep_waiter(position)
 
+    def receive_waiter(self, position: str) -> asyncio.Future[Any]:
+        """A future done with what the `receive()` at `position` takes (loop thread only)."""
+        return self.execution.receive_waiter(position)
+
+    def park_receive(self, position: str) -> asyncio.Future[Any] | None:
+        """A future the async body's own `areceive()` at `position` waits on (see
+        `Execution.parked`); None where the body must stop there instead."""
+        return self.execution.receive_waiter(position, park=True)
+
     def start_pending(self) -> bool:
         """Whether this invocation's `RunStarted` is soft and not durable yet."""
         return self.soft_start_seq is not None and self.durable_seq <= self.soft_start_seq
@@ -129,7 +139,11 @@ class RunActor:
 
     def idle(self) -> bool:
         return (
-            (self.execution.body is None or self.execution.backing_off())
+            (
+                self.execution.body is None
+                or self.execution.backing_off()
+                or bool(self.execution.parked)
+            )
             and not self.execution.attempts
             and not self._pending
             and self.mailbox.empty()
@@ -331,10 +345,21 @@ class RunActor:
                     value_digest=message.digest,
                     seen_seq=message.seen_seq,
                 )
+                if message.timeout is not None:
+                    self.emit(
+                        TimerSet,
+                        timer_id=f"interrupt:{self.state.invocation}:{message.position}",
+                        due_at=self.host.clock.now() + message.timeout,
+                        purpose="interrupt",
+                        position=message.position,
+                        seen_seq=message.seen_seq,
+                    )
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
         elif isinstance(message, ReceiveRequest):
             self.execution.on_receive(message)
+        elif isinstance(message, CancelReceive):
+            self.execution.on_cancel_receive(message)
         elif isinstance(message, SendMessage):
             self._send(message)
         elif isinstance(message, PublishEvent):
@@ -389,6 +414,19 @@ class RunActor:
             invocation=invocation,
             config=message.config,
         )
+        deadline = message.deadline
+        if spec.timeout_total is not None:
+            by_timeout = started.ts + spec.timeout_total
+            deadline = by_timeout if deadline is None else min(deadline, by_timeout)
+        if deadline is not None:
+            self.emit(
+                TimerSet,
+                soft=not message.durable,
+                timer_id=f"deadline:{invocation}",
+                due_at=deadline,
+                purpose="deadline",
+                position=DEADLINE,
+            )
         if not message.durable:
             self.soft_start_seq = started.seq
         elif spec.kind == "function" and spec.task is not None:
@@ -452,6 +490,9 @@ class RunActor:
             return
         for interrupt_id, answer in answers.items():
             self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
+            timer_id = state.interrupts[interrupt_id].timer_id
+            if timer_id in state.timers:
+                self.emit(TimerCancelled, timer_id=timer_id)
         self.reply_after_commit(message.reply)
         self.after_commit(self.execution.restart_body)
 
@@ -523,13 +564,21 @@ class RunActor:
         if self.state.terminal is not None or not self.state.started:
             message.reply.set_result(None)
             return
+        self.cancel_run(message.reason)
+        self.reply_after_commit(message.reply)
+
+    def cancel_run(self, reason: str) -> None:
+        """Record the run as cancelled (`reason`), stop its body and tasks, fail their waiters."""
         for timer_id in list(self.state.timers):
             self.emit(TimerCancelled, timer_id=timer_id)
-        self.emit(RunCancelled, reason=message.reason)
-        error = RunCancelledError(f"run {self.run_id!r} was cancelled", run_id=self.run_id)
+        self.emit(RunCancelled, reason=reason)
+        error = RunCancelledError(
+            f"run {self.run_id!r} was cancelled" + (f": {reason}" if reason else ""),
+            run_id=self.run_id,
+            reason=reason,
+        )
         self.execution.fail_waiters(error)
         self.execution.cancel_work()
-        self.reply_after_commit(message.reply)
 
     async def _shutdown(self) -> None:
         """Graceful stop: attempts still running are recorded as suspended, not failed."""

@@ -209,12 +209,12 @@ class NotInWorkflowError(UsageError, RuntimeError):
 
 
 class NestedWorkflowError(UsageError, RuntimeError):
-    """A workflow was invoked or streamed from inside another workflow's body.
+    """A workflow was streamed (or run through `Client`) from inside another workflow's body.
 
     The inner run would not be recorded in the outer run's log, so it would
-    run again, side effects and all, each time the outer run resumes. Call the
-    inner workflow from a ``@task`` instead: the task's result is recorded once
-    and returned on replay.
+    run again, side effects and all, each time the outer run resumes. Use
+    ``invoke`` / ``ainvoke`` (a recorded child run), or call it from a ``@task``:
+    the task's result is recorded once and returned on replay.
     """
 
     def __init__(self, message: str, *, run_id: str, workflow: str) -> None:
@@ -233,6 +233,23 @@ class TaskTimeoutError(RunError, TimeoutError):
     def __init__(self, message: str, *, run_id: str, task: str, timeout: float) -> None:
         super().__init__(message, run_id=run_id)
         self.task = task
+        self.timeout = timeout
+
+
+class InterruptTimeoutError(RunError, TimeoutError):
+    """Nobody answered an `interrupt(value, timeout=...)` in time (a durable timer fired).
+
+    Raised in the workflow body where it called `interrupt`; the body may catch it
+    and go on (e.g. escalate or take a default). `position` is the interrupt's place
+    in the body, `interrupt_id` its id and `timeout` its limit in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str, position: str, interrupt_id: str, timeout: float
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.position = position
+        self.interrupt_id = interrupt_id
         self.timeout = timeout
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -31,16 +32,18 @@ from perdure.actors._failure import failure_error, format_error
 from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
+    CancelReceive,
     ExecuteTask,
     ReceiveRequest,
     SleepRequest,
 )
 from perdure.actors._ports import ActorCore
-from perdure.actors._scope import Scope, call_task, current_scope, wake
-from perdure.actors._state import BODY, TaskStep
+from perdure.actors._scope import Scope, call_task, current_scope, settle_all, wake
+from perdure.actors._state import BODY, ReceiveStep, TaskStep
 from perdure.actors._targets import AttemptInfo, BodyInfo, Final, TargetSpec, body_config
 from perdure.eventlog import (
     MessageDelivered,
+    ReceiveCancelled,
     ReceiveWaiting,
     RunCompleted,
     RunFailed,
@@ -86,6 +89,11 @@ class Execution:
         self.restart_pending = False
         #: position -> futures of child tasks of the body waiting for that durable sleep
         self.sleep_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: position -> futures of child tasks of the body waiting in `areceive()` there
+        self.receive_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        #: positions of `areceive()` calls the body's own code waits on: the body is
+        #: parked there, and the actor may be evicted (the body is re-executed later)
+        self.parked: set[str] = set()
 
     # -- recovery and lifecycle --------------------------------------------------------
 
@@ -142,6 +150,14 @@ class Execution:
             return
         if self.body is None:
             self.start_body()
+        elif self.parked:
+            # The body waits in its own `areceive()` and would not suspend before a
+            # message: stop that execution (as a suspended one) and start the next.
+            body, self.body = self.body, None
+            self.generation += 1
+            self._drop_sleep_waiters()
+            body.cancel()
+            self.start_body()
         else:
             self.restart_pending = True
 
@@ -164,11 +180,68 @@ class Execution:
         self.sleep_waiters.setdefault(position, []).append(fut)
         return fut
 
+    def receive_waiter(self, position: str, *, park: bool = False) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.actor.loop.create_future()
+        self.receive_waiters.setdefault(position, []).append(fut)
+        if park:
+            self.parked.add(position)
+        incarnation = self.actor.incarnation
+
+        def cancelled(done: asyncio.Future[Any]) -> None:
+            # The child task was cancelled (it lost a race): withdraw the receive so that
+            # no message goes to it. Waiters this execution drops itself are not listed.
+            listed = self.receive_waiters.get(position, [])
+            if done.cancelled() and done in listed:
+                listed.remove(done)
+                if self.actor.alive:
+                    self.actor.post(CancelReceive(incarnation=incarnation, position=position))
+
+        fut.add_done_callback(cancelled)
+        return fut
+
+    def on_cancel_receive(self, message: CancelReceive) -> None:
+        if message.incarnation != self.actor.incarnation:
+            return
+        if self.receive_waiters.get(message.position):
+            return  # another execution of the body waits there again
+        self._withdraw(message.position)
+
+    def _withdraw(self, position: str) -> None:
+        """Record the receive at `position` as cancelled: it takes no message."""
+        actor = self.actor
+        state = actor.state
+        step = state.steps.get(position)
+        if (
+            state.terminal is not None
+            or step is None
+            or step.kind != "receive"
+            or step.done
+            or step.cancelled
+        ):
+            return
+        if step.timer_id in state.timers:
+            actor.emit(TimerCancelled, timer_id=step.timer_id)
+        actor.emit(ReceiveCancelled, position=position, topic=step.name)
+
+    def _withdraw_cancelled(self) -> None:
+        """Receives whose waiting child tasks were cancelled a moment ago (their
+        `CancelReceive` is not handled yet) must not take the next message."""
+        for position, futures in list(self.receive_waiters.items()):
+            if futures and all(fut.cancelled() for fut in futures):
+                del self.receive_waiters[position]
+                self._withdraw(position)
+
     def _drop_sleep_waiters(self) -> None:
         for futures in self.sleep_waiters.values():
             for fut in futures:
                 fut.cancel()
         self.sleep_waiters.clear()
+        receive_waiters = list(self.receive_waiters.values())
+        self.receive_waiters.clear()
+        self.parked.clear()
+        for futures in receive_waiters:
+            for fut in futures:
+                fut.cancel()
 
     def cancel_attempts(self) -> None:
         for task, _, _ in self.attempts.values():
@@ -679,15 +752,19 @@ class Execution:
             return
         step = state.steps.get(message.position)
         if step is not None:
-            if step.kind == "receive" and step.done:  # settled meanwhile: the body finds it
-                actor.after_commit(self.restart_body)
+            if step.kind == "receive" and step.done:  # settled meanwhile: the waiter or
+                self._wake_receive(message.position, step)  # the re-executed body finds it
             elif message.position in state.receiving:
                 self._deliver_message(message.position, message.topic, message.seen_seq)
             return
         if self._deliver_message(message.position, message.topic, message.seen_seq):
             return
+        # Soft: a crash that loses it only makes the re-executed body ask again, and the
+        # next message's commit takes it along (one fsync per message in a receive loop).
+        # With a timeout it is hard, with its timer: the timeout counts from the first ask.
         actor.emit(
             ReceiveWaiting,
+            soft=message.timeout is None,
             position=message.position,
             topic=message.topic,
             seen_seq=message.seen_seq,
@@ -704,6 +781,8 @@ class Execution:
 
     def deliver_waiting(self, topic: str) -> None:
         """A message arrived on `topic`: hand it to a `receive()` waiting there, if any."""
+        if self.receive_waiters:
+            self._withdraw_cancelled()
         for position, waited in list(self.actor.state.receiving.items()):
             if waited == topic and not self._deliver_message(position, topic, -1):
                 return
@@ -724,23 +803,45 @@ class Execution:
             seen_seq=seen_seq,
         )
         step = state.steps.get(position)
-        if step is not None and step.kind == "receive" and step.timer_id in state.timers:
-            actor.emit(TimerCancelled, timer_id=step.timer_id)
-        actor.after_commit(self.restart_body)
+        receive = step if step is not None and step.kind == "receive" else None
+        if receive is not None and receive.timer_id in state.timers:
+            actor.emit(TimerCancelled, timer_id=receive.timer_id)
+        self._wake_receive(position, receive)
         return True
+
+    def _wake_receive(self, position: str, step: ReceiveStep | None) -> None:
+        """The receive at `position` settled: hand its result to a child task waiting on
+        it (a race), else re-execute the body (it stopped there)."""
+        waiters = self.receive_waiters.pop(position, None)
+        self.parked.discard(position)
+        if waiters and step is not None:
+            value = step.result
+            self.actor.after_commit(lambda: settle_all(waiters, value))
+        else:
+            self.actor.after_commit(self.restart_body)
 
     def on_timer(self, timer_id: str) -> None:
         actor = self.actor
         entry = actor.state.timers.get(timer_id)
         if entry is None or actor.state.terminal is not None:
             return
-        _, purpose, position = entry
+        due_at, purpose, position = entry
         actor.emit(TimerFired, timer_id=timer_id)
+        if purpose == "deadline":
+            when = datetime.fromtimestamp(due_at, tz=UTC).isoformat(timespec="milliseconds")
+            actor.cancel_run(f"deadline exceeded: the invocation had to be done by {when}")
+            actor.after_commit(self._log_settled)
+            return
         if purpose == "sleep" and position in self.sleep_waiters:
             # A child task of the live body waits on it (a race): wake it, nothing to restart.
             waiters = self.sleep_waiters.pop(position)
             actor.after_commit(lambda: wake(waiters))
-        elif purpose in ("sleep", "receive") or position == BODY:
+        elif purpose == "receive" and position in self.receive_waiters:
+            step = actor.state.steps.get(position)
+            self._wake_receive(
+                position, step if step is not None and step.kind == "receive" else None
+            )
+        elif purpose in ("sleep", "receive", "interrupt") or position == BODY:
             actor.after_commit(self.restart_body)
         else:
             self.ensure_attempt(position)

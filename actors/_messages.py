@@ -30,6 +30,8 @@ class Start:
     durable: bool = True
     #: The caller's config for a workflow invocation (recorded in `RunStarted`).
     config: dict[str, Any] = attrs.field(factory=dict)
+    #: When the invocation must be done by (clock seconds), besides `spec.timeout_total`.
+    deadline: float | None = None
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -66,6 +68,8 @@ class InterruptRequest:
     value: Any
     digest: str
     seen_seq: int = -1
+    #: seconds before the interrupt times out (`InterruptTimeoutError`), or None
+    timeout: float | None = None
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -150,3 +154,11 @@ class SendMessage:
     value: Any
     idempotency_key: str | None
     reply: asyncio.Future[None]
+
+
+@attrs.define(slots=True, kw_only=True)
+class CancelReceive:
+    """An `areceive()` waiting in a child task of the body was cancelled (it lost a race)."""
+
+    incarnation: int
+    position: str

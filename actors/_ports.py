@@ -93,6 +93,15 @@ class RunView(Protocol):
         """A future done when the durable sleep at `position` has fired (loop thread only)."""
         ...
 
+    def receive_waiter(self, position: str) -> asyncio.Future[Any]:
+        """A future done with what the `receive()` at `position` takes (loop thread only)."""
+        ...
+
+    def park_receive(self, position: str) -> asyncio.Future[Any] | None:
+        """A future the async body's own `areceive()` at `position` waits on, or None
+        where the body must stop there instead (the replayer's stand-in)."""
+        ...
+
 
 class ActorCore(RunView, Protocol):
     """The actor as its `Execution` drives it: record events, defer effects to durability."""
@@ -111,3 +120,7 @@ class ActorCore(RunView, Protocol):
     def crash_failure(
         self, position: str, name: str, attempt: int, *, message: str | None = None
     ) -> None: ...
+
+    def cancel_run(self, reason: str) -> None:
+        """Record the run as cancelled (`reason`), stop its body and tasks, fail their waiters."""
+        ...

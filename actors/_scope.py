@@ -10,14 +10,20 @@ functions may be called from the event loop or from a worker thread (sync code).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import functools
 import hashlib
 import math
 import threading
+import time
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
+import attrs
+
 from perdure.actors._errors import (
+    InterruptTimeoutError,
     NonDeterminismError,
     NotInWorkflowError,
     Suspend,
@@ -33,7 +39,7 @@ from perdure.actors._messages import (
 from perdure.actors._order import Holdback
 from perdure.actors._ports import RunView
 from perdure.actors._replay import match_step
-from perdure.actors._state import TaskStep
+from perdure.actors._state import InterruptStep, TaskStep
 from perdure.actors._targets import BodyInfo, TaskSpec
 from perdure.eventlog import check_json, digest, fresh, restore
 
@@ -158,21 +164,26 @@ async def _wait(fut: asyncio.Future[Any]) -> Any:
 class TaskFuture(Generic[T]):
     """The result of a task call: ``await`` it in async code, ``.result()`` in sync code."""
 
-    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "name")
+    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "_waiter", "name")
 
     def __init__(
         self,
         name: str,
         loop: asyncio.AbstractEventLoop,
+        *,
         fut: asyncio.Future[Any] | None = None,
         value: Any = None,
         error: BaseException | None = None,
+        waiter: concurrent.futures.Future[Any] | None = None,
     ) -> None:
         self.name = name
         self._loop = loop
         self._fut = fut
         self._value = value
         self._error = error
+        #: `fut`'s outcome copied for a thread (a sync body): `.result()` waits on it
+        #: without asking the loop for anything (see `_waiter_for`).
+        self._waiter = waiter
         #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
         self._held: tuple[Scope, int] | None = None
 
@@ -202,6 +213,28 @@ class TaskFuture(Generic[T]):
                 return (yield from stall().__await__())  # type: ignore[no-any-return]
             raise quiet(signal) from None
 
+    @staticmethod
+    def _wait_in_thread(waiter: concurrent.futures.Future[Any], timeout: float | None) -> T:
+        """Wait for the thread-side copy; give up (`Suspend`) once the body's actor stopped.
+
+        The copy is settled by the loop when the step is, but an actor that stops
+        before it even takes the call (its mailbox is dropped) never settles it:
+        without the check the body's thread, and the process's exit, would hang.
+        """
+        scope = current_scope.get()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = (
+                _ALIVE_CHECK if deadline is None else min(_ALIVE_CHECK, deadline - time.monotonic())
+            )
+            try:
+                return waiter.result(max(wait, 0.0))  # type: ignore[no-any-return]
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                if scope is not None:
+                    scope.check_alive()
+
     def result(self, timeout: float | None = None) -> T:
         """Block until the task's result is durable, then return it (sync workflow code)."""
         if self._fut is None:
@@ -215,7 +248,37 @@ class TaskFuture(Generic[T]):
                 f"task {self.name!r}: .result() would block the event loop; "
                 "in async workflow code use `await` on the task's future"
             )
+        if self._waiter is not None:
+            return self._wait_in_thread(self._waiter, timeout)
         return asyncio.run_coroutine_threadsafe(_wait(self._fut), self._loop).result(timeout)  # type: ignore[no-any-return]
+
+
+#: How often (seconds) a sync body blocked in `.result()` checks that its actor still
+#: runs: an actor that stops (closed runtime, lost lease) may never settle the step.
+_ALIVE_CHECK = 0.25
+
+
+def _copy_outcome(waiter: concurrent.futures.Future[Any], fut: asyncio.Future[Any]) -> None:
+    """On the loop, once `fut` is done: hand its outcome to the thread waiting on `waiter`."""
+    if fut.cancelled():
+        waiter.cancel()
+    elif (error := fut.exception()) is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(fut.result())
+
+
+def _waiter_for(fut: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
+    """A thread-side copy of a step's future, wired up before the loop ever sees `fut`.
+
+    Called by the thread that just created `fut` (nothing else holds it yet, so
+    adding the callback here is safe): the thread's `.result()` then waits on the
+    copy, and a step costs no extra trip through the loop to start that wait.
+    """
+    waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    waiter.set_running_or_notify_cancel()
+    fut.add_done_callback(functools.partial(_copy_outcome, waiter))
+    return waiter
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
@@ -266,6 +329,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         future._held = (scope, step.settled_seq)
         return future
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
+    waiter = _waiter_for(fut) if threading.get_ident() != actor.thread_id else None
     _thread_safe_post(
         scope,
         ExecuteTask(
@@ -280,7 +344,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             seen_seq=scope.seen(),
         ),
     )
-    return TaskFuture(spec.name, actor.loop, fut=fut)
+    return TaskFuture(spec.name, actor.loop, fut=fut, waiter=waiter)
 
 
 def _settle(fut: asyncio.Future[Any], step: TaskStep, run_id: str) -> None:
@@ -299,8 +363,18 @@ def interrupt_id(run_id: str, invocation: int, position: str) -> str:
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
-def interrupt(value: Any) -> Any:
-    """Pause the run until a person answers `value`; return their answer once given."""
+def interrupt(value: Any, *, timeout: float | None = None) -> Any:
+    """Pause the run until a person answers `value`; return their answer once given.
+
+    With `timeout` (seconds), a durable timer is set with the interrupt: if it fires
+    before an answer, `InterruptTimeoutError` is raised here instead (and on replay).
+    """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout)
+    ):
+        raise TypeError(
+            f"interrupt(): timeout must be a number of seconds or None, got {timeout!r}"
+        )
     scope = require_scope("interrupt()")
     actor = scope.actor
     position = scope.next_position()
@@ -310,8 +384,11 @@ def interrupt(value: Any) -> Any:
     value_digest = digest(value)
     step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
     if step is not None:
-        if step.answered and step.settled_seq < actor.durable_seq:
-            return fresh(step.answer)
+        if step.settled_seq < actor.durable_seq:
+            if step.answered:
+                return fresh(step.answer)
+            if step.fired:
+                raise _interrupt_timed_out(actor.run_id, step)
         raise quiet(Suspend("interrupt", step.interrupt_id))
     iid = interrupt_id(actor.run_id, actor.state.invocation, position)
     _thread_safe_post(
@@ -323,9 +400,21 @@ def interrupt(value: Any) -> Any:
             value=value,
             digest=value_digest,
             seen_seq=scope.seen(),
+            timeout=None if timeout is None else max(0.0, float(timeout)),
         ),
     )
     raise quiet(Suspend("interrupt", iid))
+
+
+def _interrupt_timed_out(run_id: str, step: InterruptStep) -> InterruptTimeoutError:
+    return InterruptTimeoutError(
+        f"run {run_id!r}: nobody answered the interrupt at position {step.position} "
+        f"(id {step.interrupt_id}, value {step.question!r}) within {step.timeout:g} s",
+        run_id=run_id,
+        position=step.position,
+        interrupt_id=step.interrupt_id,
+        timeout=step.timeout,
+    )
 
 
 def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None] | None:
@@ -370,12 +459,14 @@ def durable_sleep(seconds: float, *, wait: bool = False) -> asyncio.Future[None]
     raise quiet(Suspend("sleep"))
 
 
-def receive_message(topic: str, timeout: float | None) -> Any:
+def receive_message(topic: str, timeout: float | None, *, wait: bool = False) -> Any:
     """The next undelivered message on `topic` (None when `timeout` seconds pass first).
 
     Recorded at the body's position: on replay the same message comes back. Until
     a message (or the timeout) is recorded, the body stops here (`Suspend`) and
-    is re-executed once it is.
+    is re-executed once it is. With `wait` (``areceive``), code in a child asyncio
+    task of the body (one side of an ``asyncio.wait`` race) gets a future to await
+    instead (see `durable_sleep`); the value is then wrapped as `Received`.
     """
     if not isinstance(topic, str) or not topic:
         raise TypeError(f"receive(): topic must be a non-empty string, got {topic!r}")
@@ -387,6 +478,11 @@ def receive_message(topic: str, timeout: float | None) -> Any:
     actor = scope.actor
     position = scope.next_position()
     step = match_step(actor.state, position, "receive")
+    child = wait and scope.root is not None and _in_child(scope)
+    # The async body's own code waits on a future instead of stopping (`Suspend`) and
+    # being re-executed from its start for each message: a long receive loop replays
+    # nothing. The run stays evictable (see `Execution.parked`).
+    root = wait and not child and scope.root is not None and _on_loop_thread(actor.loop)
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -398,9 +494,25 @@ def receive_message(topic: str, timeout: float | None) -> Any:
                 requested=f"receive() on topic {topic!r}",
             )
         if step.done and step.settled_seq < actor.durable_seq:
-            return fresh(step.result)
-        if step.done:
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
+                return Received(fresh(step.result)) if child else fresh(step.result)
+            held: asyncio.Future[Any] = actor.loop.create_future()
+            result = fresh(step.result)
+            scope.holdback.hold(step.settled_seq, lambda: settle_all([held], result))
+            return held
+        if child:
+            if step.cancelled:
+                # Cancelled live (it lost a race): it waits for ever, as the code that
+                # cancelled it expects, and takes no message.
+                return actor.loop.create_future()
+            waiter = actor.receive_waiter(position)
+            if position in actor.state.receiving:
+                return waiter  # the actor hands it the message (or the timeout) when recorded
+        elif step.done and not root:
             raise quiet(Suspend("receive"))
+    elif child:
+        waiter = actor.receive_waiter(position)
+    parked = actor.park_receive(position) if root else None
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -411,7 +523,25 @@ def receive_message(topic: str, timeout: float | None) -> Any:
             seen_seq=scope.seen(),
         ),
     )
+    if child:
+        return waiter
+    if parked is not None:
+        return parked
     raise quiet(Suspend("receive"))
+
+
+@attrs.frozen
+class Received:
+    """A message `receive_message` returns at once to a child task (no future to await)."""
+
+    value: Any
+
+
+def settle_all(futures: list[asyncio.Future[Any]], value: Any) -> None:
+    """Hand `value` to code waiting in `areceive()` (a child task of the body)."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(value)
 
 
 def publish_event(key: str, value: Any) -> None:

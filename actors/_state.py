@@ -18,6 +18,7 @@ from perdure.eventlog import (
     Interrupted,
     MessageDelivered,
     MessageReceived,
+    ReceiveCancelled,
     ReceiveWaiting,
     Resumed,
     RunCancelled,
@@ -39,6 +40,7 @@ from perdure.eventlog import (
 )
 
 BODY = ""  # the position of the workflow body itself (its own retries)
+DEADLINE = "deadline"  # the position of a run's deadline timer (the whole invocation)
 #: error_type of an attempt that the log shows started but never ended (its process died).
 ATTEMPT_LOST = "AttemptLost"
 
@@ -89,6 +91,12 @@ class InterruptStep(_StepBase):
     question_digest: str = ""
     answered: bool = False
     answer: Any = None
+    #: the timeout's timer (`interrupt(value, timeout=...)`), and whether it fired first
+    timer_id: str = ""
+    due_at: float = 0.0
+    fired: bool = False
+    #: an interrupt's limit in seconds (its timer's due_at minus when it was set)
+    timeout: float = 0.0
 
     def describe(self) -> str:
         return f"interrupt() with value {self.question!r}"
@@ -122,6 +130,8 @@ class ReceiveStep(_StepBase):
     result: Any = None
     #: seq of the delivered message
     message_seq: int = -1
+    #: a receive cancelled before a message reached it (`receive_cancelled`)
+    cancelled: bool = False
 
     def describe(self) -> str:
         return f"receive() on topic {self.name!r}"
@@ -207,7 +217,7 @@ class RunState:
         if self.receiving:
             return True
         for step in self.interrupts.values():
-            if not step.answered:
+            if not step.answered and not step.fired:
                 return True
         return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
 
@@ -217,7 +227,7 @@ class RunState:
         return step if step is not None and step.kind == "task" else None
 
     def pending_interrupts(self) -> list[InterruptStep]:
-        return [step for step in self.interrupts.values() if not step.answered]
+        return [step for step in self.interrupts.values() if not step.answered and not step.fired]
 
 
 def _step(state: RunState, position: str, cls: type[_S]) -> _S:
@@ -338,6 +348,13 @@ def _timer_set(state: RunState, e: TimerSet) -> None:
         sleep.timer_id = e.timer_id
         sleep.due_at = e.due_at
         sleep.seen_seq = e.seen_seq
+    elif e.purpose == "deadline":
+        pass  # the run's deadline: nothing waits on it, it cancels the run when it fires
+    elif e.purpose == "interrupt":
+        asked = _step(state, e.position, InterruptStep)
+        asked.timer_id = e.timer_id
+        asked.due_at = e.due_at
+        asked.timeout = max(0.0, e.due_at - e.ts)
     elif e.position == BODY:
         state.body_retry_timer = e.timer_id
     else:
@@ -363,6 +380,14 @@ def _timer_done(state: RunState, timer_id: str, fired: bool, seq: int) -> None:
             step.done = True
             step.fired = True
             step.result = None
+            step.settled_seq = seq
+    elif purpose == "deadline":
+        pass
+    elif purpose == "interrupt":
+        step = state.steps.get(position)
+        if fired and step is not None and step.kind == "interrupt" and not step.answered:
+            # Nobody answered in time: the interrupt raises InterruptTimeoutError.
+            step.fired = True
             step.settled_seq = seq
     elif position == BODY:
         state.body_retry_timer = None
@@ -434,6 +459,13 @@ def _message_delivered(state: RunState, e: MessageDelivered) -> None:
     step.settled_seq = e.seq
 
 
+def _receive_cancelled(state: RunState, e: ReceiveCancelled) -> None:
+    step = _step(state, e.position, ReceiveStep)
+    step.name = e.topic
+    step.cancelled = True
+    state.receiving.pop(e.position, None)
+
+
 def _event_published(state: RunState, e: EventPublished) -> None:
     step = _step(state, e.position, SetEventStep)
     step.name = e.key
@@ -463,6 +495,7 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     ReceiveWaiting: _receive_waiting,
     MessageDelivered: _message_delivered,
     EventPublished: _event_published,
+    ReceiveCancelled: _receive_cancelled,
 }
 
 

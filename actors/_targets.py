@@ -88,6 +88,9 @@ class TargetSpec:
     source: Any = None
     #: The declared type callers get the run's result back as (None: plain JSON).
     result_type: Any = None
+    #: Seconds an invocation may take in all (a durable deadline set when it starts;
+    #: past it the run is cancelled), or None.
+    timeout_total: float | None = None
 
 
 @attrs.frozen

@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import shutil
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +38,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import lmdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import machine, median, table
 
 from perdure.eventlog import Durability, LmdbEventLog, RunStarted, TaskCompleted

@@ -26,6 +26,7 @@ import tempfile
 import time
 from typing import Any, Literal
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import machine, median, quiet_logs, run_json, spread, table
 
 STORES = ("lmdb-fsync", "lmdb-process", "memory")

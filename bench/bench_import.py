@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import machine, median, python_works, spread, table
 
 PERDURE_IMPORT = "import perdure"
@@ -86,6 +87,21 @@ def measure(python: str, statement: str, runs: int) -> dict[str, list[float]]:
     return {"bare": bare, "wall": [w - base for w in walls], "in_process": inner, "cpu": cpu}
 
 
+def wheel_python(venv: str) -> str:
+    """The interpreter of `venv`, where perdure is installed from a wheel of this checkout."""
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        dist = os.path.join(venv, "dist")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, repo], check=True
+        )
+        wheels = [os.path.join(dist, f) for f in os.listdir(dist) if f.endswith(".whl")]
+        subprocess.run([python, "-m", "pip", "install", "-q", *wheels], check=True)
+    return python
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="import time of perdure vs LangGraph")
     parser.add_argument("--quick", action="store_true", help="3 runs (CI smoke)")
@@ -96,11 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LANGGRAPH_PYTHON", "/tmp/venv-lg/bin/python"),
     )
     parser.add_argument("--no-langgraph", action="store_true")
+    parser.add_argument(
+        "--wheel",
+        metavar="VENV",
+        help="also measure perdure installed as a wheel in VENV (built and installed there "
+        "with pip, with its dependencies, if VENV does not exist yet)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = 3
 
     subjects = [("perdure", sys.executable, PERDURE_IMPORT)]
+    if args.wheel:
+        subjects.append(("perdure (wheel)", wheel_python(args.wheel), PERDURE_IMPORT))
     if not args.no_langgraph:
         why = python_works(args.langgraph_python, "langgraph.func, langgraph.checkpoint.sqlite")
         if why is None:
@@ -116,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = median(res["in_process"]) / ours
         rows.append(
             [
-                f"`{statement}`",
+                f"`{statement}`" + (" (installed wheel)" if name == "perdure (wheel)" else ""),
                 spread(res["in_process"], 1e3, "{:.0f}"),
                 spread(res["cpu"], 1e3, "{:.0f}"),
                 spread(res["wall"], 1e3, "{:.0f}"),

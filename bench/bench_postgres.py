@@ -1,20 +1,35 @@
-"""Per-step latency of a workflow on a PostgreSQL store, next to a raw PostgreSQL commit.
+"""perdure on a PostgreSQL store: per-step latency, 1,000 workflows, worker throughput.
 
-A workflow of N sequential tasks (each task's result durable before the next
-starts) on a throwaway cluster (fsync and synchronous_commit on), or on
-$PERDURE_TEST_POSTGRES; the raw figure is one INSERT + COMMIT on the same server
-through psycopg, sequentially.
+On a throwaway cluster (fsync and synchronous_commit on), or on
+$PERDURE_TEST_POSTGRES:
 
-    python bench/bench_postgres.py [--steps 300]
+- per step: a workflow of N sequential tasks (each task's result durable before
+  the next starts), next to a raw INSERT + COMMIT on the same server;
+- 1,000 concurrent workflows of 3 tasks in one process (``--workflows``);
+- throughput with 1, 2 and 4 worker processes (``--workers 1,2,4``): a client
+  process without the code starts ``--tp-runs`` workflows of 3 tasks (handed to
+  the workers, `perdure.runtime.run_worker`), and waits for all of them.
+
+With ``--peer-python`` (an interpreter with LangGraph, langgraph-checkpoint-postgres
+and DBOS; see bench/pg_peer.py), LangGraph with PostgresSaver and DBOS run the same
+per-step and 1,000-workflow workloads on the same server, in the same run, and the
+ratios are printed.
+
+    python bench/bench_postgres.py [--steps 300] [--workflows 1000] [--workers 1,2,4]
+        [--peer-python /tmp/venv-lgpg/bin/python]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -68,11 +83,103 @@ def raw_commit(url: str, n: int) -> float:
     return statistics.median(times)
 
 
+def make_fanout() -> None:
+    @entrypoint(registry=REG, name="pg_bench_fanout")
+    def fanout(n: int) -> int:
+        value = n
+        for _ in range(3):
+            value = step(value).result()
+        return value
+
+
+async def many_workflows(url: str, n: int) -> float:
+    """Seconds for `n` concurrent workflows of 3 tasks in one process."""
+    async with Runtime(url, registry=REG) as rt:
+        await rt.run("pg_bench_fanout", 0, run_id="fanout-warm-up")
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(rt.run("pg_bench_fanout", i, run_id=f"fanout-{i}") for i in range(n))
+        )
+        took = time.perf_counter() - start
+    assert results == [i + 3 for i in range(n)]
+    return took
+
+
+WORKER = (
+    "import sys; from perdure.runtime import run_worker; "
+    "run_worker('_pg_worker_app', sys.argv[1], ready=lambda rt: print('ready', flush=True))"
+)
+
+
+async def client_runs(url: str, runs: int, tag: str) -> float:
+    """Runs per second: a client process (this one, without the code) starts `runs`
+    workflows of 3 tasks, handed to the workers, and waits for all of them."""
+    async with Runtime(url, registry=Registry(), recover=False) as rt:
+        start = time.perf_counter()
+        handles = await asyncio.gather(
+            *(rt.start("pg_tp_flow", i, run_id=f"tp-{tag}-{i}") for i in range(runs))
+        )
+        results = await asyncio.gather(*(h.result(timeout=600) for h in handles))
+        took = time.perf_counter() - start
+    assert results == [i + 3 for i in range(runs)]
+    return runs / took
+
+
+def worker_throughput(url: str, workers: int, runs: int, tag: str) -> float:
+    """`client_runs` with `workers` worker processes serving the store."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url],
+            cwd=Path(__file__).resolve().parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return asyncio.run(client_runs(url, runs, tag))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.communicate(timeout=60)
+
+
+def peer(python: str, workload: str, url: str, steps: int, workflows: int) -> dict[str, float]:
+    """One peer workload in a fresh process of `python` (bench/pg_peer.py)."""
+    out = subprocess.run(
+        [
+            python,
+            str(Path(__file__).resolve().parent / "pg_peer.py"),
+            workload,
+            url,
+            "--n",
+            str(steps),
+            "--workflows",
+            str(workflows),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workflows", type=int, default=1000)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--tp-runs", type=int, default=1000)
+    parser.add_argument("--peer-python", default=None)
     args = parser.parse_args()
+    make_fanout()
     make_flow(args.steps)
     url = os.environ.get("PERDURE_TEST_POSTGRES")
     server = None if url else TemporaryPostgres().start()
@@ -88,6 +195,36 @@ def main() -> None:
             f"{commits:.2f} commits per step; "
             f"{statistics.median(steps) / raw:.1f}x the raw commit)"
         )
+        took = 0.0
+        if args.workflows:
+            took = asyncio.run(many_workflows(url, args.workflows))
+            print(f"{args.workflows} concurrent workflows of 3 tasks, one process: {took:.2f} s")
+        if args.peer_python:
+            mine = statistics.median(steps)
+            for system in ("langgraph", "dbos"):
+                seq = peer(args.peer_python, f"{system}-seq", url, args.steps, args.workflows)
+                print(
+                    f"{system} on PostgreSQL, {args.steps} sequential steps: "
+                    f"{seq['per_step'] * 1e6:.0f} us per step (perdure/{system} "
+                    f"{mine / seq['per_step']:.2f})"
+                )
+                if args.workflows:
+                    fan = peer(
+                        args.peer_python, f"{system}-fanout", url, args.steps, args.workflows
+                    )
+                    print(
+                        f"{system} on PostgreSQL, {args.workflows} workflows of 3 steps: "
+                        f"{fan['seconds']:.2f} s ({fan['seconds'] / took:.2f}x perdure's time)"
+                    )
+        counts = [int(k) for k in args.workers.split(",") if k.strip()]
+        rates = {}
+        for k in counts:
+            rates[k] = worker_throughput(url, k, args.tp_runs, f"w{k}")
+            ratio = f" ({rates[k] / rates[counts[0]]:.2f}x {counts[0]})" if k != counts[0] else ""
+            print(
+                f"{args.tp_runs} workflows of 3 tasks, client + {k} worker process(es): "
+                f"{rates[k]:.0f} runs/s{ratio}"
+            )
     finally:
         if server is not None:
             server.stop()

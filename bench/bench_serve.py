@@ -1,15 +1,18 @@
 """Load on `perdure serve`: N concurrent HTTP clients running short runs; run list latency.
 
-    python bench/bench_serve.py [--clients 50] [--runs 2000] [--prefill 0]
+    python bench/bench_serve.py [--clients 50] [--runs 2000] [--rounds 1] [--prefill 0]
 
 Starts `perdure serve` on 127.0.0.1 (a free port) over a fresh store, with the
 test app's functions; `--prefill N` first writes N completed runs into the store
 (a Runtime in this process, before the gateway opens it) so the run list is
 timed on a big store. Then `--clients` async `Client(url=...)`s run `--runs`
-`gw_add` calls in total through the gateway. Prints runs/s, latency
-percentiles, errors, the gateway's RSS before/after, and the run list's
-latency (first page, a filtered page, a deep page). Loopback only; bounded in
-count; stops by itself.
+`gw_add` calls in total through the gateway, `--rounds` times. Prints runs/s,
+latency percentiles, errors, the gateway's RSS before and after each round, and
+the run list's latency (first page, a filtered page, a deep page, text filters
+matching no run, one run, and every run). With `--prefill`, the text filter is
+also timed in this process before the gateway starts: through the store's word
+index (`list_page`) and as a walk of every run (what the filter did before the
+index), on the same store. Loopback only; bounded in count; stops by itself.
 """
 
 from __future__ import annotations
@@ -91,13 +94,47 @@ async def load(url: str, clients: int, runs: int) -> tuple[list[float], int, flo
     return latencies, errors, time.perf_counter() - started
 
 
-def list_latency(url: str, params: dict[str, str], repeats: int = 20) -> float:
+async def text_search_in_process(store: Path) -> list[tuple[str, float, float, int]]:
+    """(query, ms through the index, ms walking every run, runs found) on the prefilled store."""
+    from perdure import LmdbEventLog
+    from perdure.eventlog.lmdb_tools import matches
+    from perdure.serve._paging import list_page
+
+    log = LmdbEventLog(store)
+    try:
+        runs = await log.list_runs()
+        some = runs[len(runs) // 2].run_id
+        rows = []
+        for query in ("no-such-text", some, some.rsplit("-", 1)[-1][:4], "gw_add"):
+            start = time.perf_counter()
+            for _ in range(5):
+                page, _ = await list_page(
+                    log, status=None, target=None, text=query, limit=50, cursor=None
+                )
+            indexed = (time.perf_counter() - start) / 5 * 1000
+            start = time.perf_counter()
+            walked = [
+                r
+                for r in reversed(await log.list_runs())
+                if matches((r.run_id, r.target, r.idempotency_key or ""), query)
+            ][:50]
+            scanned = (time.perf_counter() - start) * 1000
+            assert [r.run_id for r in walked] == [r.run_id for r in page], query
+            rows.append((query, indexed, scanned, len(page)))
+        return rows
+    finally:
+        await log.close()
+
+
+def list_latency(
+    url: str, params: dict[str, str], repeats: int = 20, path: str = "/api/runs"
+) -> float:
     with httpx2.Client(base_url=url, timeout=60) as http:
-        http.get("/api/runs", params=params)  # warm
+        http.get(path, params=params)  # warm
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            response = http.get("/api/runs", params=params)
+            response = http.get(path, params=params)
             times.append(time.perf_counter() - start)
             assert response.status_code == 200, response.text
     return statistics.median(times) * 1000
@@ -121,13 +158,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prefill", type=int, default=0)
     args = parser.parse_args()
+    errors = 0
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
+        some_run = ""
         if args.prefill:
             secs = asyncio.run(prefill(store, args.prefill))
             print(f"prefilled {args.prefill} runs in {secs:.1f} s")
+            print("\ntext filter in this process, first page of 50 (ms):")
+            print("| query | word index | walk every run | ratio | runs on the page |")
+            print("|---|---|---|---|---|")
+            for query, indexed, scanned, found in asyncio.run(text_search_in_process(store)):
+                some_run = some_run or (query if found == 1 else "")
+                print(
+                    f"| {query[:20]} | {indexed:.2f} | {scanned:.0f} | "
+                    f"{scanned / indexed:.0f}x | {found} |"
+                )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k != "PERDURE_TOKEN"}
@@ -156,21 +205,23 @@ def main() -> int:
                     break
                 except httpx2.TransportError:
                     time.sleep(0.1)
-            rss_before = rss_mib(server.pid)
-            latencies, errors, wall = asyncio.run(load(url, args.clients, args.runs))
-            rss_after = rss_mib(server.pid)
             print(
-                "| clients | runs | errors | wall s | runs/s | p50 ms | p95 ms | p99 ms | "
-                "gateway RSS MiB before → after |"
+                "\n| round | clients | runs | errors | wall s | runs/s | p50 ms | p95 ms | "
+                "p99 ms | gateway RSS MiB before → after |"
             )
-            print("|---|---|---|---|---|---|---|---|---|")
-            print(
-                f"| {args.clients} | {args.runs} | {errors} | {wall:.1f} | "
-                f"{args.runs / wall:.0f} | {pct(latencies, 0.5):.1f} | "
-                f"{pct(latencies, 0.95):.1f} | {pct(latencies, 0.99):.1f} | "
-                f"{rss_before:.0f} → {rss_after:.0f} |"
-            )
-            total = args.prefill + args.runs
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for round_ in range(1, args.rounds + 1):
+                rss_before = rss_mib(server.pid)
+                latencies, failed, wall = asyncio.run(load(url, args.clients, args.runs))
+                errors += failed
+                rss_after = rss_mib(server.pid)
+                print(
+                    f"| {round_} | {args.clients} | {args.runs} | {failed} | {wall:.1f} | "
+                    f"{args.runs / wall:.0f} | {pct(latencies, 0.5):.1f} | "
+                    f"{pct(latencies, 0.95):.1f} | {pct(latencies, 0.99):.1f} | "
+                    f"{rss_before:.0f} → {rss_after:.0f} |"
+                )
+            total = args.prefill + args.runs * args.rounds
             deep = deep_cursor(url, 4)
             print(f"\nrun list on a store of {total} runs (median of 20, ms):")
             print(f"- first page of 50: {list_latency(url, {'limit': '50'}):.1f}")
@@ -181,10 +232,16 @@ def main() -> int:
                     f"- page of 50 after 2,000 rows: "
                     f"{list_latency(url, {'limit': '50', 'cursor': deep}):.1f}"
                 )
-            print(
-                f"- text filter matching nothing (walks every row): "
-                f"{list_latency(url, {'limit': '50', 'q': 'no-such-text'}, repeats=3):.1f}"
-            )
+            for label, query in (
+                ("matching no run", "no-such-text"),
+                ("matching one run", some_run),
+                ("matching every run", "gw_add"),
+            ):
+                if query:
+                    took = list_latency(url, {"limit": "50", "q": query})
+                    print(f"- text filter {label} ({query[:20]!r}): {took:.1f}")
+            history = list_latency(url, {}, path="/api/stats/history")
+            print(f"- statistics history (24 h): {history:.1f}")
         finally:
             server.send_signal(signal.SIGINT)
             try:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also as `python -m bench.X`
 from _common import BENCH_DIR
 
 # In order; bench_eventlog.py is another engineer's and may not exist yet.
@@ -25,11 +26,11 @@ SCRIPTS = (
     "bench_import.py",
     "bench_eventlog.py",
     "bench_functions.py",
-    "bench_workflows.py",
-    "peers",  # the package bench/peers/, run as `python -m bench.peers`
+    "bench_memory.py",
+    "peers",  # the package bench/peers/: every workflow workload x every system
 )
 # Options not every script understands, forwarded only to those that do.
-LANGGRAPH_AWARE = ("bench_import.py", "bench_workflows.py")
+LANGGRAPH_AWARE = ("bench_import.py", "peers")
 
 
 def main(argv: list[str] | None = None) -> int:

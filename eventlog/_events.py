@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 RunKind = Literal["function", "workflow"]
-TimerPurpose = Literal["retry", "sleep", "receive"]
+TimerPurpose = Literal["retry", "sleep", "receive", "interrupt", "deadline"]
 
 
 @attrs.frozen(kw_only=True)
@@ -148,7 +148,8 @@ class Resumed(Event):
 
 @attrs.frozen(kw_only=True)
 class TimerSet(Event):
-    """A durable timer: a retry backoff or a durable sleep, due at `due_at` (unix seconds)."""
+    """A durable timer, due at `due_at` (unix seconds): a retry backoff, a durable sleep, a
+    `receive()` or `interrupt()` timeout, or a run's deadline (`purpose`)."""
 
     WIRE_NAME: ClassVar[str] = "timer_set"
     timer_id: str
@@ -233,6 +234,16 @@ class ReceiveWaiting(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ReceiveCancelled(Event):
+    """The `areceive()` at `position` was cancelled before a message reached it (the
+    loser of a race, or an ``asyncio.wait_for`` that gave up): it takes no message."""
+
+    WIRE_NAME: ClassVar[str] = "receive_cancelled"
+    position: str
+    topic: str
+
+
+@attrs.frozen(kw_only=True)
 class MessageDelivered(Event):
     """The `receive()` at `position` was handed the message recorded at `message_seq`."""
 
@@ -274,6 +285,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReceiveWaiting,
     MessageDelivered,
     EventPublished,
+    ReceiveCancelled,
 )
 
 BY_WIRE_NAME: dict[str, type[Event]] = {cls.WIRE_NAME: cls for cls in EVENT_TYPES}

@@ -10,6 +10,7 @@ are copied out and decoded after the transaction ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import heapq
 import logging
@@ -19,14 +20,14 @@ from typing import TYPE_CHECKING
 
 import lmdb
 
-from perdure.eventlog._codec import decode
+from perdure.eventlog._codec import GC_PAUSE_FROM, decode, gc_paused
 from perdure.eventlog._errors import (
     CorruptEventError,
     ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
 )
-from perdure.eventlog._events import Event
+from perdure.eventlog._events import Event, RunCompleted
 from perdure.eventlog._lmdb_env import SharedEnv, acquire, release
 from perdure.eventlog._lmdb_keys import (
     MAX_KEY_BYTES,
@@ -39,6 +40,7 @@ from perdure.eventlog._lmdb_keys import (
     sortable_float,
     timer_entry,
 )
+from perdure.eventlog._lmdb_search import is_ready, status_counts
 from perdure.eventlog._lmdb_tickets import Barrier, PendingAppend, Ticket
 from perdure.eventlog._protocol import (
     RUN_STATUSES,
@@ -219,15 +221,16 @@ class LmdbEventLog:
 
         next_seq, records = shared.read(collect)
         events: list[Event] = []
-        for expected, (key, record) in enumerate(records, start=from_seq):
-            seq = event_seq(key)
-            if seq != expected:
-                raise CorruptEventError(
-                    f"event {run_id}#{expected} is missing from the store",
-                    run_id=run_id,
-                    seq=expected,
-                )
-            events.append(decode(run_id, seq, record))
+        with gc_paused() if len(records) >= GC_PAUSE_FROM else contextlib.nullcontext():
+            for expected, (key, record) in enumerate(records, start=from_seq):
+                seq = event_seq(key)
+                if seq != expected:
+                    raise CorruptEventError(
+                        f"event {run_id}#{expected} is missing from the store",
+                        run_id=run_id,
+                        seq=expected,
+                    )
+                events.append(decode(run_id, seq, record))
         missing = from_seq + len(records)
         if records and missing > next_seq:
             raise CorruptEventError(
@@ -312,6 +315,82 @@ class LmdbEventLog:
         raw = shared.read(lambda txn: txn.get(raw_key, db=shared.dbs.idempotency))
         return None if raw is None else load_claim(key, raw)
 
+    # -- reads without the event loop (sync callers' fast path) ------------------------------
+
+    def _settled_in_lmdb(self, *, run_id: str | None = None, key: str | None = None) -> bool:
+        """True if every batch acknowledged to this process that touched `run_id` (or claimed
+        `key`) is in LMDB already, so a read now sees what `caught_up` would wait for."""
+        writer = self._open_env().writer
+        if writer is None:
+            return True
+        return not (
+            (run_id is not None and writer.unapplied_run(run_id))
+            or (key is not None and writer.unapplied_key(key))
+        )
+
+    def keyed_completed_now(
+        self, key: str
+    ) -> tuple[IdempotencyRecord, RunInfo, RunCompleted] | None:
+        """The run holding idempotency `key`, if it completed: its claim, its index row and
+        its final `RunCompleted`, read from any thread without waiting, in one transaction;
+        None otherwise, or if a batch acknowledged to this process for the key or the run
+        is not in LMDB yet (then ask `lookup_idempotency` and `read`)."""
+        shared = self._open_env()
+        raw_key = key.encode()
+        if not raw_key or len(raw_key) > MAX_KEY_BYTES or not self._settled_in_lmdb(key=key):
+            return None
+        dbs = shared.dbs
+
+        def collect(
+            txn: lmdb.Transaction[bytes],
+        ) -> tuple[IdempotencyRecord, RunInfo, bytes] | None:
+            raw = txn.get(raw_key, db=dbs.idempotency)
+            if raw is None:
+                return None
+            held = load_claim(key, raw)
+            run = _run_key(held.run_id)
+            row = txn.get(run, db=dbs.runs) if run is not None else None
+            if run is None or row is None:
+                return None
+            info = load_run(held.run_id, row)
+            if info.status != "completed" or info.next_seq < 1:
+                return None
+            record = txn.get(event_key(run, info.next_seq - 1), db=dbs.events)
+            return None if record is None else (held, info, record)
+
+        found = shared.read(collect)
+        if found is None or not self._settled_in_lmdb(run_id=found[0].run_id):
+            return None
+        held, info, record = found
+        last = decode(held.run_id, info.next_seq - 1, record)
+        return (held, info, last) if type(last) is RunCompleted else None
+
+    def completed_now(self, run_id: str) -> tuple[RunInfo, RunCompleted] | None:
+        """A completed run's index row and its final `RunCompleted`, from any thread, without
+        waiting; None unless LMDB holds the run as completed and nothing acknowledged to this
+        process for it is missing from LMDB (then read it the usual way)."""
+        shared = self._open_env()
+        run = _run_key(run_id)
+        if run is None or not self._settled_in_lmdb(run_id=run_id):
+            return None
+        dbs = shared.dbs
+
+        def collect(txn: lmdb.Transaction[bytes]) -> tuple[RunInfo, bytes | None] | None:
+            raw = txn.get(run, db=dbs.runs)
+            if raw is None:
+                return None
+            info = load_run(run_id, raw)
+            if info.status != "completed" or info.next_seq < 1:
+                return info, None
+            return info, txn.get(event_key(run, info.next_seq - 1), db=dbs.events)
+
+        found = shared.read(collect)
+        if found is None or found[1] is None:
+            return None
+        info = found[0]
+        last = decode(run_id, info.next_seq - 1, found[1])
+        return (info, last) if type(last) is RunCompleted else None
+
     async def due_timers(self, now: float, limit: int = 256) -> list[TimerEntry]:
         shared = self._open_env()
         await shared.caught_up()
@@ -351,10 +430,15 @@ class LmdbEventLog:
 
         def collect(txn: lmdb.Transaction[bytes]) -> tuple[dict[str, int], int, int, int]:
             counts: dict[str, int] = {}
-            for status in RUN_STATUSES:
-                count = sum(1 for _ in _suffixes(txn, dbs.run_order, status.encode() + SEP))
-                if count:
-                    counts[status] = count
+            if dbs.search is not None and is_ready(txn, dbs.meta):  # the writer's counters
+                for _, status, runs in status_counts(txn, dbs.search, 0.0):
+                    counts[status] = counts.get(status, 0) + runs
+                counts = {status: counts[status] for status in RUN_STATUSES if status in counts}
+            else:
+                for status in RUN_STATUSES:
+                    count = sum(1 for _ in _suffixes(txn, dbs.run_order, status.encode() + SEP))
+                    if count:
+                        counts[status] = count
             return (
                 counts,
                 txn.stat(dbs.events)["entries"],

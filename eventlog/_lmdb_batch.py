@@ -27,6 +27,7 @@ from perdure.eventlog._lmdb_keys import (
     META,
     RUN_ORDER,
     RUNS,
+    SEARCH,
     SEP,
     TIMER_IDS,
     TIMERS,
@@ -40,6 +41,7 @@ from perdure.eventlog._lmdb_keys import (
     plan,
     timer_key,
 )
+from perdure.eventlog._lmdb_search import index_append
 from perdure.eventlog._lmdb_tickets import PendingAppend
 from perdure.eventlog._protocol import RunInfo
 
@@ -54,6 +56,7 @@ YIELD_AFTER = 0.0005
 EVENTS_DB, RUNS_DB, RUN_ORDER_DB, IDEMPOTENCY_DB, TIMERS_DB, TIMER_IDS_DB, META_DB = (
     DB_NAMES.index(name) for name in (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
 )
+SEARCH_DB = DB_NAMES.index(SEARCH)
 
 
 def apply_batch(
@@ -168,6 +171,10 @@ def apply_append(
         new = order_key(updated.status, updated.created_at, run)
         put(txn, new, b"", dbs.run_order)
         ops.append((RUN_ORDER_DB, new, b""))
+        if dbs.search is not None:
+            index_append((txn, dbs.search, ops, SEARCH_DB), info, updated, item.events)
+    elif started is not None and dbs.search is not None:  # a new invocation: new target or key
+        index_append((txn, dbs.search, ops, SEARCH_DB), info, updated, item.events)
     if keys.claim is not None and started is not None:
         claim = dump_claim(item.run_id, started.input_digest)
         put(txn, keys.claim, claim, dbs.idempotency)

@@ -44,8 +44,10 @@ from perdure.eventlog._lmdb_keys import (
     META,
     SCHEMA_KEY,
     SCHEMA_VERSION,
+    SEARCH,
     Databases,
 )
+from perdure.eventlog._lmdb_search import backfill
 from perdure.eventlog._lmdb_tickets import ResizeGuard
 from perdure.eventlog._lmdb_writer import Writer
 from perdure.eventlog._protocol import Durability
@@ -97,6 +99,7 @@ class SharedEnv:
             journal = Journal(path)
             try:
                 next_frame = recover(env, dbs.in_order(), dbs.meta, journal)
+                _index_for_search(env, dbs, path)
             except BaseException:
                 journal.close()
                 raise
@@ -543,6 +546,24 @@ def _recover_unowned(path: str, map_size: int) -> None:
         lock.release()
 
 
+def _index_for_search(env: lmdb.Environment, dbs: Databases, path: str) -> None:
+    """Build the search database of a store written before it existed (once; see
+    `perdure.eventlog._lmdb_search`). After `recover`, so re-applied frames are indexed."""
+    assert dbs.search is not None
+    for _ in range(8):
+        try:
+            with env.begin(write=True) as txn:
+                backfill(txn, dbs.search, dbs.runs, dbs.events, dbs.meta)
+            return
+        except lmdb.MapFullError:  # a big store: grow the map (no transaction is open here)
+            env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.Error as exc:
+            raise StorageError(
+                f"cannot build the search index of the store at {path}: {exc}"
+            ) from exc
+    raise StorageError(f"cannot build the search index of the store at {path}: the map is full")
+
+
 def _check_schema(raw: bytes | None, path: str) -> None:
     if raw is None:
         return
@@ -565,7 +586,13 @@ def _open_databases(env: lmdb.Environment, path: str, *, read_only: bool) -> Dat
             meta = env.open_db(META, create=False)
             with env.begin(db=meta) as txn:
                 _check_schema(txn.get(SCHEMA_KEY), path)
-            handles = {name: env.open_db(name, create=False) for name in DB_NAMES}
+            handles = {}
+            for name in DB_NAMES:
+                try:
+                    handles[name] = env.open_db(name, create=False)
+                except lmdb.NotFoundError:
+                    if name != SEARCH:  # a store written before it existed
+                        raise
         else:
             with env.begin(write=True) as txn:
                 meta = env.open_db(META, txn=txn)

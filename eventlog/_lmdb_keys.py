@@ -13,6 +13,7 @@ database        key                                         value
 ``timer_ids``   run ‖ 0x00 ‖ timer id                       due (8)
 ``meta``        b"schema_version"                           ASCII integer
 ``meta``        b"journal_applied"                          last journal frame in LMDB (8)
+``search``      (see `perdure.eventlog._lmdb_search`)       word index, runs by status
 ==============  ==========================================  ==========================
 
 A ``runs`` value's CRC32 covers the run id and the JSON, so a damaged row (or
@@ -55,7 +56,9 @@ IDEMPOTENCY = b"idempotency"
 TIMERS = b"timers"
 TIMER_IDS = b"timer_ids"
 META = b"meta"
-DB_NAMES = (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META)
+SEARCH = b"search"
+#: Journal operations name databases by their index here: new ones go at the end.
+DB_NAMES = (EVENTS, RUNS, RUN_ORDER, IDEMPOTENCY, TIMERS, TIMER_IDS, META, SEARCH)
 #: Fixed so that a store never grows a database per run.
 MAX_DBS = 16
 #: LMDB keys are at most 511 bytes; run ids get a fixed share so every key fits.
@@ -74,6 +77,8 @@ class Databases:
     timers: _Database
     timer_ids: _Database
     meta: _Database
+    #: None only in a read-only view of a store written before the search database existed.
+    search: _Database | None = None
 
     def in_order(self) -> list[_Database]:
         """The handles in `DB_NAMES` order (journal operations name databases by index)."""

@@ -265,6 +265,14 @@ class Writer:
 
     # -- read barrier --------------------------------------------------------------------------
 
+    def unapplied_run(self, run_id: str) -> bool:
+        """Whether an acknowledged batch of `run_id` is not in LMDB yet (any thread)."""
+        return run_id in self._unapplied_runs
+
+    def unapplied_key(self, key: str) -> bool:
+        """Whether an acknowledged batch claimed idempotency `key` but is not in LMDB yet."""
+        return key in self._unapplied_keys
+
     async def caught_up(self, *, run_id: str | None = None, key: str | None = None) -> None:
         """Return once every batch acknowledged so far is visible to readers.
 

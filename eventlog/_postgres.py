@@ -125,6 +125,13 @@ class PostgresEventLog:
         self._lost: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        #: Serialises `claim_due_timers` with `release_run` (see there); created lazily,
+        #: on the loop that uses the log.
+        self._claiming: asyncio.Lock | None = None
+        #: The runs the latest `claim_due_timers` returned timers of.
+        self._claimed: set[str] = set()
+        #: Whether this log recorded itself as a worker process (`register_worker`).
+        self._worker = False
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -219,13 +226,18 @@ class PostgresEventLog:
                     f"once to migrate it to {SCHEMA_VERSION}"
                 )
             if version == SCHEMA_VERSION:
+                if not self._read_only:
+                    await _ensure_text_index(conn, s)
                 return
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in migration_statements(s, step):
                     await conn.execute(statement)
             await conn.execute(f"UPDATE {s}.schema_version SET version = %s", (SCHEMA_VERSION,))
+            await _ensure_text_index(conn, s)
 
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         pool = await self._connections()
         try:
             async with pool.connection() as conn:
@@ -427,6 +439,18 @@ class PostgresEventLog:
         """Give the run's lease back (its actor stopped here); best effort: a lease that
         is not released expires. Returns False, keeping the lease, while messages from
         other processes wait for the run in the inbox (see `take_messages`)."""
+        if self._claiming is None:
+            return await self._release(run_id)
+        async with self._claiming:
+            # A timer of the run was just claimed here, and delivered to an actor that
+            # must now start: keep the lease for it (released, another process could
+            # take the run first, and the delivered timer would be lost here).
+            if run_id in self._claimed and run_id in self._leases:
+                self._claimed.discard(run_id)
+                return False
+            return await self._release(run_id)
+
+    async def _release(self, run_id: str) -> bool:
         epoch = self._leases.get(run_id)
         pool = self._pool
         if epoch is None or pool is None or self._closed:
@@ -438,9 +462,10 @@ class PostgresEventLog:
                 cur = await conn.execute(
                     f"UPDATE {s}.runs SET owner = NULL, lease_until = NULL "
                     "WHERE run_id = %s AND owner = %s AND epoch = %s "
-                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s) "
+                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s "
+                    "AND (taken_by IS NULL OR taken_by <> %s)) "
                     "RETURNING 1",
-                    (run_id, self.owner, epoch, run_id),
+                    (run_id, self.owner, epoch, run_id, self.owner),
                 )
                 if await cur.fetchone() is None:
                     cur = await conn.execute(
@@ -449,7 +474,8 @@ class PostgresEventLog:
                     )
                     if await cur.fetchone() is not None:
                         return False  # still ours, and messages wait for it
-        self._leases.pop(run_id, None)
+        if self._leases.get(run_id) == epoch:  # (not a lease taken again meanwhile)
+            del self._leases[run_id]
         return True
 
     # -- messages between processes -------------------------------------------------------
@@ -485,29 +511,42 @@ class PostgresEventLog:
         return True
 
     async def take_messages(self, run_id: str) -> list[dict[str, Any]]:
-        """Remove and return, oldest first, the messages queued for a run this log holds."""
+        """Return, oldest first, the messages queued for a run this log holds that no live
+        holder took: new ones, and those a former holder took but never answered (it
+        died or lost the run before `ack_message`). Each carries its ``inbox_id``."""
         if run_id not in self._leases:
             return []
         s = self._schema
         rows = await self._query(
-            f"DELETE FROM {s}.inbox AS i USING {s}.runs AS r "
+            f"UPDATE {s}.inbox AS i SET taken_by = %s FROM {s}.runs AS r "
             "WHERE i.run_id = %s AND r.run_id = i.run_id AND r.owner = %s "
+            "AND (i.taken_by IS NULL OR i.taken_by <> %s) "
             "RETURNING i.id, i.message",
-            (run_id, self.owner),
+            (self.owner, run_id, self.owner, self.owner),
         )
-        return [message for _, message in sorted(rows, key=lambda row: int(row[0]))]
+        return [
+            {**message, "inbox_id": int(id_)}
+            for id_, message in sorted(rows, key=lambda row: int(row[0]))
+        ]
+
+    async def ack_message(self, inbox_id: int) -> None:
+        """Remove a message `take_messages` gave this log: it was applied and answered."""
+        await self._query(
+            f"DELETE FROM {self._schema}.inbox WHERE id = %s AND taken_by = %s RETURNING 1",
+            (inbox_id, self.owner),
+        )
 
     async def withdraw_message(self, run_id: str, token: str) -> bool:
         """Remove a queued message nobody took yet (by its token); False if it was taken."""
         rows = await self._query(
             f"DELETE FROM {self._schema}.inbox WHERE run_id = %s AND message->>'token' = %s "
-            "RETURNING 1",
+            "AND taken_by IS NULL RETURNING 1",
             (run_id, token),
         )
         return bool(rows)
 
     async def notify(self, kind: str, payload: str) -> None:
-        """Send a notice (`listen`'s kinds: inbox, settled, reply) to every process."""
+        """Send a notice (`listen`'s kinds: inbox, settled, reply, work) to every process."""
         await self._query("SELECT pg_notify(%s, %s)", (self._channel(kind), payload))
 
     async def listen(self, callback: Callable[[str, str], None]) -> None:
@@ -525,7 +564,7 @@ class PostgresEventLog:
     async def _listen_forever(
         self, callback: Callable[[str, str], None], ready: asyncio.Future[None]
     ) -> None:
-        kinds = {self._channel(kind): kind for kind in ("inbox", "settled", "reply")}
+        kinds = {self._channel(kind): kind for kind in ("inbox", "settled", "reply", "work")}
         while not self._closed:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
@@ -547,19 +586,109 @@ class PostgresEventLog:
                 await asyncio.sleep(min(self._lease_ttl / 3, 1.0))
 
     async def orphaned_runs(
-        self, *, include_released: bool = False, limit: int = 256
+        self,
+        *,
+        include_released: bool = False,
+        limit: int = 256,
+        targets: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        """Running runs whose lease expired (their process died, paused or closed), oldest
-        update first; with `include_released`, also those nobody holds (whose process let
-        them go while they waited: at start-up, a process looks at those too)."""
+        """Running runs (and runs with messages waiting in the inbox) whose lease expired
+        (their process died, paused or closed, or a client handed the run to the
+        workers), oldest update first; with
+        `include_released`, also those nobody holds (whose process let them go while they
+        waited: at start-up, a process looks at those too). With `targets`, only runs of
+        those targets (the ones this process can drive)."""
         released = "OR owner IS NULL" if include_released else ""
+        s = self._schema
         rows = await self._query(
-            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
-            f"WHERE status = 'running' AND (lease_until < now() {released}) "
+            f"SELECT {_RUN_COLUMNS} FROM {s}.runs AS r "
+            f"WHERE (status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i "
+            "WHERE i.run_id = r.run_id)) "
+            f"AND (lease_until < now() {released}) "
+            "AND (%s::text[] IS NULL OR target = ANY(%s::text[])) "
             "ORDER BY updated_at, run_id LIMIT %s",
-            (limit,),
+            (targets, targets, limit),
         )
         return [_run_info(row) for row in rows]
+
+    # -- worker processes ------------------------------------------------------------------
+
+    async def claim_handed_over(self, targets: Sequence[str], limit: int = 64) -> list[str]:
+        """Lease to this log up to `limit` runs of `targets` whose lease ended (handed
+        over by a client, or left by a dead process) and that need a driver (running, or
+        with messages waiting), locked with ``FOR UPDATE SKIP LOCKED``: processes that
+        look at once each get different runs, and none starts an actor for a run another
+        one got (its waiters there would be told the run was lost)."""
+        if self._read_only or not targets:
+            return []
+        s = self._schema
+        rows = await self._query(
+            f"""WITH free AS (
+                SELECT run_id FROM {s}.runs AS r
+                WHERE (status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i
+                    WHERE i.run_id = r.run_id))
+                  AND lease_until < now() AND target = ANY(%s::text[])
+                ORDER BY updated_at, run_id LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {s}.runs AS r SET owner = %s, epoch = r.epoch + 1,
+                lease_until = now() + %s * interval '1 second'
+            FROM free WHERE r.run_id = free.run_id
+            RETURNING r.run_id, r.epoch""",
+            (list(targets), limit, self.owner, self._lease_ttl),
+        )
+        for run_id, epoch in rows:
+            self._leases[run_id] = int(epoch)
+            self._lost.discard(run_id)
+        if rows:
+            self._start_renewing()
+        return [run_id for run_id, _ in rows]
+
+    async def register_worker(self, targets: dict[str, str]) -> None:
+        """Record that this process drives runs of `targets` ({name: kind}); the record
+        is kept fresh with the leases, and removed on `close`."""
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        await self._query(
+            f"INSERT INTO {self._schema}.workers (owner, targets, seen) VALUES (%s, %s, now()) "
+            "ON CONFLICT (owner) DO UPDATE SET targets = excluded.targets, seen = now() "
+            "RETURNING 1",
+            (self.owner, Jsonb(dict(targets))),
+        )
+        self._worker = True
+        self._start_renewing()
+
+    async def served_kind(self, target: str) -> str | None:
+        """The kind (function or workflow) of `target` as the worker processes that serve
+        it recorded it, the most recently seen first; None if no worker ever served it."""
+        if "\x00" in target:
+            return None
+        rows = await self._query(
+            f"SELECT targets->>%s FROM {self._schema}.workers WHERE targets ? %s "
+            "ORDER BY seen DESC LIMIT 1",
+            (target, target),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def workers(self) -> list[tuple[str, dict[str, str], float]]:
+        """(owner, {target: kind}, seconds since last seen) of every recorded worker."""
+        rows = await self._query(
+            f"SELECT owner, targets, extract(epoch FROM now() - seen) "
+            f"FROM {self._schema}.workers ORDER BY owner"
+        )
+        return [(owner, dict(targets), float(age)) for owner, targets, age in rows]
+
+    async def hand_over(self, run_id: str, target: str) -> None:
+        """Give a run this log started (and holds) to the workers: its lease ends at once
+        (expired: a worker's watch takes it over) and the workers are told now."""
+        epoch = self._leases.pop(run_id, None)
+        s = self._schema
+        await self._query(
+            f"UPDATE {s}.runs SET lease_until = '-infinity' "
+            "WHERE run_id = %s AND owner = %s AND epoch = %s RETURNING 1",
+            (run_id, self.owner, epoch),
+        )
+        await self.notify("work", f"{target}\n{run_id}")
 
     def held_leases(self) -> dict[str, int]:
         """The runs this log holds a lease on, with the lease's epoch."""
@@ -572,28 +701,52 @@ class PostgresEventLog:
             )
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ttl / 3)
-            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
-                await self.renew_leases()
+        # On a connection of its own: renewals must not queue behind a busy pool's
+        # appends (1,000 runs in flight would let their own leases expire).
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self._lease_ttl / 3)
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                    await self.renew_leases(conn)
+                except (psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                await conn.close()
 
-    async def renew_leases(self) -> None:
-        """Extend every lease this log holds, in one UPDATE; a run missing from its answer
-        is lost at once (its next append raises `LeaseLostError` without asking)."""
+    async def renew_leases(self, conn: psycopg.AsyncConnection[Any] | None = None) -> None:
+        """Extend every lease this log holds, in one UPDATE (on `conn`, else a pooled
+        connection); a run missing from its answer (another process took it over: its
+        epoch changed) is lost at once (its next append raises `LeaseLostError` without
+        asking). A lease that expired but that nobody took over is extended. A worker's
+        record (`register_worker`) is refreshed too."""
+        if conn is None:
+            pool = await self._connections()
+            async with pool.connection() as pooled:
+                await self.renew_leases(pooled)
+            return
+        if self._worker:
+            await conn.execute(
+                f"UPDATE {self._schema}.workers SET seen = now() WHERE owner = %s",
+                (self.owner,),
+            )
         if not self._leases:
             return
         held = dict(self._leases)
-        pool = await self._connections()
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE {self._schema}.runs AS r "
-                "SET lease_until = now() + %s * interval '1 second' "
-                "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
-                "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
-                "AND r.lease_until > now() RETURNING r.run_id",
-                (self._lease_ttl, list(held), list(held.values()), self.owner),
-            )
-            renewed = {row[0] for row in await cur.fetchall()}
+        cur = await conn.execute(
+            f"UPDATE {self._schema}.runs AS r "
+            "SET lease_until = now() + %s * interval '1 second' "
+            "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+            "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
+            "RETURNING r.run_id",
+            (self._lease_ttl, list(held), list(held.values()), self.owner),
+        )
+        renewed = {row[0] for row in await cur.fetchall()}
         for run_id, epoch in held.items():
             if run_id not in renewed and self._leases.get(run_id) == epoch:
                 del self._leases[run_id]
@@ -623,6 +776,12 @@ class PostgresEventLog:
             with contextlib.suppress(BaseException):
                 await renewer
         if pool is not None:
+            if self._worker:
+                with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                    async with pool.connection() as conn:
+                        await conn.execute(
+                            f"DELETE FROM {self._schema}.workers WHERE owner = %s", (self.owner,)
+                        )
             if self._leases:
                 # Hand the runs back at once rather than after the leases expire.
                 with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
@@ -692,6 +851,44 @@ class PostgresEventLog:
         )
         return [_run_info(row) for row in rows]
 
+    async def page_runs(
+        self,
+        *,
+        status: RunStatus | None,
+        target: str | None,
+        contains: str | None,
+        before: tuple[float, str] | None,
+        since: float | None,
+        limit: int,
+    ) -> list[RunInfo]:
+        """Up to `limit` runs, newest first, created before `before` (created, run id) and at
+        or after `since`, whose run id, target or idempotency key contains `contains` (any
+        case). A keyset walk down ``runs_by_status``/``runs_by_created``: it stops once
+        `limit` rows match instead of reading every run; a text that few runs contain is
+        looked up in the ``runs_text`` trigram index where the server has ``pg_trgm``."""
+        await self._connections()
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"page_runs: unknown status {status!r}")
+        if any(v is not None and "\x00" in v for v in (target, contains)):
+            return []
+        pattern = None
+        if contains is not None:
+            low = contains.lower()
+            escaped = low.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+        created, run_id = before if before is not None else (None, None)
+        bounds = (status, status, target, target, created, created, run_id, since, since)
+        rows = await self._query(
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs "
+            "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR target = %s) "
+            "AND (%s::float8 IS NULL OR (created_at, run_id) < (%s, %s)) "
+            "AND (%s::float8 IS NULL OR created_at >= %s) "
+            f"AND (%s::text IS NULL OR {_RUN_TEXT} LIKE %s) "
+            "ORDER BY created_at DESC, run_id DESC LIMIT %s",
+            (*bounds, pattern, pattern, limit),
+        )
+        return [_run_info(row) for row in rows]
+
     async def lookup_idempotency(self, key: str) -> IdempotencyRecord | None:
         if "\x00" in key:
             await self._connections()
@@ -713,6 +910,84 @@ class PostgresEventLog:
             (now, limit),
         )
         return [TimerEntry(due_at=d, run_id=r, timer_id=t) for d, r, t in rows]
+
+    async def claim_due_timers(
+        self,
+        now: float,
+        limit: int = 256,
+        *,
+        targets: Sequence[str] | None = None,
+        runs: Sequence[str] | None = None,
+    ) -> list[TimerEntry]:
+        """The timers due at `now` of runs this process may drive, their leases taken.
+
+        A run qualifies if this log holds its lease, or nobody holds it (released, or
+        expired: its process died or stopped renewing); with `targets`, only runs of those
+        targets, with `runs`, only those runs. Qualifying runs are locked with ``FOR UPDATE
+        SKIP LOCKED`` and leased to this log in the same statement, so two processes
+        polling at once never both get a run: each due timer goes to one process, which
+        drives its run (a run another process holds keeps its timers there).
+        """
+        if limit < 0:
+            raise ValueError(f"claim_due_timers: limit {limit} must be >= 0")
+        if self._read_only:
+            raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
+        if self._claiming is None:
+            self._claiming = asyncio.Lock()
+        async with self._claiming:
+            return await self._claim_due(now, limit, targets, runs)
+
+    async def _claim_due(
+        self, now: float, limit: int, targets: Sequence[str] | None, runs: Sequence[str] | None
+    ) -> list[TimerEntry]:
+        s = self._schema
+        rows = await self._query(
+            f"""WITH free AS (
+                SELECT r.run_id, (r.owner = %(me)s AND r.lease_until > now()) AS mine
+                FROM {s}.runs AS r
+                WHERE r.run_id IN (SELECT t.run_id FROM {s}.timers AS t WHERE t.due_at <= %(now)s)
+                  AND (r.owner IS NULL OR r.owner = %(me)s OR r.lease_until < now())
+                  AND (%(targets)s::text[] IS NULL OR r.target = ANY(%(targets)s::text[]))
+                  AND (%(runs)s::text[] IS NULL OR r.run_id = ANY(%(runs)s::text[]))
+                ORDER BY r.updated_at, r.run_id
+                LIMIT %(limit)s
+                FOR UPDATE OF r SKIP LOCKED
+            ), taken AS (
+                UPDATE {s}.runs AS r SET owner = %(me)s,
+                    epoch = CASE WHEN f.mine THEN r.epoch ELSE r.epoch + 1 END,
+                    lease_until = now() + %(ttl)s * interval '1 second'
+                FROM free AS f WHERE r.run_id = f.run_id
+                RETURNING r.run_id, r.epoch
+            )
+            SELECT t.due_at, t.run_id, t.timer_id, k.epoch
+            FROM {s}.timers AS t JOIN taken AS k ON k.run_id = t.run_id
+            WHERE t.due_at <= %(now)s
+            ORDER BY t.due_at, t.run_id, t.timer_id""",
+            {
+                "me": self.owner,
+                "now": now,
+                "targets": None if targets is None else list(targets),
+                "runs": None if runs is None else list(runs),
+                "limit": limit,
+                "ttl": self._lease_ttl,
+            },
+        )
+        entries: list[TimerEntry] = []
+        for due_at, run_id, timer_id, epoch in rows:
+            self._leases[run_id] = int(epoch)
+            self._lost.discard(run_id)
+            entries.append(TimerEntry(due_at=due_at, run_id=run_id, timer_id=timer_id))
+        self._claimed = {entry.run_id for entry in entries}
+        if entries:
+            self._start_renewing()
+        return entries
+
+    async def next_timer_after(self, now: float) -> float | None:
+        """When the first timer due after `now` is due (any run's), or None."""
+        rows = await self._query(
+            f"SELECT min(due_at) FROM {self._schema}.timers WHERE due_at > %s", (now,)
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def next_timer(self) -> TimerEntry | None:
         rows = await self._query(
@@ -765,6 +1040,26 @@ def _conflict(run_id: str, expected: int, actual: int) -> SequenceConflictError:
         expected=expected,
         actual=actual,
     )
+
+
+#: The searchable text of a run, lower-cased: the expression the ``runs_text`` index holds.
+_RUN_TEXT = "lower(run_id || ' ' || target || ' ' || coalesce(idempotency_key, ''))"
+
+
+async def _ensure_text_index(conn: Any, schema: str) -> None:
+    """The trigram index of the runs' searchable text (`page_runs`), where the server has the
+    ``pg_trgm`` extension (trusted: a database owner may create it). Without it the text
+    filter still works, by reading the runs in order. Inside the open's transaction, in a
+    savepoint: a server without the extension leaves the store as it was."""
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS runs_text ON {schema}.runs "
+                f"USING gin (({_RUN_TEXT}) gin_trgm_ops)"
+            )
+    except psycopg.Error:
+        return
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:

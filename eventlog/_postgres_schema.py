@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -86,6 +86,35 @@ def create_statements(s: str) -> list[str]:
     ]
 
 
+def _append_tail(s: str) -> str:
+    """What every layout's ``append`` does once the run's row accepted the batch: claim
+    the idempotency key, insert the events, update the timers."""
+    return f"""            IF p_key IS NOT NULL THEN
+                INSERT INTO {s}.idempotency AS i (key, run_id, input_digest)
+                VALUES (p_key, p_run, p_digest)
+                ON CONFLICT (key) DO UPDATE SET input_digest = excluded.input_digest
+                WHERE i.run_id = excluded.run_id;
+                IF NOT FOUND THEN
+                    SELECT run_id, input_digest INTO holder FROM {s}.idempotency
+                    WHERE key = p_key;
+                    RAISE EXCEPTION USING ERRCODE = '{KEY_TAKEN_SQLSTATE}',
+                        MESSAGE = holder.run_id, DETAIL = holder.input_digest;
+                END IF;
+            END IF;
+            INSERT INTO {s}.events (run_id, seq, body)
+            SELECT p_run, p_expected + t.n - 1, t.body
+            FROM unnest(p_bodies) WITH ORDINALITY AS t(body, n);
+            IF cardinality(p_timers_removed) > 0 THEN
+                DELETE FROM {s}.timers
+                WHERE run_id = p_run AND timer_id = ANY(p_timers_removed);
+            END IF;
+            IF cardinality(p_timer_ids) > 0 THEN
+                INSERT INTO {s}.timers (run_id, timer_id, due_at)
+                SELECT p_run, t.id, t.due FROM unnest(p_timer_ids, p_timer_dues) AS t(id, due);
+            END IF;
+"""
+
+
 def _append_v1(s: str) -> str:
     return f"""CREATE FUNCTION {s}.append(
             p_run text, p_expected bigint, p_status text,
@@ -128,30 +157,7 @@ def _append_v1(s: str) -> str:
                     RETURN 'conflict ' || coalesce(actual, 0);
                 END IF;
             END IF;
-            IF p_key IS NOT NULL THEN
-                INSERT INTO {s}.idempotency AS i (key, run_id, input_digest)
-                VALUES (p_key, p_run, p_digest)
-                ON CONFLICT (key) DO UPDATE SET input_digest = excluded.input_digest
-                WHERE i.run_id = excluded.run_id;
-                IF NOT FOUND THEN
-                    SELECT run_id, input_digest INTO holder FROM {s}.idempotency
-                    WHERE key = p_key;
-                    RAISE EXCEPTION USING ERRCODE = '{KEY_TAKEN_SQLSTATE}',
-                        MESSAGE = holder.run_id, DETAIL = holder.input_digest;
-                END IF;
-            END IF;
-            INSERT INTO {s}.events (run_id, seq, body)
-            SELECT p_run, p_expected + t.n - 1, t.body
-            FROM unnest(p_bodies) WITH ORDINALITY AS t(body, n);
-            IF cardinality(p_timers_removed) > 0 THEN
-                DELETE FROM {s}.timers
-                WHERE run_id = p_run AND timer_id = ANY(p_timers_removed);
-            END IF;
-            IF cardinality(p_timer_ids) > 0 THEN
-                INSERT INTO {s}.timers (run_id, timer_id, due_at)
-                SELECT p_run, t.id, t.due FROM unnest(p_timer_ids, p_timer_dues) AS t(id, due);
-            END IF;
-            RETURN 'ok';
+{_append_tail(s)}            RETURN 'ok';
         END
         $fn$"""
 
@@ -224,30 +230,7 @@ def _append_v2(s: str) -> str:
                     RETURN 'conflict ' || cur.next_seq;
                 END IF;
             END IF;
-            IF p_key IS NOT NULL THEN
-                INSERT INTO {s}.idempotency AS i (key, run_id, input_digest)
-                VALUES (p_key, p_run, p_digest)
-                ON CONFLICT (key) DO UPDATE SET input_digest = excluded.input_digest
-                WHERE i.run_id = excluded.run_id;
-                IF NOT FOUND THEN
-                    SELECT run_id, input_digest INTO holder FROM {s}.idempotency
-                    WHERE key = p_key;
-                    RAISE EXCEPTION USING ERRCODE = '{KEY_TAKEN_SQLSTATE}',
-                        MESSAGE = holder.run_id, DETAIL = holder.input_digest;
-                END IF;
-            END IF;
-            INSERT INTO {s}.events (run_id, seq, body)
-            SELECT p_run, p_expected + t.n - 1, t.body
-            FROM unnest(p_bodies) WITH ORDINALITY AS t(body, n);
-            IF cardinality(p_timers_removed) > 0 THEN
-                DELETE FROM {s}.timers
-                WHERE run_id = p_run AND timer_id = ANY(p_timers_removed);
-            END IF;
-            IF cardinality(p_timer_ids) > 0 THEN
-                INSERT INTO {s}.timers (run_id, timer_id, due_at)
-                SELECT p_run, t.id, t.due FROM unnest(p_timer_ids, p_timer_dues) AS t(id, due);
-            END IF;
-            RETURN 'ok ' || new_epoch;
+{_append_tail(s)}            RETURN 'ok ' || new_epoch;
         END
         $fn$"""
 
@@ -278,4 +261,13 @@ def migration_statements(s: str, version: int) -> list[str]:
             message jsonb NOT NULL)""",
             f"CREATE INDEX inbox_by_run ON {s}.inbox (run_id, id)",
         ]
+    if version == 4:  # worker processes and the targets they serve ({name: kind})
+        return [
+            f"""CREATE TABLE {s}.workers (
+            owner text PRIMARY KEY,
+            targets jsonb NOT NULL,
+            seen timestamptz NOT NULL)""",
+        ]
+    if version == 5:  # a message stays in the inbox, marked taken, until it is answered
+        return [f"ALTER TABLE {s}.inbox ADD COLUMN taken_by text"]
     raise ValueError(f"no migration to layout version {version}")

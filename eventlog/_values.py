@@ -4,7 +4,7 @@
 `fresh` turns a stored value into plain JSON (a datetime its ISO text, a
 dataclass its fields). `restore` goes one step further where user code declares
 a type (a task's return annotation, a parameter's annotation): it rebuilds that
-type with the event codec's cattrs converter. Which types are rebuilt is decided
+type with a cattrs converter (made on first use). Which types are rebuilt is decided
 once, when a function is decorated (`declared_type`): annotations that name no
 rebuildable type (``dict[str, Any]``, ``int | str``, ``Any``) give plain JSON,
 exactly as before.
@@ -27,7 +27,6 @@ from typing import Any
 
 import attrs
 
-from perdure.eventlog._codec import converter
 from perdure.eventlog._errors import SerializationError
 from perdure.eventlog._json import fresh
 
@@ -55,19 +54,29 @@ def _structure_scalar(value: Any, cls: type) -> Any:
     return parse(value)
 
 
-converter.register_structure_hook_func(
-    lambda cls: _scalar_parser(cls) is not None, _structure_scalar
-)
-
-
 def _is_pydantic_model(cls: Any) -> bool:
     pydantic = sys.modules.get("pydantic")
     return pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
 
 
-converter.register_structure_hook_func(
-    _is_pydantic_model, lambda value, cls: cls.model_validate(value)
-)
+_converter: list[Any] = []  # the cattrs converter, made on first use (importing cattrs is slow)
+
+
+def converter() -> Any:
+    """The cattrs converter that rebuilds declared types (made on first use: `import
+    perdure` does not pay for cattrs; only code that declares such types does)."""
+    if not _converter:
+        import cattrs
+
+        made = cattrs.Converter(detailed_validation=False)
+        made.register_structure_hook_func(
+            lambda cls: _scalar_parser(cls) is not None, _structure_scalar
+        )
+        made.register_structure_hook_func(
+            _is_pydantic_model, lambda value, cls: cls.model_validate(value)
+        )
+        _converter.append(made)
+    return _converter[0]
 
 
 def _rebuildable(hint: Any, seen: set[int]) -> bool:
@@ -180,7 +189,7 @@ def rebuild(plain: Any, hint: Any, what: str = "value") -> Any:
         if hint is None:
             return plain
     try:
-        return converter.structure(plain, hint)
+        return converter().structure(plain, hint)
     except Exception as exc:
         name = _type_name(hint)
         raise SerializationError(

@@ -39,7 +39,7 @@ from perdure.runtime._handle import RunHandle
 from perdure.runtime._mockclock import MockClock
 from perdure.runtime._outcome import INTERRUPT_KEY, Outcome, settled_outcome
 from perdure.runtime._registry import Registry, default_registry
-from perdure.runtime._runtime import Runtime
+from perdure.runtime._runtime import MISSING, Runtime
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import (
     StoreKey,
@@ -51,6 +51,7 @@ from perdure.runtime._store import (
 )
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Closed, Committed, Custom, Settled, Subscription, Update
+from perdure.runtime._worker import import_app, run_worker, serve_worker
 
 if TYPE_CHECKING:
     from perdure.runtime._replay_report import ReplayResult, ReplaySummary
@@ -73,6 +74,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MISSING",
+    "import_app",
+    "run_worker",
+    "serve_worker",
     "DEFAULT_PATH",
     "open_store",
     "same_store",

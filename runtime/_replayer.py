@@ -79,6 +79,18 @@ class _ReplayActor:
             self.asked.append((position, step.describe() if step else "a durable sleep"))
         return self.stall()
 
+    def receive_waiter(self, position: str) -> asyncio.Future[Any]:
+        """A child task of the body waits on a receive the log does not settle: it stays
+        pending (another side of its race may win); if nothing else can, the replay ends."""
+        if all(asked != position for asked, _ in self.asked):
+            step = self.state.steps.get(position)
+            self.asked.append((position, step.describe() if step else "a receive()"))
+        return self.stall()
+
+    def park_receive(self, position: str) -> asyncio.Future[Any] | None:
+        """The body's own `receive()` the log does not settle: the replay ends there."""
+        return None
+
     def stall(self) -> asyncio.Future[None]:
         """A future that never completes, for a child task waiting on what the log lacks."""
         fut: asyncio.Future[None] = self.loop.create_future()
@@ -99,6 +111,8 @@ class _ReplayActor:
         elif isinstance(message, SleepRequest):
             self.asked.append((message.position, f"a durable sleep of {message.seconds:g} s"))
         elif isinstance(message, ReceiveRequest):
+            if any(asked == message.position for asked, _ in self.asked):
+                return  # a child task's `areceive()`: noted by `receive_waiter`
             self.asked.append((message.position, f"receive() on topic {message.topic!r}"))
         elif isinstance(message, PublishEvent):
             self.asked.append((message.position, f"set_event({message.key!r})"))

@@ -12,10 +12,12 @@ import asyncio
 import contextvars
 import functools
 import json
+import math
 import os
 import secrets
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
@@ -46,7 +48,9 @@ from perdure.eventlog import (
     LeaseLostError,
     PerdureError,
     RunInfo,
+    RunStarted,
     RunStatus,
+    SequenceConflictError,
     StoreLockedError,
     TimerEntry,
     check_json,
@@ -76,6 +80,13 @@ current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar
 #: framework's request handlers, after its lifespan opened the runtime) finds them
 #: (`perdure.runtime.find_runtime`), and a second runtime on one store is refused.
 open_runtimes: list[Runtime] = []
+
+#: `Runtime.keyed_now`'s "not answered here" (None is a result like any other).
+MISSING: Final = object()
+
+#: On a store shared by processes, how often (seconds) a wait on a run driven elsewhere
+#: reads the run's log, in case the notice that it settled was missed.
+SETTLED_POLL = 2.0
 
 
 class Runtime:
@@ -150,6 +161,9 @@ class Runtime:
         #: token -> the caller of a resume/cancel sent to a run another process drives
         self._remote_replies: dict[str, asyncio.Future[None]] = {}
         self._background_tasks: set[asyncio.Task[None]] = set()
+        #: Runs handed to the workers were announced / are being claimed (see `_claim_work`).
+        self._work_waiting = False
+        self._claiming_work = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Which store this is (see `store_key`); fixed when the runtime opens.
         self.store_key = store_key(log=log, path=self.path)
@@ -215,12 +229,21 @@ class Runtime:
             self._clock,
             self._deliver_timer,
             accept=None if self._recover else self._driven.__contains__,
+            scope=self._timer_scope,
+            poll=min(float(getattr(self._log, "lease_ttl", 2.0)) / 2, 1.0),
         )
         self._host.scheduler = self._scheduler
         self._scheduler.start()
         listen = getattr(self._log, "listen", None)
         if listen is not None:  # a store shared by processes: messages and settled runs
             await listen(self._notice)
+        register = getattr(self._log, "register_worker", None)
+        if register is not None and self._recover and not self._log.read_only:
+            # A worker for the targets registered here: clients without their code
+            # hand such runs to this process (or another worker that has them).
+            await register(
+                {name: self.registry.resolve(name).kind for name in self.registry.names()}
+            )
         self._open = True
         self._token = current_runtime.set(self)
         open_runtimes.append(self)
@@ -280,17 +303,21 @@ class Runtime:
             interval = float(getattr(self.log, "lease_ttl", 10.0)) / 2
             while True:
                 await asyncio.sleep(interval)
+                claim = getattr(self.log, "claim_handed_over", None)
                 try:
-                    runs = await orphaned()
+                    if claim is not None:  # leased here atomically: no race with others
+                        taken = list(await claim(self.registry.names(), 256))
+                    else:
+                        runs = await orphaned(targets=self.registry.names())
+                        taken = [r.run_id for r in runs if self.registry.get(r.target)]
                 except Exception as exc:  # the store is away for a moment: watch on
                     logger.warning("lease watch failed; retrying", error=describe(exc))
                     continue
-                taken = [r for r in runs if self.registry.get(r.target) is not None]
-                for info in taken:
+                for run_id in taken:
                     if self._supervisor is not None:
-                        self._supervisor.post(info.run_id, Wake())
+                        self._supervisor.post(run_id, Wake())
                     if self._scheduler is not None:  # a due timer tried earlier goes again
-                        self._scheduler.forget_run(info.run_id)
+                        self._scheduler.forget_run(run_id)
                 if taken:
                     logger.info("taking over runs whose lease expired", count=len(taken))
 
@@ -347,6 +374,11 @@ class Runtime:
             if self._scheduler is not None:
                 self._scheduler.forget_run(run_id)  # a timer skipped so far is due again
 
+    def _timer_scope(self) -> tuple[list[str], list[str] | None]:
+        """Whose due timers this runtime claims on a shared store: runs of the targets it
+        has code for (without recovery, only among the runs it was asked to drive)."""
+        return self.registry.names(), None if self._recover else list(self._driven)
+
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
             self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
@@ -369,6 +401,13 @@ class Runtime:
             held = getattr(self.log, "held_leases", None)
             if held is not None and payload in held():
                 self._in_background(self._take_messages(payload))
+        elif kind == "work":
+            target, _, _run_id = payload.partition("\n")
+            if self._recover and self.registry.get(target) is not None:
+                self._work_waiting = True
+                if not self._claiming_work:
+                    self._claiming_work = True
+                    self._in_background(self._claim_work())
         elif kind == "settled":
             if payload in self._host.settle_waiters and self._rebuilt_actor(payload) is None:
                 self._in_background(self._settled_elsewhere(payload))
@@ -384,6 +423,26 @@ class Runtime:
                 reply.set_result(None)
             else:
                 reply.set_exception(_remote_error(answer, payload))
+
+    async def _claim_work(self) -> None:
+        """Take runs handed to the workers, a batch at a time, while notices come: each
+        is leased to one worker (``SKIP LOCKED``), so workers do not race for them."""
+        claim = getattr(self.log, "claim_handed_over", None)
+        try:
+            while claim is not None and self._work_waiting and self._open:
+                self._work_waiting = False
+                try:
+                    taken = await claim(self.registry.names())
+                except Exception as exc:
+                    logger.warning("could not claim handed-over runs", error=describe(exc))
+                    return
+                for run_id in taken:
+                    if self._supervisor is not None:
+                        self._supervisor.post(run_id, Wake())
+                if len(taken) >= 64:
+                    self._work_waiting = True  # a full batch: there may be more
+        finally:
+            self._claiming_work = False
 
     async def _settled_elsewhere(self, run_id: str) -> None:
         """Another process settled a run waited on here: its waiters get the outcome."""
@@ -415,13 +474,20 @@ class Runtime:
             elif message.get("kind") == "cancel":
                 reason = str(message.get("reason", "cancelled by request"))
                 self._supervisor.post(run_id, Cancel(reason=reason, reply=reply))
+            elif message.get("kind") == "continue":
+                strict = message.get("strict") is not False
+                self._supervisor.post(run_id, Continue(reply=reply, strict=strict))
             else:
                 continue
-            reply.add_done_callback(functools.partial(self._answer, token, run_id))
+            inbox_id = message.get("inbox_id")
+            reply.add_done_callback(functools.partial(self._answer, token, run_id, inbox_id))
 
-    def _answer(self, token: str, run_id: str, done: asyncio.Future[None]) -> None:
-        """Tell the process that sent a message how it went."""
+    def _answer(self, token: str, run_id: str, inbox_id: Any, done: asyncio.Future[None]) -> None:
+        """Tell the process that sent a message how it went, and remove the message (until
+        then, a process that takes the run over after this one died applies it)."""
         error = None if done.cancelled() else done.exception()
+        if isinstance(error, LeaseLostError):
+            return  # not applied here: the process that took the run over answers it
         answer: dict[str, Any] = {"token": token, "run_id": run_id, "error": None}
         if done.cancelled() or error is not None:
             answer["error"] = "cancelled" if error is None else type(error).__name__
@@ -429,6 +495,9 @@ class Runtime:
         notify = getattr(self.log, "notify", None)
         if notify is not None and self._open:
             self._in_background(notify("reply", json.dumps(answer)))
+            ack = getattr(self.log, "ack_message", None)
+            if ack is not None and isinstance(inbox_id, int) and not done.cancelled():
+                self._in_background(ack(inbox_id))
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
         """Nobody can run or park this run now: callers waiting on it get `error`."""
@@ -475,6 +544,7 @@ class Runtime:
         idempotency_key: str | None = None,
         config: dict[str, Any] | None = None,
         commit_start: bool = True,
+        deadline: datetime | float | None = None,
     ) -> RunHandle:
         """Start a run of a function (input: dict of keyword arguments) or a workflow (any JSON).
 
@@ -491,6 +561,9 @@ class Runtime:
             as `run` does; only for a caller that waits for the run's outcome
             right away, since a crash before that commit leaves no trace of the
             run. An idempotency key always commits the start first.
+        deadline: a timezone-aware `datetime`, or unix seconds on the runtime's
+            clock: the run is cancelled if it is not done by then (a durable
+            timer; the earlier of it and the target's own timeout wins).
         """
         return await self._start(
             target,
@@ -499,6 +572,7 @@ class Runtime:
             idempotency_key=idempotency_key,
             durable=commit_start,
             config=config,
+            deadline=_deadline(deadline),
         )
 
     async def _start(
@@ -510,12 +584,25 @@ class Runtime:
         idempotency_key: str | None,
         durable: bool,
         config: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> RunHandle:
         """`start`; with `durable=False` the start is committed with the run's first result.
 
         config: a workflow invocation's caller config (see `RunStarted.config`).
         """
         supervisor = self._require_open()
+        if isinstance(target, str) and self.registry.get(target) is None:
+            served = getattr(self.log, "served_kind", None)
+            kind = await served(check_id("target", target)) if served is not None else None
+            if kind is not None:
+                return await self._start_elsewhere(
+                    target,
+                    kind,
+                    input,
+                    run_id=run_id,
+                    idempotency_key=idempotency_key,
+                    config=config,
+                )
         spec = self.registry.resolve(target)
         if input is None and spec.kind == "function":
             input = {}
@@ -546,6 +633,7 @@ class Runtime:
                 new_invocation=True,
                 durable=durable or idempotency_key is not None,
                 config=config or {},
+                deadline=deadline,
             ),
         )
         try:
@@ -557,14 +645,75 @@ class Runtime:
             )
         return RunHandle(self, run_id, spec.name)
 
-    async def _attach(
-        self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec
+    async def _start_elsewhere(
+        self,
+        target: str,
+        kind: str,
+        input: Any,
+        *,
+        run_id: str | None,
+        idempotency_key: str | None,
+        config: dict[str, Any] | None,
     ) -> RunHandle:
+        """Start a run of a target this process has no code for, on a store shared by
+        processes: its start is recorded here and the run handed to the worker processes
+        that serve the target (see `PostgresEventLog.register_worker`)."""
+        if kind == "function" and input is None:
+            input = {}
+        if kind == "function" and not isinstance(input, dict):
+            raise TypeError(
+                f"function {target!r} takes a dict of keyword arguments as input, "
+                f"got {type(input).__name__}"
+            )
+        input = check_json(input, "input", where=f"input of {target!r} cannot be stored")
+        if config:
+            check_json(config, "config", where=f"config of {target!r} cannot be stored")
+        input_digest = digest(input)
+        if idempotency_key is not None:
+            check_id("idempotency_key", idempotency_key)
+            held = await self.log.lookup_idempotency(idempotency_key)
+            if held is not None:
+                return await self._attach(
+                    idempotency_key, held.run_id, held.input_digest, input_digest, target
+                )
+        run_id = check_id("run_id", run_id) if run_id is not None else new_run_id()
+        started = RunStarted(
+            run_id=run_id,
+            seq=0,
+            ts=self._clock.now(),
+            target=target,
+            kind=kind,  # type: ignore[arg-type]
+            input=input,
+            input_digest=input_digest,
+            idempotency_key=idempotency_key,
+            trace_context=caller_context(),
+            config=config or {},
+        )
+        try:
+            await self.log.append(run_id, 0, [started])
+        except IdempotencyKeyTakenError as exc:
+            assert idempotency_key is not None
+            return await self._attach(
+                idempotency_key, exc.existing_run_id, exc.existing_digest, input_digest, target
+            )
+        except SequenceConflictError:
+            raise InvalidResumeError(
+                f"run {run_id!r} already exists; a new invocation of an existing thread "
+                f"needs the code of {target!r} in this process",
+                run_id=run_id,
+            ) from None
+        await self.log.hand_over(run_id, target)  # type: ignore[attr-defined]
+        return RunHandle(self, run_id, target)
+
+    async def _attach(
+        self, key: str, run_id: str, held: str, wanted: str, spec: TargetSpec | str
+    ) -> RunHandle:
+        name = spec if isinstance(spec, str) else spec.name
         info = await self.log.get_run(run_id)
-        if info is not None and info.target != spec.name:
+        if info is not None and info.target != name:
             raise IdempotencyConflictError(
                 f"idempotency key {key!r} is held by run {run_id!r} of {info.target!r}, "
-                f"not {spec.name!r}; a key names one operation — use a new key",
+                f"not {name!r}; a key names one operation — use a new key",
                 key=key,
                 run_id=run_id,
             )
@@ -575,7 +724,7 @@ class Runtime:
                 key=key,
                 run_id=run_id,
             )
-        return RunHandle(self, run_id, spec.name)
+        return RunHandle(self, run_id, name)
 
     async def handle(self, run_id: str) -> RunHandle:
         """A `RunHandle` for a run already in the store (started here, elsewhere, or earlier).
@@ -718,7 +867,8 @@ class Runtime:
         ``strict=False`` (what a workflow's ``invoke(None)`` does): then it is
         left as it is.
         """
-        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict))
+        remote = {"kind": "continue", "strict": strict}
+        await self._ask(run_id, lambda reply: Continue(reply=reply, strict=strict), remote)
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> None:
         """Cancel a run; a settled run is left as it is. `continue_run` can reopen it later."""
@@ -732,6 +882,61 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         return await self.log.get_run(check_id("run_id", run_id))
+
+    # -- answers already in the store, for sync callers on other threads ---------------------
+
+    def completed_now(self, run_id: str) -> Outcome | None:
+        """The outcome of a run the store already holds as completed, or None.
+
+        Callable from any thread and never waits: it reads the store directly
+        (stores that can, LMDB; others give None), so a sync caller whose
+        answer is durable already need not cross into the runtime's loop. None
+        means "ask the usual way" (the run is unknown, not completed, or its
+        latest acknowledged events are not readable yet).
+        """
+        peek = getattr(self.log, "completed_now", None)
+        if not self._open or peek is None or not isinstance(run_id, str):
+            return None
+        found = peek(run_id)
+        if found is None:
+            return None
+        info, event = found
+        return Outcome(run_id=run_id, target=info.target, status="completed", result=event.result)
+
+    def keyed_now(self, target: Any, input: Any, idempotency_key: str) -> Any:
+        """`run(target, input, idempotency_key=...)` answered from the store, or `MISSING`.
+
+        Like `completed_now`: any thread, no waiting. Only a key whose run
+        completed, with the same target and input, is answered here; everything
+        else (a new key, a conflict, a failed or running run, bad input) returns
+        `MISSING` so that `run` decides and raises as usual.
+        """
+        peek = getattr(self.log, "keyed_completed_now", None)
+        if not self._open or peek is None or not isinstance(idempotency_key, str):
+            return MISSING
+        # Read-only lookups here (this is not the loop's thread): a target that `run` would
+        # have to register or refuse goes the usual way.
+        name = target if isinstance(target, str) else getattr(target, "__perdure_target__", None)
+        spec = self.registry.get(name if isinstance(name, str) else getattr(name, "name", ""))
+        if spec is None or (not isinstance(target, str) and spec is not name):
+            return MISSING
+        try:
+            if input is None and spec.kind == "function":
+                input = {}
+            spec.validate_input(input)
+            wanted = digest(check_json(input, "input"))
+        except Exception:  # bad input: `run` raises it with its own message
+            return MISSING
+        found = peek(idempotency_key)
+        if found is None:
+            return MISSING
+        held, info, event = found
+        if held.input_digest != wanted or info.target != spec.name:
+            return MISSING
+        completed = Outcome(
+            run_id=held.run_id, target=info.target, status="completed", result=event.result
+        )
+        return completed.unwrap(spec.result_type)
 
     async def list_runs(
         self,
@@ -777,11 +982,13 @@ class Runtime:
             outcome = live_outcome(actor, []) if actor is not None else settled_outcome(state)
             if outcome is not None:
                 return outcome
-            if timeout is None:
+            if timeout is None and not self._shared_store():
                 return await fut
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+                return await self._settled(run_id, fut, timeout)
             except TimeoutError:
+                if timeout is None:
+                    raise
                 raise RunTimeoutError(
                     f"run {run_id!r} did not settle within {timeout} s; it keeps running — "
                     f"wait on it again with its id",
@@ -794,6 +1001,35 @@ class Runtime:
                 waiters.remove(fut)
                 if not waiters:
                     del settle_waiters[run_id]
+
+    def _shared_store(self) -> bool:
+        return hasattr(self._log, "listen")
+
+    async def _settled(
+        self, run_id: str, fut: asyncio.Future[Outcome], timeout: float | None
+    ) -> Outcome:
+        """`fut`'s outcome, within `timeout` (None: no limit). On a store shared by
+        processes the run's log is also read every `SETTLED_POLL` seconds while no live
+        actor here drives it: a waiter that missed the notice of another process (the
+        listening connection dropped, the notifier died after its commit) still learns
+        that the run settled."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            slice_ = left
+            if self._shared_store():
+                slice_ = SETTLED_POLL if left is None else min(left, SETTLED_POLL)
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), slice_)
+            except TimeoutError:
+                if not self._shared_store() or self._rebuilt_actor(run_id) is not None:
+                    continue
+                outcome = settled_outcome(fold(run_id, await self.log.read(run_id)))
+                if outcome is not None:
+                    return outcome
 
     def subscribe(self, run_id: str) -> Subscription:
         """The run's updates from now on, as a `Subscription` (see `perdure.runtime.Update`).
@@ -813,3 +1049,21 @@ def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:
     if name == "InvalidResumeError":
         return InvalidResumeError(message, run_id=str(answer.get("run_id", "")))
     return PerdureError(f"{name}: {message}")
+
+
+def _deadline(value: datetime | float | None) -> float | None:
+    """A `start(deadline=...)` as unix seconds (None: no deadline)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"deadline={value!r} has no timezone: pass an aware datetime "
+                "(e.g. datetime.now(UTC) + timedelta(minutes=5))"
+            )
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(
+            f"deadline must be a timezone-aware datetime or unix seconds, got {value!r}"
+        )
+    return float(value)

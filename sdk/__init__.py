@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from perdure.errors import CorruptEventError as CorruptEventError
     from perdure.errors import DuplicateNameError as DuplicateNameError
     from perdure.errors import IdempotencyConflictError as IdempotencyConflictError
+    from perdure.errors import InterruptTimeoutError as InterruptTimeoutError
     from perdure.errors import InvalidArgumentsError as InvalidArgumentsError
     from perdure.errors import InvalidIdError as InvalidIdError
     from perdure.errors import InvalidResumeError as InvalidResumeError
@@ -91,6 +92,7 @@ _OLD_ERRORS = (
     "CorruptEventError",
     "DuplicateNameError",
     "IdempotencyConflictError",
+    "InterruptTimeoutError",
     "InvalidArgumentsError",
     "InvalidIdError",
     "InvalidResumeError",

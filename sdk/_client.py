@@ -12,7 +12,7 @@ from perdure._bridge import Bridge, ClientUsageError
 from perdure._workflow_api import refuse_nested
 from perdure.actors import current_scope
 from perdure.eventlog import EventLog
-from perdure.runtime import Outcome, Runtime, store_spec
+from perdure.runtime import MISSING, Outcome, Runtime, store_spec
 
 T = TypeVar("T")
 
@@ -114,11 +114,17 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    def _call(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
+    def _call(
+        self,
+        make: Callable[[Runtime], Awaitable[T]],
+        what: str,
+        peek: Callable[[Runtime], Any] | None = None,
+    ) -> T:
         return self._bridge.call(
             make,
             f"Client.{what}() blocks, and it was called inside a running event loop; "
             f"use `await client.a{what}(...)` instead",
+            peek,
         )
 
     async def _acall(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -148,7 +154,12 @@ class Client:
                 name, input, idempotency_key=idempotency_key, timeout=timeout, run_id=run_id
             )
 
-        return self._call(go, "run")
+        def peek(rt: Runtime) -> Any:
+            """A used key whose run completed: its result, read in this thread."""
+            _refuse_nested_workflow(rt, name, "run", scope)
+            return rt.keyed_now(name, input, idempotency_key) if idempotency_key else MISSING
+
+        return self._call(go, "run", peek if run_id is None else None)
 
     async def arun(
         self,

@@ -252,6 +252,7 @@ def function(
     retries: int | RetryPolicy | None = None,
     backoff: BackoffPolicy | BackoffType | str | None = None,
     timeout: float | None = None,
+    timeout_total: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
 ) -> FunctionDecorator: ...
@@ -265,6 +266,7 @@ def function(
     retries: int | RetryPolicy | None = None,
     backoff: BackoffPolicy | BackoffType | str | None = None,
     timeout: float | None = None,
+    timeout_total: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     registry: Registry | None = None,
 ) -> DurableFunction[..., Any] | FunctionDecorator:
@@ -276,6 +278,8 @@ def function(
     backoff: "exponential" | "linear" | "constant" (any case), a `BackoffType`
         or a `BackoffPolicy(type=..., multiplier=...)`.
     timeout: seconds one attempt may run before it fails (and is retried).
+    timeout_total: seconds a run of the function may take in all, retries and backoff
+        included (a durable deadline: past it the run is cancelled, even across restarts).
     non_retryable: exception classes that fail at once without retries
         (raising `NonRetryableError` does the same).
     """
@@ -288,6 +292,7 @@ def function(
             raise TypeError("@function needs name=... for a callable without __name__")
         policy = build_policy(retries, backoff, tuple(non_retryable), RetryPolicy())
         seconds = _check_timeout(timeout, f"@function {fname!r}")
+        total = _check_timeout(timeout_total, f"@function {fname!r} timeout_total")
         wants_ctx = _wants_context(func)
         sig = user_signature(func, skip_first=wants_ctx)
         full_sig = inspect.signature(func)
@@ -339,6 +344,7 @@ def function(
             task=task,
             source=func,
             result_type=result_type,
+            timeout_total=total,
         )
         (registry or default_registry).register(spec)
         as_task = attrs.evolve(task, call=call, record_input=True, result_type=result_type)

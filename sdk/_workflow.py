@@ -7,6 +7,7 @@ re-executes the body and gets recorded results back instead of recomputing.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 from collections.abc import Callable, Coroutine
@@ -29,6 +30,7 @@ from perdure.actors import (
     AttemptInfo,
     BodyInfo,
     Final,
+    Received,
     RetryPolicy,
     TargetSpec,
     TaskFuture,
@@ -180,6 +182,9 @@ class entrypoint:
         default: ``PERDURE_STORE`` (alias ``PERDURE_PATH``), else ``./.perdure``.
     retry_policy: retries of the body itself (a task's attempts are its own).
     name: the workflow's registered name (default ``__name__``).
+    timeout: seconds each invocation may take in all, waits included: a durable
+        deadline set when it starts; past it the run is cancelled (reason
+        ``deadline exceeded: ...``), even across restarts.
 
     The function may also accept keyword parameters ``previous`` (the value
     saved by the last completed invocation on this thread), ``config`` and
@@ -201,6 +206,7 @@ class entrypoint:
         retry_policy: RetryPolicy | int | None = None,
         name: str | None = None,
         registry: Registry | None = None,
+        timeout: float | None = None,
     ) -> None:
         if isinstance(checkpointer, str | os.PathLike):
             checkpointer = store_spec(checkpointer)  # a folder or a postgresql:// URL
@@ -215,6 +221,7 @@ class entrypoint:
         )
         self.name = name
         self.registry = registry or default_registry
+        self.timeout = _check_timeout(timeout, "@entrypoint" + (f" {name!r}" if name else ""))
 
     # The input is the first parameter; `previous`, `config`, `writer` may follow.
     @overload
@@ -288,6 +295,7 @@ class entrypoint:
             retry=self.retry_policy,
             source=fn,
             result_type=result_type,
+            timeout_total=self.timeout,
         )
         self.registry.register(spec)
         return Workflow(fn, spec, self.checkpointer)
@@ -345,8 +353,20 @@ def receive(topic: str = "default", *, timeout: float | None = None) -> Any:
 
 
 async def areceive(topic: str = "default", *, timeout: float | None = None) -> Any:
-    """`receive` for async workflow code (``msg = await perdure.areceive()``)."""
-    return receive_message(topic, timeout)
+    """`receive` for async workflow code (``msg = await perdure.areceive()``).
+
+    Awaited by the body itself, the run is unloaded until a message (or the timeout)
+    is recorded. In a task the body started (one side of ``asyncio.wait(...,
+    return_when=FIRST_COMPLETED)``, or ``asyncio.wait_for``) it waits while the body
+    goes on; replays give the race the winner it had live, and a receive cancelled
+    before a message reached it (the loser) takes none.
+    """
+    got = receive_message(topic, timeout, wait=True)
+    if isinstance(got, Received):
+        return got.value
+    if isinstance(got, asyncio.Future):
+        return await got
+    return got
 
 
 def set_event(key: str, value: Any) -> None:

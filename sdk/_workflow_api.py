@@ -9,6 +9,8 @@ background runtime, so plain synchronous scripts work too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -16,12 +18,20 @@ import attrs
 
 from perdure._bridge import Bridge
 from perdure.actors import (
+    NO_RETRY,
+    AttemptInfo,
     Command,
     Interrupt,
     NestedWorkflowError,
+    NotInWorkflowError,
+    RunBusyError,
+    RunExistsError,
     RunState,
     TargetSpec,
+    TaskFuture,
+    TaskSpec,
     apply,
+    call_task,
     current_scope,
 )
 from perdure.eventlog import (
@@ -38,6 +48,7 @@ from perdure.eventlog import (
 )
 from perdure.runtime import (
     INTERRUPT_KEY,
+    MISSING,
     Closed,
     Committed,
     Custom,
@@ -206,12 +217,39 @@ def refuse_nested(name: str, what: str, scope: Any = None, *, call: str | None =
     )
 
 
+def in_body() -> bool:
+    """Whether the caller is a workflow body (not a task, not code outside perdure)."""
+    scope = current_scope.get()
+    return scope is not None and scope.body is not None
+
+
+def child_run_id(parent: str, invocation: int, position: str) -> str:
+    """The id of the child run a parent's body starts at `position` of an invocation."""
+    run_id = f"{parent}/{invocation}.{position}"
+    if len(run_id) > 200:  # ids are at most 200 characters: keep it unique and stable
+        tail = hashlib.blake2b(run_id.encode(), digest_size=8).hexdigest()
+        run_id = f"{parent[:150]}~{tail}/{invocation}.{position}"
+    return run_id
+
+
+#: The name prefix of the step a parent's body records for a child workflow (the CLI's
+#: `perdure runs show` finds children by it).
+CHILD_STEP = "child:"
+
+
 class WorkflowApi(Generic[InputT, OutputT]):
     """The run-it-from-outside half of `Workflow`: input ``InputT``, output ``OutputT``."""
 
     def __init__(self, spec: TargetSpec, checkpointer: EventLog | str | None) -> None:
         self.__perdure_target__ = spec
         self.name = spec.name
+        #: The recorded step a parent's body takes to run this workflow as its child.
+        self._child_task = TaskSpec(
+            name=f"{CHILD_STEP}{spec.name}",
+            call=self._run_child,
+            retry=NO_RETRY,
+            result_type=spec.result_type,
+        )
         #: An event log, a store spec (folder or postgresql:// URL), or None (the default).
         self.checkpointer = checkpointer
         self._bridge = (
@@ -223,12 +261,104 @@ class WorkflowApi(Generic[InputT, OutputT]):
     async def _on_runtime(self, make: Callable[[Runtime], Awaitable[T]]) -> T:
         return await self._bridge.acall(make)
 
-    def _sync(self, make: Callable[[Runtime], Awaitable[T]], what: str) -> T:
+    def _sync(
+        self,
+        make: Callable[[Runtime], Awaitable[T]],
+        what: str,
+        peek: Callable[[Runtime], Any] | None = None,
+    ) -> T:
         return self._bridge.call(
             make,
             f"{self.name}.{what}() blocks, and it was called inside a running event loop; "
             f"use `await {self.name}.a{what}(...)` instead",
+            peek,
         )
+
+    def _finished(self, runtime: Runtime, config: CallConfig) -> Any:
+        """`invoke(None, config)` on a thread this workflow completed, answered from the store
+        in the caller's thread; `MISSING` for anything else (the runtime decides)."""
+        if config.extra:  # a config to compare with the recorded one: the usual path
+            return MISSING
+        outcome = runtime.completed_now(config.thread_id)
+        if outcome is None or outcome.target != self.name:
+            return MISSING
+        return outcome
+
+    # -- as a child of another workflow's body ---------------------------------------------
+
+    def _child(self, input: Any, config: dict[str, Any] | None, what: str) -> TaskFuture[OutputT]:
+        """Start this workflow as a child of the calling body: a recorded step of the parent.
+
+        The child run's id is the config's thread id, if given, else derived from the
+        parent's id, invocation and the step's position (`child_run_id`).
+        """
+        scope = current_scope.get()
+        assert scope is not None
+        if isinstance(input, Command) or input is None:
+            raise TypeError(
+                f"{self.name}.{what}() in a workflow body starts a child run: pass its input "
+                f"(resuming or continuing another thread from a body is not supported)"
+            )
+        if config is not None:
+            child_id = call_config(config, f"{self.name}.{what}()").thread_id
+        else:
+            actor = scope.actor
+            position = f"{scope.prefix}.{scope.counter}" if scope.prefix else str(scope.counter)
+            child_id = child_run_id(actor.run_id, actor.state.invocation, position)
+        future: TaskFuture[OutputT] = call_task(self._child_task, (child_id, input), {})
+        return future
+
+    async def _run_child(self, args: list[Any], kwargs: dict[str, Any], info: AttemptInfo) -> Any:
+        """The child step's attempt: start the child run (or find it started), wait for its end.
+
+        A parent cancelled while it waits cancels the child too; a child that fails or is
+        cancelled fails the step (`TaskFailedError` in the parent's body, not retried).
+        """
+        child_id, value = args
+        scope = current_scope.get()
+        parent = scope.actor if scope is not None else None
+
+        async def run(rt: Runtime) -> Outcome:
+            if await rt.get_run(child_id) is None:
+                with contextlib.suppress(RunExistsError, RunBusyError):
+                    await rt.start(self, value, run_id=child_id)
+            return await self._child_outcome(rt, child_id)
+
+        try:
+            outcome = await self._on_runtime(run)
+        except asyncio.CancelledError:
+            if parent is not None and parent.state.terminal == "cancelled":
+                reason = f"its parent run {info.run_id!r} was cancelled: {parent.state.reason}"
+                await self._on_runtime(lambda rt: rt.cancel(child_id, reason))
+            raise
+        return outcome.unwrap()
+
+    async def _child_outcome(self, runtime: Runtime, child_id: str) -> Outcome:
+        """Wait until the child run ends (a pause on an interrupt is not an end)."""
+        with runtime.subscribe(child_id) as updates:
+            while True:
+                outcome = await runtime.wait(child_id)
+                if outcome.status != "waiting":
+                    return outcome
+                while True:  # paused: wait for its next events (an answer, a cancel)
+                    update = await updates.get()
+                    if type(update) is Committed or type(update) is Closed:
+                        break
+
+    def __call__(self, input: InputT, config: dict[str, Any] | None = None) -> TaskFuture[OutputT]:
+        """In a workflow body: start this workflow as a child run and return its future
+        (``await`` it, or ``.result()`` in sync code), like a task call.
+
+        The child is a recorded step of the parent: a replay gets its result without
+        starting it again. Outside a workflow body use `invoke` / `ainvoke`.
+        """
+        if not in_body():
+            raise NotInWorkflowError(
+                f"calling {self.name}(...) starts a child run and only works in a workflow "
+                f"body; elsewhere use {self.name}.invoke(x, config) or "
+                f"`await {self.name}.ainvoke(x, config)`"
+            )
+        return self._child(input, config, "__call__")
 
     # -- invoke -----------------------------------------------------------------------------
 
@@ -276,19 +406,23 @@ class WorkflowApi(Generic[InputT, OutputT]):
         Returns ``{"__interrupt__": [Interrupt, ...]}`` when the run pauses (the
         static type says ``OutputT``: check for the key in workflows that pause).
         Inside a running event loop it raises `ClientUsageError`: use `ainvoke`.
-        Raises `NestedWorkflowError` inside another workflow's body (call it from a task).
+        In another workflow's body it starts a child run (see `__call__`): its result
+        is recorded in the parent's log, and `config` is optional there.
         """
-        refuse_nested(self.name, "invoke")
+        if in_body():
+            return self._child(input, config, "invoke").result()
         checked = call_config(config, f"{self.name}.invoke()")
-        outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke")
+        peek = (lambda rt: self._finished(rt, checked)) if input is None else None
+        outcome = self._sync(lambda rt: self._invoke(rt, input, checked), "invoke", peek)
         result: OutputT = outcome.unwrap(self.__perdure_target__.result_type)
         return result
 
     async def ainvoke(
         self, input: InputT | Command | None, config: dict[str, Any] | None = None
     ) -> OutputT:
-        """Async `invoke`."""
-        refuse_nested(self.name, "ainvoke")
+        """Async `invoke` (in another workflow's body: a child run, see `__call__`)."""
+        if in_body():
+            return await self._child(input, config, "ainvoke")
         checked = call_config(config, f"{self.name}.ainvoke()")
         outcome = await self._on_runtime(lambda rt: self._invoke(rt, input, checked))
         result: OutputT = outcome.unwrap(self.__perdure_target__.result_type)

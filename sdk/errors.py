@@ -29,6 +29,7 @@
             NonDeterminismError
             RunTimeoutError           (also TimeoutError)
             TaskTimeoutError          (also TimeoutError)
+            InterruptTimeoutError     (also TimeoutError)
         StorageError              the store could not do it: fix the store
             StoreLockedError
             StorePathError
@@ -51,6 +52,7 @@ from perdure._client import ClientUsageError
 from perdure.actors import (
     ActorCrashedError,
     Failure,
+    InterruptTimeoutError,
     InvalidResumeError,
     NestedWorkflowError,
     NonDeterminismError,
@@ -122,6 +124,7 @@ __all__ = [
     "RunTimeoutError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "InterruptTimeoutError",
     # fix the store
     "StorageError",
     "CorruptEventError",

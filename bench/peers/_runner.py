@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.peers._worker import WORKLOADS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 RESULTS_MD = os.path.join(HERE, "results.md")
@@ -32,22 +34,35 @@ CHART_PNG = os.path.join(REPO, "docs", "assets", "peers.png")
 @dataclass(frozen=True)
 class System:
     label: str  # as shown in the table
-    module: str  # worker script in this directory
+    module: str  # worker script (the system's adapter) in this directory
     check: str  # what its interpreter must import
     variant: str
-    workloads: tuple[str, ...] = ("w1", "w2", "w3", "w4")
+    workloads: tuple[str, ...]
 
 
+ALL = ("w1", "w1s", "w2", "w2seq", "w2thr", "w3", "w4", "w4a", "w4inv")
 SYSTEMS = (
-    System("perdure (fsync)", "perdure_w.py", "perdure", "fsync"),
-    System("perdure (process)", "perdure_w.py", "perdure", "process", ("w1", "w2")),
-    System("LangGraph (durability=sync)", "langgraph_w.py", "langgraph.func", "sync"),
+    System("disk", "disk_w.py", "os", "", ("raw",)),
+    System("perdure (fsync)", "perdure_w.py", "perdure", "fsync", ALL),
+    System("perdure (process)", "perdure_w.py", "perdure", "process", ("w1", "w1s", "w2")),
     System(
-        "LangGraph (durability=async)", "langgraph_w.py", "langgraph.func", "async", ("w1", "w2")
+        "LangGraph (durability=sync)",
+        "langgraph_w.py",
+        "langgraph.func",
+        "sync",
+        ("w1", "w1s", "w2", "w2seq", "w2thr", "w3", "w4", "w4inv"),
     ),
-    System("DBOS", "dbos_w.py", "dbos", ""),
+    System(
+        "LangGraph (durability=async)",
+        "langgraph_w.py",
+        "langgraph.func",
+        "async",
+        ("w1", "w1s", "w2", "w2seq"),
+    ),
+    System("DBOS", "dbos_w.py", "dbos", "", ("w1", "w1s", "w2", "w2seq", "w2thr", "w3", "w4")),
 )
-BASELINE = SYSTEMS[0].label
+BASELINE = SYSTEMS[1].label
+DISK = SYSTEMS[0].label
 
 
 def log(message: str) -> None:
@@ -93,8 +108,11 @@ class Bench:
 
     def interpreters(self) -> None:
         candidates = {
+            "os": [sys.executable],
             "perdure": [sys.executable],
-            "langgraph.func": [self.args.langgraph_python, sys.executable],
+            "langgraph.func": (
+                [self.args.langgraph_python, sys.executable] if self.args.langgraph_python else []
+            ),
             "dbos": [self.args.dbos_python, sys.executable],
         }
         for system in SYSTEMS:
@@ -122,71 +140,93 @@ class Bench:
     def record(self, row: str, system: System, result: dict[str, Any]) -> None:
         self.results.setdefault((row, system.label), []).append(result)
 
-    def run(self) -> None:
+    def size(self, workload: str) -> dict[str, int]:
         a = self.args
+        option = WORKLOADS[workload][1]
+        if option == "steps":
+            return {"n": a.steps}
+        if option == "workflows":
+            return {"workflows": a.workflows}
+        return {"n": a.calls}
+
+    def run(self) -> None:
+        """Repeat-major, systems interleaved inside each repeat: noise hits them alike."""
+        a = self.args
+        order = [w for w in WORKLOADS if w != "w3"]
         try:
             for r in range(a.repeats):
-                for system in self.active():
-                    py = self.pythons[system.check]
-                    tag = f"[{r + 1}/{a.repeats}] {system.label}"
-                    if "w1" in system.workloads:
-                        log(f"{tag} W1")
-                        res = run_worker(py, system, "w1", dir=self.fresh(), n=a.steps)
-                        self.record("W1", system, res)
-                    if "w2" in system.workloads:
-                        log(f"{tag} W2")
-                        res = run_worker(py, system, "w2", dir=self.fresh(), workflows=a.workflows)
-                        self.record("W2", system, res)
-                    if "w4" in system.workloads:
-                        log(f"{tag} W4")
-                        res = run_worker(py, system, "w4", dir=self.fresh(), n=a.calls)
-                        self.record("W4", system, res)
-            for n in a.resume:
-                for system in self.active():
-                    if "w3" not in system.workloads:
-                        continue
-                    py = self.pythons[system.check]
-                    base = self.fresh()
-                    log(f"{system.label} W3 setup: {n} steps")
-                    run_worker(py, system, "w3-setup", dir=base, n=n)
-                    for r in range(a.repeats):
-                        log(f"[{r + 1}/{a.repeats}] {system.label} W3 resume after {n} steps")
-                        copy = os.path.join(self.fresh(), "store")
-                        shutil.copytree(base, copy)
-                        res = run_worker(py, system, "w3", dir=copy, n=n)
-                        self.record(f"W3 {n}", system, res)
-                        shutil.rmtree(copy, ignore_errors=True)
-                    shutil.rmtree(base, ignore_errors=True)
+                for workload in order:
+                    for system in self.active():
+                        if workload not in system.workloads or workload not in a.only:
+                            continue
+                        py = self.pythons[system.check]
+                        log(f"[{r + 1}/{a.repeats}] {system.label} {workload}")
+                        res = run_worker(
+                            py, system, workload, dir=self.fresh(), **self.size(workload)
+                        )
+                        self.record(workload, system, res)
+            if "w3" in a.only:
+                self.resume()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def resume(self) -> None:
+        """W3: each system records its paused run once per size, then resumes copies of it."""
+        a = self.args
+        for n in a.resume:
+            bases: dict[str, str] = {}
+            systems = [
+                s
+                for s in self.active()
+                if "w3" in s.workloads
+                and (
+                    s.check == "perdure"
+                    or n <= (a.resume_dbos_max if s.check == "dbos" else a.resume_peers_max)
+                )
+            ]
+            for system in systems:
+                bases[system.label] = self.fresh()
+                log(f"{system.label} W3 setup: {n} steps")
+                py = self.pythons[system.check]
+                run_worker(py, system, "w3-setup", dir=bases[system.label], n=n)
+            for r in range(a.repeats):
+                for system in systems:
+                    log(f"[{r + 1}/{a.repeats}] {system.label} W3 resume after {n} steps")
+                    copy = os.path.join(self.fresh(), "store")
+                    shutil.copytree(bases[system.label], copy)
+                    py = self.pythons[system.check]
+                    res = run_worker(py, system, "w3", dir=copy, n=n)
+                    self.record(f"w3 {n}", system, res)
+                    shutil.rmtree(copy, ignore_errors=True)
+            for base in bases.values():
+                shutil.rmtree(base, ignore_errors=True)
 
     # -- reporting --------------------------------------------------------------------------
 
     def values(self, row: str, system: str, key: str = "seconds") -> list[float]:
-        return [float(r[key]) for r in self.results.get((row, system), []) if key in r]
+        """The repeats' figures of `row` for `system`, in seconds per reported unit."""
+        per = WORKLOADS[row.split(maxsplit=1)[0]][4]
+        div = self.args.steps if per == "step" else 1
+        return [float(r[key]) / div for r in self.results.get((row, system), []) if key in r]
 
     def rows(self) -> list[tuple[str, str, str, float, str]]:
         """(row key, result key, label, display scale, unit) for every table line."""
         a = self.args
-        out = [
-            ("W1", "seconds", f"W1: 1 workflow x {a.steps} sequential steps", 1e3, "ms"),
-            ("W2", "seconds", f"W2: {a.workflows} concurrent workflows x 3 steps", 1e3, "ms"),
-        ]
-        for n in a.resume:
-            out.append(
-                (
-                    f"W3 {n}",
-                    "seconds_from_spawn",
-                    f"W3: resume after {n:,} steps, from process start",
-                    1e3,
-                    "ms",
-                )
-            )
-            out.append(
-                (f"W3 {n}", "seconds", f"W3: resume after {n:,} steps, after import", 1e3, "ms")
-            )
-        out.append(("W4", "seconds", "W4: idempotent call served from the log", 1e6, "µs"))
+        out = []
+        for workload, (title, _, unit, scale, _) in WORKLOADS.items():
+            label = title.replace("N ", f"{a.steps} ").replace("M ", f"{a.workflows:,} ")
+            if workload != "w3":
+                out.append((workload, "seconds", label, scale, unit))
+                continue
+            for n in a.resume:
+                label = f"W3: resume a paused run after {n:,} steps"
+                out.append((f"w3 {n}", "seconds", f"{label}, after import", 1e3, "ms"))
+                out.append((f"w3 {n}", "seconds_from_spawn", f"{label}, from spawn", 1e3, "ms"))
         return out
+
+    def raw(self) -> float | None:
+        vals = self.values("raw", DISK)
+        return statistics.median(vals) if vals else None
 
     def markdown(self) -> str:
         a = self.args
@@ -194,20 +234,22 @@ class Bench:
             "# perdure vs peers: measured figures",
             "",
             f"Generated by `python -m bench.peers{' --quick' if a.quick else ''}` on "
-            f"{time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}: Python {platform.python_version()}, "
             f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
             f"stores on the same disk ({a.scratch or tempfile.gettempdir()}). "
-            f"{a.repeats} repetition(s) per figure, each in a fresh process; "
-            "median, with min in brackets. Versions: "
+            f"{a.repeats} repetition(s) per figure, each in a fresh process, the systems "
+            "interleaved within each repetition; median, with min in brackets. Versions: "
             + "; ".join(f"{v}" for v in self.versions.values())
             + ".",
             "",
-            "Ratio = the peer's median / perdure (fsync)'s median: above 1 perdure is faster, "
-            "below 1 **the peer is faster**. CPU = process CPU time (median), same unit.",
+            "Ratio = the system's median / perdure (fsync)'s median: above 1 perdure is faster, "
+            "below 1 **that system is faster**. CPU = process CPU time (median), same unit. "
+            "x raw = per-step figure / one raw O_DSYNC 4 KiB write measured in this run.",
             "",
-            "| workload | system | median (min) | CPU | ratio vs perdure (fsync) | note |",
-            "|---|---|---|---|---|---|",
+            "| workload | system | median (min) | CPU | ratio vs perdure (fsync) | x raw | note |",
+            "|---|---|---|---|---|---|---|",
         ]
+        raw = self.raw()
         for row, key, label, scale, unit in self.rows():
             base = self.values(row, BASELINE, key)
             for system in self.active():
@@ -218,11 +260,13 @@ class Bench:
                 cpu = self.values(row, system.label, "cpu_s")
                 ratio = (
                     "-"
-                    if system.label == BASELINE or not base
+                    if system.label == BASELINE or not base or system.label == DISK
                     else (f"{med / statistics.median(base):.2f}x")
                 )
+                per_step = WORKLOADS[row.split()[0]][4] == "step"
+                xraw = f"{med / raw:.2f}" if raw and per_step and key == "seconds" else "-"
                 note = ""
-                if row.startswith("W3"):
+                if row.startswith("w3"):
                     again = max(r.get("reexecuted", 0) for r in self.results[(row, system.label)])
                     note = f"step bodies re-run: {again}"
                 cpu_txt = f"{statistics.median(cpu) * scale:,.1f}" if cpu else "-"
@@ -230,14 +274,61 @@ class Bench:
                     cpu_txt = "-"
                 lines.append(
                     f"| {label} | {system.label} | {med * scale:,.1f} {unit} "
-                    f"({min(vals) * scale:,.1f}) | {cpu_txt} | {ratio} | {note} |"
+                    f"({min(vals) * scale:,.1f}) | {cpu_txt} | {ratio} | {xraw} | {note} |"
                 )
-        lines += ["", *self.verdict(), "", *GUARANTEES]
+        lines += ["", *self.targets(), "", *self.verdict(), "", *GUARANTEES]
         for name, why in self.skipped.items():
             lines.append(f"- **{name.split('.')[0]} was skipped in this run**: {why}")
         if a.quick:
             lines += ["", "(--quick: tiny sizes, a smoke test of the harness; not figures.)"]
         return "\n".join(lines) + "\n"
+
+    def med(self, row: str, system: str, key: str = "seconds") -> float | None:
+        vals = self.values(row, system, key)
+        return statistics.median(vals) if vals else None
+
+    def targets(self) -> list[str]:
+        """Issue 17's targets against this run's figures (MET / MISSED / not measured)."""
+        a = self.args
+        lg = "LangGraph (durability=sync)"
+        lines = ["Issue 17's targets in this run:", ""]
+
+        def line(text: str, value: float | None, ok: bool | None) -> None:
+            verdict = "not measured" if value is None else ("MET" if ok else "MISSED")
+            shown = "" if value is None else f" — {value:,.2f}"
+            lines.append(f"- {text}{shown}: **{verdict}**")
+
+        w1, w1s, raw = self.med("w1", BASELINE), self.med("w1s", BASELINE), self.raw()
+        r = w1s / w1 if w1 and w1s else None
+        line("sync W1 per step / async W1 per step ≤ 1.25", r, r is not None and r <= 1.25)
+        for name, v in (("async", w1), ("sync", w1s)):
+            r = v / raw if v and raw else None
+            line(f"W1 {name} per step / raw write ≤ 2", r, r is not None and r <= 2)
+        mine, theirs = self.med("w2seq", BASELINE), self.med("w2seq", lg)
+        r = theirs / mine if mine and theirs else None
+        line("sequential invoke: LangGraph's time / perdure's ≥ 4", r, r is not None and r >= 4)
+        thr, gather = self.med("w2thr", BASELINE), self.med("w2", BASELINE)
+        r = gather / thr if thr and gather else None
+        line("8 threads' throughput / ainvoke+gather's ≥ 0.5", r, r is not None and r >= 0.5)
+        for w in ("w4", "w4inv"):
+            v = self.med(w, BASELINE)
+            us = v * 1e6 if v else None
+            line(f"{WORKLOADS[w][0]}, µs < 50", us, us is not None and us < 50)
+        for n, limit in ((10_000, 0.15), (100_000, 1.0)):
+            v = self.med(f"w3 {n}", BASELINE) if n in a.resume else None
+            line(
+                f"resume after {n:,} steps, s after import < {limit}",
+                v,
+                v is not None and v < limit,
+            )
+        small = min(a.resume)
+        v, peer = self.med(f"w3 {small}", BASELINE), self.med(f"w3 {small}", lg)
+        ms = v * 1e3 if v else None
+        ok = ms is not None and ms < 10 and (peer is None or (v is not None and v < peer))
+        line(
+            f"resume a waiting run ({small} steps), ms after import < 10 and < LangGraph's", ms, ok
+        )
+        return lines
 
     def verdict(self) -> list[str]:
         """Where a peer beat perdure (fsync), plainly; and where wall time was mostly waiting."""
@@ -271,29 +362,30 @@ class Bench:
         return out
 
     def chart(self, out: str) -> str | None:
-        """Draw the PNG with the first interpreter that has matplotlib; None if none has."""
-        labels = {
-            row: label.split(",")[0] if row.startswith("W3") else label.split(":")[0]
-            for row, _, label, _, _ in self.rows()
-        }
-        workloads, medians = [], {}
-        for row, key, _, _, _ in self.rows():
-            if key == "seconds" and row.startswith("W3"):
-                continue  # the chart shows W3 from process start
-            name = labels[row] if not row.startswith("W3") else f"W3 ({row[3:]} steps)"
-            if row == "W4":
-                name = "W4 (per call)"
-            workloads.append(name)
-            medians[name] = {
-                s.label: statistics.median(v)
-                for s in self.active()
-                if (v := self.values(row, s.label, key))
-            }
+        """Draw the PNG with the first interpreter that has matplotlib; None if none has.
+
+        One panel per workload; per system, how many times perdure (fsync) is faster
+        (the peer's median / perdure's), written on each bar; missing ones marked.
+        """
+        panels = []
+        for row, key, label, scale, unit in self.rows():
+            if row == "raw" or key == "seconds_from_spawn":
+                continue
+            base = self.med(row, BASELINE, key)
+            bars = []
+            for s in self.active():
+                if s.label in (BASELINE, DISK):
+                    continue
+                v = self.med(row, s.label, key)
+                bars.append([s.label, v / base if v and base else None])
+            mine = f"perdure: {base * scale:,.1f} {unit}" if base else "perdure: not measured"
+            panels.append({"title": label, "perdure": mine, "bars": bars})
         data = {
-            "workloads": workloads,
-            "systems": [s.label for s in self.active()],
-            "medians": medians,
-            "title": f"median time per workload, {self.args.repeats} runs each (lower is better)",
+            "panels": panels,
+            "title": (
+                f"how many times faster perdure (fsync) is than each peer — medians of "
+                f"{self.args.repeats} fresh-process runs (below 1: the peer is faster)"
+            ),
         }
         for python in [sys.executable, self.args.dbos_python, self.args.langgraph_python]:
             if python and works(python, "matplotlib") is None:
@@ -330,7 +422,13 @@ GUARANTEES = [
     "followed by `send` to a workflow waiting in `recv`.",
     "- W4 on LangGraph: LangGraph has no idempotency key; the measured idiom uses the key as "
     "the thread id and returns the finished thread's stored value (`get_state`). perdure: "
-    "`Runtime.run(..., idempotency_key=key)`; DBOS: `SetWorkflowID(key)`.",
+    "W4 sync is `Client(store=...).run(..., idempotency_key=key)` from plain sync code, W4 async "
+    "`await Runtime.run(..., idempotency_key=key)`; DBOS: `SetWorkflowID(key)`. W4 invoke: "
+    "`invoke(None, cfg)` on a finished thread (perdure and LangGraph return the stored value).",
+    "- The sync workloads (W1 sync, W2 sequential/threads, W4 sync, W4 invoke) are plain "
+    "synchronous code: perdure's `def` entrypoint with `def` tasks (`task(...).result()`) and "
+    "`invoke` with the store as checkpointer (calls go to perdure's background runtime); "
+    "LangGraph's `SqliteSaver`; DBOS's sync workflows and steps.",
     "",
 ]
 
@@ -343,7 +441,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200, help="W1 steps")
     parser.add_argument("--workflows", type=int, default=1000, help="W2 workflows")
-    parser.add_argument("--resume", type=int, nargs="+", default=[1000, 10_000], help="W3 sizes")
+    parser.add_argument(
+        "--resume", type=int, nargs="+", default=[3, 10_000, 100_000], help="W3 sizes (steps)"
+    )
+    parser.add_argument(
+        "--resume-peers-max",
+        type=int,
+        default=10_000,
+        help="larger W3 sizes run for perdure only (LangGraph takes minutes per 10,000 steps)",
+    )
+    parser.add_argument(
+        "--resume-dbos-max",
+        type=int,
+        default=1_000,
+        help="larger W3 sizes skip DBOS (recording takes ~30 ms a step on SQLite here)",
+    )
+    parser.add_argument(
+        "--only", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), help="workloads"
+    )
     parser.add_argument("--calls", type=int, default=200, help="W4 repeated calls, averaged")
     parser.add_argument(
         "--langgraph-python",
@@ -352,13 +467,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dbos-python", default=os.environ.get("DBOS_PYTHON", "/tmp/venv-dbos/bin/python")
     )
+    parser.add_argument("--no-langgraph", action="store_true", help="skip LangGraph")
     parser.add_argument("--json", help="also write every raw result here")
     parser.add_argument("--scratch", help="directory for the stores (default: the temp dir)")
     parser.add_argument("--out", default=None, help=f"results file (default {RESULTS_MD})")
     parser.add_argument("--chart", default=None, help=f"PNG chart (default {CHART_PNG})")
     args = parser.parse_args(argv)
     if args.quick:
-        args.repeats, args.steps, args.workflows, args.resume, args.calls = 1, 10, 10, [30], 5
+        args.repeats, args.steps, args.workflows, args.resume, args.calls = 1, 10, 10, [3, 30], 5
+    if args.no_langgraph:
+        args.langgraph_python = None
     bench = Bench(args)
     bench.interpreters()
     bench.run()

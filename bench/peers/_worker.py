@@ -14,7 +14,66 @@ import sys
 import time
 from typing import Any
 
-WORKLOADS = ("version", "w1", "w2", "w3-setup", "w3", "w4")
+# Every workload, defined once: what it measures and how its figure is reported. Each
+# system's worker (perdure_w.py, langgraph_w.py, dbos_w.py: the adapters) implements
+# the ones its system has; the runner (_runner.py) runs and reports them from this table.
+# key: (title, size option, unit, scale, per) where `per` divides the measured seconds
+# into the reported figure ("step": by --n, "call": already per call, "": as measured).
+WORKLOADS: dict[str, tuple[str, str, str, float, str]] = {
+    "raw": ("raw O_DSYNC write of one 4 KiB frame (the disk's floor)", "steps", "µs", 1e6, "step"),
+    "w1": (
+        "W1 async: async entrypoint, N sequential async tasks, per step",
+        "steps",
+        "µs",
+        1e6,
+        "step",
+    ),
+    "w1s": (
+        "W1 sync: sync entrypoint, N sequential sync tasks, per step",
+        "steps",
+        "µs",
+        1e6,
+        "step",
+    ),
+    "w2": ("W2 async: M 3-task workflows, ainvoke + gather", "workflows", "ms", 1e3, ""),
+    "w2seq": (
+        "W2 sequential: M 3-task sync workflows, invoke one after another",
+        "workflows",
+        "ms",
+        1e3,
+        "",
+    ),
+    "w2thr": (
+        "W2 threads: M 3-task sync workflows, invoke from 8 threads",
+        "workflows",
+        "ms",
+        1e3,
+        "",
+    ),
+    "w3": (
+        "W3: resume a paused run after N steps, fresh process, after import",
+        "resume",
+        "ms",
+        1e3,
+        "",
+    ),
+    "w4": (
+        "W4 sync: call with a used idempotency key, served from the log",
+        "calls",
+        "µs",
+        1e6,
+        "call",
+    ),
+    "w4a": ("W4 async: the same from async code", "calls", "µs", 1e6, "call"),
+    "w4inv": (
+        "W4 invoke: invoke(None, cfg) on a finished thread, sync",
+        "calls",
+        "µs",
+        1e6,
+        "call",
+    ),
+}
+THREADS = 8  # w2thr
 
 
 class Stopwatch:
@@ -32,7 +91,7 @@ class Stopwatch:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The worker command line; the runner (``_runner.py``) builds it."""
     parser = argparse.ArgumentParser(description="run one peer-comparison workload")
-    parser.add_argument("workload", choices=WORKLOADS)
+    parser.add_argument("workload", choices=("version", "w3-setup", *WORKLOADS))
     parser.add_argument("--dir", default=".", help="directory for this run's store")
     parser.add_argument("--n", type=int, default=200, help="steps (w1, w3) or repeated calls (w4)")
     parser.add_argument("--workflows", type=int, default=1000, help="concurrent workflows (w2)")
@@ -41,6 +100,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--spawn-time", type=float, default=0.0, help="time.time() when the runner spawned us"
     )
     return parser.parse_args(argv)
+
+
+def per_call(out: dict[str, Any], n: int) -> None:
+    """Turn the totals of `n` repeated calls into per-call figures."""
+    out["seconds"] /= n
+    out["cpu_s"] /= n
+
+
+def in_threads(call: Any, count: int, threads: int = THREADS) -> list[Any]:
+    """`call(i)` for i in range(count), spread over `threads` threads; results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(call, range(count)))
 
 
 def since_spawn(args: argparse.Namespace, out: dict[str, Any]) -> None:

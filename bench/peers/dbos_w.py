@@ -29,7 +29,15 @@ import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _worker import Stopwatch, emit, parse, since_spawn, sqlite_settings  # noqa: E402
+from _worker import (  # noqa: E402
+    Stopwatch,
+    emit,
+    in_threads,
+    parse,
+    per_call,
+    since_spawn,
+    sqlite_settings,
+)
 
 EXECUTED = [0]  # step bodies run in this process
 
@@ -55,6 +63,20 @@ def _define() -> dict[str, Any]:
         return i
 
     @DBOS.workflow()
+    async def aseq(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await anoop(i)
+        return total
+
+    @DBOS.workflow()
+    def sthree(n: int) -> int:
+        total = 0
+        for k in range(3):
+            total += noop(n + k)
+        return total
+
+    @DBOS.workflow()
     async def three(n: int) -> int:
         total = 0
         for k in range(3):
@@ -75,7 +97,14 @@ def _define() -> dict[str, Any]:
         EXECUTED[0] += 1
         return {"charged": amount}
 
-    return {"seq": seq, "three": three, "paused": paused, "charge": charge}
+    return {
+        "seq": seq,
+        "aseq": aseq,
+        "three": three,
+        "sthree": sthree,
+        "paused": paused,
+        "charge": charge,
+    }
 
 
 def _run(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
@@ -93,13 +122,34 @@ def _run(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
     DBOS.launch()
     out: dict[str, Any] = {"durability": "sqlite synchronous=FULL"}
     try:
-        if args.workload in ("w1", "w4"):
+        if args.workload in ("w1s", "w2seq", "w2thr", "w4"):
             wf["seq"](3)
-        if args.workload == "w1":
+        if args.workload == "w1s":
             watch = Stopwatch()
             total = wf["seq"](args.n)
             watch.stop(out)
             assert total == args.n * (args.n - 1) // 2, total
+        elif args.workload == "w1":
+
+            async def sequential() -> int:
+                await wf["aseq"](3)  # warm-up
+                watch = Stopwatch()
+                total: int = await wf["aseq"](args.n)
+                watch.stop(out)
+                return total
+
+            total = asyncio.run(sequential())
+            assert total == args.n * (args.n - 1) // 2, total
+        elif args.workload == "w2seq":
+            watch = Stopwatch()
+            results = [wf["sthree"](w) for w in range(args.workflows)]
+            watch.stop(out)
+            assert results[-1] == 3 * (args.workflows - 1) + 3, results[-1]
+        elif args.workload == "w2thr":
+            watch = Stopwatch()
+            results = in_threads(wf["sthree"], args.workflows)
+            watch.stop(out)
+            assert results[-1] == 3 * (args.workflows - 1) + 3, results[-1]
         elif args.workload == "w2":
 
             async def fanout() -> list[int]:
@@ -134,8 +184,7 @@ def _run(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
                 with SetWorkflowID("order-1"):
                     again = wf["charge"](7)
             watch.stop(out)
-            out["seconds"] /= args.n
-            out["cpu_s"] /= args.n
+            per_call(out, args.n)
             assert first == again == {"charged": 7}, (first, again)
             assert EXECUTED[0] == 3 + 1, EXECUTED[0]
     finally:

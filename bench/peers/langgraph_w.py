@@ -9,9 +9,11 @@ checkpoint is written before the next step starts, comparable to perdure's
 default) or ``async`` (LangGraph's default: written in the background while the
 next step runs; everything is on disk when ``invoke`` returns).
 
-w1, w3, w4 use ``SqliteSaver`` with sync code (LangGraph's documented pairing);
-w2 uses ``AsyncSqliteSaver`` with async code, since ``SqliteSaver`` cannot run
-workflows concurrently. W4: LangGraph has no idempotency key; the idiom is to
+The sync workloads (w1s, w2seq, w2thr, w3, w4, w4inv) use ``SqliteSaver`` with
+sync code (LangGraph's documented pairing; its connection is shared by the 8
+threads of w2thr, as ``SqliteSaver`` serialises its own use of it); the async
+ones (w1, w2) use ``AsyncSqliteSaver`` with async code, since ``SqliteSaver``
+cannot run workflows concurrently. W4: LangGraph has no idempotency key; the idiom is to
 use the key as the thread id and return the thread's stored result if it has
 one (``get_state``), which is what is measured. Nothing from perdure is imported.
 """
@@ -30,7 +32,15 @@ import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _worker import Stopwatch, emit, parse, since_spawn, sqlite_settings  # noqa: E402
+from _worker import (  # noqa: E402
+    Stopwatch,
+    emit,
+    in_threads,
+    parse,
+    per_call,
+    since_spawn,
+    sqlite_settings,
+)
 
 EXECUTED = [0]  # step bodies run in this process
 
@@ -61,6 +71,13 @@ def _sync(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
             return total
 
         @entrypoint(checkpointer=saver)
+        def three(n: int) -> int:
+            total = 0
+            for k in range(3):
+                total += noop(n + k).result()
+            return total
+
+        @entrypoint(checkpointer=saver)
         def paused(n: int) -> dict[str, Any]:
             total = 0
             for i in range(n):
@@ -82,13 +99,36 @@ def _sync(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
 
         dur = args.variant or "sync"
         out: dict[str, Any] = {"durability": dur}
-        if args.workload in ("w1", "w4"):
+        if args.workload != "w3":
             seq.invoke(3, _cfg("warmup"), durability=dur)
-        if args.workload == "w1":
+        if args.workload == "w1s":
             watch = Stopwatch()
             total = seq.invoke(args.n, _cfg("seq"), durability=dur)
             watch.stop(out)
             assert total == args.n * (args.n - 1) // 2, total
+        elif args.workload == "w2seq":
+            watch = Stopwatch()
+            results = [
+                three.invoke(w, _cfg(f"wf-{w}"), durability=dur) for w in range(args.workflows)
+            ]
+            watch.stop(out)
+            assert results[-1] == 3 * (args.workflows - 1) + 3, results[-1]
+        elif args.workload == "w2thr":
+            watch = Stopwatch()
+            results = in_threads(
+                lambda w: three.invoke(w, _cfg(f"wf-{w}"), durability=dur), args.workflows
+            )
+            watch.stop(out)
+            assert results[-1] == 3 * (args.workflows - 1) + 3, results[-1]
+        elif args.workload == "w4inv":
+            first = seq.invoke(3, _cfg("done"), durability=dur)
+            watch = Stopwatch()
+            for _ in range(args.n):
+                again = seq.invoke(None, _cfg("done"), durability=dur)
+            watch.stop(out)
+            per_call(out, args.n)
+            assert first == again == 3, (first, again)
+            assert EXECUTED[0] == 3 + 3, EXECUTED[0]
         elif args.workload == "w3-setup":
             watch = Stopwatch()
             res = paused.invoke(args.n, _cfg("paused"), durability=dur)
@@ -108,14 +148,13 @@ def _sync(args: Any, after_import: Stopwatch, db: str) -> dict[str, Any]:
             for _ in range(args.n):
                 again = charge_once("order-1", 7)
             watch.stop(out)
-            out["seconds"] /= args.n
-            out["cpu_s"] /= args.n
+            per_call(out, args.n)
             assert first == again == {"charged": 7}, (first, again)
             assert EXECUTED[0] == 3 + 1, EXECUTED[0]
         return out
 
 
-async def _fanout(args: Any, db: str) -> dict[str, Any]:
+async def _async(args: Any, db: str) -> dict[str, Any]:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from langgraph.func import entrypoint, task
 
@@ -133,9 +172,22 @@ async def _fanout(args: Any, db: str) -> dict[str, Any]:
                 total += await noop(n + k)
             return total
 
+        @entrypoint(checkpointer=saver)
+        async def seq(n: int) -> int:
+            total = 0
+            for i in range(n):
+                total += await noop(i)
+            return total
+
         dur = args.variant or "sync"
         out: dict[str, Any] = {"durability": dur}
         await three.ainvoke(0, _cfg("warmup"), durability=dur)
+        if args.workload == "w1":
+            watch = Stopwatch()
+            total = await seq.ainvoke(args.n, _cfg("seq"), durability=dur)
+            watch.stop(out)
+            assert total == args.n * (args.n - 1) // 2, total
+            return out
         watch = Stopwatch()
         results = await asyncio.gather(
             *(three.ainvoke(w, _cfg(f"wf-{w}"), durability=dur) for w in range(args.workflows))
@@ -165,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return emit(out)
     os.makedirs(args.dir, exist_ok=True)
     db = os.path.join(args.dir, "lg.sqlite")
-    if args.workload == "w2":
-        out.update(asyncio.run(_fanout(args, db)))
+    if args.workload in ("w1", "w2"):
+        out.update(asyncio.run(_async(args, db)))
     else:
         out.update(_sync(args, after_import, db))
     out.update(sqlite_settings(db))

@@ -85,7 +85,8 @@ def peers_chart(page_dir: str) -> str:
     if not PEERS_CHART.is_file():
         return ""
     relative = os.path.relpath(PEERS_CHART, ROOT / "docs" / page_dir)
-    return f"![perdure and its peers, time per workload (lower is better)]({relative})\n"
+    alt = "how many times faster perdure is than each peer, one panel per workload"
+    return f"![{alt}]({relative})\n"
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:

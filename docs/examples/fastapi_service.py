@@ -1,6 +1,8 @@
 """A FastAPI service that embeds perdure: one Runtime, opened in the app's lifespan.
 
-Run it with `uvicorn fastapi_service:app` (one worker process per store), or
+Run it with `uvicorn fastapi_service:app` (one worker process on the default LMDB
+store; on a PostgreSQL store, `PERDURE_STORE=postgresql://...`, any number of worker
+processes and servers: `uvicorn fastapi_service:app --workers 2`), or
 as a script: `python fastapi_service.py` drives it through FastAPI's
 TestClient, which runs the lifespan exactly as a server does.
 """
@@ -37,7 +39,7 @@ async def refund_flow(invoice_id: str) -> dict:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Opened once for the life of the process: resumes what an earlier process left
     # unfinished; on shutdown, attempts still running are suspended and the store closed.
-    async with Runtime() as runtime:  # the store: PERDURE_PATH, or ./.perdure
+    async with Runtime() as runtime:  # the store: PERDURE_STORE, or ./.perdure
         app.state.runtime = runtime
         yield
 

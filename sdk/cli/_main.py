@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("perdure.cli._stats:stats", "Store size, runs by status, events."),
     "store": ("perdure.cli._store:store", "Check a store for damage, or salvage its runs."),
     "serve": ("perdure.cli._serve:serve", "Host a runtime and serve its runs: HTTP API, web UI."),
+    "worker": ("perdure.cli._worker:worker", "Execute your code's runs (a worker process)."),
     "demo": ("perdure.cli._demo_command:demo", "Retries, crash recovery and interrupts, live."),
 }
 

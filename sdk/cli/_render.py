@@ -169,6 +169,33 @@ def run_details(state: RunState, info: RunInfo | None, events: int) -> dict[str,
     }
 
 
+#: The name prefix of the step a parent's body records for a child workflow (see
+#: `perdure.Workflow.__call__`): its input is ``[[child run id, child input], {}]``.
+CHILD_STEP = "child:"
+
+
+def child_runs(events: list[Event]) -> list[dict[str, str]]:
+    """The child workflow runs a run's log records (every invocation's), in start order."""
+    seen: dict[tuple[int, str], dict[str, str]] = {}
+    invocation = 0
+    for event in events:
+        if type(event) is RunStarted:
+            invocation = event.invocation
+        elif type(event) is TaskAttemptStarted and event.name.startswith(CHILD_STEP):
+            args = event.input[0] if isinstance(event.input, list) and event.input else None
+            if isinstance(args, list) and args and isinstance(args[0], str):
+                seen.setdefault(
+                    (invocation, event.position),
+                    {
+                        "position": event.position,
+                        "run_id": args[0],
+                        "workflow": event.name[len(CHILD_STEP) :],
+                        "invocation": str(invocation),
+                    },
+                )
+    return list(seen.values())
+
+
 def run_details_text(d: dict[str, Any]) -> list[str]:
     def field(name: str, value: Any) -> str:
         return f"{name:<12} {value}"
@@ -207,6 +234,13 @@ def run_details_text(d: dict[str, Any]) -> list[str]:
         for t in d["timers"]:
             where = t["position"] or "body"
             lines.append(f"  {t['id']}  {t['purpose']}  due {t['due_at']}  (position {where})")
+    if d.get("children"):
+        lines.append("children:")
+        for child in d["children"]:
+            lines.append(
+                f"  {child['run_id']}  {child['workflow']}  {child['status']}  "
+                f"(position {child['position']})"
+            )
     if d["steps"]:
         lines.append("steps:")
         rows = []

@@ -102,13 +102,18 @@ def _list(args: Args) -> int:
 @run_id_argument
 @common
 def runs_show(args: Args) -> int:
-    """One run: status, input, result, steps, timers, interrupts."""
+    """One run: status, input, result, steps, timers, interrupts, child workflows."""
     from perdure.actors import fold
 
     async def read(log: EventLog) -> int:
         events = await events_or_fail(log, args.run_id)
         state = fold(args.run_id, events)
         details = render.run_details(state, await log.get_run(args.run_id), len(events))
+        children = render.child_runs(events)
+        for child in children:
+            info = await log.get_run(child["run_id"])
+            child["status"] = info.status if info is not None else "not started"
+        details["children"] = children
         if args.json:
             out_json(details)
         elif is_terminal():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -47,6 +48,7 @@ from perdure.serve._security import (
     Guard,
     check_size,
 )
+from perdure.serve._stats import history
 from perdure.serve._wire import error_to_json, outcome_to_json
 
 __all__ = ["create_app"]
@@ -55,6 +57,7 @@ _PAGE_DEFAULT = 50
 _PAGE_MAX = 500
 _EVENTS_MAX = 1000
 _KEEPALIVE = 15.0
+_HISTORY_TTL = 2.0
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -293,8 +296,11 @@ def create_app(
 
     async def continue_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        await read_json(request)
+        body = await read_json(request)
+        timeout = _timeout(body)
         await runtime.continue_run(run_id)
+        if body.get("wait"):
+            return _json(outcome_to_json(await runtime.wait(run_id, timeout=timeout)))
         return _json({"run_id": run_id, "status": await runtime.status(run_id)})
 
     async def replay(request: Request) -> Response:
@@ -323,6 +329,19 @@ def create_app(
                 "targets": registry.names(),
             }
         )
+
+    recent: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    async def stats_history(request: Request) -> Response:
+        """Runs by status per hour and step latency; one answer per window serves every
+        caller for `_HISTORY_TTL` seconds (each open statistics page asks every 5 s)."""
+        hours = _int(request, "hours", 24, 1, 168)
+        now = time.monotonic()
+        cached = recent.get(hours)
+        if cached is None or now - cached[0] > _HISTORY_TTL:
+            cached = (now, await history(runtime.log, hours))
+            recent[hours] = cached
+        return _json(cached[1])
 
     async def targets(request: Request) -> Response:
         return _json(
@@ -416,6 +435,7 @@ def create_app(
         Route("/api/logout", api(logout, write=True), methods=["POST"]),
         Route("/api/targets", api(targets)),
         Route("/api/stats", api(stats)),
+        Route("/api/stats/history", api(stats_history)),
         Route("/api/runs", api(list_runs), methods=["GET"]),
         Route("/api/runs", api(start_run, write=True), methods=["POST"]),
         Route("/api/runs/{run_id}", api(get_run)),

@@ -109,7 +109,12 @@ def openapi_document() -> dict[str, Any]:
                             "running, waiting, completed, failed, cancelled or parked",
                         ),
                         _query("target", "string", "only runs of this target"),
-                        _query("q", "string", "text in the run id, target or idempotency key"),
+                        _query(
+                            "q",
+                            "string",
+                            "text at the start of the run id, target, idempotency key or "
+                            "error message, or of a word in them (any case)",
+                        ),
                         _query("limit", "integer", "page size (1-500, default 50)"),
                         _query("cursor", "string", "next_cursor of the previous page"),
                         _query("since", "number", "only runs created since (epoch seconds)"),
@@ -174,12 +179,59 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/api/runs/{run_id}/continue": {
-                "post": _op("reopen a failed or parked run", params=[_RUN_ID], write=True)
+                "post": _op(
+                    "reopen a failed or parked run (wait=true: answer with its new outcome)",
+                    params=[_RUN_ID],
+                    write=True,
+                    body={
+                        "type": "object",
+                        "properties": {"wait": {"type": "boolean"}, "timeout": {"type": "number"}},
+                    },
+                )
+            },
+            "/api/runs/{run_id}/messages": {
+                "post": _op(
+                    "send a message to the run (the workflow takes it with receive(topic))",
+                    params=[_RUN_ID],
+                    write=True,
+                    ok="202",
+                    body={
+                        "type": "object",
+                        "required": ["message"],
+                        "properties": {
+                            "message": {},
+                            "topic": {"type": "string"},
+                            "idempotency_key": {"type": "string"},
+                        },
+                    },
+                )
+            },
+            "/api/runs/{run_id}/values/{key}": {
+                "get": _op(
+                    "the latest value the run published under key (set_event)",
+                    params=[
+                        _RUN_ID,
+                        {
+                            "name": "key",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        _query("timeout", "number", "seconds to wait for a first value"),
+                    ],
+                )
             },
             "/api/runs/{run_id}/replay": {
                 "post": _op("replay the run against the loaded code", params=[_RUN_ID], write=True)
             },
             "/api/stats": {"get": _op("store and runtime statistics")},
+            "/api/stats/history": {
+                "get": _op(
+                    "runs by status per hour (runs_by_hour) and step latency of recent runs "
+                    "(steps: attempts, failed, p50_ms, p95_ms, max_ms per step name)",
+                    params=[_query("hours", "integer", "hours back from now (1-168, default 24)")],
+                )
+            },
             "/api/targets": {"get": _op("the functions and workflows of the loaded app")},
             "/api/health": {"get": _op("is the runtime open")},
             "/api/login": {

@@ -18,14 +18,17 @@ import httpx2
 
 from perdure._bridge import ClientUsageError, in_event_loop
 from perdure._client import Client
-from perdure.eventlog import EventLog, check_json
-from perdure.runtime import RuntimeClosedError
+from perdure._workflow_api import refuse_nested
+from perdure.actors import current_scope
+from perdure.eventlog import EventLog, check_json, fresh
+from perdure.runtime import Outcome, RuntimeClosedError, default_registry
 from perdure.serve._wire import CSRF_HEADER, error_from_json, outcome_from_json
 
 __all__ = ["RemoteClient"]
 
 #: Seconds to wait for a gateway that does not answer a call which does not wait on a run.
 DEFAULT_TIMEOUT = 30.0
+_ANSWER = "the answer to an interrupt cannot be stored"
 
 
 def _name(target: Any) -> str:
@@ -39,6 +42,35 @@ def _name(target: Any) -> str:
         f"cannot run {target!r}: pass a registered name, or an object decorated with "
         "@function or @entrypoint"
     )
+
+
+def _refuse_nested_workflow(target: str, what: str) -> None:
+    """As the embedded client: a workflow run from another workflow's body is not recorded
+    (`NestedWorkflowError`); functions stay callable. Known when this process has the
+    target registered (a target it does not know goes to the gateway)."""
+    scope = current_scope.get()
+    if scope is None or scope.body is None:
+        return
+    spec = default_registry.get(target)
+    if spec is not None and spec.kind != "function":
+        refuse_nested(
+            "Client()", what, scope, call=f"Client().arun({spec.name!r}, x, run_id=thread_id)"
+        )
+
+
+def _plain(input: Any, target: str) -> Any:
+    """`input` as JSON for the wire: checked as the embedded client checks it, and tagged
+    values (dataclasses, datetimes, ...) as their plain JSON, which the gateway's runtime
+    rebuilds as the declared types of the target's parameters, as it does a stored input."""
+    return fresh(check_json(input, "input", where=f"input of {target!r} cannot be stored"))
+
+
+def _unwrap(data: dict[str, Any]) -> Any:
+    """The outcome's result (rebuilt as its target's declared type when this process has the
+    target registered, as the embedded client does), or its error raised."""
+    outcome: Outcome = outcome_from_json(data)
+    spec = default_registry.get(outcome.target)
+    return outcome.unwrap(spec.result_type if spec is not None else None)
 
 
 class RemoteClient(Client):
@@ -201,10 +233,11 @@ class RemoteClient(Client):
         run_id: str | None,
         wait: bool,
         timeout: float | None,
+        what: str,
     ) -> dict[str, Any]:
         target = _name(name)
-        check_json(input, "input", where=f"input of {target!r} cannot be stored")
-        body: dict[str, Any] = {"target": target, "input": input, "wait": wait}
+        _refuse_nested_workflow(target, what)
+        body: dict[str, Any] = {"target": target, "input": _plain(input, target), "wait": wait}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         if run_id is not None:
@@ -224,10 +257,16 @@ class RemoteClient(Client):
     ) -> Any:
         """Run a function or workflow on the gateway; return its result (see `Client.run`)."""
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=True,
+            timeout=timeout,
+            what="run",
         )
         data = self._request("POST", "/api/runs", "run", body, wait=timeout, waits=True)
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
 
     async def arun(
         self,
@@ -239,10 +278,16 @@ class RemoteClient(Client):
         run_id: str | None = None,
     ) -> Any:
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=True, timeout=timeout
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=True,
+            timeout=timeout,
+            what="arun",
         )
         data = await self._arequest("POST", "/api/runs", body, wait=timeout, waits=True)
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
 
     def start(
         self,
@@ -254,7 +299,13 @@ class RemoteClient(Client):
     ) -> str:
         """Start a run on the gateway without waiting for it; return its run id."""
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=False,
+            timeout=None,
+            what="start",
         )
         return str(self._request("POST", "/api/runs", "start", body)["run_id"])
 
@@ -267,7 +318,13 @@ class RemoteClient(Client):
         run_id: str | None = None,
     ) -> str:
         body = self._start_body(
-            name, input, idempotency_key=idempotency_key, run_id=run_id, wait=False, timeout=None
+            name,
+            input,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            wait=False,
+            timeout=None,
+            what="astart",
         )
         return str((await self._arequest("POST", "/api/runs", body))["run_id"])
 
@@ -277,18 +334,18 @@ class RemoteClient(Client):
         data = self._request(
             "GET", f"/api/runs/{_quote(run_id)}/outcome{query}", "result", wait=timeout, waits=True
         )
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
 
     async def aresult(self, run_id: str, timeout: float | None = None) -> Any:
         query = "" if timeout is None else f"?timeout={timeout}"
         data = await self._arequest(
             "GET", f"/api/runs/{_quote(run_id)}/outcome{query}", wait=timeout, waits=True
         )
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
 
     def resume(self, run_id: str, value: Any) -> Any:
         """Answer a paused run's interrupt and wait until it settles again; return its result."""
-        check_json(value, "value", where="the answer to an interrupt cannot be stored")
+        value = fresh(check_json(value, "value", where=_ANSWER))
         data = self._request(
             "POST",
             f"/api/runs/{_quote(run_id)}/resume",
@@ -296,14 +353,32 @@ class RemoteClient(Client):
             {"value": value, "wait": True},
             waits=True,
         )
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
 
     async def aresume(self, run_id: str, value: Any) -> Any:
-        check_json(value, "value", where="the answer to an interrupt cannot be stored")
+        value = fresh(check_json(value, "value", where=_ANSWER))
         data = await self._arequest(
             "POST", f"/api/runs/{_quote(run_id)}/resume", {"value": value, "wait": True}, waits=True
         )
-        return outcome_from_json(data).unwrap()
+        return _unwrap(data)
+
+    def continue_run(self, run_id: str) -> Any:
+        """Reopen a failed, parked or cancelled run from its last completed step, wait until
+        it settles again and return its result (see `Client.continue_run`)."""
+        data = self._request(
+            "POST",
+            f"/api/runs/{_quote(run_id)}/continue",
+            "continue_run",
+            {"wait": True},
+            waits=True,
+        )
+        return _unwrap(data)
+
+    async def acontinue_run(self, run_id: str) -> Any:
+        data = await self._arequest(
+            "POST", f"/api/runs/{_quote(run_id)}/continue", {"wait": True}, waits=True
+        )
+        return _unwrap(data)
 
     def cancel(self, run_id: str, reason: str | None = None) -> None:
         body = {} if reason is None else {"reason": reason}
@@ -314,8 +389,8 @@ class RemoteClient(Client):
         await self._arequest("POST", f"/api/runs/{_quote(run_id)}/cancel", body)
 
     def _send_body(self, message: Any, topic: str, idempotency_key: str | None) -> dict[str, Any]:
-        check_json(message, "message", where="a message cannot be stored")
-        body: dict[str, Any] = {"message": message, "topic": topic}
+        stored = check_json(message, "message", where="a message cannot be stored")
+        body: dict[str, Any] = {"message": fresh(stored), "topic": topic}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         return body

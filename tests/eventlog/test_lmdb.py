@@ -521,6 +521,8 @@ async def test_the_journal_restores_commits_lmdb_lost(store: Path, tmp_path: Pat
     ]
     assert [t.timer_id for t in await reopened.due_timers(10.0)] == ["t1"]
     assert (await reopened.lookup_idempotency("k")).run_id == "s"  # type: ignore[union-attr]
+    # the search index's counters were journaled with the rest
+    assert (await reopened.statistics()).runs_by_status == {"running": 1, "completed": 1}
     await reopened.append("r", 5, steps("r", 5, 1))  # and it carries on
     await reopened.close()
 

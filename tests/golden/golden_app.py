@@ -26,6 +26,7 @@ from perdure import (
     sleep,
     task,
 )
+from perdure.errors import InterruptTimeoutError
 from perdure.runtime import Registry
 
 GOLDEN = Registry()
@@ -160,6 +161,45 @@ async def golden_inbox(n: int) -> dict[str, Any]:
     return {"first": first, "second": second, "late": late, "n": n}
 
 
+# -- an interrupt that times out, a receive that loses a race, a run past its deadline --------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_waits(topic: str) -> dict[str, Any]:
+    try:
+        answer = interrupt({"approve": topic}, timeout=300)
+    except InterruptTimeoutError:
+        answer = "expired"
+    got = asyncio.ensure_future(areceive())
+    timer = asyncio.ensure_future(asleep(60))
+    done, pending = await asyncio.wait({got, timer}, return_when=asyncio.FIRST_COMPLETED)
+    for side in pending:
+        side.cancel()
+    late = await areceive(timeout=30)
+    return {"answer": answer, "message": got.result() if got in done else None, "late": late}
+
+
+@entrypoint(registry=GOLDEN, timeout=600)
+async def golden_deadline(topic: str) -> Any:
+    set_event("status", f"waiting for {topic}")
+    return await areceive()
+
+
+# -- a child workflow: a recorded step of its parent -------------------------------------------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_child(n: int) -> int:
+    return await golden_square(n)
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_parent(n: int) -> dict[str, Any]:
+    first = await golden_child.ainvoke(n)
+    second = await golden_child(n + 1)
+    return {"first": first, "second": second}
+
+
 WORKFLOWS = [
     golden_review,
     golden_checkout,
@@ -167,5 +207,9 @@ WORKFLOWS = [
     golden_nested,
     golden_race,
     golden_inbox,
+    golden_waits,
+    golden_deadline,
+    golden_child,
+    golden_parent,
 ]
 FUNCTIONS = [golden_flaky_fetch, golden_always_fails]

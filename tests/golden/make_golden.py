@@ -151,6 +151,32 @@ async def workflow_messages(rt: Runtime) -> str:
     return run_id
 
 
+async def workflow_timeouts(rt: Runtime) -> str:
+    """An interrupt nobody answers in time; a durable sleep beats a receive (cancelled)."""
+    run_id = "golden-waits"
+    await rt.start(golden_app.golden_waits, "refund", run_id=run_id)
+    while (await rt.state(run_id)).terminal is None:  # noqa: ASYNC110 - the clock autojumps
+        await asyncio.sleep(0.01)
+    return run_id
+
+
+async def workflow_deadline(rt: Runtime) -> str:
+    """A run still waiting at its entrypoint's deadline is cancelled by it."""
+    run_id = "golden-deadline"
+    await rt.start(golden_app.golden_deadline, "a reply", run_id=run_id)
+    while (await rt.state(run_id)).terminal is None:  # noqa: ASYNC110 - the clock autojumps
+        await asyncio.sleep(0.01)
+    return run_id
+
+
+async def workflow_child(rt: Runtime) -> str:
+    """A parent runs two child workflows (ids derived from its own): recorded steps."""
+    run_id = "golden-parent"
+    await rt.start(golden_app.golden_parent, 3, run_id=run_id)
+    await rt.wait(run_id)
+    return run_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "function_retries": function_retries,
     "function_failed": function_failed,
@@ -163,6 +189,9 @@ SCENARIOS: dict[str, Scenario] = {
     "workflow_invocations": workflow_invocations,
     "workflow_race": workflow_race,
     "workflow_messages": workflow_messages,
+    "workflow_timeouts": workflow_timeouts,
+    "workflow_deadline": workflow_deadline,
+    "workflow_child": workflow_child,
 }
 
 

@@ -4,8 +4,10 @@
 
 It opens a recovering Runtime (lease_ttl 1 s: it takes over runs whose process died),
 then starts one run per idempotency key ``k0 .. k{KEYS-1}`` (every worker tries every
-key, so they race on them): workflows of three tasks, and functions that fail their
-first attempt and succeed on the retry. Every body execution appends
+key, so they race on them): workflows of three tasks, functions that fail their
+first attempt and succeed on the retry, and workflows that sleep durably then wait on
+an interrupt, which every worker keeps answering (a resume from whichever process,
+reaching the run wherever it is driven). Every body execution appends
 "<run id> <what> <pid>" to MARKS. It runs until killed.
 """
 
@@ -17,7 +19,16 @@ import os
 import sys
 import time
 
-from perdure import FunctionContext, RetryPolicy, Runtime, entrypoint, function, task
+from perdure import (
+    FunctionContext,
+    RetryPolicy,
+    Runtime,
+    entrypoint,
+    function,
+    interrupt,
+    sleep,
+    task,
+)
 from perdure.runtime import Registry
 
 REG = Registry()
@@ -41,6 +52,26 @@ def fo_flow(run_id: str) -> int:
     return sum(fo_step(run_id, i).result() for i in range(3))
 
 
+@entrypoint(registry=REG, name="fo_nap")
+def fo_nap(run_id: str) -> int:
+    first = fo_step(run_id, 0).result()
+    sleep(0.1)  # a durable sleep: its timer fires in whichever process claims it
+    answer = interrupt({"question": "go on?"})
+    return first + fo_step(run_id, 1).result() + (1 if answer == "go" else 0)
+
+
+async def answer_interrupts(rt: Runtime) -> None:
+    """Resume every fo_nap run that waits on its interrupt, again and again."""
+    while True:
+        await asyncio.sleep(0.3)
+        with contextlib.suppress(Exception):
+            for info in await rt.list_runs(status="waiting", target="fo_nap"):
+                with contextlib.suppress(Exception):  # asleep, answered, driven elsewhere...
+                    state = await rt.state(info.run_id)
+                    if state.pending_interrupts():
+                        await rt.resume(info.run_id, "go")
+
+
 @function(registry=REG, retries=RetryPolicy(max_attempts=3, initial_interval_ms=20))
 async def fo_charge(ctx: FunctionContext, n: int) -> int:
     mark(ctx.run_id, f"charge{ctx.attempt}")
@@ -56,16 +87,22 @@ async def main(url: str, keys: int) -> None:
         async def one(k: int) -> None:
             run_id = f"run-k{k}-{os.getpid()}"
             with contextlib.suppress(Exception):  # a run driven elsewhere: not our business
-                if k % 2:
+                if k % 3 == 1:
                     await rt.run("fo_charge", {"n": k}, idempotency_key=f"k{k}", timeout=2)
+                elif k % 3 == 2:
+                    await rt.run(
+                        "fo_nap", run_id, idempotency_key=f"k{k}", run_id=run_id, timeout=2
+                    )
                 else:
                     await rt.run(
                         "fo_flow", run_id, idempotency_key=f"k{k}", run_id=run_id, timeout=2
                     )
 
+        answering = asyncio.get_running_loop().create_task(answer_interrupts(rt))
         for start in range(0, keys, 4):
             await asyncio.gather(*(one(k) for k in range(start, min(start + 4, keys))))
         await asyncio.Event().wait()  # keep serving: take over what others leave behind
+        answering.cancel()
 
 
 if __name__ == "__main__":

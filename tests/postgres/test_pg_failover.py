@@ -1,5 +1,6 @@
 """The failover campaign: 3 worker processes share a PostgreSQL store and race on the same
-idempotency keys (workflows of three tasks, functions that retry); a random worker is
+idempotency keys (workflows of three tasks, functions that retry, workflows that sleep
+durably and then wait on an interrupt that any worker resumes); a random worker is
 SIGKILLed and restarted again and again (30 kills; $PERDURE_FAILOVER_KILLS for more).
 
 Then every run completes (the survivors take over the dead workers' runs when their

@@ -70,3 +70,44 @@ def test_a_cancel_from_another_process_reaches_the_driver(pg_store: str) -> None
         assert _line(b, "result", "error").startswith("error RunCancelledError")
     finally:
         _finish(*(p for p in (a, b) if p is not None))
+
+
+@pytest.mark.timeout(120)
+def test_continue_run_from_another_process_reaches_the_driver(pg_store: str) -> None:
+    a = _spawn(pg_store, "inbox-run-3", "drive")
+    b = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        b = _spawn(pg_store, "inbox-run-3", "cancel-continue")
+        assert _line(b, "cancelled", "error") == "cancelled cancelled"
+        # Reopened where A drives it (before, b's continue_run tried to drive the run
+        # itself and failed: another process holds the lease).
+        assert _line(b, "continued", "error") == "continued waiting"
+        assert _line(b, "result", "error") == f"result completed A-1 yes by {a.pid}"
+        out, _ = a.communicate(timeout=30)
+        assert "lost 0" in out.splitlines()
+    finally:
+        _finish(*(p for p in (a, b) if p is not None))
+
+
+@pytest.mark.timeout(120)
+def test_a_message_whose_taker_died_before_applying_it_is_applied_by_the_next_driver(
+    pg_store: str,
+) -> None:
+    a = _spawn(pg_store, "inbox-run-4", "drive-die")
+    b = c = None
+    try:
+        assert _line(a, "waiting", "error") == "waiting waiting"
+        c = _spawn(pg_store, "inbox-run-4", "serve")  # has the code: takes the run over
+        assert _line(c, "serving") == "serving"
+        b = _spawn(pg_store, "inbox-run-4", "resume")
+        a.wait(timeout=60)  # (its standard input stays open: only the kill ends it)
+        a.communicate()
+        assert a.returncode == -9  # it took the resume, and died before applying it
+        # C took the run over when A's lease expired, found the message A had taken but
+        # never answered, applied it, and answered B (before, the message was gone).
+        assert _line(b, "result", "error") == f"result completed A-1 yes by {c.pid}"
+        b.communicate(timeout=30)
+        c.communicate("", timeout=30)
+    finally:
+        _finish(*(p for p in (a, b, c) if p is not None))

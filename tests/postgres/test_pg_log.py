@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
@@ -16,6 +18,7 @@ from perdure.eventlog import (
     StoreClosedError,
     encode,
 )
+from perdure.eventlog._postgres_schema import SCHEMA_VERSION
 from perdure.testing.events import done, started, steps
 
 
@@ -54,7 +57,7 @@ async def test_tables_are_created_on_open_and_events_are_the_json_envelope(
     with psycopg.connect(postgres_url) as conn:
         version = conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall()
         body = conn.execute(f"SELECT body FROM {pg_schema}.events").fetchall()
-    assert version == [(3,)]
+    assert version == [(SCHEMA_VERSION,)]
     assert body == [(encode(first),)]  # the same checksummed envelope as the LMDB store
 
 
@@ -216,4 +219,33 @@ async def test_a_layout_1_store_is_migrated_on_open(postgres_url: str, pg_schema
     assert _lease(postgres_url, pg_schema, "old") == (log.owner, 1)
     await log.close()
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [(3,)]
+        assert conn.execute(f"SELECT version FROM {pg_schema}.schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+
+
+async def test_leases_are_renewed_while_every_pooled_connection_is_busy(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Renewals have a connection of their own: a pool saturated by appends (1,000 runs
+    in flight) must not let this process's own leases expire and its runs stop."""
+    log = PostgresEventLog(postgres_url, schema=pg_schema, pool_size=1, lease_ttl=0.3)
+    await log.append("busy", 0, [started("busy")])
+    pool = await log._connections()
+    async with pool.connection():  # the only pooled connection, held past two ttls
+        await asyncio.sleep(0.8)
+    await log.append("busy", 1, [done("busy", 1)])  # still the holder: it lands
+    assert log.held_leases() == {"busy": 1}
+    await log.close()
+
+
+async def test_a_lease_that_expired_but_was_not_taken_over_is_renewed(
+    postgres_url: str, pg_schema: str
+) -> None:
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    await log.append("late", 0, [started("late")])
+    _expire(postgres_url, pg_schema, "late")  # (a renewal came late: nobody took it)
+    await log.renew_leases()
+    assert log.held_leases() == {"late": 1}
+    await log.append("late", 1, [done("late", 1)])
+    await log.close()

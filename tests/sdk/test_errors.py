@@ -98,7 +98,7 @@ def test_internal_errors_are_in_no_group() -> None:
 
 def test_run_errors_carry_the_run_id() -> None:
     run_errors = [e for e in _errors() if issubclass(e, RunError)]
-    assert len(run_errors) == 9
+    assert len(run_errors) == 10
     for error in run_errors:
         params = inspect.signature(error).parameters
         assert params["run_id"].kind is inspect.Parameter.KEYWORD_ONLY, error

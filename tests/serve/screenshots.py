@@ -2,7 +2,8 @@
 
 Starts `perdure serve` on a fresh temporary store with tests/serve/serve_app.py,
 makes a few runs (one completed after retries, one waiting on an interrupt, one
-failed, one sleeping), and photographs each page with headless Chromium.
+failed, one sleeping, one that received a message), and photographs each page
+with headless Chromium.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def main() -> int:
                     },
                 )
                 http.post("/api/runs/review-launch/resume", json={"value": "approve", "wait": True})
+                http.post(
+                    "/api/runs", json={"target": "gw_inbox", "input": "hello", "run_id": "greeter"}
+                )
+                http.post("/api/runs/greeter/messages", json={"message": "Ada"})
+                http.get("/api/runs/greeter/outcome", params={"timeout": 10})
             with sync_playwright() as playwright:
                 browser = launch(playwright, path)
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -86,9 +92,13 @@ def main() -> int:
                 page.goto(gateway.url + "/runs/review-q3")
                 page.wait_for_selector(".answer-form")
                 page.screenshot(path=str(ASSETS / "serve-interrupt.png"))
+                page.goto(gateway.url + "/runs/greeter")
+                page.wait_for_selector("#timeline svg")
+                page.screenshot(path=str(ASSETS / "serve-messages.png"))
                 page.goto(gateway.url + "/stats")
-                page.wait_for_selector("#status-chart rect")
-                page.screenshot(path=str(ASSETS / "serve-stats.png"))
+                page.wait_for_selector("#hourly-chart rect.hour-bar")
+                page.wait_for_selector("#latency-chart rect.lat-p50")
+                page.screenshot(path=str(ASSETS / "serve-stats.png"), full_page=True)
                 browser.close()
         finally:
             stop_gateway(gateway)

@@ -41,7 +41,10 @@ def test_openapi_document_names_every_api_route(gateway: Gateway) -> None:
         "/api/runs/{run_id}/cancel",
         "/api/runs/{run_id}/continue",
         "/api/runs/{run_id}/replay",
+        "/api/runs/{run_id}/messages",
+        "/api/runs/{run_id}/values/{key}",
         "/api/stats",
+        "/api/stats/history",
         "/api/targets",
         "/api/health",
         "/api/login",
@@ -281,6 +284,35 @@ def test_stats_count_runs_by_status(gateway: Gateway) -> None:
     assert stats["runs_by_status"]["completed"] >= 1
     assert stats["runs"] == sum(stats["runs_by_status"].values())
     assert "gw_add" in stats["targets"]
+
+
+def test_stats_history_counts_this_hour_and_measures_steps(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        # (an answer is shared for 2 s per window: "before" asks for another window)
+        before = http.get("/api/stats/history", params={"hours": 3}).json()
+        http.post("/api/runs", json={"target": "gw_add", "input": {"a": 1, "b": 1}, "wait": True})
+        http.post("/api/runs", json={"target": "gw_broken", "wait": True})
+        after = http.get("/api/stats/history", params={"hours": 2}).json()
+        assert http.get("/api/stats/history", params={"hours": 0}).status_code == 400
+        assert http.get("/api/stats/history", params={"hours": 169}).status_code == 400
+    assert after["counted_from"] == "counters"
+    assert [len(d["runs_by_hour"]) for d in (before, after)] == [3, 2]
+    now, then = after["runs_by_hour"][-1]["counts"], before["runs_by_hour"][-1]["counts"]
+    assert now["completed"] - then["completed"] >= 1  # other tests of the module run too
+    assert now["failed"] - then["failed"] >= 1
+    steps = {s["name"]: s for s in after["steps"]}
+    assert steps["gw_broken"]["failed"] >= 3
+    assert steps["gw_add"]["p50_ms"] >= 0
+
+
+def test_text_filter_finds_a_failed_run_by_its_error_message(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        run_id = f"err-{uuid.uuid4().hex[:8]}"
+        http.post("/api/runs", json={"target": "gw_broken", "run_id": run_id, "wait": True})
+        found = http.get("/api/runs", params={"q": "answer is not", "status": "failed"}).json()
+        assert run_id in [r["run_id"] for r in found["runs"]]
+        inside = http.get("/api/runs", params={"q": run_id[1:]}).json()  # not a word start
+        assert run_id not in [r["run_id"] for r in inside["runs"]]
 
 
 # -- Server-Sent Events --------------------------------------------------------------------------

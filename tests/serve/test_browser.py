@@ -145,10 +145,46 @@ def test_a_run_input_with_a_script_tag_renders_as_text(gateway: Gateway, page: A
 
 def test_statistics_page(gateway: Gateway, page: Any) -> None:
     start(gateway, "gw_add", {"a": 1, "b": 1}, f"ui-stats-{tag()}")
+    start(gateway, "gw_broken", None, f"ui-stats-broken-{tag()}")
     page.goto(gateway.url + "/stats")
     page.wait_for_selector("#status-chart rect")
     assert "runs" in page.text_content("#stats")
     assert "gw_add" in page.text_content("main")
+    # runs by status per hour: stacked bars, one per status present in this hour
+    bars = page.locator("#hourly-chart rect.hour-bar")
+    expect(bars.first).to_be_visible()
+    titles = [bars.nth(i).text_content() for i in range(bars.count())]
+    assert any(t.endswith(" completed") for t in titles), titles
+    assert any(t.endswith(" failed") for t in titles), titles
+    # step latency: a p50 and a p95 bar per step, with the figures written next to them
+    assert page.locator("#latency-chart rect.lat-p50").count() >= 2
+    assert "gw_broken" in page.text_content("#latency-chart")
+    assert "attempts" in page.text_content("#latency-chart")
+    page.select_option("#stats-hours", "6")
+    expect(page.locator("#hourly-chart rect.hour-bar").first).to_be_visible()
+    assert page.locator("#stats-hours").input_value() == "6"
+
+
+def test_timeline_shows_messages_and_published_values(gateway: Gateway, page: Any) -> None:
+    run_id = f"ui-inbox-{tag()}"
+    start(gateway, "gw_inbox", "hello", run_id, wait=False)
+    with gateway.http() as http:
+        answer = http.post(f"/api/runs/{run_id}/messages", json={"message": "Ada"})
+        assert answer.status_code == 202, answer.text
+        assert (
+            http.get(f"/api/runs/{run_id}/outcome", params={"timeout": 10}).json()["result"]
+            == "hello, Ada"
+        )
+    page.goto(f"{gateway.url}/runs/{run_id}")
+    page.wait_for_selector("#timeline svg")
+    text = page.text_content("#timeline svg")
+    assert "messages" in text and "published values" in text
+    marks = page.locator("#timeline .tl-mark")
+    titles = [marks.nth(i).text_content() for i in range(marks.count())]
+    assert any(t.startswith("message on default: Ada") for t in titles), titles
+    assert any("set_event step: greeted Ada" in t for t in titles), titles
+    bars = page.locator("#timeline .tl-bar")
+    assert any("receive(default)" in bars.nth(i).text_content() for i in range(bars.count()))
 
 
 def test_login_form_lets_the_ui_in(locked_gateway: Gateway, page: Any) -> None:

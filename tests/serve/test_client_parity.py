@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from perdure import Client, Interrupt, PerdureError
+from perdure import Client, Interrupt, PerdureError, Runtime, entrypoint
 from perdure.errors import (
     ClientUsageError,
     IdempotencyConflictError,
     InvalidArgumentsError,
+    InvalidResumeError,
     RunFailedError,
     RunNotFoundError,
     RuntimeClosedError,
@@ -29,6 +30,7 @@ from perdure.errors import (
     SerializationError,
     UnknownTargetError,
 )
+from perdure.testing import MemoryEventLog
 
 from . import serve_app
 from .conftest import TOKEN, Gateway, free_port
@@ -108,20 +110,48 @@ def test_an_interrupt_comes_back_and_resume_finishes_the_run(client: Client) -> 
 
 
 def test_a_run_that_does_not_settle_in_time_raises_timeout_and_can_be_cancelled(
-    gateway: Gateway,
+    client: Client,
 ) -> None:
-    # Remote only: the embedded Client.run(..., timeout=0.2) on a workflow in a durable
-    # sleep does not return (seen on this branch's base; reported, not fixed here).
-    with Client(url=gateway.url) as client:
-        run_id = fresh("sleepy")
-        with pytest.raises(RunTimeoutError) as caught:
-            client.run("gw_sleepy", 3600, run_id=run_id, timeout=0.2)
-        assert caught.value.run_id == run_id
-        client.cancel(run_id)
+    run_id = fresh("sleepy")
+    with pytest.raises(RunTimeoutError) as caught:
+        client.run("gw_sleepy", 3600, run_id=run_id, timeout=0.2)
+    assert caught.value.run_id == run_id
+    client.cancel(run_id)
+    if getattr(client, "url", None) is not None:
         assert client.status(run_id) == "cancelled"  # type: ignore[attr-defined]
-        client.cancel(run_id)  # a settled run is left as it is
-        with pytest.raises(RunNotFoundError):
-            client.cancel("no-such-run")
+    client.cancel(run_id)  # a settled run is left as it is
+    with pytest.raises(RunNotFoundError):
+        client.cancel("no-such-run")
+
+
+def test_continue_run_reruns_a_failed_run_and_refuses_a_completed_one(client: Client) -> None:
+    failed = fresh("broken")
+    with pytest.raises(RunFailedError):
+        client.run("gw_broken", run_id=failed)
+    with pytest.raises(RunFailedError) as again:  # a fresh set of attempts, failing the same way
+        client.continue_run(failed)
+    assert (again.value.run_id, again.value.error_type, again.value.attempts) == (
+        failed,
+        "KeyError",
+        3,
+    )
+    done = fresh("add")
+    assert client.run("gw_add", {"a": 1, "b": 2}, run_id=done) == 3
+    with pytest.raises(InvalidResumeError, match="completed"):
+        client.continue_run(done)
+    with pytest.raises(RunNotFoundError):
+        client.continue_run("no-such-run")
+
+
+def test_messages_and_published_values(client: Client) -> None:
+    run_id = fresh("inbox")
+    with pytest.raises(RunTimeoutError):
+        client.run("gw_inbox", "hello", run_id=run_id, timeout=0.5)  # it waits for a message
+    assert client.get_event(run_id, "step", timeout=5) == "waiting for a name"
+    client.send(run_id, "Ada")
+    assert client.get_event(run_id, "nothing-here") is None
+    with pytest.raises(RunNotFoundError):
+        client.send("no-such-run", "Ada")
 
 
 def test_async_calls(client: Client) -> None:
@@ -209,3 +239,24 @@ def test_cli_resume_and_cancel_act_through_the_gateway(gateway: Gateway) -> None
     assert "cancelled" in done.stdout
     done = perdure("cancel", "no-such-run", "--url", gateway.url)
     assert done.returncode == 1 and "RunNotFoundError" in done.stderr
+
+
+_inner: dict[str, Client] = {}
+
+
+@entrypoint(name="parity_outer")
+async def parity_outer(topic: str) -> Any:
+    return await _inner["client"].arun("gw_review", topic, run_id=f"inner-{topic}")
+
+
+def test_a_workflow_body_cannot_run_another_workflow_through_the_client(client: Client) -> None:
+    _inner["client"] = client
+
+    async def go() -> None:
+        async with Runtime(log=MemoryEventLog()) as runtime:
+            with pytest.raises(RunFailedError) as caught:
+                await runtime.run("parity_outer", fresh("t"))
+            assert caught.value.error_type == "NestedWorkflowError"
+            assert "Client().arun('gw_review'" in caught.value.error_message
+
+    asyncio.run(go())

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def start_gateway(
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PERDURE_TOKEN"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, env.get("PYTHONPATH")]))
+    paths = [TESTS, str(Path(TESTS).parent), env.get("PYTHONPATH")]  # tests/, then the root
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     if token is not None:
         env["PERDURE_TOKEN"] = token
     if cwd is not None:
@@ -109,3 +111,53 @@ def stop_gateway(gateway: Gateway) -> None:
     except subprocess.TimeoutExpired:
         gateway.process.kill()
         gateway.process.wait()
+
+
+# -- state shared with the gateway's copy of a test module ---------------------------------------
+
+
+def shared_dir(name: str) -> Path:
+    """A folder shared by this test process and the gateways it starts (through the environment:
+    the first import makes it, the gateway's import of the same module finds it)."""
+    key = f"PERDURE_TEST_SHARED_{name.upper()}"
+    found = os.environ.get(key)
+    if found is None:
+        found = tempfile.mkdtemp(prefix=f"perdure-{name}-")
+        os.environ[key] = found
+    return Path(found)
+
+
+class SharedCalls:
+    """Executions of bodies counted in files: a body may run here or in a gateway process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def hit(self, key: str = "body") -> None:
+        fd = os.open(self.folder / key, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            os.write(fd, b".")  # one byte per call; O_APPEND keeps concurrent writers apart
+        finally:
+            os.close(fd)
+
+    def __getitem__(self, key: str) -> int:
+        try:
+            return (self.folder / key).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
+class SharedFlag:
+    """A boolean both processes see: set when its file exists."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __bool__(self) -> bool:
+        return self.path.exists()
+
+    def set(self, value: bool) -> None:
+        if value:
+            self.path.touch()
+        else:
+            self.path.unlink(missing_ok=True)

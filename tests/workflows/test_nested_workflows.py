@@ -1,9 +1,9 @@
-"""A workflow called from another workflow's body (issue 12, item 4).
+"""A workflow called from another workflow's body (issue 12, item 4; issue 16).
 
-The inner run would not be recorded in the outer run's log, so each resume of
-the outer run would run it, and its tasks, again. Until child workflows are
-recorded in the parent's log, the call is refused with `NestedWorkflowError`,
-and the documented alternative (call it from a task) runs it once.
+`invoke` / `ainvoke` in a body start a child run recorded in the parent's log
+(see tests/test_child_workflows.py), so a resume of the outer run does not run it
+again. Streaming another workflow from a body is still refused with
+`NestedWorkflowError`; calling it from a task runs it once too.
 """
 
 from __future__ import annotations
@@ -62,25 +62,37 @@ async def nested_outer_via_task(cents: int, *, config: dict[str, Any]) -> dict[s
 
 
 @pytest.mark.parametrize(
-    ("outer", "what"),
-    [
-        (nested_outer_async, "nested_inner.ainvoke()"),
-        (nested_outer_sync, "nested_inner.invoke()"),
-        (nested_outer_stream, "nested_inner.astream()"),
-    ],
+    ("outer", "child"),
+    [(nested_outer_async, "nested-inner-a"), (nested_outer_sync, "nested-inner-s")],
 )
-async def test_a_workflow_called_from_a_workflow_body_is_refused_before_it_runs(
-    runtime: Runtime, outer: Any, what: str
+async def test_invoke_in_a_body_starts_a_child_run_once_across_resumes(
+    runtime: Runtime, outer: Any, child: str
 ) -> None:
     CALLS.counts.clear()
-    thread = f"nested-{outer.name}"
+    config = cfg(f"nested-{outer.name}")
+    paused = await outer.ainvoke(5, config)
+    assert paused["__interrupt__"][0].value == "ship it?"
+    assert await outer.ainvoke(Command(resume=True), config) == {
+        "receipt": "charged 5",
+        "ok": True,
+    }
+    assert CALLS["charge"] == 1  # not again when the outer run resumed
+    assert (await runtime.wait(child)).result == "charged 5"
+
+
+async def test_streaming_a_workflow_from_a_body_is_refused_before_it_runs(
+    runtime: Runtime,
+) -> None:
+    CALLS.counts.clear()
+    thread = "nested-stream"
     with pytest.raises(RunFailedError) as info:
-        await outer.ainvoke(5, cfg(thread))
+        await nested_outer_stream.ainvoke(5, cfg(thread))
     assert info.value.error_type == "NestedWorkflowError"
     message = info.value.error_message
-    assert what in message and repr(thread) in message and "@task" in message
+    assert "nested_inner.astream()" in message and repr(thread) in message
+    assert "@task" in message
     assert CALLS["charge"] == 0  # the inner workflow never started
-    assert await runtime.get_run("nested-inner-a") is None
+    assert await runtime.get_run("nested-inner-st") is None
 
 
 async def test_the_error_carries_its_context() -> None:
@@ -89,7 +101,8 @@ async def test_the_error_carries_its_context() -> None:
     @entrypoint(name="nested_catcher")
     async def catcher(_: Any) -> str:
         try:
-            await nested_inner.ainvoke(1, cfg("never"))
+            async for _chunk in nested_inner.astream(1, cfg("never")):
+                pass
         except NestedWorkflowError as exc:
             seen.append(exc)
         return "caught"

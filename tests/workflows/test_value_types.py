@@ -12,6 +12,7 @@ import datetime
 import decimal
 import enum
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -275,10 +276,24 @@ def test_a_plain_interrupt_result_is_served_by_fastapi() -> None:
     assert item["value"] == {"approve": "doc-1"} and item["id"]
 
 
-def test_client_resume_returns_the_declared_type() -> None:
+@pytest.fixture(scope="module")
+def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.support.gateway import start_gateway, stop_gateway
+
+    gateway = start_gateway(
+        tmp_path_factory.mktemp("value-types") / "store", app="workflows.test_value_types"
+    )
+    yield gateway.url
+    stop_gateway(gateway)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "remote"])
+def test_client_resume_returns_the_declared_type(kind: str, request: pytest.FixtureRequest) -> None:
     from perdure import Client
 
-    client = Client()
+    # The same calls through `Client(url=...)` and a gateway serving this module.
+    client = Client() if kind == "embedded" else Client(url=request.getfixturevalue("gateway_url"))
+    request.addfinalizer(client.close)
     paused = client.run("vt_flow", ORDER, run_id="vt-client")
     assert paused["__interrupt__"][0].value["ref"] == str(ID)
     assert client.resume("vt-client", "yes") == Receipt(order=ORDER, paid_on=DAY)

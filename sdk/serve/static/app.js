@@ -123,7 +123,7 @@ async function runList(main) {
   const status = el("select", { id: "f-status", name: "status" }, el("option", { value: "" }, "any status"),
     ...STATUSES.map((s) => el("option", { value: s }, s)));
   const target = el("select", { id: "f-target", name: "target" }, el("option", { value: "" }, "any target"));
-  const text = el("input", { id: "f-text", name: "q", type: "search", placeholder: "run id, target or key" });
+  const text = el("input", { id: "f-text", name: "q", type: "search", placeholder: "run id, target, key or error", title: "finds runs whose run id, target, idempotency key or error (or a word in them) starts with this text" });
   const since = el("select", { id: "f-since", name: "since" }, ...[["", "any time"], ["3600", "last hour"], ["86400", "last day"], ["604800", "last 7 days"]]
     .map(([value, label]) => el("option", { value }, label)));
   since.value = params.get("since") || "";
@@ -200,8 +200,18 @@ async function runList(main) {
 
 const COLORS = {
   attempt: "#1971c2", done: "#2b8a3e", failed: "#c92a2a", retry: "#e67700",
-  sleep: "#0c8599", interrupt: "#7048e8", run: "#495057",
+  sleep: "#0c8599", interrupt: "#7048e8", run: "#495057", message: "#d6336c", other: "#868e96",
 };
+const BASE_FIELDS = new Set(["t", "v", "run_id", "seq", "ts"]);
+
+function short(value, max = 160) {
+  const text = pretty(value).replace(/\s+/g, " ");
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function extraFields(e) {
+  return Object.fromEntries(Object.entries(e).filter(([k]) => !BASE_FIELDS.has(k)));
+}
 
 function timeline(events, details) {
   // Lanes: the run, then one per task position, then timers and interrupts.
@@ -246,10 +256,29 @@ function timeline(events, details) {
         open.delete(`interrupt:${e.interrupt_id}`);
         break;
       }
-      default: break;
+      case "message_received": shapes.push({ lane: laneOf("messages"), kind: "mark", at: e.ts, color: COLORS.message, title: `message on ${e.topic}: ${short(e.value)}` }); break;
+      case "receive_waiting": open.set(`receive:${e.position}`, e); laneOf("messages"); break;
+      case "message_delivered": {
+        const waited = open.get(`receive:${e.position}`);
+        open.delete(`receive:${e.position}`);
+        shapes.push({ lane: laneOf("messages"), kind: "bar", from: waited ? waited.ts : e.ts, to: e.ts, color: COLORS.message, title: `receive(${e.topic}) @${e.position} took message #${e.message_seq}` });
+        break;
+      }
+      case "event_set": shapes.push({ lane: laneOf("published values"), kind: "mark", at: e.ts, color: COLORS.other, title: `set_event ${e.key}: ${short(e.value)}` }); break;
+      default: {
+        // Any other kind of event (child runs, new kinds): a mark on a lane named after the
+        // first word of its type, titled with its fields, so it shows up without a change here.
+        const lane = String(e.t || "event").split("_")[0];
+        shapes.push({ lane: laneOf(lane), kind: "mark", at: e.ts, color: COLORS.other, title: `${e.t}: ${short(extraFields(e))}` });
+        break;
+      }
     }
   }
-  for (const [k, e] of open) {  // still running attempts, unanswered interrupts
+  for (const [k, e] of open) {  // still running attempts, unanswered interrupts, open receives
+    if (k.startsWith("receive:")) {
+      shapes.push({ lane: laneOf("messages"), kind: "bar", from: e.ts, to: t1, color: COLORS.message, open: true, title: `receive(${e.topic}) @${e.position} waiting for a message` });
+      continue;
+    }
     const lane = k.startsWith("interrupt:") ? laneOf("interrupts") : laneOf(k.split("#")[0]);
     shapes.push({ lane, kind: "bar", from: e.ts, to: t1, color: k.startsWith("interrupt:") ? COLORS.interrupt : COLORS.attempt, open: true, title: k.startsWith("interrupt:") ? `interrupt ${e.interrupt_id} waiting for an answer` : `${k} running` });
   }
@@ -283,7 +312,7 @@ function timeline(events, details) {
       root.append(svg("path", { d: `M ${cx} ${cy - 6} L ${cx + 6} ${cy} L ${cx} ${cy + 6} L ${cx - 6} ${cy} Z`, fill: s.color, class: "tl-mark" }, s.title));
     }
   }
-  const legend = el("div", { class: "legend" }, ...[["attempt", "running attempt"], ["done", "completed"], ["failed", "failed attempt"], ["retry", "retry backoff"], ["sleep", "timer"], ["interrupt", "interrupt"]]
+  const legend = el("div", { class: "legend" }, ...[["attempt", "running attempt"], ["done", "completed"], ["failed", "failed attempt"], ["retry", "retry backoff"], ["sleep", "timer"], ["interrupt", "interrupt"], ["message", "message"], ["other", "other event"]]
     .map(([k, label]) => el("span", {}, el("i", { class: `sw-${k}` }), label)));
   return el("div", { class: "timeline card", id: "timeline" }, root, legend);
 }
@@ -416,30 +445,106 @@ async function runPage(main, runId) {
 
 // -- statistics ------------------------------------------------------------------------------
 
-async function statsPage(main) {
-  const data = await api("/api/stats");
+const STATUS_COLORS = {
+  running: "#1971c2", waiting: "#7048e8", completed: "#2b8a3e", failed: "#c92a2a",
+  cancelled: "#868e96", parked: "#e67700",
+};
+
+function statusChart(data) {
   const max = Math.max(1, ...STATUSES.map((s) => data.runs_by_status[s] || 0));
   const chart = svg("svg", { width: 560, height: 30 * STATUSES.length + 10, id: "status-chart", role: "img" });
   STATUSES.forEach((s, i) => {
     const n = data.runs_by_status[s] || 0;
     const label = svg("text", { x: 0, y: 30 * i + 20 });
     label.textContent = s;
-    chart.append(label, svg("rect", { x: 90, y: 30 * i + 6, width: Math.max(2, (n / max) * 400), height: 18, rx: 3, fill: getComputedStyle(document.documentElement).getPropertyValue(`--${s === "completed" ? "ok" : s === "failed" ? "bad" : s === "running" ? "run" : s === "waiting" ? "wait" : s === "parked" ? "warn" : "grey"}`) }, `${s}: ${n}`));
+    chart.append(label, svg("rect", { x: 90, y: 30 * i + 6, width: Math.max(2, (n / max) * 400), height: 18, rx: 3, fill: STATUS_COLORS[s] }, `${s}: ${n}`));
     const count = svg("text", { x: 96 + Math.max(2, (n / max) * 400), y: 30 * i + 20 });
     count.textContent = String(n);
     chart.append(count);
   });
+  return chart;
+}
+
+function hourlyChart(history) {
+  // One stacked bar per hour: the runs created in that hour, by their status now.
+  const rows = history.runs_by_hour;
+  const totals = rows.map((r) => STATUSES.reduce((sum, s) => sum + (r.counts[s] || 0), 0));
+  const max = Math.max(4, Math.ceil(Math.max(...totals) / 4) * 4);  // whole-number grid lines
+  const left = 44, width = 960, height = 220, bottom = 24, top = 10;
+  const plotH = height - bottom - top;
+  const step = (width - left - 10) / Math.max(1, rows.length);
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, id: "hourly-chart", role: "img" });
+  chart.append(svg("title", {}, "runs by status per hour"));
+  for (let i = 0; i <= 4; i++) {
+    const y = top + plotH - (plotH * i) / 4;
+    chart.append(svg("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#eef0f3" }));
+    const label = svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" });
+    label.textContent = String(Math.round((max * i) / 4));
+    chart.append(label);
+  }
+  rows.forEach((row, i) => {
+    const x = left + i * step + 2;
+    let y = top + plotH;
+    for (const s of STATUSES) {
+      const n = row.counts[s] || 0;
+      if (!n) continue;
+      const h = (n / max) * plotH;
+      y -= h;
+      chart.append(svg("rect", { x, y, width: Math.max(1, step - 4), height: Math.max(h, 1), fill: STATUS_COLORS[s], class: "hour-bar" }, `${when(row.hour)}: ${n} ${s}`));
+    }
+    if (i % Math.ceil(rows.length / 12) === 0) {
+      const label = svg("text", { x: x + step / 2 - 2, y: height - 6, "text-anchor": "middle" });
+      label.textContent = `${new Date(row.hour * 1000).toISOString().slice(11, 13)}h`;
+      chart.append(label);
+    }
+  });
+  const legend = el("div", { class: "legend" }, ...STATUSES.map((s) => el("span", {}, el("i", { class: `sw-status sw-${s}` }), s)));
+  return el("div", {}, chart, legend);
+}
+
+function latencyChart(history) {
+  const steps = history.steps.slice().sort((a, b) => b.p95_ms - a.p95_ms).slice(0, 15);
+  if (!steps.length) return el("p", { class: "muted", id: "latency-empty" }, "No step ran in this window.");
+  const labelW = 220, width = 960, rowH = 30;
+  const max = Math.max(0.001, ...steps.map((s) => s.max_ms));
+  const scale = (ms) => ((width - labelW - 340) * ms) / max;  // room for the figures
+  const chart = svg("svg", { width, height: rowH * steps.length + 8, id: "latency-chart", role: "img" });
+  chart.append(svg("title", {}, "step latency"));
+  steps.forEach((step, i) => {
+    const y = i * rowH + 4;
+    const name = svg("text", { x: 0, y: y + 17 });
+    name.textContent = step.name.length > 30 ? `${step.name.slice(0, 29)}…` : step.name;
+    chart.append(name);
+    chart.append(svg("rect", { x: labelW, y: y + 4, width: Math.max(2, scale(step.p95_ms)), height: 16, rx: 3, fill: "#a5d8ff", class: "lat-p95" }, `${step.name}: p95 ${step.p95_ms} ms`));
+    chart.append(svg("rect", { x: labelW, y: y + 8, width: Math.max(2, scale(step.p50_ms)), height: 8, rx: 2, fill: "#1971c2", class: "lat-p50" }, `${step.name}: p50 ${step.p50_ms} ms`));
+    const text = svg("text", { x: labelW + Math.max(2, scale(step.p95_ms)) + 6, y: y + 17 });
+    text.textContent = `p50 ${step.p50_ms} · p95 ${step.p95_ms} · max ${step.max_ms} ms · ${step.attempts} attempts${step.failed ? `, ${step.failed} failed` : ""}`;
+    chart.append(text);
+  });
+  return chart;
+}
+
+async function statsPage(main, hours) {
+  hours = hours || 24;
+  const [data, history] = await Promise.all([api("/api/stats"), api(`/api/stats/history?hours=${hours}`)]);
   const stat = (n, l) => el("div", { class: "card stat" }, el("div", { class: "n" }, n), el("div", { class: "l" }, l));
+  const picker = el("select", { id: "stats-hours", "aria-label": "window", onchange: () => { leave(); statsPage(main, Number(picker.value)).catch(() => {}); } },
+    ...[6, 24, 72, 168].map((h) => el("option", { value: h, selected: h === hours }, h < 48 ? `last ${h} hours` : `last ${h / 24} days`)));
   main.replaceChildren(
     el("h1", {}, "Statistics"),
     el("div", { class: "stats-cards", id: "stats" },
       stat(data.runs, "runs"), stat(data.events, "events"), stat(data.pending_timers, "pending timers"),
       stat(data.idempotency_keys, "idempotency keys"), stat(data.live_actors, "live runs in memory"),
       stat(data.restarts, "actor restarts"), stat(`${(data.size_bytes / 1048576).toFixed(1)} MiB`, "store size")),
-    el("h2", {}, "Runs by status"), el("div", { class: "card" }, chart),
+    el("h2", {}, "Runs by status"), el("div", { class: "card" }, statusChart(data)),
+    el("div", { class: "run-head" }, el("h2", {}, "Runs by status over time"), picker),
+    el("div", { class: "card", id: "hourly" }, hourlyChart(history),
+      history.counted_from === "sample" ? el("p", { class: "muted" }, history.partial ? "Counted from the newest runs of the window (a sample)." : "Counted from the runs of the window.") : null),
+    el("h2", {}, `Step latency (the ${history.latency_runs} newest runs of the window)`),
+    el("div", { class: "card", id: "latency" }, latencyChart(history)),
     el("h2", {}, "Targets of the loaded app"), el("div", { class: "card mono" }, data.targets.join(", ") || "none"),
   );
-  const timer = setInterval(() => { if (!document.hidden) statsPage(main).catch(() => {}); }, 5000);
+  const timer = setInterval(() => { if (!document.hidden) { leave(); statsPage(main, hours).catch(() => {}); } }, 5000);
   onLeave(() => clearInterval(timer));
 }
 
