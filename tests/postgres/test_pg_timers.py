@@ -115,9 +115,11 @@ def test_each_due_timer_is_claimed_by_one_process_of_three(pg_store: str) -> Non
     assert max(fired.values()) == 1  # the log: each timer fired once
     delivered = [d for d, _ in stats]
     print("timers", len(fired), "delivered per process", delivered)  # -s shows it
-    # Every process took timers of runs another one started and let go while they slept
-    # (before, a process only woke for the timers its own runs set) ...
-    assert all(delivered)
+    # Processes took timers of runs another one started and let go while they slept
+    # (before, a process only woke for the timers its own runs set: [2 * runs, 0, 0]).
+    # Which ones is up to the scheduler: on a loaded machine one of the three may poll
+    # too late to win any, so the check asks for two, one of them not the starter.
+    assert sum(1 for d in delivered if d) >= 2 and any(delivered[1:]), delivered
     # ... and no process was handed the timers of runs another process held: actors
     # starting only to find the run's lease taken are rare (a lease that expired under
     # load), where delivering every due timer everywhere would lose about two per timer.
