@@ -479,6 +479,12 @@ class RunActor:
 
     def _resume(self, message: Resume) -> None:
         state = self.state
+        token = message.token
+        if token and any(i.answer_token == token for i in state.interrupts.values()):
+            # Applied before, by a process that died before it removed the message from
+            # the store's inbox: answering again would give its value to a later question.
+            message.reply.set_result(None)
+            return
         answers = _decide.resume_answers(state, message.value)
         if isinstance(answers, InvalidResumeError):
             message.reply.set_exception(answers)
@@ -489,7 +495,7 @@ class RunActor:
             message.reply.set_exception(exc)
             return
         for interrupt_id, answer in answers.items():
-            self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
+            self.emit(Resumed, interrupt_id=interrupt_id, value=answer, token=token)
             timer_id = state.interrupts[interrupt_id].timer_id
             if timer_id in state.timers:
                 self.emit(TimerCancelled, timer_id=timer_id)
