@@ -12,9 +12,9 @@ never touched here). A record's message is the event ("run started"); its fields
 ``extra=`` would set them. With no logging configured, nothing is printed: a
 `NullHandler` on ``perdure`` keeps Python's last-resort handler quiet.
 
-structlog loads on the first line actually written (or the first task attempt, which
-binds its context): importing it costs ~70 ms when rich is installed (``structlog.dev``
-imports rich's tracebacks), and a process that logs nothing should not pay it.
+structlog loads when a `Runtime` is created (its task attempts bind their context), or on
+the first line actually written: importing it costs ~70 ms when rich is installed
+(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay.
 """
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ def bind_contextvars(**fields: Any) -> None:
     import structlog.contextvars
 
     structlog.contextvars.bind_contextvars(**fields)
+
+
+def load_logging() -> None:
+    """Import structlog now: a runtime calls it when it is created, so that its first task
+    attempt (which binds the run's context) does not pay the import in the middle of a run."""
+    import structlog.contextvars  # noqa: F401
 
 
 INFO, WARNING = logging.INFO, logging.WARNING

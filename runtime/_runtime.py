@@ -36,6 +36,7 @@ from perdure.actors import (
     caller_context,
     describe,
     fold,
+    load_logging,
     logger,
 )
 from perdure.eventlog import (
@@ -148,6 +149,8 @@ class Runtime:
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
         from opentelemetry import trace  # here, not at import: ~10 ms
+
+        load_logging()  # structlog (~70 ms): here, not at import nor in a run's first step
 
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(

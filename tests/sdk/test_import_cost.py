@@ -18,7 +18,7 @@ import pytest
 
 #: Never loaded by importing perdure's names: each loads when a program uses it.
 DEFERRED = (
-    "structlog",  # the first log line written, or the first task attempt
+    "structlog",  # the first Runtime, or the first log line written
     "rich",  # through structlog.dev; the CLI's views
     "opentelemetry",  # the first Runtime (its tracer)
     "lmdb",  # the first LMDB store opened
@@ -106,7 +106,7 @@ def test_names_load_on_first_use_and_old_spellings_still_resolve() -> None:
 
 
 def test_a_run_with_logging_configured_still_logs_through_structlog() -> None:
-    """structlog loads when a line is written: the run's records carry their fields."""
+    """structlog loads with the runtime, not at import: the run's records carry their fields."""
     code = (
         "import logging, sys\n"
         "records = []\n"
