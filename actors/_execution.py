@@ -570,7 +570,7 @@ class Execution:
                 # attempts; their logs still carry the run's trace id.
                 span, trace_id = None, _observe.trace_id_hex(parent)
             else:
-                from opentelemetry import trace  # loaded by the runtime's tracer already
+                from opentelemetry import trace  # loaded already: the host's tracer comes from it
 
                 span = actor.host.tracer.start_span(
                     f"perdure.task {spec.name}",

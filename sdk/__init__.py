@@ -128,8 +128,8 @@ _HOMES = {
         ("EventLog", "LmdbEventLog", "MemoryEventLog", "PerdureError"), "perdure.eventlog"
     ),
 }
-#: Subpackages that `import perdure` used to load, so ``perdure.runtime.X`` kept working
-#: without importing them; they still load on first access.
+#: Subpackages that resolve as attributes, loaded on first access: ``perdure.runtime.X``
+#: after a bare `import perdure` worked while it loaded everything, and still does.
 _SUBMODULES = frozenset(("errors", "testing", "actors", "eventlog", "runtime", "cli", "serve"))
 #: The errors `__all__` listed before `perdure.errors` held them.
 _OLD_ERRORS = (
