@@ -7,7 +7,15 @@ This layer knows nothing of user code or of actors. `EventLog` is the port;
 
 from typing import TYPE_CHECKING, Any
 
-from perdure.eventlog._codec import decode, encode, from_dict, register_upcaster, to_dict
+from perdure.eventlog._codec import (
+    GC_PAUSE_FROM,
+    decode,
+    encode,
+    from_dict,
+    gc_paused,
+    register_upcaster,
+    to_dict,
+)
 from perdure.eventlog._errors import (
     CorruptEventError,
     IdempotencyKeyTakenError,
@@ -87,6 +95,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "GC_PAUSE_FROM",
     "declared_types",
     "fresh",
     "rebuild",
@@ -149,6 +158,7 @@ __all__ = [
     "digest",
     "encode",
     "from_dict",
+    "gc_paused",
     "is_postgres_url",
     "register_upcaster",
     "to_dict",
