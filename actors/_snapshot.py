@@ -42,7 +42,13 @@ from perdure.eventlog import GC_PAUSE_FROM, Event, EventLog, from_dict, gc_pause
 #: Events past the last snapshot (or from the start) before an idle run gets a new one.
 SNAPSHOT_AFTER = 2000
 
-_STEP_CLASSES: tuple[type[Any], ...] = (TaskStep, InterruptStep, SleepStep, ReceiveStep, SetEventStep)
+_STEP_CLASSES: tuple[type[Any], ...] = (
+    TaskStep,
+    InterruptStep,
+    SleepStep,
+    ReceiveStep,
+    SetEventStep,
+)
 _EVENT_FIELDS = ("TaskAttemptFailed | None", "TaskFailed | None", "RunFailed | None")
 #: RunState fields encoded by hand (containers of steps, tuples, a set)
 _SPECIAL = frozenset({"steps", "interrupts", "timers", "messages", "message_keys"})
@@ -73,10 +79,11 @@ def fold_tag() -> str:
         for _, value in sorted(vars(_state).items())
         if isinstance(value, types.FunctionType) and value.__module__ == _state.__name__
     ]
-    functions += list(_state._APPLY.values())  # the lambdas among the handlers
-    for function in functions:
+    handlers: list[Any] = [*functions, *_state._APPLY.values()]  # the lambdas among them
+    for function in handlers:
         _code_digest(function.__code__, digest)
-    for cls in (RunState, *_STEP_CLASSES):
+    classes: list[Any] = [RunState, *_STEP_CLASSES]
+    for cls in classes:
         digest.update(repr([(f.name, str(f.type)) for f in attrs.fields(cls)]).encode())
     digest.update(_state.__name__.encode())
     _TAG.append(digest.hexdigest())
@@ -105,6 +112,7 @@ def _plan(cls: type[Any], skip: frozenset[str] = frozenset()) -> list[tuple[str,
 
 _STEP_PLANS = [_plan(cls) for cls in _STEP_CLASSES]
 _STEP_INDEX = {cls: index for index, cls in enumerate(_STEP_CLASSES)}
+_STEP_WIDTH = [len(plan) for plan in _STEP_PLANS]
 _STATE_PLAN = _plan(RunState, _SPECIAL)
 
 
@@ -117,10 +125,12 @@ def _row(obj: Any, plan: list[tuple[str, Any, Any]]) -> list[Any]:
 
 def encode_state(state: RunState) -> bytes | None:
     """The snapshot payload of `state`; None if it cannot be snapshotted faithfully."""
+    kinds: list[int] = []
     steps: list[list[Any]] = []
     for step in state.steps.values():
         index = _STEP_INDEX[type(step)]
-        steps.append([index, *_row(step, _STEP_PLANS[index])])
+        kinds.append(index)
+        steps.append(_row(step, _STEP_PLANS[index]))
     interrupts = []
     for interrupt_id, step in state.interrupts.items():
         if state.steps.get(step.position) is not step:
@@ -129,10 +139,13 @@ def encode_state(state: RunState) -> bytes | None:
     document = {
         "tag": fold_tag(),
         "state": _row(state, _STATE_PLAN),
+        "kinds": kinds,
         "steps": steps,
         "interrupts": interrupts,
         "timers": {key: list(value) for key, value in state.timers.items()},
-        "messages": {topic: [list(item) for item in items] for topic, items in state.messages.items()},
+        "messages": {
+            topic: [list(item) for item in items] for topic, items in state.messages.items()
+        },
         "message_keys": sorted(state.message_keys),
     }
     try:
@@ -154,19 +167,31 @@ def _build(cls: type[Any], plan: list[tuple[str, Any, Any]], values: list[Any]) 
 
 def decode_state(run_id: str, payload: bytes) -> RunState | None:
     """The state a snapshot payload holds; None if it is not one of this fold's, or unsound."""
+    with gc_paused():  # tens of thousands of objects, none in cycles
+        state: RunState | None = _decode_state(run_id, payload)
+    return state
+
+
+def _decode_state(run_id: str, payload: bytes) -> RunState | None:
     try:
         document = orjson.loads(payload)
         if document["tag"] != fold_tag():
             return None
-        state = _build(RunState, _STATE_PLAN, document["state"])
+        state: RunState = _build(RunState, _STATE_PLAN, document["state"])
         if state.run_id != run_id:
             return None
         steps: dict[str, Step] = {}
-        for row in document["steps"]:
-            index = row[0]
-            if type(index) is not int or not 0 <= index < len(_STEP_CLASSES):
+        kinds, rows = document["kinds"], document["steps"]
+        if len(kinds) != len(rows):
+            return None
+        classes = _STEP_CLASSES
+        for index, row in zip(kinds, rows, strict=True):  # positional: the hot loop of a long run
+            if index < 0 or len(row) != _STEP_WIDTH[index]:
                 return None
-            step = _build(_STEP_CLASSES[index], _STEP_PLANS[index], row[1:])
+            cls = classes[index]
+            step = cls(*row)
+            if index == 0 and (step.last_error is not None or step.failed is not None):
+                step = _build(TaskStep, _STEP_PLANS[0], row)
             steps[step.position] = step
         interrupts: dict[str, InterruptStep] = {}
         for interrupt_id, position in document["interrupts"]:

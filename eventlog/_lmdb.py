@@ -265,7 +265,11 @@ class LmdbEventLog:
             await shared.caught_up(run_id=run_id)
             key = event_key(run, seq - 1)
             record = shared.read(lambda txn: txn.get(key, db=shared.dbs.events))
-            if record is not None and len(record) >= 5 and _snapshot.record_crc(record) == after_crc:
+            if (
+                record is not None
+                and len(record) >= 5
+                and _snapshot.record_crc(record) == after_crc
+            ):
                 return payload, await self.read(run_id, seq)
         return None, await self.read(run_id)
 

@@ -16,6 +16,7 @@ can make a resume faster, never different.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -88,7 +89,9 @@ def save(path: str, data: bytes) -> bool:
         return False
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
     except OSError:
         return False
     try:
@@ -97,9 +100,7 @@ def save(path: str, data: bytes) -> bool:
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno != errno.ENOENT:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
         return False
     return True
