@@ -52,7 +52,8 @@ from perdure.actors._messages import (
     Wake,
 )
 from perdure.actors._ports import ActorHost
-from perdure.actors._state import ATTEMPT_LOST, DEADLINE, RunState, apply, fold
+from perdure.actors._snapshot import load_state, save_state, snapshot_due
+from perdure.actors._state import ATTEMPT_LOST, DEADLINE, RunState, apply
 from perdure.eventlog import (
     Event,
     EventPublished,
@@ -103,6 +104,8 @@ class RunActor:
         #: Seq of a `RunStarted` emitted soft (see `Start.durable`), until it is durable.
         self.soft_start_seq: int | None = None
         self._stop_when_idle = False
+        #: events covered by the run's last snapshot (read or written; see `_snapshot`)
+        self._snapshot_seq = 0
         self.run_span: Span | None = None
         self.execution = Execution(self)
 
@@ -184,6 +187,8 @@ class RunActor:
                     if self._flush_handle is None:
                         self._flush_handle = self.loop.call_at(self._linger_due, self._linger_check)
                 self.last_active = now
+                if self.state.terminal is None and snapshot_due(self.state, self._snapshot_seq):
+                    await self._snapshot()
                 if self._stop_when_idle and self.idle():
                     stop = True
                 if stop:
@@ -248,9 +253,19 @@ class RunActor:
         _observe.end_span(self.run_span)
         self.run_span = None
 
+    async def _snapshot(self) -> None:
+        """Keep a snapshot of the folded state beside the log, once the run is idle with
+        everything durable (see `perdure.actors._snapshot`); a failure only costs speed."""
+        if not self.idle() or self.durable_seq != self.state.next_seq:
+            return
+        self._snapshot_seq = self.state.next_seq
+        try:
+            await save_state(self.host.log, self.state)
+        except Exception as exc:
+            _observe.logger.debug("snapshot not written", run_id=self.run_id, error=repr(exc))
+
     async def _rebuild(self) -> None:
-        events = await self.host.log.read(self.run_id)
-        self.state = fold(self.run_id, events)
+        self.state, self._snapshot_seq = await load_state(self.host.log, self.run_id)
         self.durable_seq = self.state.next_seq
         if not self.state.started:
             return
@@ -475,7 +490,7 @@ class RunActor:
         self.execution.start_body()
 
     async def _rebuild_state_only(self) -> None:
-        self.state = fold(self.run_id, await self.host.log.read(self.run_id))
+        self.state, self._snapshot_seq = await load_state(self.host.log, self.run_id)
         self.durable_seq = self.state.next_seq
 
     def _resume(self, message: Resume) -> None:

@@ -9,7 +9,15 @@ This layer knows nothing of user code or of actors. `EventLog` is the port;
 import sys
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from perdure.eventlog._codec import decode, encode, from_dict, register_upcaster, to_dict
+from perdure.eventlog._codec import (
+    GC_PAUSE_FROM,
+    decode,
+    encode,
+    from_dict,
+    gc_paused,
+    register_upcaster,
+    to_dict,
+)
 from perdure.eventlog._errors import (
     CorruptEventError,
     IdempotencyKeyTakenError,
@@ -100,6 +108,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "GC_PAUSE_FROM",
     "declared_types",
     "fresh",
     "rebuild",
@@ -162,6 +171,7 @@ __all__ = [
     "digest",
     "encode",
     "from_dict",
+    "gc_paused",
     "is_lmdb_log",
     "is_postgres_url",
     "register_upcaster",

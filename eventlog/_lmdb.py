@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import lmdb
 
+from perdure.eventlog import _lmdb_snapshot as _snapshot
 from perdure.eventlog._codec import GC_PAUSE_FROM, decode, gc_paused
 from perdure.eventlog._errors import (
     CorruptEventError,
@@ -247,6 +248,47 @@ class LmdbEventLog:
                 seq=missing,
             )
         return events
+
+    async def read_with_snapshot(self, run_id: str) -> tuple[bytes | None, list[Event]]:
+        """The run's snapshot (the payload given to `write_snapshot`) and the events after it;
+        (None, every event) when there is no snapshot that still fits the log.
+
+        A snapshot fits if its file is sound and the record it was taken after is
+        still the run's record at that seq (see `perdure.eventlog._lmdb_snapshot`).
+        """
+        shared = self._open_env()
+        run = _run_key(run_id)
+        data = _snapshot.load(_snapshot.snapshot_file(self._path, run_id)) if run else None
+        found = _snapshot.unpack(run_id, data) if data is not None else None
+        if found is not None and run is not None:
+            seq, after_crc, payload = found
+            await shared.caught_up(run_id=run_id)
+            key = event_key(run, seq - 1)
+            record = shared.read(lambda txn: txn.get(key, db=shared.dbs.events))
+            if (
+                record is not None
+                and len(record) >= 5
+                and _snapshot.record_crc(record) == after_crc
+            ):
+                return payload, await self.read(run_id, seq)
+        return None, await self.read(run_id)
+
+    async def write_snapshot(self, run_id: str, seq: int, payload: bytes) -> bool:
+        """Keep `payload` (a run's state folded from its events ``0 .. seq-1``) beside the log;
+        False if not written (read-only store, no event at ``seq - 1``, a file error)."""
+        shared = self._open_env()
+        run = _run_key(run_id)
+        if self._read_only or run is None or seq < 1:
+            return False
+        await shared.caught_up(run_id=run_id)
+        key = event_key(run, seq - 1)
+        record = shared.read(lambda txn: txn.get(key, db=shared.dbs.events))
+        if record is None or len(record) < 5:
+            return False
+        data = _snapshot.pack(run_id, seq, _snapshot.record_crc(record), payload)
+        return await asyncio.to_thread(
+            _snapshot.save, _snapshot.snapshot_file(self._path, run_id), data
+        )
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         shared = self._open_env()
