@@ -681,14 +681,16 @@ class Execution:
         """Run the first attempt of a sync task in the thread of the sync code waiting on it.
 
         Called in that thread (a sync body or task, from `TaskFuture.result`), for a
-        new step whose attempt start is soft (`RunActor.inline_tasks`). The call goes
-        to the actor marked `inline` (it records the start, which lingers and commits
-        as usual if the task runs long, and starts nothing); the task runs here, in a
-        copy of the caller's context, and its `AttemptDone` goes to the actor, which
-        records it like any attempt's. What follows a failure (retries, in the task
-        pool) and the delivery of the durable outcome to the waiting code are the
-        usual ones. Saves two thread crossings per step: to a task thread and back.
-        No `timeout` (nothing could interrupt this thread): such tasks never come here.
+        new step whose attempt start is soft (`RunActor.inline_tasks`). The task runs
+        here, in a copy of the caller's context; then its call (marked `inline`: the
+        actor records the start and starts nothing) and its `AttemptDone` go to the
+        actor in one trip, and it records them like any attempt's. If the task runs
+        longer than half the linger, the watchdog sends the call meanwhile, so the
+        start is committed while the task runs, as a pooled attempt's would be.
+        What follows a failure (retries, in the task pool) and the delivery of the
+        durable outcome are the usual ones. Saves two thread crossings per step (to
+        a task thread and back) and one actor turn. Never for a task with a
+        `timeout`: nothing could interrupt this thread.
         """
         actor = self.actor
         loop = actor.loop
@@ -703,15 +705,18 @@ class Execution:
             incarnation=call.incarnation, position=call.position, attempt=0, outcome="ok"
         )
         done.inline, done.call = True, call
-        ran = contextvars.copy_context().run(self._inline_main, call, done)
-        if watchdog.claim(call):
-            if not ran:
-                raise quiet(Suspend("actor stopped"))
-            loop.call_soon_threadsafe(_post_both, actor, call, done)
-            return
+        try:
+            ran = contextvars.copy_context().run(self._inline_main, call, done)
+        except BaseException:  # KeyboardInterrupt, SystemExit: no start left behind to send
+            watchdog.claim(call)
+            raise
+        start_held = watchdog.claim(call)  # else the watchdog sent it
         if not ran:
             raise quiet(Suspend("actor stopped"))
-        loop.call_soon_threadsafe(actor.post, done)
+        if start_held:
+            loop.call_soon_threadsafe(_post_both, actor, call, done)
+        else:
+            loop.call_soon_threadsafe(actor.post, done)
 
     def _inline_main(self, call: ExecuteTask, done: AttemptDone) -> bool:
         """The attempt of `run_inline` (in its own context); False if the actor stopped."""
