@@ -266,3 +266,29 @@ async def test_an_inline_outcome_that_overtakes_its_start_is_recorded_once(
     ]
     assert [e.result for e in of_type(events, TaskCompleted)] == [0, 2, 4]
     assert CALLS.counts["double"] == 3
+
+
+@entrypoint()
+def inl_forgets(x: int) -> int:
+    inl_double(x)  # never waited on: sent the usual way when the body ends
+    return x
+
+
+async def test_a_call_never_waited_on_does_not_hold_up_the_run(runtime: Runtime) -> None:
+    assert await inl_forgets.ainvoke(3, cfg("inl-forget")) == 3
+    assert (await runtime.wait("inl-forget")).status == "completed"
+
+
+@entrypoint()
+def inl_polls(x: int) -> int:
+    future = inl_double(x)
+    while not future.done():  # asking is a move: the call goes the usual way
+        EVENTS["poll"].wait(0.001)
+    return future.result() + 1
+
+
+async def test_a_body_polling_done_gets_its_call_run(runtime: Runtime) -> None:
+    EVENTS["poll"] = threading.Event()
+    assert await inl_polls.ainvoke(4, cfg("inl-poll")) == 9
+    events = await events_of(runtime.log, "inl-poll")
+    assert [e.result for e in of_type(events, TaskCompleted)] == [8]
