@@ -21,6 +21,7 @@ until the next `arm`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -86,5 +87,12 @@ class Watchdog:
                     except Exception:  # e.g. a closed loop: nobody waits for it any more
                         _log.debug("perdure watchdog: a held item could not be sent", exc_info=True)
 
+    def _forget_thread(self) -> None:
+        """In a forked child: the thread did not come along; the next `arm` starts one."""
+        self._thread = None
+        self._awake = threading.Event()
+        self._start = threading.Lock()
+
 
 watchdog = Watchdog()
+os.register_at_fork(after_in_child=watchdog._forget_thread)
