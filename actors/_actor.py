@@ -116,6 +116,16 @@ class RunActor:
         self.mailbox.put_nowait(message)
 
     @property
+    def inline_tasks(self) -> bool:
+        """Whether a sync task its sync code waits on may run in that code's thread: only
+        in a workflow whose first attempt starts are soft (see `Execution.run_inline`)."""
+        return self.state.kind == "workflow" and self.host.attempt_linger > 0
+
+    def run_inline(self, call: ExecuteTask) -> None:
+        """In the calling code's thread: see `Execution.run_inline`."""
+        self.execution.run_inline(call)
+
+    @property
     def body_generation(self) -> int:
         """Which execution of the body is current (a body scope of another one is stale)."""
         return self.execution.generation

@@ -18,6 +18,7 @@ the log and its number is never reused (for the exceptions see `_start_attempt`)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,18 @@ from perdure.actors._messages import (
     SleepRequest,
 )
 from perdure.actors._ports import ActorCore
-from perdure.actors._scope import Scope, call_task, current_scope, settle_all, wake
+from perdure.actors._scope import (
+    Scope,
+    call_task,
+    current_scope,
+    dispatch_deferred,
+    quiet,
+    settle_all,
+    wake,
+)
 from perdure.actors._state import BODY, ReceiveStep, TaskStep
 from perdure.actors._targets import AttemptInfo, BodyInfo, Final, TargetSpec, body_config
+from perdure.actors._watchdog import watchdog
 from perdure.eventlog import (
     MessageDelivered,
     ReceiveCancelled,
@@ -78,8 +88,9 @@ class Execution:
 
     def __init__(self, actor: ActorCore) -> None:
         self.actor = actor
-        #: position -> (attempt task, attempt number, the call that started it)
-        self.attempts: dict[str, tuple[asyncio.Task[None], int, ExecuteTask]] = {}
+        #: position -> (attempt task, attempt number, the call that started it); the task
+        #: is None for an attempt run in its caller's thread (`run_inline`)
+        self.attempts: dict[str, tuple[asyncio.Task[None] | None, int, ExecuteTask]] = {}
         self.calls: dict[str, ExecuteTask] = {}
         self.waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._semaphore: asyncio.Semaphore | None = None
@@ -244,7 +255,8 @@ class Execution:
 
     def cancel_attempts(self) -> None:
         for task, _, _ in self.attempts.values():
-            task.cancel()
+            if task is not None:
+                task.cancel()
         self.attempts.clear()
 
     def forget_calls(self) -> None:
@@ -297,6 +309,8 @@ class Execution:
             )
         except Exception as exc:
             message.outcome, message.error = "raised", exc
+        if scope.deferred is not None:  # a sync body's last call, never waited on
+            dispatch_deferred(scope)
         actor.post(message)
 
     def on_body_done(self, message: BodyDone) -> None:
@@ -424,13 +438,35 @@ class Execution:
             message.future.cancel()
             return
         position = message.position
-        self.calls[position] = message
+        if message.inline and self._begin_inline(message):
+            return
         step = actor.state.task_at(position)
+        self.calls[position] = message
         if step is not None and (step.done or step.failed is not None):
             self._deliver(step, [message.future], message.spec.result_type)
             return
         self.waiters.setdefault(position, []).append(message.future)
         self.ensure_attempt(position)
+
+    def _begin_inline(self, call: ExecuteTask) -> bool:
+        """Record the start of an attempt its caller's thread runs (`run_inline`); False
+        if the call must take the usual way instead (then it is no longer `inline`)."""
+        position = call.position
+        if self.calls.get(position) is call:
+            return True  # its outcome came first (the watchdog sent this start late)
+        if (
+            self.actor.state.task_at(position) is None
+            and position not in self.calls
+            and position not in self.attempts
+        ):
+            self.calls[position] = call
+            self.waiters.setdefault(position, []).append(call.future)
+            self._start_attempt(call, 0, inline=True)
+            return True
+        # Another execution of the body asked first (a stale one still running): this
+        # call joins that step; the caller's own run of it is ignored when it reports.
+        call.inline = False
+        return False
 
     def _deliver(
         self, step: TaskStep, futures: list[asyncio.Future[Any]], result_type: Any
@@ -490,7 +526,7 @@ class Execution:
             position=position,
         )
 
-    def _start_attempt(self, call: ExecuteTask, attempt: int) -> None:
+    def _start_attempt(self, call: ExecuteTask, attempt: int, *, inline: bool = False) -> None:
         """Record the attempt's start, then run it once that record is durable.
 
         The start is committed before the body runs, so an attempt that ran is
@@ -536,6 +572,9 @@ class Execution:
             idempotency_key=key or f"perdure:{actor.run_id}:{state.invocation}:{call.position}",
             target=state.target,
         )
+        if inline:  # its caller's thread runs it (`run_inline`) and reports an AttemptDone
+            self.attempts[call.position] = (None, attempt, call)
+            return
         gate: asyncio.Future[None] | None = None
         if not soft:
             gate = actor.loop.create_future()
@@ -562,34 +601,9 @@ class Execution:
             incarnation=actor.incarnation, position=call.position, attempt=attempt, outcome="ok"
         )
         async with self._semaphore:
-            current_scope.set(Scope(actor, call.position, None))
-            parent = actor.run_span
-            span: Span | None
-            if parent is not None and not parent.is_recording():
-                # The run is not traced (no tracer provider, or sampled out), nor are its
-                # attempts; their logs still carry the run's trace id.
-                span, trace_id = None, _observe.trace_id_hex(parent)
-            else:
-                from opentelemetry import trace  # loaded already: the host's tracer comes from it
-
-                span = actor.host.tracer.start_span(
-                    f"perdure.task {spec.name}",
-                    context=trace.set_span_in_context(parent) if parent else None,
-                    attributes={
-                        "perdure.run_id": actor.run_id,
-                        "perdure.task": spec.name,
-                        "perdure.position": call.position,
-                        "perdure.attempt": attempt,
-                    },
-                )
-                trace_id = _observe.trace_id_hex(span)
-            _observe.bind_contextvars(
-                run_id=actor.run_id,
-                target=actor.state.target,
-                task=spec.name,
-                attempt=attempt,
-                trace_id=trace_id,
-            )
+            scope = Scope(actor, call.position, None)
+            current_scope.set(scope)
+            span = self._attempt_span(call, attempt)
             timed_out = False
             try:
                 if spec.timeout is None:
@@ -623,25 +637,125 @@ class Execution:
                     else exc
                 )
             except SerializationError as exc:
-                done.outcome, done.error = (
-                    "error",
-                    SerializationError(
-                        f"task {spec.name!r} returned a value that cannot be stored: {exc}",
-                        path=exc.path,
-                        type_name=exc.type_name,
-                    ),
-                )
+                done.outcome, done.error = "error", _unstorable(spec.name, exc)
             except Exception as exc:
                 done.outcome, done.error = "error", exc
+            if scope.deferred is not None:  # a sync task's last call, never waited on
+                dispatch_deferred(scope)
             _observe.end_span(span, done.error)
         actor.post(done)
+
+    def _attempt_span(self, call: ExecuteTask, attempt: int) -> Span | None:
+        """Start the attempt's span (None if the run is not traced) and bind its log context
+        (in the attempt's own context: an asyncio task's, or a copy in `run_inline`)."""
+        actor = self.actor
+        parent = actor.run_span
+        span: Span | None
+        if parent is not None and not parent.is_recording():
+            # The run is not traced (no tracer provider, or sampled out), nor are its
+            # attempts; their logs still carry the run's trace id.
+            span, trace_id = None, _observe.trace_id_hex(parent)
+        else:
+            from opentelemetry import trace  # loaded already: the host's tracer comes from it
+
+            span = actor.host.tracer.start_span(
+                f"perdure.task {call.spec.name}",
+                context=trace.set_span_in_context(parent) if parent else None,
+                attributes={
+                    "perdure.run_id": actor.run_id,
+                    "perdure.task": call.spec.name,
+                    "perdure.position": call.position,
+                    "perdure.attempt": attempt,
+                },
+            )
+            trace_id = _observe.trace_id_hex(span)
+        _observe.bind_contextvars(
+            run_id=actor.run_id,
+            target=actor.state.target,
+            task=call.spec.name,
+            attempt=attempt,
+            trace_id=trace_id,
+        )
+        return span
+
+    def run_inline(self, call: ExecuteTask) -> None:
+        """Run the first attempt of a sync task in the thread of the sync code waiting on it.
+
+        Called in that thread (a sync body or task, from `TaskFuture.result`), for a
+        new step whose attempt start is soft (`RunActor.inline_tasks`). The task runs
+        here, in a copy of the caller's context; then its call (marked `inline`: the
+        actor records the start and starts nothing) and its `AttemptDone` go to the
+        actor in one trip, and it records them like any attempt's. If the task runs
+        longer than half the linger, the watchdog sends the call meanwhile, so the
+        start is committed while the task runs, as a pooled attempt's would be.
+        What follows a failure (retries, in the task pool) and the delivery of the
+        durable outcome are the usual ones. Saves two thread crossings per step (to
+        a task thread and back) and one actor turn. Never for a task with a
+        `timeout`: nothing could interrupt this thread.
+        """
+        actor = self.actor
+        loop = actor.loop
+        call.inline = True
+        # The start goes with the outcome, unless the task outlives the watchdog's delay.
+        watchdog.arm(
+            call,
+            actor.host.attempt_linger / 2,
+            functools.partial(loop.call_soon_threadsafe, actor.post, call),
+        )
+        done = AttemptDone(
+            incarnation=call.incarnation, position=call.position, attempt=0, outcome="ok"
+        )
+        done.inline, done.call = True, call
+        try:
+            ran = contextvars.copy_context().run(self._inline_main, call, done)
+        except BaseException:  # KeyboardInterrupt, SystemExit: no start left behind to send
+            watchdog.claim(call)
+            raise
+        start_held = watchdog.claim(call)  # else the watchdog sent it
+        if not ran:
+            raise quiet(Suspend("actor stopped"))
+        if start_held:
+            loop.call_soon_threadsafe(_post_both, actor, call, done)
+        else:
+            loop.call_soon_threadsafe(actor.post, done)
+
+    def _inline_main(self, call: ExecuteTask, done: AttemptDone) -> bool:
+        """The attempt of `run_inline` (in its own context); False if the actor stopped."""
+        spec = call.spec
+        assert spec.inline is not None
+        scope = Scope(self.actor, call.position, None)
+        current_scope.set(scope)
+        span = self._attempt_span(call, 0)
+        try:
+            done.value = check_json(spec.inline(*call.args, **call.kwargs), "result")
+        except Suspend as signal:
+            if signal.reason == "actor stopped":
+                _observe.end_span(span)
+                return False
+            done.outcome = "suspended"
+        except asyncio.CancelledError:
+            done.outcome, done.error = "error", asyncio.CancelledError("task cancelled itself")
+        except SerializationError as exc:
+            done.outcome, done.error = "error", _unstorable(spec.name, exc)
+        except Exception as exc:
+            done.outcome, done.error = "error", exc
+        if scope.deferred is not None:
+            dispatch_deferred(scope)
+        _observe.end_span(span, done.error)
+        return True
 
     def on_attempt_done(self, message: AttemptDone) -> None:
         actor = self.actor
         if message.incarnation != actor.incarnation:
             return
         entry = self.attempts.get(message.position)
-        if entry is None or entry[1] != message.attempt:
+        if entry is None and message.call is not None and actor.state.terminal is None:
+            # An inline attempt's outcome overtook its start (sent late by the watchdog).
+            if not self._begin_inline(message.call):
+                self.on_execute(message.call)  # the step is another's: join it
+                return
+            entry = self.attempts.get(message.position)
+        if entry is None or entry[1] != message.attempt or (entry[0] is None) != message.inline:
             return
         del self.attempts[message.position]
         if actor.state.terminal is not None:
@@ -846,3 +960,17 @@ class Execution:
             actor.after_commit(self.restart_body)
         else:
             self.ensure_attempt(position)
+
+
+def _unstorable(name: str, exc: SerializationError) -> SerializationError:
+    return SerializationError(
+        f"task {name!r} returned a value that cannot be stored: {exc}",
+        path=exc.path,
+        type_name=exc.type_name,
+    )
+
+
+def _post_both(actor: ActorCore, call: ExecuteTask, done: AttemptDone) -> None:
+    """An inline attempt's start and outcome, in one trip to the loop."""
+    actor.post(call)
+    actor.post(done)

@@ -48,6 +48,9 @@ class ExecuteTask:
     stored: list[Any] | None = None
     #: the scope's view of the log when the code asked (see `Scope.seen`)
     seen_seq: int = -1
+    #: The caller's thread runs the first attempt itself (`Execution.run_inline`): the
+    #: actor records its start and waits for its `AttemptDone`, starting nothing.
+    inline: bool = False
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -58,6 +61,10 @@ class AttemptDone:
     outcome: str  # "ok" | "error" | "suspended"
     value: Any = None
     error: BaseException | None = None
+    #: From an attempt run in its caller's thread (`Execution.run_inline`): with its
+    #: call, whose start may come with it (or after it, sent by the watchdog meanwhile).
+    inline: bool = False
+    call: ExecuteTask | None = None
 
 
 @attrs.define(slots=True, kw_only=True)

@@ -90,6 +90,17 @@ class RunView(Protocol):
         """Queue a message for the run (event-loop thread only)."""
         ...
 
+    @property
+    def inline_tasks(self) -> bool:
+        """Whether sync code of the run may run a sync task it waits on in its own thread
+        (`run_inline`): only where that attempt's start may linger (it is soft)."""
+        ...
+
+    def run_inline(self, call: Any) -> None:
+        """In the calling code's thread: run the first attempt of the `ExecuteTask` `call`
+        there and report it to the actor (which records it as usual)."""
+        ...
+
     def step_waiter(self, position: str) -> asyncio.Future[None]:
         """A future done when the durable sleep at `position` has fired (loop thread only)."""
         ...

@@ -41,6 +41,7 @@ from perdure.actors._ports import RunView
 from perdure.actors._replay import match_step
 from perdure.actors._state import InterruptStep, TaskStep
 from perdure.actors._targets import BodyInfo, TaskSpec
+from perdure.actors._watchdog import watchdog
 from perdure.eventlog import check_json, digest, fresh, restore
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class Scope:
         "actor",
         "body",
         "counter",
+        "deferred",
         "generation",
         "incarnation",
         "prefix",
@@ -82,8 +84,16 @@ class Scope:
         self.generation = generation
         self.root: asyncio.Task[Any] | None = None
         self._holdback: Holdback | None = None
+        #: A sync task call of this (thread-side) scope not handed to the actor yet: if
+        #: the code's next move is to wait on it, its thread runs it (`TaskFuture.result`);
+        #: any other move first sends it the usual way (`dispatch_deferred`), and so does
+        #: the watchdog if the code moves on for longer than `DEFER` (it then runs
+        #: in the task pool while the code goes on, as any call).
+        self.deferred: TaskFuture[Any] | None = None
 
     def next_position(self) -> str:
+        if self.deferred is not None:
+            dispatch_deferred(self)
         n = self.counter
         self.counter = n + 1
         holdback = self._holdback
@@ -164,7 +174,17 @@ async def _wait(fut: asyncio.Future[Any]) -> Any:
 class TaskFuture(Generic[T]):
     """The result of a task call: ``await`` it in async code, ``.result()`` in sync code."""
 
-    __slots__ = ("_error", "_fut", "_held", "_loop", "_value", "_waiter", "name")
+    __slots__ = (
+        "_call",
+        "_error",
+        "_fut",
+        "_held",
+        "_loop",
+        "_scope",
+        "_value",
+        "_waiter",
+        "name",
+    )
 
     def __init__(
         self,
@@ -186,14 +206,22 @@ class TaskFuture(Generic[T]):
         self._waiter = waiter
         #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
         self._held: tuple[Scope, int] | None = None
+        #: A deferred call (see `Scope.deferred`): the message not sent yet, and its scope.
+        self._call: ExecuteTask | None = None
+        self._scope: Scope | None = None
 
     def __repr__(self) -> str:
-        return f"<TaskFuture {self.name} done={self.done()}>"
+        done = self._fut is None or self._fut.done()
+        return f"<TaskFuture {self.name} done={done}>"
 
     def done(self) -> bool:
+        if self._call is not None:
+            _dispatch(self)  # asked, not waited on: it runs the usual way meanwhile
         return self._fut is None or self._fut.done()
 
     def __await__(self) -> Generator[Any, None, T]:
+        if self._call is not None:
+            _dispatch(self)
         if self._fut is None:
             if self._error is not None:
                 raise self._error
@@ -241,6 +269,22 @@ class TaskFuture(Generic[T]):
             if self._error is not None:
                 raise self._error
             return self._value  # type: ignore[no-any-return]
+        here = current_scope.get()
+        if here is not None and here.deferred is not None and here.deferred is not self:
+            dispatch_deferred(here)  # it must not wait until this one is done (a fan-out)
+        call = self._call
+        if call is not None:
+            scope = self._scope
+            if timeout is None and scope is not None and scope.deferred is self and here is scope:
+                scope.deferred = None
+                self._call = None
+                if watchdog.claim(self):  # else the watchdog sent it: wait as usual
+                    # The code waits on its last call right away: run it in this thread
+                    # (no trip to a task thread); the actor records it as usual.
+                    scope.check_alive()
+                    scope.actor.run_inline(call)
+            else:
+                _dispatch(self)
         if _on_loop_thread(self._loop):
             if self._fut.done():
                 return self._fut.result()  # type: ignore[no-any-return]
@@ -279,6 +323,27 @@ def _waiter_for(fut: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
     waiter.set_running_or_notify_cancel()
     fut.add_done_callback(functools.partial(_copy_outcome, waiter))
     return waiter
+
+
+#: How long sync code may hold a task call back before the watchdog sends it (seconds).
+DEFER = 0.005
+
+
+def _dispatch(future: TaskFuture[Any]) -> None:
+    """Send a deferred call to the actor the usual way (its attempt runs in the task pool),
+    unless the watchdog did already."""
+    call, future._call = future._call, None
+    scope = future._scope
+    if call is not None and scope is not None and watchdog.claim(future):
+        _thread_safe_post(scope, call)
+
+
+def dispatch_deferred(scope: Scope) -> None:
+    """Send the scope's deferred call, if any (the code moved on, or its scope ended).
+    Called by the scope's own thread, or once that thread is done with the scope."""
+    future, scope.deferred = scope.deferred, None
+    if future is not None:
+        _dispatch(future)
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
@@ -334,22 +399,36 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         future._held = (scope, step.settled_seq)
         return future
     fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
-    waiter = _waiter_for(fut) if threading.get_ident() != actor.thread_id else None
-    _thread_safe_post(
-        scope,
-        ExecuteTask(
-            incarnation=scope.incarnation,
-            position=position,
-            spec=spec,
-            args=arg_list,
-            kwargs=kwargs,
-            digest=payload_digest,
-            future=fut,
-            stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
-            seen_seq=scope.seen(),
-        ),
+    in_thread = threading.get_ident() != actor.thread_id
+    message = ExecuteTask(
+        incarnation=scope.incarnation,
+        position=position,
+        spec=spec,
+        args=arg_list,
+        kwargs=kwargs,
+        digest=payload_digest,
+        future=fut,
+        stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
+        seen_seq=scope.seen(),
     )
-    return TaskFuture(spec.name, actor.loop, fut=fut, waiter=waiter)
+    future = TaskFuture(
+        spec.name, actor.loop, fut=fut, waiter=_waiter_for(fut) if in_thread else None
+    )
+    if (
+        in_thread
+        and step is None
+        and spec.inline is not None
+        and spec.timeout is None
+        and actor.inline_tasks
+    ):
+        # Sync code calling a sync task: hold the call back until the code's next move
+        # (most often `.result()`, which then runs it in this thread; see `Scope.deferred`).
+        future._call, future._scope = message, scope
+        scope.deferred = future
+        watchdog.arm(future, DEFER, functools.partial(_thread_safe_post, scope, message))
+    else:
+        _thread_safe_post(scope, message)
+    return future
 
 
 def _settle(fut: asyncio.Future[Any], step: TaskStep, run_id: str) -> None:

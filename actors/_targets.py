@@ -46,6 +46,9 @@ class TaskSpec:
     #: The declared type workflow code gets the result back as (None: plain JSON);
     #: see `perdure.eventlog._values.declared_type`.
     result_type: Any = None
+    #: The plain sync function (None for async tasks): sync code that waits on the call
+    #: right away runs it in its own thread (see `Execution.run_inline`).
+    inline: Callable[..., Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -91,6 +91,12 @@ class _ReplayActor:
         """The body's own `receive()` the log does not settle: the replay ends there."""
         return None
 
+    #: It runs nothing, so no task runs in the body's thread either.
+    inline_tasks = False
+
+    def run_inline(self, call: Any) -> None:
+        self.post(call)
+
     def stall(self) -> asyncio.Future[None]:
         """A future that never completes, for a child task waiting on what the log lacks."""
         fut: asyncio.Future[None] = self.loop.create_future()

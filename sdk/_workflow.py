@@ -165,7 +165,12 @@ def task(
         # (plain JSON without one); the task itself is called with the values passed.
         result_type = declared_types(func)[1]
         spec = TaskSpec(
-            name=tname, call=call, retry=policy, timeout=seconds, result_type=result_type
+            name=tname,
+            call=call,
+            retry=policy,
+            timeout=seconds,
+            result_type=result_type,
+            inline=None if is_async else func,
         )
         return Task(func, spec)
 
