@@ -38,6 +38,7 @@ from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
     Cancel,
+    CancelInterrupt,
     CancelReceive,
     Continue,
     ExecuteTask,
@@ -59,7 +60,6 @@ from perdure.eventlog import (
     Event,
     EventPublished,
     IdempotencyKeyTakenError,
-    Interrupted,
     MessageReceived,
     Resumed,
     RunCancelled,
@@ -128,6 +128,11 @@ class RunActor:
         """A future the async body's own `areceive()` at `position` waits on (see
         `Execution.parked`); None where the body must stop there instead."""
         return self.execution.receive_waiter(position, park=True)
+
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any] | None:
+        """A future done with the outcome of the `ainterrupt()` at `position` (see
+        `Execution.interrupt_waiter`)."""
+        return self.execution.interrupt_waiter(position, park=park)
 
     def start_pending(self) -> bool:
         """Whether this invocation's `RunStarted` is soft and not durable yet."""
@@ -336,30 +341,15 @@ class RunActor:
         elif isinstance(message, BodyDone):
             self.execution.on_body_done(message)
         elif isinstance(message, InterruptRequest):
-            if message.incarnation == self.incarnation and message.position not in self.state.steps:
-                self.emit(
-                    Interrupted,
-                    position=message.position,
-                    interrupt_id=message.interrupt_id,
-                    value=message.value,
-                    value_digest=message.digest,
-                    seen_seq=message.seen_seq,
-                )
-                if message.timeout is not None:
-                    self.emit(
-                        TimerSet,
-                        timer_id=f"interrupt:{self.state.invocation}:{message.position}",
-                        due_at=self.host.clock.now() + message.timeout,
-                        purpose="interrupt",
-                        position=message.position,
-                        seen_seq=message.seen_seq,
-                    )
+            self.execution.on_interrupt(message)
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
         elif isinstance(message, ReceiveRequest):
             self.execution.on_receive(message)
         elif isinstance(message, CancelReceive):
             self.execution.on_cancel_receive(message)
+        elif isinstance(message, CancelInterrupt):
+            self.execution.on_cancel_interrupt(message)
         elif isinstance(message, SendMessage):
             self._send(message)
         elif isinstance(message, PublishEvent):
@@ -479,6 +469,8 @@ class RunActor:
 
     def _resume(self, message: Resume) -> None:
         state = self.state
+        if self.execution.interrupt_waiters:
+            self.execution.withdraw_cancelled_interrupts()
         answers = _decide.resume_answers(state, message.value)
         if isinstance(answers, InvalidResumeError):
             message.reply.set_exception(answers)
@@ -488,13 +480,18 @@ class RunActor:
         except Exception as exc:
             message.reply.set_exception(exc)
             return
+        restart = False
         for interrupt_id, answer in answers.items():
             self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
-            timer_id = state.interrupts[interrupt_id].timer_id
-            if timer_id in state.timers:
-                self.emit(TimerCancelled, timer_id=timer_id)
+            step = state.interrupts[interrupt_id]
+            if step.timer_id in state.timers:
+                self.emit(TimerCancelled, timer_id=step.timer_id)
+            # Code waiting in `ainterrupt()` gets the answer; else the body stopped there.
+            if not self.execution.wake_interrupt(step):
+                restart = True
         self.reply_after_commit(message.reply)
-        self.after_commit(self.execution.restart_body)
+        if restart:
+            self.after_commit(self.execution.restart_body)
 
     def _send(self, message: SendMessage) -> None:
         state = self.state

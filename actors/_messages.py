@@ -162,3 +162,11 @@ class CancelReceive:
 
     incarnation: int
     position: str
+
+
+@attrs.define(slots=True, kw_only=True)
+class CancelInterrupt:
+    """An `ainterrupt()` waiting in the body was cancelled (it lost a race)."""
+
+    incarnation: int
+    position: str

@@ -102,6 +102,13 @@ class RunView(Protocol):
         where the body must stop there instead (the replayer's stand-in)."""
         ...
 
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any] | None:
+        """A future done with the answer to the `ainterrupt()` at `position` (failed with
+        `InterruptTimeoutError` if it times out first), for a task the body started
+        (`park` False) or the async body's own code (`park` True: the run may be evicted
+        while it waits). None where the body must stop there instead (loop thread only)."""
+        ...
+
 
 class ActorCore(RunView, Protocol):
     """The actor as its `Execution` drives it: record events, defer effects to durability."""

@@ -17,6 +17,7 @@ from perdure._function import DurableFunction, FunctionContext, function
 from perdure._workflow import (
     Task,
     Workflow,
+    ainterrupt,
     areceive,
     asleep,
     entrypoint,
@@ -174,6 +175,7 @@ __all__ = [
     "entrypoint",
     "task",
     "interrupt",
+    "ainterrupt",
     "Command",
     "Interrupt",
     "sleep",

@@ -87,7 +87,11 @@ def _step_status(step: Step, state: RunState) -> str:
             return f"retry due {iso(due[0])}" if due else "retrying"
         return "pending"
     if step.kind == "interrupt":
-        return "answered" if step.answered else "waiting for an answer"
+        if step.answered:
+            return "answered"
+        if step.fired:
+            return "timed out"
+        return "cancelled" if step.cancelled else "waiting for an answer"
     if step.kind == "set_event":  # no timer: shown as the timer steps were before
         return "cancelled"
     if step.fired:
