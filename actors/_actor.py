@@ -52,6 +52,7 @@ from perdure.actors._messages import (
     SleepRequest,
     Start,
     Stop,
+    UnparkReceive,
     Wake,
 )
 from perdure.actors._ports import ActorHost
@@ -89,6 +90,7 @@ class RunActor:
         self.thread_id = threading.get_ident()
         self.state = RunState(run_id=run_id)
         self.alive = True
+        self.waits_in_threads = True
         #: Every event with seq < durable_seq is committed.
         self.durable_seq = 0
         self.last_active = self.loop.time()
@@ -350,6 +352,8 @@ class RunActor:
             self.execution.on_cancel_receive(message)
         elif isinstance(message, CancelInterrupt):
             self.execution.on_cancel_interrupt(message)
+        elif isinstance(message, UnparkReceive):
+            self.execution.on_unpark(message)
         elif isinstance(message, SendMessage):
             self._send(message)
         elif isinstance(message, PublishEvent):

@@ -18,6 +18,7 @@ the log and its number is never reused (for the exceptions see `_start_attempt`)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from perdure.actors._messages import (
     InterruptRequest,
     ReceiveRequest,
     SleepRequest,
+    UnparkReceive,
 )
 from perdure.actors._ports import ActorCore
 from perdure.actors._scope import (
@@ -102,6 +104,8 @@ class Execution:
         self.sleep_waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: position -> futures of child tasks of the body waiting in `areceive()` there
         self.receive_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        #: a sync body's thread waiting in `receive()` -> the future it waits on
+        self.thread_parks: dict[concurrent.futures.Future[Any], asyncio.Future[Any]] = {}
         #: position -> futures of code waiting in `ainterrupt()` there
         self.interrupt_waiters: dict[str, list[asyncio.Future[Any]]] = {}
         #: positions of `areceive()`/`ainterrupt()` calls the body's own code waits on: the
@@ -854,12 +858,46 @@ class Execution:
 
     # -- messages --------------------------------------------------------------------------
 
+    def park_thread(self, position: str, waiter: concurrent.futures.Future[Any]) -> None:
+        """A sync body's `receive()` waits in its thread on `waiter` for what the receive at
+        `position` takes (instead of stopping, to be re-executed for each message)."""
+        fut = self.receive_waiter(position, park=True)
+        self.thread_parks[waiter] = fut
+
+        def copy(done: asyncio.Future[Any]) -> None:
+            self.thread_parks.pop(waiter, None)
+            if waiter.done():
+                return
+            if done.cancelled():
+                waiter.cancel()
+            else:
+                waiter.set_result(done.result())
+
+        fut.add_done_callback(copy)
+
+    def on_unpark(self, message: UnparkReceive) -> None:
+        fut = self.thread_parks.pop(message.waiter, None)
+        if fut is None:  # its receive was never taken (stale, settled run): stop waiting
+            if not message.waiter.done():
+                message.waiter.cancel()
+            return
+        listed = self.receive_waiters.get(message.position, [])
+        if fut not in listed:
+            return  # the message is on its way (handed over once durable)
+        listed.remove(fut)
+        if not listed:
+            del self.receive_waiters[message.position]
+            self.parked.discard(message.position)
+        fut.cancel()  # not a lost race: no `receive_cancelled`; the body stops there
+
     def on_receive(self, message: ReceiveRequest) -> None:
         """The body's `receive()` at a new position: hand it the next message or wait."""
         actor = self.actor
         state = actor.state
         if message.incarnation != actor.incarnation or state.terminal is not None:
             return
+        if message.thread_waiter is not None:
+            self.park_thread(message.position, message.thread_waiter)
         step = state.steps.get(message.position)
         if step is not None:
             if step.kind == "receive" and step.done:  # settled meanwhile: the waiter or

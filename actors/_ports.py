@@ -79,6 +79,9 @@ class RunView(Protocol):
     alive: bool
     #: Every event with seq < durable_seq is committed (code may only see those outcomes).
     durable_seq: int
+    #: Whether a sync body's `receive()` may wait in its thread for the message (False:
+    #: the body stops there instead, as in the replayer's stand-in).
+    waits_in_threads: bool
 
     @property
     def body_generation(self) -> int:

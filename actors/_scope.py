@@ -35,6 +35,7 @@ from perdure.actors._messages import (
     PublishEvent,
     ReceiveRequest,
     SleepRequest,
+    UnparkReceive,
 )
 from perdure.actors._order import Holdback
 from perdure.actors._ports import RunView
@@ -522,8 +523,16 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
     child = wait and scope.root is not None and _in_child(scope)
     # The async body's own code waits on a future instead of stopping (`Suspend`) and
     # being re-executed from its start for each message: a long receive loop replays
-    # nothing. The run stays evictable (see `Execution.parked`).
+    # nothing. The run stays evictable (see `Execution.parked`). A sync body's thread
+    # waits likewise, for a while (`THREAD_PARK`), then gives its pool thread back.
     root = wait and not child and scope.root is not None and _on_loop_thread(actor.loop)
+    in_thread = (
+        not wait
+        and scope.root is not None
+        and not scope.prefix
+        and actor.waits_in_threads
+        and threading.get_ident() != actor.thread_id
+    )
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -549,11 +558,14 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
             waiter = actor.receive_waiter(position)
             if position in actor.state.receiving:
                 return waiter  # the actor hands it the message (or the timeout) when recorded
-        elif step.done and not root:
+        elif step.done and not root and not in_thread:
             raise quiet(Suspend("receive"))
     elif child:
         waiter = actor.receive_waiter(position)
     parked = actor.park_receive(position) if root else None
+    thread_waiter: concurrent.futures.Future[Any] | None = (
+        concurrent.futures.Future() if in_thread else None
+    )
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -562,13 +574,40 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
             topic=topic,
             timeout=None if timeout is None else float(timeout),
             seen_seq=scope.seen(),
+            thread_waiter=thread_waiter,
         ),
     )
     if child:
         return waiter
     if parked is not None:
         return parked
+    if thread_waiter is not None:
+        return _receive_in_thread(scope, position, thread_waiter)
     raise quiet(Suspend("receive"))
+
+
+#: Seconds a sync body's `receive()` waits in its thread for a message before it gives
+#: the pool thread back (the body stops there and is re-executed when one comes): a
+#: burst of messages runs the body once, and idle runs do not hold threads.
+THREAD_PARK = 1.0
+
+
+def _receive_in_thread(scope: Scope, position: str, waiter: concurrent.futures.Future[Any]) -> Any:
+    """A sync body's `receive()` waits for what the actor hands to `waiter`."""
+    value: Any
+    try:
+        try:
+            value = TaskFuture._wait_in_thread(waiter, THREAD_PARK)
+        except concurrent.futures.TimeoutError:
+            _thread_safe_post(
+                scope,
+                UnparkReceive(incarnation=scope.incarnation, position=position, waiter=waiter),
+            )
+            value = TaskFuture._wait_in_thread(waiter, None)  # the message, or cancelled
+    except concurrent.futures.CancelledError:
+        scope.check_alive()
+        raise Suspend("receive") from None
+    return fresh(value)
 
 
 @attrs.frozen

@@ -65,6 +65,7 @@ class _ReplayActor:
         self.incarnation = 0
         self.alive = True
         self.durable_seq = sys.maxsize  # every recorded outcome counts as durable
+        self.waits_in_threads = False  # a sync body stops at a receive the log does not settle
         self.body_generation = 0
         #: Steps the code asked for that the log does not settle: (position, description).
         self.asked: list[tuple[str, str]] = []
