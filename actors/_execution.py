@@ -264,6 +264,7 @@ class Execution:
             if done.cancelled() and done in listed:
                 listed.remove(done)
                 if not listed:
+                    del self.interrupt_waiters[position]
                     self.parked.discard(position)
                 if self.actor.alive:
                     self.actor.post(CancelInterrupt(incarnation=incarnation, position=position))

@@ -259,3 +259,24 @@ async def test_the_replayer_shows_a_run_waiting_in_an_ainterrupt_race() -> None:
         report = await perdure.Replayer(registry=registry).areplay(await rt.log.read("r"))
         assert report.divergence is None, report
         assert report.recorded_end == "waiting"
+
+
+def test_perdure_replay_replays_the_golden_interrupt_race() -> None:
+    """The CLI replays a log with a withdrawn `ainterrupt()` (`interrupt_cancelled`)."""
+    from pathlib import Path
+
+    from tests.support.cli import cli
+
+    golden = Path(__file__).resolve().parents[1] / "golden"
+    ran = cli(
+        "replay",
+        "--file",
+        str(golden / "workflow_interrupt_race.jsonl"),
+        "--app",
+        f"{golden / 'golden_app.py'}:GOLDEN",
+    )
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[0] == (
+        "run golden-approval-race (workflow golden_approval_race, invocation 0): OK"
+    )
+    assert "recorded run: completed" in ran.out
