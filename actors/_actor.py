@@ -473,6 +473,12 @@ class RunActor:
 
     def _resume(self, message: Resume) -> None:
         state = self.state
+        token = message.token
+        if token and any(i.answer_token == token for i in state.interrupts.values()):
+            # Applied before, by a process that died before it removed the message from
+            # the store's inbox: answering again would give its value to a later question.
+            message.reply.set_result(None)
+            return
         if self.execution.interrupt_waiters:
             self.execution.withdraw_cancelled_interrupts()
         answers = _decide.resume_answers(state, message.value)
@@ -486,7 +492,7 @@ class RunActor:
             return
         restart = False
         for interrupt_id, answer in answers.items():
-            self.emit(Resumed, interrupt_id=interrupt_id, value=answer)
+            self.emit(Resumed, interrupt_id=interrupt_id, value=answer, token=token)
             step = state.interrupts[interrupt_id]
             if step.timer_id in state.timers:
                 self.emit(TimerCancelled, timer_id=step.timer_id)

@@ -94,6 +94,8 @@ class BodyDone:
 class Resume:
     value: Any
     reply: asyncio.Future[None]
+    #: the store inbox message's token (a resume sent from another process), else ""
+    token: str = ""
 
 
 @attrs.define(slots=True, kw_only=True)

@@ -92,6 +92,8 @@ class InterruptStep(_StepBase):
     question_digest: str = ""
     answered: bool = False
     answer: Any = None
+    #: the token of the inbox message that answered it (see `Resumed.token`)
+    answer_token: str = ""
     #: the timeout's timer (`interrupt(value, timeout=...)`), and whether it fired first
     timer_id: str = ""
     due_at: float = 0.0
@@ -342,6 +344,7 @@ def _resumed(state: RunState, e: Resumed) -> None:
     if step is not None:
         step.answered = True
         step.answer = e.value
+        step.answer_token = e.token
         step.settled_seq = e.seq
 
 

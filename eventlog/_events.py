@@ -139,11 +139,18 @@ class Interrupted(Event):
 
 @attrs.frozen(kw_only=True)
 class Resumed(Event):
-    """The interrupt `interrupt_id` was answered with `value`."""
+    """The interrupt `interrupt_id` was answered with `value`.
+
+    `token` names the message that carried the answer when it came through a shared
+    store's inbox from another process (``""`` otherwise): a process that takes the run
+    over and finds that message again (its taker died before removing it) sees it was
+    applied, and does not apply it a second time.
+    """
 
     WIRE_NAME: ClassVar[str] = "resumed"
     interrupt_id: str
     value: Any
+    token: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -470,7 +470,8 @@ class Runtime:
             reply: asyncio.Future[None] = loop.create_future()
             token = str(message.get("token", ""))
             if message.get("kind") == "resume":
-                self._supervisor.post(run_id, Resume(value=message.get("value"), reply=reply))
+                resume = Resume(value=message.get("value"), reply=reply, token=token)
+                self._supervisor.post(run_id, resume)
             elif message.get("kind") == "cancel":
                 reason = str(message.get("reason", "cancelled by request"))
                 self._supervisor.post(run_id, Cancel(reason=reason, reply=reply))

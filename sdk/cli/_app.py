@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import os
+import pkgutil
 import sys
 import types
 from collections.abc import Awaitable, Callable
@@ -127,28 +128,53 @@ class App:
 
 
 def _import(spec: str) -> Any:
-    module_part, _, attr = spec.partition(":")
-    if not module_part:
+    """What ``--app`` names: ``module:attr``, ``module``, ``pkg.module.attr`` (resolved by
+    `pkgutil.resolve_name`, from the current folder first like ``python -m``), or a file
+    ``path/app.py[:attr]``."""
+    module_part, colon, attr = spec.partition(":")
+    if not module_part or (colon and not attr.strip(".")):
         fail(f"--app {spec!r}: give module:attr, e.g. --app myapp.workflows:review_flow", USAGE)
+    if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
+        try:
+            obj: Any = _import_file(Path(module_part))
+        except CliError:
+            raise
+        except Exception as exc:  # the user's module raised while importing
+            _raised(spec, module_part, exc)
+        for part in filter(None, attr.split(".")):
+            if not hasattr(obj, part):
+                fail(f"--app {spec!r}: {module_part!r} has no attribute {attr!r}", USAGE)
+            obj = getattr(obj, part)
+        return obj
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the current folder's modules
+    if colon:  # import it apart, so an error inside the module is not taken for a bad name
+        _import_module(spec, module_part)
     try:
-        if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
-            module = _import_file(Path(module_part))
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())  # like `python -m`: the current folder's modules
-            module = importlib.import_module(module_part)
-    except CliError:
-        raise
+        return pkgutil.resolve_name(spec)
     except ModuleNotFoundError as exc:
         fail(f"--app {spec!r}: cannot import {module_part!r}: {exc}", USAGE)
+    except AttributeError as exc:
+        fail(f"--app {spec!r}: {exc}", USAGE)
+    except ValueError as exc:
+        if not str(exc).startswith("invalid format"):
+            _raised(spec, module_part, exc)
+        fail(f"--app {spec!r} is not module:attr; e.g. --app myapp.workflows:review_flow", USAGE)
     except Exception as exc:  # the user's module raised while importing
-        fail(f"--app {spec!r}: importing {module_part!r} raised {type(exc).__name__}: {exc}", USAGE)
-    obj: Any = module
-    for part in filter(None, attr.split(".")):
-        if not hasattr(obj, part):
-            fail(f"--app {spec!r}: {module_part!r} has no attribute {attr!r}", USAGE)
-        obj = getattr(obj, part)
-    return obj
+        _raised(spec, module_part, exc)
+
+
+def _import_module(spec: str, name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        fail(f"--app {spec!r}: cannot import {name!r}: {exc}", USAGE)
+    except Exception as exc:  # the user's module raised while importing
+        _raised(spec, name, exc)
+
+
+def _raised(spec: str, module_part: str, exc: BaseException) -> NoReturn:
+    fail(f"--app {spec!r}: importing {module_part!r} raised {type(exc).__name__}: {exc}", USAGE)
 
 
 def _import_file(path: Path) -> types.ModuleType:

@@ -120,9 +120,17 @@ def test_app_may_name_a_workflow_a_list_or_a_module(
 ) -> None:
     monkeypatch.syspath_prepend(str(APP.parent))
     monkeypatch.delitem(sys.modules, "cli_app", raising=False)
-    for app in (f"{APP}:cli_review", f"{APP}:APP", "cli_app:cli_review", "cli_app"):
+    forms = (f"{APP}:cli_review", f"{APP}:APP", "cli_app:cli_review", "cli_app", "cli_app.APP")
+    for app in (*forms, "cli_app.cli_review"):  # the dotted form: pkgutil.resolve_name's
         ran = cli("replay", "cli-done", "--app", app, "--store", store)
         assert ran.code == 0, (app, ran.out, ran.err)
+    for app, message in (
+        ("cli_app.no_such_attr", "has no attribute 'no_such_attr'"),
+        ("cli_app:no_such_attr", "has no attribute 'no_such_attr'"),
+        ("my-app:flow", "cannot import 'my-app'"),
+    ):
+        ran = cli("replay", "cli-done", "--app", app, "--store", store)
+        assert ran.code == 2 and message in ran.err and "Traceback" not in ran.err, (app, ran.err)
 
 
 @pytest.mark.parametrize(

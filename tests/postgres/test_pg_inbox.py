@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
+
+from perdure import Runtime, entrypoint, interrupt
+from perdure.eventlog import Resumed
+from perdure.runtime import Registry
 
 CHILD = Path(__file__).resolve().parent / "_inbox_child.py"
 
@@ -111,3 +119,54 @@ def test_a_message_whose_taker_died_before_applying_it_is_applied_by_the_next_dr
         c.communicate("", timeout=30)
     finally:
         _finish(*(p for p in (a, b, c) if p is not None))
+
+
+REG = Registry()
+
+
+@entrypoint(registry=REG, name="inbox_two_questions")
+def two_questions(topic: str) -> dict[str, Any]:
+    first = interrupt(f"first about {topic}?")
+    second = interrupt(f"second about {topic}?")
+    return {"first": first, "second": second}
+
+
+async def _queue_as_if_taken_by_a_dead_process(
+    url: str, run_id: str, message: dict[str, Any]
+) -> None:
+    """What a process that took `message` and died before removing it leaves in the inbox."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO perdure.inbox (run_id, message, taken_by) VALUES (%s, %s, %s)",
+            (run_id, Jsonb(message), "gone-host:1:dead"),
+        )
+
+
+@pytest.mark.timeout(60)
+async def test_a_resume_applied_by_a_process_that_died_is_not_applied_again(pg_store: str) -> None:
+    # The dead taker wrote the answer to the first question (with the message's token) but
+    # died before it removed the message; the process that takes the run over finds the
+    # message in the inbox again. Applied again, it answered the *second* question with the
+    # first one's value.
+    message = {"kind": "resume", "value": "yes", "token": "t-dead-taker"}
+    async with Runtime(pg_store, registry=REG) as runtime:
+        paused = await runtime.run("inbox_two_questions", "doc", run_id="inbox-dup")
+        assert paused["__interrupt__"][0].value == "first about doc?"
+        for _ in range(2):  # the first taken and applied here, then found again
+            await _queue_as_if_taken_by_a_dead_process(pg_store, "inbox-dup", message)
+            await runtime.log.notify("inbox", "inbox-dup")  # type: ignore[attr-defined]
+            for _ in range(500):  # until this process took and removed it
+                async with await psycopg.AsyncConnection.connect(pg_store) as conn:
+                    cur = await conn.execute("SELECT count(*) FROM perdure.inbox")
+                    row = await cur.fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the inbox message was never applied")
+        events = await runtime.log.read("inbox-dup")
+        answers = [e for e in events if isinstance(e, Resumed)]
+        assert [(a.value, a.token) for a in answers] == [("yes", "t-dead-taker")]
+        assert await runtime.status("inbox-dup") == "waiting"  # at the second question
+        await runtime.resume("inbox-dup", "no")
+        assert (await runtime.wait("inbox-dup")).unwrap() == {"first": "yes", "second": "no"}
