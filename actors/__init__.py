@@ -40,7 +40,7 @@ from perdure.actors._messages import (
     Stop,
     Wake,
 )
-from perdure.actors._observe import Logger, caller_context, describe, get_logger, logger
+from perdure.actors._observe import caller_context, describe, get_logger, load_logging, logger
 from perdure.actors._policy import (
     NO_RETRY,
     BackoffPolicy,
@@ -117,7 +117,6 @@ __all__ = [
     "Interrupt",
     "InvalidResumeError",
     "RunSettledError",
-    "Logger",
     "Mailbox",
     "NonDeterminismError",
     "NonRetryableError",
@@ -159,6 +158,7 @@ __all__ = [
     "durable_sleep",
     "fold",
     "get_logger",
+    "load_logging",
     "interrupt",
     "ask_interrupt",
     "interrupt_id",

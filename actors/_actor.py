@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
-
-from opentelemetry.trace import Span
+from typing import TYPE_CHECKING, Any
 
 from perdure.actors import _decide, _observe
 from perdure.actors._errors import (
@@ -74,6 +72,9 @@ from perdure.eventlog import (
     digest,
     fresh,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 _DRAIN_LIMIT = 512
 

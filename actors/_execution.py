@@ -21,11 +21,7 @@ import asyncio
 import concurrent.futures
 import functools
 from datetime import UTC, datetime
-from typing import Any
-
-import structlog
-from opentelemetry import trace
-from opentelemetry.trace import Span
+from typing import TYPE_CHECKING, Any
 
 from perdure.actors import _decide, _observe
 from perdure.actors._errors import NonDeterminismError, Suspend, TaskFailedError, TaskTimeoutError
@@ -73,6 +69,9 @@ from perdure.eventlog import (
     fresh,
     restore,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 def fail_future(fut: asyncio.Future[Any], error: BaseException) -> None:
@@ -686,6 +685,8 @@ class Execution:
                 # attempts; their logs still carry the run's trace id.
                 span, trace_id = None, _observe.trace_id_hex(parent)
             else:
+                from opentelemetry import trace  # loaded already: the host's tracer comes from it
+
                 span = actor.host.tracer.start_span(
                     f"perdure.task {spec.name}",
                     context=trace.set_span_in_context(parent) if parent else None,
@@ -697,7 +698,7 @@ class Execution:
                     },
                 )
                 trace_id = _observe.trace_id_hex(span)
-            structlog.contextvars.bind_contextvars(
+            _observe.bind_contextvars(
                 run_id=actor.run_id,
                 target=actor.state.target,
                 task=spec.name,

@@ -11,21 +11,24 @@ never touched here). A record's message is the event ("run started"); its fields
 (run_id, attempt, trace_id, target, ...) are attributes of the `LogRecord`, as
 ``extra=`` would set them. With no logging configured, nothing is printed: a
 `NullHandler` on ``perdure`` keeps Python's last-resort handler quiet.
+
+structlog loads when a `Runtime` is created (its task attempts bind their context), or on
+the first line actually written: importing it costs ~70 ms when rich is installed
+(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-import structlog.contextvars
-import structlog.stdlib
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:
+    import structlog.stdlib
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from structlog.typing import Processor
 
 #: LogRecord attributes a field may not overwrite (``extra=`` raises KeyError for them).
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -55,7 +58,6 @@ def _to_stdlib(
     return args, kwargs
 
 
-_PROCESSORS = (structlog.contextvars.merge_contextvars, _to_stdlib)
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -70,29 +72,52 @@ _LEVELS = {
 logging.getLogger("perdure").addHandler(logging.NullHandler())
 
 
-class Logger(structlog.stdlib.BoundLogger):
-    """structlog's stdlib `BoundLogger`, checking the level before it builds the event.
+@functools.cache
+def _logger_class() -> type[structlog.stdlib.BoundLogger]:
+    """perdure's `BoundLogger` class, defined (and structlog imported) on first use."""
+    import structlog.stdlib
 
-    structlog would copy the context and run the processors first; here a call at
-    a disabled level costs the stdlib's cached level check and nothing more.
-    """
+    class Logger(structlog.stdlib.BoundLogger):
+        """structlog's stdlib `BoundLogger`, checking the level before it builds the event.
 
-    def _proxy_to_logger(
-        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
-    ) -> Any:
-        if not self._logger.isEnabledFor(_LEVELS.get(method_name, logging.NOTSET)):
-            return None
-        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+        structlog would copy the context and run the processors first; here a call at
+        a disabled level costs the stdlib's cached level check and nothing more.
+        """
+
+        def _proxy_to_logger(
+            self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+        ) -> Any:
+            if not self._logger.isEnabledFor(_LEVELS.get(method_name, logging.NOTSET)):
+                return None
+            return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+
+    return Logger
 
 
-def get_logger(name: str, **fields: Any) -> Logger:
+def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
     """A structlog logger over the stdlib logger `name` (under ``perdure``), bound to `fields`.
 
     It has the stdlib logger's interface too (``isEnabledFor``, ``exception``,
     ``log(level, ...)``); the host's logging configuration decides levels,
     handlers and format.
     """
-    return Logger(logging.getLogger(name), list(_PROCESSORS), fields)
+    import structlog.contextvars
+
+    processors: list[Processor] = [structlog.contextvars.merge_contextvars, _to_stdlib]
+    return _logger_class()(logging.getLogger(name), processors, fields)
+
+
+def bind_contextvars(**fields: Any) -> None:
+    """Bind `fields` to structlog's context (the host's structlog loggers merge them)."""
+    import structlog.contextvars
+
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def load_logging() -> None:
+    """Import structlog now: a runtime calls it when it is created, so that its first task
+    attempt (which binds the run's context) does not pay the import in the middle of a run."""
+    import structlog.contextvars  # noqa: F401
 
 
 INFO, WARNING = logging.INFO, logging.WARNING
@@ -135,19 +160,26 @@ class SafeLogger:
     it is dropped.
     """
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_fields", "_inner", "_stdlib")
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
+    def __init__(self, name: str, **fields: Any) -> None:
+        self._stdlib = logging.getLogger(name)
+        self._fields = fields
+        #: The structlog logger, built on the first line written (see the module docstring).
+        self._inner: Any = None
 
     def bind(self, **fields: Any) -> SafeLogger:
-        return SafeLogger(self._inner.bind(**fields))
+        return SafeLogger(self._stdlib.name, **{**self._fields, **fields})
 
     def isEnabledFor(self, level: int) -> bool:
-        return bool(self._inner.isEnabledFor(level))
+        return self._stdlib.isEnabledFor(level)
 
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        if not self._stdlib.isEnabledFor(_LEVELS[level]):
+            return
         try:
+            if self._inner is None:
+                self._inner = get_logger(self._stdlib.name, **self._fields)
             # stacklevel: the record names perdure's caller, not this wrapper.
             getattr(self._inner, level)(event, stacklevel=3, **fields)
         except Exception:
@@ -173,34 +205,47 @@ class SafeLogger:
         self._emit("exception", event, fields)
 
 
-_propagator = TraceContextTextMapPropagator()
+@functools.cache
+def _propagator() -> TraceContextTextMapPropagator:
+    """The W3C trace-context propagator (OpenTelemetry loads on first use, not at import)."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
 
 #: perdure's own log: run lifecycle, failed attempts, the supervisor and the scheduler. Call
 #: sites on a run's path check ``logger.isEnabledFor(level)`` first: a disabled level is free.
-logger = SafeLogger(get_logger("perdure"))
+logger = SafeLogger("perdure")
 
 
 def caller_context() -> dict[str, str]:
     """The caller's current trace context as a carrier dict (empty if none)."""
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
+    _propagator().inject(carrier)
     return carrier
 
 
 def start_run_span(
     tracer: Tracer, name: str, parent: dict[str, str], attributes: dict[str, Any]
 ) -> Span:
-    ctx = _propagator.extract(parent) if parent else otel_context.Context()
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
+    ctx = _propagator().extract(parent) if parent else otel_context.Context()
     return tracer.start_span(name, context=ctx, kind=trace.SpanKind.INTERNAL, attributes=attributes)
 
 
 def span_carrier(span: Span) -> dict[str, str]:
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    from opentelemetry import trace
+
+    _propagator().inject(carrier, context=trace.set_span_in_context(span))
     return carrier
 
 
 def start_child_span(tracer: Tracer, parent: Span, name: str, attributes: dict[str, Any]) -> Span:
+    from opentelemetry import trace
+
     return tracer.start_span(name, context=trace.set_span_in_context(parent), attributes=attributes)
 
 
@@ -216,6 +261,8 @@ def trace_id_of(span: Span | None) -> str | None:
 def end_span(span: Span | None, error: BaseException | None = None, message: str = "") -> None:
     if span is None or not span.is_recording():
         return
+    from opentelemetry.trace import Status, StatusCode
+
     if error is not None:
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, message or f"{type(error).__name__}: {error}"))

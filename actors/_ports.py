@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from opentelemetry.trace import Span, Tracer
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perdure.actors._clock import Clock
 from perdure.actors._state import RunState
 from perdure.actors._targets import TargetSpec
 from perdure.eventlog import Event, EventLog
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 
 class ActorHost(Protocol):

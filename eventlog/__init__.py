@@ -2,10 +2,12 @@
 
 This layer knows nothing of user code or of actors. `EventLog` is the port;
 `MemoryEventLog`, `LmdbEventLog` and `PostgresEventLog` are its adapters
-(`PostgresEventLog` is imported on first use: it needs the ``postgres`` extra).
+(`PostgresEventLog` is imported on first use: it needs the ``postgres`` extra;
+`LmdbEventLog` too, so that a program that never opens a store does not load it).
 """
 
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from perdure.eventlog._codec import decode, encode, from_dict, register_upcaster, to_dict
 from perdure.eventlog._errors import (
@@ -54,7 +56,6 @@ from perdure.eventlog._events import (
     TimerSet,
 )
 from perdure.eventlog._json import check_json, digest, fresh
-from perdure.eventlog._lmdb import LmdbEventLog
 from perdure.eventlog._memory import MemoryEventLog
 from perdure.eventlog._postgres_schema import is_postgres_url, redact
 from perdure.eventlog._protocol import (
@@ -71,10 +72,22 @@ from perdure.eventlog._protocol import (
 from perdure.eventlog._values import declared_types, rebuild, restore
 
 if TYPE_CHECKING:
+    from perdure.eventlog._lmdb import LmdbEventLog
     from perdure.eventlog._postgres import PostgresEventLog
 
 
+def is_lmdb_log(log: object) -> TypeGuard["LmdbEventLog"]:
+    """True for an `LmdbEventLog`, without loading the LMDB store to ask (none exists before)."""
+    module = sys.modules.get(f"{__name__}._lmdb")
+    return module is not None and isinstance(log, module.LmdbEventLog)
+
+
 def __getattr__(name: str) -> Any:
+    if name == "LmdbEventLog":
+        from perdure.eventlog._lmdb import LmdbEventLog
+
+        globals()[name] = LmdbEventLog
+        return LmdbEventLog
     if name == "PostgresEventLog":
         try:
             from perdure.eventlog._postgres import PostgresEventLog
@@ -151,6 +164,7 @@ __all__ = [
     "digest",
     "encode",
     "from_dict",
+    "is_lmdb_log",
     "is_postgres_url",
     "register_upcaster",
     "to_dict",

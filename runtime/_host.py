@@ -8,9 +8,7 @@ actors make after each commit, and the callers waiting for those commits
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-from opentelemetry.trace import Tracer
+from typing import TYPE_CHECKING, Any
 
 from perdure.actors import Clock, RunActor, TargetSpec
 from perdure.eventlog import (
@@ -26,6 +24,9 @@ from perdure.runtime._outcome import Outcome, live_outcome
 from perdure.runtime._registry import Registry
 from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._updates import Closed, Committed, Custom, Settled, Subscription
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 
 class RunHost:

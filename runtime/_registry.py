@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from perdure.actors import TargetSpec
@@ -52,6 +51,8 @@ class Registry:
         if isinstance(target, str):
             spec = self._targets.get(check_id("target", target))
             if spec is None:
+                import difflib  # only for this error's hint
+
                 close = tuple(difflib.get_close_matches(target, self._targets, n=3, cutoff=0.6))
                 hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
                 known = ", ".join(self.names()[:20]) or "none"

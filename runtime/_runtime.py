@@ -17,10 +17,7 @@ import os
 import secrets
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final
-
-from opentelemetry import trace
-from opentelemetry.trace import TracerProvider
+from typing import TYPE_CHECKING, Any, Final
 
 from perdure.actors import (
     Cancel,
@@ -39,6 +36,7 @@ from perdure.actors import (
     caller_context,
     describe,
     fold,
+    load_logging,
     logger,
 )
 from perdure.eventlog import (
@@ -71,6 +69,9 @@ from perdure.runtime._scheduler import Scheduler
 from perdure.runtime._store import default_store, open_store, store_key, store_spec
 from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Subscription
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 #: The runtime of the enclosing ``async with Runtime(...)``.
 current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
@@ -147,6 +148,10 @@ class Runtime:
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
+        from opentelemetry import trace  # here, not at import: ~10 ms
+
+        load_logging()  # structlog (~70 ms): here, not at import nor in a run's first step
+
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(
             registry=registry or default_registry,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, TypeAlias
 
-from perdure.eventlog import Durability, EventLog, LmdbEventLog, is_postgres_url
+from perdure.eventlog import Durability, EventLog, is_lmdb_log, is_postgres_url
 
 DEFAULT_PATH = "./.perdure"
 STORE_ENV = "PERDURE_STORE"
@@ -61,7 +61,7 @@ def store_key(
     PostgreSQL store is the URL it was given (a `PostgresEventLog` the URL it
     was opened on); any other log object is its own store (compared by identity).
     """
-    if isinstance(log, LmdbEventLog):
+    if is_lmdb_log(log):
         return ("path", os.path.realpath(log.path))
     if log is not None:
         dsn = getattr(log, "dsn", None)  # a PostgresEventLog is the store its URL names
@@ -119,4 +119,6 @@ def open_store(
         if lease_ttl is None:
             return PostgresEventLog(text, read_only=read_only)
         return PostgresEventLog(text, read_only=read_only, lease_ttl=lease_ttl)
+    from perdure.eventlog import LmdbEventLog
+
     return LmdbEventLog(text, durability=durability, read_only=read_only)

@@ -7,43 +7,46 @@ possibly days later in another process. Everything is an event in a log that
 can be replayed.
 """
 
+from __future__ import annotations
+
 import importlib
 import warnings
-from typing import TYPE_CHECKING, Any
 
-from perdure import errors as errors
-from perdure._client import Client
-from perdure._function import DurableFunction, FunctionContext, function
-from perdure._workflow import (
-    Task,
-    Workflow,
-    ainterrupt,
-    areceive,
-    asleep,
-    entrypoint,
-    get_previous_state,
-    receive,
-    set_event,
-    sleep,
-    task,
-)
-from perdure.actors import (
-    BackoffPolicy,
-    BackoffType,
-    Command,
-    Interrupt,
-    NonRetryableError,
-    RetryPolicy,
-    TaskFuture,
-    interrupt,
-)
-from perdure.eventlog import EventLog, LmdbEventLog, MemoryEventLog, PerdureError
-from perdure.runtime import RunHandle, Runtime
-
+#: `typing.TYPE_CHECKING` without importing `typing` (~10 ms, most of `import perdure`);
+#: type checkers read the name itself.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    # What the names below resolve to, for type checkers and editors; at run time each
+    # loads on first access (`__getattr__`), so `import perdure` loads none of them.
+    from perdure import errors as errors
     from perdure import testing as testing
+    from perdure._client import Client as Client
+    from perdure._function import DurableFunction as DurableFunction
+    from perdure._function import FunctionContext as FunctionContext
+    from perdure._function import function as function
+    from perdure._workflow import Task as Task
+    from perdure._workflow import Workflow as Workflow
+    from perdure._workflow import ainterrupt as ainterrupt
+    from perdure._workflow import areceive as areceive
+    from perdure._workflow import asleep as asleep
+    from perdure._workflow import entrypoint as entrypoint
+    from perdure._workflow import get_previous_state as get_previous_state
+    from perdure._workflow import receive as receive
+    from perdure._workflow import set_event as set_event
+    from perdure._workflow import sleep as sleep
+    from perdure._workflow import task as task
     from perdure._workflow_api import StateSnapshot as StateSnapshot
     from perdure._workflow_api import TaskRecord as TaskRecord
+    from perdure.actors import BackoffPolicy as BackoffPolicy
+    from perdure.actors import BackoffType as BackoffType
+    from perdure.actors import Command as Command
+    from perdure.actors import Interrupt as Interrupt
+    from perdure.actors import NonRetryableError as NonRetryableError
+    from perdure.actors import RetryPolicy as RetryPolicy
+    from perdure.actors import TaskFuture as TaskFuture
+    from perdure.actors import interrupt as interrupt
     from perdure.errors import ActorCrashedError as ActorCrashedError
     from perdure.errors import ClientUsageError as ClientUsageError
     from perdure.errors import CorruptEventError as CorruptEventError
@@ -76,16 +79,60 @@ if TYPE_CHECKING:
     from perdure.errors import TaskFailedError as TaskFailedError
     from perdure.errors import TaskTimeoutError as TaskTimeoutError
     from perdure.errors import UnknownTargetError as UnknownTargetError
+    from perdure.eventlog import EventLog as EventLog
+    from perdure.eventlog import LmdbEventLog as LmdbEventLog
+    from perdure.eventlog import MemoryEventLog as MemoryEventLog
+    from perdure.eventlog import PerdureError as PerdureError
     from perdure.eventlog import RunInfo as RunInfo
-    from perdure.runtime import Replayer
+    from perdure.runtime import Replayer as Replayer
     from perdure.runtime import ReplayResult as ReplayResult
     from perdure.runtime import ReplaySummary as ReplaySummary
+    from perdure.runtime import RunHandle as RunHandle
+    from perdure.runtime import Runtime as Runtime
 
-#: Loaded on first use: the replay tools (see `perdure.runtime`) and the test helpers.
-_LAZY = {
-    "Replayer": "perdure.runtime",
-    "testing": "perdure.testing",
+#: Where each name of `__all__` lives. `import perdure` loads none of them (it stays a few
+#: milliseconds); a name loads its module on first access, `from perdure import task`
+#: included, and is then cached in this module's namespace.
+_HOMES = {
+    **dict.fromkeys(("function", "FunctionContext", "DurableFunction"), "perdure._function"),
+    "Client": "perdure._client",
+    **dict.fromkeys(
+        (
+            "entrypoint",
+            "task",
+            "sleep",
+            "asleep",
+            "receive",
+            "areceive",
+            "ainterrupt",
+            "set_event",
+            "get_previous_state",
+            "Workflow",
+            "Task",
+        ),
+        "perdure._workflow",
+    ),
+    **dict.fromkeys(
+        (
+            "RetryPolicy",
+            "BackoffPolicy",
+            "BackoffType",
+            "NonRetryableError",
+            "interrupt",
+            "Command",
+            "Interrupt",
+            "TaskFuture",
+        ),
+        "perdure.actors",
+    ),
+    **dict.fromkeys(("Runtime", "RunHandle", "Replayer"), "perdure.runtime"),
+    **dict.fromkeys(
+        ("EventLog", "LmdbEventLog", "MemoryEventLog", "PerdureError"), "perdure.eventlog"
+    ),
 }
+#: Subpackages that resolve as attributes, loaded on first access: ``perdure.runtime.X``
+#: after a bare `import perdure` worked while it loaded everything, and still does.
+_SUBMODULES = frozenset(("errors", "testing", "actors", "eventlog", "runtime", "cli", "serve"))
 #: The errors `__all__` listed before `perdure.errors` held them.
 _OLD_ERRORS = (
     "ActorCrashedError",
@@ -139,10 +186,14 @@ _MOVED = {
 
 
 def __getattr__(name: str) -> Any:
-    """The replay tools and `testing` load on first use; old names resolve; moved names warn."""
-    if name in _OLD:
+    """Load a public name on first use; old names resolve; moved names warn."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _OLD:
         return getattr(importlib.import_module(_OLD[name]), name)
-    if name in _MOVED:
+    elif name in _MOVED:
         home = _MOVED[name]
         warnings.warn(
             f"perdure.{name} is internal to the runtime and moved to {home}; "
@@ -151,12 +202,15 @@ def __getattr__(name: str) -> Any:
             stacklevel=2,
         )
         return getattr(importlib.import_module(home), name)
-    if name not in _LAZY:
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    value = module if name == "testing" else getattr(module, name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The listed names (loaded or not) and what this module holds already."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __version__ = "0.1.0"

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 import attrs
-import structlog.stdlib
 
 from perdure.actors import (
     AttemptInfo,
@@ -23,6 +31,9 @@ from perdure.actors import (
 )
 from perdure.eventlog import declared_types, rebuild
 from perdure.runtime import InvalidArgumentsError, Registry, default_registry, run_sync
+
+if TYPE_CHECKING:
+    import structlog.stdlib
 
 P = ParamSpec("P")
 R = TypeVar("R")

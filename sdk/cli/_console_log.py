@@ -3,6 +3,9 @@
 The library never configures logging: a host application decides. These
 programs are their own hosts, so they attach a handler to the ``perdure``
 logger for the duration of a command and take it away after.
+
+structlog (its renderer) loads on the first record printed: importing it costs ~70 ms
+with rich installed, which ``perdure --help`` and a quiet command should not pay.
 """
 
 from __future__ import annotations
@@ -10,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Collection, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-import structlog.dev
-import structlog.processors
-import structlog.stdlib
-from structlog.typing import Processor
+if TYPE_CHECKING:
+    from structlog.typing import Processor
 
 
 @contextlib.contextmanager
@@ -39,8 +40,13 @@ def console_logging(
     """
     root = logging.getLogger("perdure")
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+
+    def formatter() -> logging.Formatter:
+        import structlog.dev
+        import structlog.processors
+        import structlog.stdlib
+
+        return structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.ExtraAdder(),
                 structlog.processors.add_log_level,
@@ -57,7 +63,8 @@ def console_logging(
                 ),
             ],
         )
-    )
+
+    handler.setFormatter(_OnFirstRecord(formatter))
     if skip:
         skipped = frozenset(skip)
 
@@ -79,8 +86,25 @@ def console_logging(
         root.handlers = old[2]
 
 
+class _OnFirstRecord(logging.Formatter):
+    """A formatter that builds the real one (`build`) when the first record is formatted."""
+
+    def __init__(self, build: Callable[[], logging.Formatter]) -> None:
+        super().__init__()
+        self._build = build
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Called under the handler's lock: the formatter is built once.
+        if self._inner is None:
+            self._inner = self._build()
+        return self._inner.format(record)
+
+
 def _padding(width: int | None) -> dict[str, Any]:
     """ConsoleRenderer's padding: ``pad_event_to`` (newer structlog) or ``pad_event``."""
+    import structlog.dev
+
     if width is None:
         return {}
     params = inspect.signature(structlog.dev.ConsoleRenderer).parameters

@@ -142,8 +142,6 @@ def _usage_error(exc: click.ClickException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
-    from perdure.eventlog import PerdureError
-
     args = sys.argv[1:] if argv is None else list(argv)
     with _logging():
         try:
@@ -160,15 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         except CliError as exc:
             _error(str(exc))
             return exc.code
-        except PerdureError as exc:
-            _error(f"{type(exc).__name__}: {exc}")
-            return 1
         except (PipeClosed, BrokenPipeError):  # `perdure events RUN_ID | head`
             with contextlib.suppress(OSError, ValueError):
                 fd = sys.stdout.fileno()  # later writes (at exit) go nowhere
                 os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
             return 0
         except Exception as exc:
+            # Not imported up front: `perdure --help` loads no store code. A PerdureError
+            # has loaded it already, and no clause above catches one.
+            from perdure.eventlog import PerdureError
+
+            if isinstance(exc, PerdureError):
+                _error(f"{type(exc).__name__}: {exc}")
+                return 1
             if os.environ.get("PERDURE_DEBUG"):
                 raise
             _error(

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from perdure.eventlog import RUN_STATUSES
-
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 STORE_HELP = (
     "The store: a folder or a postgresql:// URL (default: $PERDURE_STORE, $PERDURE_PATH "
@@ -90,7 +88,18 @@ class Since(_FloatType):
 SECONDS = Seconds()
 SINCE = Since()
 POSITIVE = click.IntRange(min=1)
-STATUS = click.Choice(RUN_STATUSES)
+if TYPE_CHECKING:
+    STATUS: click.Choice[str]
+
+
+def __getattr__(name: str) -> Any:
+    """`STATUS` (the run statuses) loads the event log on first use, not at ``perdure --help``."""
+    if name == "STATUS":
+        from perdure.eventlog import RUN_STATUSES
+
+        globals()[name] = value = click.Choice(RUN_STATUSES)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def complete_run_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
