@@ -36,6 +36,7 @@ from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
     Cancel,
+    CancelInterrupt,
     CancelReceive,
     Continue,
     ExecuteTask,
@@ -49,6 +50,7 @@ from perdure.actors._messages import (
     SleepRequest,
     Start,
     Stop,
+    UnparkReceive,
     Wake,
 )
 from perdure.actors._ports import ActorHost
@@ -58,7 +60,6 @@ from perdure.eventlog import (
     Event,
     EventPublished,
     IdempotencyKeyTakenError,
-    Interrupted,
     MessageReceived,
     Resumed,
     RunCancelled,
@@ -91,6 +92,7 @@ class RunActor:
         self.thread_id = threading.get_ident()
         self.state = RunState(run_id=run_id)
         self.alive = True
+        self.waits_in_threads = True
         #: Every event with seq < durable_seq is committed.
         self.durable_seq = 0
         self.last_active = self.loop.time()
@@ -142,6 +144,11 @@ class RunActor:
         """A future the async body's own `areceive()` at `position` waits on (see
         `Execution.parked`); None where the body must stop there instead."""
         return self.execution.receive_waiter(position, park=True)
+
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any] | None:
+        """A future done with the outcome of the `ainterrupt()` at `position` (see
+        `Execution.interrupt_waiter`)."""
+        return self.execution.interrupt_waiter(position, park=park)
 
     def start_pending(self) -> bool:
         """Whether this invocation's `RunStarted` is soft and not durable yet."""
@@ -362,30 +369,17 @@ class RunActor:
         elif isinstance(message, BodyDone):
             self.execution.on_body_done(message)
         elif isinstance(message, InterruptRequest):
-            if message.incarnation == self.incarnation and message.position not in self.state.steps:
-                self.emit(
-                    Interrupted,
-                    position=message.position,
-                    interrupt_id=message.interrupt_id,
-                    value=message.value,
-                    value_digest=message.digest,
-                    seen_seq=message.seen_seq,
-                )
-                if message.timeout is not None:
-                    self.emit(
-                        TimerSet,
-                        timer_id=f"interrupt:{self.state.invocation}:{message.position}",
-                        due_at=self.host.clock.now() + message.timeout,
-                        purpose="interrupt",
-                        position=message.position,
-                        seen_seq=message.seen_seq,
-                    )
+            self.execution.on_interrupt(message)
         elif isinstance(message, SleepRequest):
             self.execution.on_sleep(message)
         elif isinstance(message, ReceiveRequest):
             self.execution.on_receive(message)
         elif isinstance(message, CancelReceive):
             self.execution.on_cancel_receive(message)
+        elif isinstance(message, CancelInterrupt):
+            self.execution.on_cancel_interrupt(message)
+        elif isinstance(message, UnparkReceive):
+            self.execution.on_unpark(message)
         elif isinstance(message, SendMessage):
             self._send(message)
         elif isinstance(message, PublishEvent):
@@ -511,6 +505,8 @@ class RunActor:
             # the store's inbox: answering again would give its value to a later question.
             message.reply.set_result(None)
             return
+        if self.execution.interrupt_waiters:
+            self.execution.withdraw_cancelled_interrupts()
         answers = _decide.resume_answers(state, message.value)
         if isinstance(answers, InvalidResumeError):
             message.reply.set_exception(answers)
@@ -520,13 +516,18 @@ class RunActor:
         except Exception as exc:
             message.reply.set_exception(exc)
             return
+        restart = False
         for interrupt_id, answer in answers.items():
             self.emit(Resumed, interrupt_id=interrupt_id, value=answer, token=token)
-            timer_id = state.interrupts[interrupt_id].timer_id
-            if timer_id in state.timers:
-                self.emit(TimerCancelled, timer_id=timer_id)
+            step = state.interrupts[interrupt_id]
+            if step.timer_id in state.timers:
+                self.emit(TimerCancelled, timer_id=step.timer_id)
+            # Code waiting in `ainterrupt()` gets the answer; else the body stopped there.
+            if not self.execution.wake_interrupt(step):
+                restart = True
         self.reply_after_commit(message.reply)
-        self.after_commit(self.execution.restart_body)
+        if restart:
+            self.after_commit(self.execution.restart_body)
 
     def _send(self, message: SendMessage) -> None:
         state = self.state

@@ -185,17 +185,26 @@ def resume_answers(state: RunState, value: Any) -> dict[str, Any] | InvalidResum
     run_id = state.run_id
     pending = state.pending_interrupts()
     ids = tuple(step.interrupt_id for step in pending)
+    keyed = isinstance(value, dict) and value and all(key in state.interrupts for key in value)
+    withdrawn = [
+        step.interrupt_id
+        for step in state.interrupts.values()
+        if step.cancelled and (not keyed or step.interrupt_id in value)
+    ]
     if state.terminal is not None or not pending:
         return InvalidResumeError(
             f"run {run_id!r} has no pending interrupt to resume "
-            f"(status: {state.status}); Command(resume=...) only answers a paused run",
+            f"(status: {state.status}); Command(resume=...) only answers a paused run"
+            + (_withdrawn_note(withdrawn) if state.terminal is None else ""),
             run_id=run_id,
         )
-    if isinstance(value, dict) and value and all(key in state.interrupts for key in value):
+    if keyed:
+        assert isinstance(value, dict)
         stale = [key for key in value if key not in ids]
         if stale:
             return InvalidResumeError(
-                f"run {run_id!r}: interrupt(s) {stale} were already answered; pending: {list(ids)}",
+                f"run {run_id!r}: interrupt(s) {stale} were already answered, timed out or "
+                f"withdrawn; pending: {list(ids)}" + _withdrawn_note(withdrawn),
                 run_id=run_id,
                 pending=ids,
             )
@@ -207,6 +216,15 @@ def resume_answers(state: RunState, value: Any) -> dict[str, Any] | InvalidResum
         "answer them with Command(resume={interrupt_id: value, ...})",
         run_id=run_id,
         pending=ids,
+    )
+
+
+def _withdrawn_note(withdrawn: list[str]) -> str:
+    if not withdrawn:
+        return ""
+    return (
+        f"; interrupt(s) {withdrawn} were withdrawn: the workflow stopped waiting for them "
+        "(their ainterrupt() lost a race or its wait was cancelled), so no answer reaches them"
     )
 
 

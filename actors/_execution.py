@@ -18,6 +18,7 @@ the log and its number is never reused (for the exceptions see `_start_attempt`)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 from datetime import UTC, datetime
@@ -29,10 +30,13 @@ from perdure.actors._failure import failure_error, format_error
 from perdure.actors._messages import (
     AttemptDone,
     BodyDone,
+    CancelInterrupt,
     CancelReceive,
     ExecuteTask,
+    InterruptRequest,
     ReceiveRequest,
     SleepRequest,
+    UnparkReceive,
 )
 from perdure.actors._ports import ActorCore
 from perdure.actors._scope import (
@@ -42,12 +46,15 @@ from perdure.actors._scope import (
     dispatch_deferred,
     quiet,
     settle_all,
+    settle_interrupt,
     wake,
 )
-from perdure.actors._state import BODY, ReceiveStep, TaskStep
+from perdure.actors._state import BODY, InterruptStep, ReceiveStep, TaskStep
 from perdure.actors._targets import AttemptInfo, BodyInfo, Final, TargetSpec, body_config
 from perdure.actors._watchdog import watchdog
 from perdure.eventlog import (
+    InterruptCancelled,
+    Interrupted,
     MessageDelivered,
     ReceiveCancelled,
     ReceiveWaiting,
@@ -101,8 +108,12 @@ class Execution:
         self.sleep_waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: position -> futures of child tasks of the body waiting in `areceive()` there
         self.receive_waiters: dict[str, list[asyncio.Future[Any]]] = {}
-        #: positions of `areceive()` calls the body's own code waits on: the body is
-        #: parked there, and the actor may be evicted (the body is re-executed later)
+        #: a sync body's thread waiting in `receive()` -> the future it waits on
+        self.thread_parks: dict[concurrent.futures.Future[Any], asyncio.Future[Any]] = {}
+        #: position -> futures of code waiting in `ainterrupt()` there
+        self.interrupt_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        #: positions of `areceive()`/`ainterrupt()` calls the body's own code waits on: the
+        #: body is parked there, and the actor may be evicted (the body is re-executed later)
         self.parked: set[str] = set()
 
     # -- recovery and lifecycle --------------------------------------------------------
@@ -203,6 +214,8 @@ class Execution:
             listed = self.receive_waiters.get(position, [])
             if done.cancelled() and done in listed:
                 listed.remove(done)
+                if not listed:
+                    self.parked.discard(position)
                 if self.actor.alive:
                     self.actor.post(CancelReceive(incarnation=incarnation, position=position))
 
@@ -241,15 +254,111 @@ class Execution:
                 del self.receive_waiters[position]
                 self._withdraw(position)
 
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.actor.loop.create_future()
+        self.interrupt_waiters.setdefault(position, []).append(fut)
+        if park:
+            self.parked.add(position)
+        incarnation = self.actor.incarnation
+
+        def cancelled(done: asyncio.Future[Any]) -> None:
+            # Its waiter was cancelled (a lost race, `wait_for` gave up): withdraw the
+            # interrupt. Waiters this execution drops itself are not listed any more.
+            listed = self.interrupt_waiters.get(position, [])
+            if done.cancelled() and done in listed:
+                listed.remove(done)
+                if not listed:
+                    del self.interrupt_waiters[position]
+                    self.parked.discard(position)
+                if self.actor.alive:
+                    self.actor.post(CancelInterrupt(incarnation=incarnation, position=position))
+
+        fut.add_done_callback(cancelled)
+        return fut
+
+    def on_cancel_interrupt(self, message: CancelInterrupt) -> None:
+        if message.incarnation != self.actor.incarnation:
+            return
+        if self.interrupt_waiters.get(message.position):
+            return  # another execution of the body waits there again
+        self._withdraw_interrupt(message.position)
+
+    def _withdraw_interrupt(self, position: str) -> None:
+        """Record the interrupt at `position` as cancelled: nobody can answer it any more."""
+        actor = self.actor
+        state = actor.state
+        step = state.steps.get(position)
+        if state.terminal is not None or step is None or step.kind != "interrupt":
+            return
+        if not step.pending:
+            return
+        if step.timer_id in state.timers:
+            actor.emit(TimerCancelled, timer_id=step.timer_id)
+        actor.emit(InterruptCancelled, position=position, interrupt_id=step.interrupt_id)
+
+    def withdraw_cancelled_interrupts(self) -> None:
+        """Interrupts whose waiters were cancelled a moment ago (their `CancelInterrupt`
+        is not handled yet) must not take an answer (a resume is being handled)."""
+        for position, futures in list(self.interrupt_waiters.items()):
+            if futures and all(fut.cancelled() for fut in futures):
+                del self.interrupt_waiters[position]
+                self.parked.discard(position)
+                self._withdraw_interrupt(position)
+
+    def on_interrupt(self, message: InterruptRequest) -> None:
+        """The code's `interrupt()` at a new position: record the question (and its timer)."""
+        actor = self.actor
+        if message.incarnation != actor.incarnation:
+            return
+        step = actor.state.steps.get(message.position)
+        if step is not None:
+            if step.kind == "interrupt" and (step.answered or step.fired):
+                self.wake_interrupt(step)  # settled meanwhile: hand it to the waiter
+            return
+        actor.emit(
+            Interrupted,
+            position=message.position,
+            interrupt_id=message.interrupt_id,
+            value=message.value,
+            value_digest=message.digest,
+            seen_seq=message.seen_seq,
+        )
+        if message.timeout is not None:
+            actor.emit(
+                TimerSet,
+                timer_id=f"interrupt:{actor.state.invocation}:{message.position}",
+                due_at=actor.host.clock.now() + message.timeout,
+                purpose="interrupt",
+                position=message.position,
+                seen_seq=message.seen_seq,
+            )
+
+    def wake_interrupt(self, step: InterruptStep) -> bool:
+        """The interrupt `step` was answered or timed out: hand that to the code waiting in
+        `ainterrupt()` once durable. False if none waits (the body must be re-executed)."""
+        self.parked.discard(step.position)
+        waiters = self.interrupt_waiters.pop(step.position, None)
+        if not waiters:
+            return False
+        run_id = self.actor.run_id
+        self.actor.after_commit(lambda: settle_interrupt(waiters, run_id, step))
+        return True
+
+    def answering(self) -> bool:
+        """Whether code of the live body waits in `ainterrupt()` (the run is paused there
+        for its callers even though its body has not stopped)."""
+        return bool(self.interrupt_waiters)
+
     def _drop_sleep_waiters(self) -> None:
         for futures in self.sleep_waiters.values():
             for fut in futures:
                 fut.cancel()
         self.sleep_waiters.clear()
-        receive_waiters = list(self.receive_waiters.values())
+        dropped = [*self.receive_waiters.values(), *self.interrupt_waiters.values()]
         self.receive_waiters.clear()
+        self.interrupt_waiters.clear()
         self.parked.clear()
-        for futures in receive_waiters:
+        for futures in dropped:
             for fut in futures:
                 fut.cancel()
 
@@ -859,12 +968,46 @@ class Execution:
 
     # -- messages --------------------------------------------------------------------------
 
+    def park_thread(self, position: str, waiter: concurrent.futures.Future[Any]) -> None:
+        """A sync body's `receive()` waits in its thread on `waiter` for what the receive at
+        `position` takes (instead of stopping, to be re-executed for each message)."""
+        fut = self.receive_waiter(position, park=True)
+        self.thread_parks[waiter] = fut
+
+        def copy(done: asyncio.Future[Any]) -> None:
+            self.thread_parks.pop(waiter, None)
+            if waiter.done():
+                return
+            if done.cancelled():
+                waiter.cancel()
+            else:
+                waiter.set_result(done.result())
+
+        fut.add_done_callback(copy)
+
+    def on_unpark(self, message: UnparkReceive) -> None:
+        fut = self.thread_parks.pop(message.waiter, None)
+        if fut is None:  # its receive was never taken (stale, settled run): stop waiting
+            if not message.waiter.done():
+                message.waiter.cancel()
+            return
+        listed = self.receive_waiters.get(message.position, [])
+        if fut not in listed:
+            return  # the message is on its way (handed over once durable)
+        listed.remove(fut)
+        if not listed:
+            del self.receive_waiters[message.position]
+            self.parked.discard(message.position)
+        fut.cancel()  # not a lost race: no `receive_cancelled`; the body stops there
+
     def on_receive(self, message: ReceiveRequest) -> None:
         """The body's `receive()` at a new position: hand it the next message or wait."""
         actor = self.actor
         state = actor.state
         if message.incarnation != actor.incarnation or state.terminal is not None:
             return
+        if message.thread_waiter is not None:
+            self.park_thread(message.position, message.thread_waiter)
         step = state.steps.get(message.position)
         if step is not None:
             if step.kind == "receive" and step.done:  # settled meanwhile: the waiter or
@@ -956,6 +1099,10 @@ class Execution:
             self._wake_receive(
                 position, step if step is not None and step.kind == "receive" else None
             )
+        elif purpose == "interrupt" and position in self.interrupt_waiters:
+            asked = actor.state.steps.get(position)
+            if asked is None or asked.kind != "interrupt" or not self.wake_interrupt(asked):
+                actor.after_commit(self.restart_body)
         elif purpose in ("sleep", "receive", "interrupt") or position == BODY:
             actor.after_commit(self.restart_body)
         else:

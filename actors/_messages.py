@@ -8,6 +8,7 @@ messages from an earlier incarnation, whose body and attempts are gone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any
 
 import attrs
@@ -147,6 +148,18 @@ class ReceiveRequest:
     topic: str
     timeout: float | None
     seen_seq: int = -1
+    #: A sync body's thread waits on this for the message (see `Execution.park_thread`).
+    thread_waiter: concurrent.futures.Future[Any] | None = None
+
+
+@attrs.define(slots=True, kw_only=True)
+class UnparkReceive:
+    """A sync body's thread stops waiting in `receive()` (it gives its thread back): unless
+    the message is on its way to `waiter`, it is cancelled and the body stops there."""
+
+    incarnation: int
+    position: str
+    waiter: concurrent.futures.Future[Any]
 
 
 @attrs.define(slots=True, kw_only=True)
@@ -168,6 +181,14 @@ class SendMessage:
 @attrs.define(slots=True, kw_only=True)
 class CancelReceive:
     """An `areceive()` waiting in a child task of the body was cancelled (it lost a race)."""
+
+    incarnation: int
+    position: str
+
+
+@attrs.define(slots=True, kw_only=True)
+class CancelInterrupt:
+    """An `ainterrupt()` waiting in the body was cancelled (it lost a race)."""
 
     incarnation: int
     position: str

@@ -80,6 +80,9 @@ class RunView(Protocol):
     alive: bool
     #: Every event with seq < durable_seq is committed (code may only see those outcomes).
     durable_seq: int
+    #: Whether a sync body's `receive()` may wait in its thread for the message (False:
+    #: the body stops there instead, as in the replayer's stand-in).
+    waits_in_threads: bool
 
     @property
     def body_generation(self) -> int:
@@ -112,6 +115,13 @@ class RunView(Protocol):
     def park_receive(self, position: str) -> asyncio.Future[Any] | None:
         """A future the async body's own `areceive()` at `position` waits on, or None
         where the body must stop there instead (the replayer's stand-in)."""
+        ...
+
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any] | None:
+        """A future done with the answer to the `ainterrupt()` at `position` (failed with
+        `InterruptTimeoutError` if it times out first), for a task the body started
+        (`park` False) or the async body's own code (`park` True: the run may be evicted
+        while it waits). None where the body must stop there instead (loop thread only)."""
         ...
 
 

@@ -35,6 +35,7 @@ from perdure.actors._messages import (
     PublishEvent,
     ReceiveRequest,
     SleepRequest,
+    UnparkReceive,
 )
 from perdure.actors._order import Holdback
 from perdure.actors._ports import RunView
@@ -453,6 +454,21 @@ def interrupt(value: Any, *, timeout: float | None = None) -> Any:
     With `timeout` (seconds), a durable timer is set with the interrupt: if it fires
     before an answer, `InterruptTimeoutError` is raised here instead (and on replay).
     """
+    return ask_interrupt(value, timeout)
+
+
+def ask_interrupt(value: Any, timeout: float | None, *, wait: bool = False) -> Any:
+    """The answer to the interrupt asking `value` at the scope's next position.
+
+    Without `wait` (``interrupt()``), until it is answered (or times out) the code
+    stops here (`Suspend`) and the body is re-executed once it is. With `wait`
+    (``ainterrupt``), code on the event loop gets a future to await instead: in a
+    task the body started it is one side of a race (``asyncio.wait``/``wait_for``),
+    with the winner it had live on replay; the body's own code is parked on it (the
+    run may be evicted meanwhile). A recorded answer is returned at once (or held
+    back until due, see `Scope.holdback`); an `ainterrupt()` cancelled live (it lost a
+    race) waits for ever, as the code that cancelled it expects.
+    """
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout)
     ):
@@ -467,14 +483,26 @@ def interrupt(value: Any, *, timeout: float | None = None) -> Any:
     )
     value_digest = digest(value)
     step = match_step(actor.state, position, "interrupt", digest=value_digest, value=value)
+    on_loop = wait and scope.root is not None and _on_loop_thread(actor.loop)
     if step is not None:
-        if step.settled_seq < actor.durable_seq:
-            if step.answered:
-                return fresh(step.answer)
-            if step.fired:
+        if step.settled_seq < actor.durable_seq and (step.answered or step.fired):
+            child = on_loop and _in_child(scope)
+            if not (child and scope.ordered()) or scope.holdback.due(step.settled_seq):
+                if step.answered:
+                    return fresh(step.answer)
                 raise _interrupt_timed_out(actor.run_id, step)
-        raise quiet(Suspend("interrupt", step.interrupt_id))
-    iid = interrupt_id(actor.run_id, actor.state.invocation, position)
+            held: asyncio.Future[Any] = actor.loop.create_future()
+            run_id = actor.run_id
+            scope.holdback.hold(step.settled_seq, lambda: settle_interrupt([held], run_id, step))
+            return held
+        if not on_loop:
+            raise quiet(Suspend("interrupt", step.interrupt_id))
+        if step.cancelled:
+            return actor.loop.create_future()
+        iid = step.interrupt_id
+    else:
+        iid = interrupt_id(actor.run_id, actor.state.invocation, position)
+    waiter = actor.interrupt_waiter(position, park=not _in_child(scope)) if on_loop else None
     _thread_safe_post(
         scope,
         InterruptRequest(
@@ -487,7 +515,21 @@ def interrupt(value: Any, *, timeout: float | None = None) -> Any:
             timeout=None if timeout is None else max(0.0, float(timeout)),
         ),
     )
+    if waiter is not None:
+        return waiter
     raise quiet(Suspend("interrupt", iid))
+
+
+def settle_interrupt(futures: list[asyncio.Future[Any]], run_id: str, step: InterruptStep) -> None:
+    """Hand the outcome of a settled interrupt (its answer, or its timeout) to `ainterrupt()`."""
+    for fut in futures:
+        if fut.done():
+            continue
+        if step.answered:
+            fut.set_result(fresh(step.answer))
+        else:
+            fut.set_exception(_interrupt_timed_out(run_id, step))
+            fut.exception()  # whoever awaits it gets it; nobody awaiting must not log it
 
 
 def _interrupt_timed_out(run_id: str, step: InterruptStep) -> InterruptTimeoutError:
@@ -565,8 +607,16 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
     child = wait and scope.root is not None and _in_child(scope)
     # The async body's own code waits on a future instead of stopping (`Suspend`) and
     # being re-executed from its start for each message: a long receive loop replays
-    # nothing. The run stays evictable (see `Execution.parked`).
+    # nothing. The run stays evictable (see `Execution.parked`). A sync body's thread
+    # waits likewise, for a while (`THREAD_PARK`), then gives its pool thread back.
     root = wait and not child and scope.root is not None and _on_loop_thread(actor.loop)
+    in_thread = (
+        not wait
+        and scope.root is not None
+        and not scope.prefix
+        and actor.waits_in_threads
+        and threading.get_ident() != actor.thread_id
+    )
     if step is not None:
         if step.name and step.name != topic:
             raise NonDeterminismError(
@@ -592,11 +642,14 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
             waiter = actor.receive_waiter(position)
             if position in actor.state.receiving:
                 return waiter  # the actor hands it the message (or the timeout) when recorded
-        elif step.done and not root:
+        elif step.done and not root and not in_thread:
             raise quiet(Suspend("receive"))
     elif child:
         waiter = actor.receive_waiter(position)
     parked = actor.park_receive(position) if root else None
+    thread_waiter: concurrent.futures.Future[Any] | None = (
+        concurrent.futures.Future() if in_thread else None
+    )
     _thread_safe_post(
         scope,
         ReceiveRequest(
@@ -605,13 +658,40 @@ def receive_message(topic: str, timeout: float | None, *, wait: bool = False) ->
             topic=topic,
             timeout=None if timeout is None else float(timeout),
             seen_seq=scope.seen(),
+            thread_waiter=thread_waiter,
         ),
     )
     if child:
         return waiter
     if parked is not None:
         return parked
+    if thread_waiter is not None:
+        return _receive_in_thread(scope, position, thread_waiter)
     raise quiet(Suspend("receive"))
+
+
+#: Seconds a sync body's `receive()` waits in its thread for a message before it gives
+#: the pool thread back (the body stops there and is re-executed when one comes): a
+#: burst of messages runs the body once, and idle runs do not hold threads.
+THREAD_PARK = 1.0
+
+
+def _receive_in_thread(scope: Scope, position: str, waiter: concurrent.futures.Future[Any]) -> Any:
+    """A sync body's `receive()` waits for what the actor hands to `waiter`."""
+    value: Any
+    try:
+        try:
+            value = TaskFuture._wait_in_thread(waiter, THREAD_PARK)
+        except concurrent.futures.TimeoutError:
+            _thread_safe_post(
+                scope,
+                UnparkReceive(incarnation=scope.incarnation, position=position, waiter=waiter),
+            )
+            value = TaskFuture._wait_in_thread(waiter, None)  # the message, or cancelled
+    except concurrent.futures.CancelledError:
+        scope.check_alive()
+        raise Suspend("receive") from None
+    return fresh(value)
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ import attrs
 from perdure.eventlog import (
     Event,
     EventPublished,
+    InterruptCancelled,
     Interrupted,
     MessageDelivered,
     MessageReceived,
@@ -99,6 +100,13 @@ class InterruptStep(_StepBase):
     fired: bool = False
     #: an interrupt's limit in seconds (its timer's due_at minus when it was set)
     timeout: float = 0.0
+    #: an `ainterrupt()` cancelled before an answer (`interrupt_cancelled`): not pending
+    cancelled: bool = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether it still waits for an answer (not answered, timed out or cancelled)."""
+        return not (self.answered or self.fired or self.cancelled)
 
     def describe(self) -> str:
         return f"interrupt() with value {self.question!r}"
@@ -219,7 +227,7 @@ class RunState:
         if self.receiving:
             return True
         for step in self.interrupts.values():
-            if not step.answered and not step.fired:
+            if step.pending:
                 return True
         return any(purpose == "sleep" for _, purpose, _ in self.timers.values())
 
@@ -229,7 +237,7 @@ class RunState:
         return step if step is not None and step.kind == "task" else None
 
     def pending_interrupts(self) -> list[InterruptStep]:
-        return [step for step in self.interrupts.values() if not step.answered and not step.fired]
+        return [step for step in self.interrupts.values() if step.pending]
 
 
 def _step(state: RunState, position: str, cls: type[_S]) -> _S:
@@ -338,6 +346,12 @@ def _resumed(state: RunState, e: Resumed) -> None:
         step.answer = e.value
         step.answer_token = e.token
         step.settled_seq = e.seq
+
+
+def _interrupt_cancelled(state: RunState, e: InterruptCancelled) -> None:
+    step = state.interrupts.get(e.interrupt_id)
+    if step is not None:
+        step.cancelled = True
 
 
 def _timer_set(state: RunState, e: TimerSet) -> None:
@@ -499,6 +513,7 @@ _APPLY: dict[type[Event], Callable[[RunState, Any], None]] = {
     MessageDelivered: _message_delivered,
     EventPublished: _event_published,
     ReceiveCancelled: _receive_cancelled,
+    InterruptCancelled: _interrupt_cancelled,
 }
 
 

@@ -251,6 +251,16 @@ class ReceiveCancelled(Event):
 
 
 @attrs.frozen(kw_only=True)
+class InterruptCancelled(Event):
+    """The `ainterrupt()` at `position` was cancelled before an answer or its timeout (the
+    loser of a race, or an ``asyncio.wait_for`` that gave up): nobody can answer it any more."""
+
+    WIRE_NAME: ClassVar[str] = "interrupt_cancelled"
+    position: str
+    interrupt_id: str
+
+
+@attrs.frozen(kw_only=True)
 class MessageDelivered(Event):
     """The `receive()` at `position` was handed the message recorded at `message_seq`."""
 
@@ -293,6 +303,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageDelivered,
     EventPublished,
     ReceiveCancelled,
+    InterruptCancelled,
 )
 
 BY_WIRE_NAME: dict[str, type[Event]] = {cls.WIRE_NAME: cls for cls in EVENT_TYPES}

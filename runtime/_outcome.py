@@ -138,11 +138,13 @@ def live_outcome(actor: RunActor, events: list[Event]) -> Outcome | None:
     until its body has run again (it may ask new questions, or finish tasks).
     Nor is a run whose latest events are still being committed: the live state
     runs ahead of the log, and the commit reports the outcome once it is durable.
+    A body whose code waits in `ainterrupt()` is paused for its callers, as one that
+    stopped at an `interrupt()` is.
     """
     if actor.durable_seq < actor.state.next_seq:
         return None
     if actor.state.terminal is None and (
-        actor.execution.body is not None
+        (actor.execution.body is not None and not actor.execution.answering())
         or any(type(event) is Resumed or type(event) is RunContinued for event in events)
     ):
         return None

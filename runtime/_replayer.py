@@ -65,6 +65,7 @@ class _ReplayActor:
         self.incarnation = 0
         self.alive = True
         self.durable_seq = sys.maxsize  # every recorded outcome counts as durable
+        self.waits_in_threads = False  # a sync body stops at a receive the log does not settle
         self.body_generation = 0
         #: Steps the code asked for that the log does not settle: (position, description).
         self.asked: list[tuple[str, str]] = []
@@ -97,6 +98,16 @@ class _ReplayActor:
     def run_inline(self, call: Any) -> None:
         self.post(call)
 
+    def interrupt_waiter(self, position: str, *, park: bool) -> asyncio.Future[Any] | None:
+        """An `ainterrupt()` the log does not settle: in a task the body started it stays
+        pending (another side of its race may win); the body's own one ends the replay."""
+        if park:
+            return None
+        if all(asked != position for asked, _ in self.asked):
+            step = self.state.steps.get(position)
+            self.asked.append((position, step.describe() if step else "an interrupt()"))
+        return self.stall()
+
     def stall(self) -> asyncio.Future[None]:
         """A future that never completes, for a child task waiting on what the log lacks."""
         fut: asyncio.Future[None] = self.loop.create_future()
@@ -113,6 +124,8 @@ class _ReplayActor:
                 message.future.set_exception(Suspend("replay end", self.stall))
                 message.future.exception()  # retrieved: no "never retrieved" warning
         elif isinstance(message, InterruptRequest):
+            if any(asked == message.position for asked, _ in self.asked):
+                return  # a child task's `ainterrupt()`: noted by `interrupt_waiter`
             self.asked.append((message.position, f"interrupt() with value {message.value!r}"))
         elif isinstance(message, SleepRequest):
             self.asked.append((message.position, f"a durable sleep of {message.seconds:g} s"))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from perdure._function import function as function
     from perdure._workflow import Task as Task
     from perdure._workflow import Workflow as Workflow
+    from perdure._workflow import ainterrupt as ainterrupt
     from perdure._workflow import areceive as areceive
     from perdure._workflow import asleep as asleep
     from perdure._workflow import entrypoint as entrypoint
@@ -103,6 +104,7 @@ _HOMES = {
             "asleep",
             "receive",
             "areceive",
+            "ainterrupt",
             "set_event",
             "get_previous_state",
             "Workflow",
@@ -227,6 +229,7 @@ __all__ = [
     "entrypoint",
     "task",
     "interrupt",
+    "ainterrupt",
     "Command",
     "Interrupt",
     "sleep",

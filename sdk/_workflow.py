@@ -35,6 +35,7 @@ from perdure.actors import (
     TargetSpec,
     TaskFuture,
     TaskSpec,
+    ask_interrupt,
     call_task,
     current_body,
     durable_sleep,
@@ -369,6 +370,22 @@ async def areceive(topic: str = "default", *, timeout: float | None = None) -> A
     got = receive_message(topic, timeout, wait=True)
     if isinstance(got, Received):
         return got.value
+    if isinstance(got, asyncio.Future):
+        return await got
+    return got
+
+
+async def ainterrupt(value: Any, *, timeout: float | None = None) -> Any:
+    """`interrupt` for async workflow code (``answer = await perdure.ainterrupt(question)``).
+
+    Awaited by the body itself, the run pauses (and may be unloaded) until the answer
+    (`Command(resume=...)`) or the timeout (`InterruptTimeoutError`) is recorded. In
+    a task the body started it can be one side of a race (``asyncio.wait(...,
+    return_when=FIRST_COMPLETED)``, ``asyncio.wait_for``) against tasks, `asleep` and
+    `areceive`: replays give the race the winner it had live, and an `ainterrupt()`
+    cancelled before its answer (the loser) is withdrawn: a later resume is refused.
+    """
+    got = ask_interrupt(value, timeout, wait=True)
     if isinstance(got, asyncio.Future):
         return await got
     return got

@@ -3,7 +3,10 @@
 On a terminal each event is drawn for people (coloured type, the demo's short
 summary of it); in a pipe or a file the line is plain and stable for scripts;
 ``--json`` prints each event as exported (one JSON object per line, which
-``perdure replay --file`` reads back).
+``perdure replay --file`` reads back). Messages (``message_received``,
+``message_delivered``) and published values (``event_set``) are events like the
+others; after a parent's events come its child workflows, with their statuses
+(not with ``--json``).
 """
 
 from __future__ import annotations
@@ -76,7 +79,12 @@ async def _events(args: Args, log: EventLog) -> int:
         more = await log.read(args.run_id, seq)
         for event in more:
             emit(event)
+        found += more
         seq += len(more)
         if settled:
             break
+    if not args.json:
+        children = render.child_runs(found)
+        if children:
+            out(*render.children_text(await render.with_statuses(log, children)))
     return 0

@@ -12,6 +12,7 @@ from perdure.actors import RunState, Step
 from perdure.cli._text import PAYLOAD_WIDTH, compact, iso, safe_text
 from perdure.eventlog import (
     Event,
+    EventLog,
     RunCompleted,
     RunInfo,
     RunStarted,
@@ -87,7 +88,11 @@ def _step_status(step: Step, state: RunState) -> str:
             return f"retry due {iso(due[0])}" if due else "retrying"
         return "pending"
     if step.kind == "interrupt":
-        return "answered" if step.answered else "waiting for an answer"
+        if step.answered:
+            return "answered"
+        if step.fired:
+            return "timed out"
+        return "cancelled" if step.cancelled else "waiting for an answer"
     if step.kind == "set_event":  # no timer: shown as the timer steps were before
         return "cancelled"
     if step.fired:
@@ -196,6 +201,25 @@ def child_runs(events: list[Event]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
+async def with_statuses(log: EventLog, children: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`children` (from `child_runs`), each with its run's status as the store's index has it."""
+    for child in children:
+        info = await log.get_run(child["run_id"])
+        child["status"] = info.status if info is not None else "not started"
+    return children
+
+
+def children_text(children: list[dict[str, str]]) -> list[str]:
+    """A run's child workflows, one line each (`runs show`, `events`)."""
+    if not children:
+        return []
+    return ["children:"] + [
+        f"  {child['run_id']}  {child['workflow']}  {child['status']}  "
+        f"(position {child['position']})"
+        for child in children
+    ]
+
+
 def run_details_text(d: dict[str, Any]) -> list[str]:
     def field(name: str, value: Any) -> str:
         return f"{name:<12} {value}"
@@ -234,13 +258,7 @@ def run_details_text(d: dict[str, Any]) -> list[str]:
         for t in d["timers"]:
             where = t["position"] or "body"
             lines.append(f"  {t['id']}  {t['purpose']}  due {t['due_at']}  (position {where})")
-    if d.get("children"):
-        lines.append("children:")
-        for child in d["children"]:
-            lines.append(
-                f"  {child['run_id']}  {child['workflow']}  {child['status']}  "
-                f"(position {child['position']})"
-            )
+    lines += children_text(d.get("children") or [])
     if d["steps"]:
         lines.append("steps:")
         rows = []

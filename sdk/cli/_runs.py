@@ -109,11 +109,7 @@ def runs_show(args: Args) -> int:
         events = await events_or_fail(log, args.run_id)
         state = fold(args.run_id, events)
         details = render.run_details(state, await log.get_run(args.run_id), len(events))
-        children = render.child_runs(events)
-        for child in children:
-            info = await log.get_run(child["run_id"])
-            child["status"] = info.status if info is not None else "not started"
-        details["children"] = children
+        details["children"] = await render.with_statuses(log, render.child_runs(events))
         if args.json:
             out_json(details)
         elif is_terminal():

@@ -1,6 +1,7 @@
 """Child process of the receive-loop SIGKILL test: a workflow that receives N messages on LMDB.
 
-Run as ``python _receive_child.py STORE JOURNAL OWN TOTAL`` (or ``STORE JOURNAL
+Run as ``python _receive_child.py STORE JOURNAL OWN TOTAL`` (with
+``RECEIVE_CHILD_SYNC=1`` the loop is a sync body) (or ``STORE JOURNAL
 family N``: run ``family``, a parent of two child workflows of N and N+1 tasks).
 Each start opens the store (the runtime resumes the run by itself), starts run ``loop`` if the store
 does not hold it yet, sends this process's messages ``own-0`` .. ``own-{OWN-1}``
@@ -27,7 +28,7 @@ import os
 import sys
 from typing import Any
 
-from perdure import Runtime, areceive, entrypoint, set_event, task
+from perdure import Runtime, areceive, entrypoint, receive, set_event, task
 from perdure.runtime import Registry
 
 REGISTRY = Registry()
@@ -48,6 +49,18 @@ async def receive_loop(total: int) -> list[Any]:
     got = []
     for i in range(total):
         message = await areceive()
+        note(f"seen {i} {message}")
+        got.append(message)
+        set_event("received", i + 1)
+    return got
+
+
+@entrypoint(name="receive_loop_sync", registry=REGISTRY)
+def receive_loop_sync(total: int) -> list[Any]:
+    """The same loop in a sync body: its `receive()` waits in the body's thread."""
+    got = []
+    for i in range(total):
+        message = receive()
         note(f"seen {i} {message}")
         got.append(message)
         set_event("received", i + 1)
@@ -98,7 +111,8 @@ async def main(store: str, own: int, total: int) -> None:
     async with Runtime(store, registry=REGISTRY) as rt:
         note(f"ready {os.getpid()}")
         if await rt.get_run("loop") is None:
-            await rt.start("receive_loop", total, run_id="loop")
+            sync = os.environ.get("RECEIVE_CHILD_SYNC") == "1"
+            await rt.start("receive_loop_sync" if sync else "receive_loop", total, run_id="loop")
         for i in range(own):
             name = f"own-{i}"
             if name not in sent:

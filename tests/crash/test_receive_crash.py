@@ -65,11 +65,17 @@ async def _read(store: Path) -> list[object]:
         await log.close()
 
 
-def _campaign(tmp_path: Path, *, own: int, offline: int, kills: int, seed: int) -> None:
+def _campaign(
+    tmp_path: Path, *, own: int, offline: int, kills: int, seed: int, sync: bool = False
+) -> None:
     rng = random.Random(seed)
     store, journal = tmp_path / "store", tmp_path / "journal"
     total = own + offline
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "RECEIVE_CHILD_SYNC": "1" if sync else "0",
+    }
     starts = killed = sent_offline = 0
     while True:
         proc = subprocess.Popen(
@@ -115,6 +121,11 @@ def _campaign(tmp_path: Path, *, own: int, offline: int, kills: int, seed: int) 
 
 def test_sigkill_during_a_receive_loop_loses_and_repeats_no_message(tmp_path: Path) -> None:
     _campaign(tmp_path, own=150, offline=4, kills=6, seed=16)
+
+
+def test_sigkill_during_a_sync_receive_loop_loses_and_repeats_no_message(tmp_path: Path) -> None:
+    """The same with a sync body, whose `receive()` waits in its thread for the message."""
+    _campaign(tmp_path, own=100, offline=3, kills=5, seed=17, sync=True)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from typing import Any
 from perdure import (
     FunctionContext,
     RetryPolicy,
+    ainterrupt,
     areceive,
     asleep,
     entrypoint,
@@ -185,6 +186,27 @@ async def golden_deadline(topic: str) -> Any:
     return await areceive()
 
 
+# -- ainterrupt() in races: an answer beats a receive, a sleep beats a question ---------------
+
+
+@entrypoint(registry=GOLDEN)
+async def golden_approval_race(topic: str) -> dict[str, Any]:
+    asked = asyncio.ensure_future(ainterrupt({"approve": topic}))
+    got = asyncio.ensure_future(areceive())
+    done, pending = await asyncio.wait({asked, got}, return_when=asyncio.FIRST_COMPLETED)
+    for side in pending:
+        side.cancel()
+    first = asked.result() if asked in done else "message"
+    again = asyncio.ensure_future(ainterrupt({"confirm": topic}, timeout=600))
+    timer = asyncio.ensure_future(asleep(30))
+    done, pending = await asyncio.wait({again, timer}, return_when=asyncio.FIRST_COMPLETED)
+    for side in pending:
+        side.cancel()
+    second = again.result() if again in done else "expired"
+    late = await areceive(timeout=30)
+    return {"first": first, "second": second, "late": late}
+
+
 # -- a child workflow: a recorded step of its parent -------------------------------------------
 
 
@@ -209,6 +231,7 @@ WORKFLOWS = [
     golden_inbox,
     golden_waits,
     golden_deadline,
+    golden_approval_race,
     golden_child,
     golden_parent,
 ]

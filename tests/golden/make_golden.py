@@ -177,6 +177,20 @@ async def workflow_child(rt: Runtime) -> str:
     return run_id
 
 
+async def workflow_interrupt_race(rt: Runtime) -> str:
+    """ainterrupt() in races: the answer beats a receive (receive_cancelled), then a durable
+    sleep beats a second question (interrupt_cancelled, its timeout's timer cancelled); a
+    receive that times out follows."""
+    run_id = "golden-approval-race"
+    await rt.start(golden_app.golden_approval_race, "refund", run_id=run_id)
+    outcome = await rt.wait(run_id)  # paused on the first question, its body still running
+    assert outcome.status == "waiting", outcome
+    await rt.send(run_id, Command(resume="yes"))
+    while (await rt.state(run_id)).terminal is None:  # noqa: ASYNC110 - the clock autojumps
+        await asyncio.sleep(0.01)
+    return run_id
+
+
 SCENARIOS: dict[str, Scenario] = {
     "function_retries": function_retries,
     "function_failed": function_failed,
@@ -192,6 +206,7 @@ SCENARIOS: dict[str, Scenario] = {
     "workflow_timeouts": workflow_timeouts,
     "workflow_deadline": workflow_deadline,
     "workflow_child": workflow_child,
+    "workflow_interrupt_race": workflow_interrupt_race,
 }
 
 

@@ -161,7 +161,7 @@ async def test_calling_a_workflow_outside_a_body_is_refused() -> None:
                 raise TypeError(str(exc)) from exc
 
 
-def test_runs_show_lists_a_parent_s_children(tmp_path: Path) -> None:
+def test_runs_show_and_events_list_a_parent_s_children(tmp_path: Path) -> None:
     from tests.support.cli import cli
 
     family = Family()
@@ -178,3 +178,10 @@ def test_runs_show_lists_a_parent_s_children(tmp_path: Path) -> None:
     assert "sp/0.0  child  completed  (position 0)" in shown.out
     as_json = cli("--store", path, "runs", "show", "sp", "--json")
     assert '"run_id": "sp/0.0"' in as_json.out
+    # `perdure events` ends a parent's events with its children, as `runs show` lists them.
+    history = cli("--store", path, "events", "sp")
+    assert history.code == 0, history
+    lines = history.out.splitlines()
+    assert lines[-2:] == ["children:", "  sp/0.0  child  completed  (position 0)"], lines
+    assert "children:" not in cli("--store", path, "events", "sp/0.0").out  # a childless run
+    assert "children" not in cli("--store", path, "events", "sp", "--json").out

@@ -386,3 +386,85 @@ async def test_an_answer_to_an_interrupt_reaches_a_body_waiting_in_areceive() ->
         await rt.send("a", "hello")
         outcome = await rt.wait("a", timeout=30)
         assert outcome.result == ["hello", "yes"], outcome
+
+
+async def test_a_sync_receive_loop_runs_its_body_once() -> None:
+    """A sync body's `receive()` waits in its thread for the next message instead of stopping
+    the body and re-executing it (replaying every earlier receive) for each message: a
+    receive loop of N messages ran its body N + 1 times."""
+    registry = Registry()
+    executions = []
+
+    @entrypoint(name="sync_loop", registry=registry)
+    def sync_loop(n: int) -> int:
+        executions.append(1)
+        total = 0
+        for _ in range(n):
+            total += perdure.receive()
+        return total
+
+    async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
+        await rt.start("sync_loop", 40, run_id="l")
+        await _until(rt, "l", lambda s: s.receiving)
+        for i in range(40):
+            await rt.send("l", i)
+        outcome = await rt.wait("l", timeout=30)
+        assert outcome.result == sum(range(40))
+        assert len(executions) == 1
+        await _replays_cleanly(registry, await rt.log.read("l"))
+
+
+async def test_a_sync_receive_gives_its_thread_back_and_is_re_executed_for_a_later_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past a short wait, a sync `receive()` stops the body (its pool thread is not held while
+    nothing comes); the next message re-executes it, once, and nothing is lost or doubled."""
+    from perdure.actors import _scope
+
+    monkeypatch.setattr(_scope, "THREAD_PARK", 0.0)  # give the thread back at once
+    registry = Registry()
+    executions = []
+
+    @entrypoint(name="sparse", registry=registry)
+    def sparse(_: Any) -> Any:
+        executions.append(1)
+        return [perdure.receive(), perdure.receive(timeout=600)]
+
+    clock = MockClock(autojump=False)
+    async with Runtime(log=MemoryEventLog(), registry=registry, clock=clock) as rt:
+        await rt.start("sparse", None, run_id="s")
+        await _until(rt, "s", lambda s: s.receiving)
+        await rt.send("s", "one")
+        await _until(rt, "s", lambda s: s.receiving == {"1": "default"})
+        await rt.send("s", "two")
+        outcome = await rt.wait("s", timeout=30)
+        assert outcome.result == ["one", "two"], outcome
+        assert 1 <= len(executions) <= 3
+        events = await rt.log.read("s")
+        assert sum(type(e) is MessageDelivered for e in events) == 2
+        assert not (await rt.state("s")).timers
+        await _replays_cleanly(registry, events)
+
+
+async def test_a_sync_body_waiting_in_receive_is_evicted_and_re_executed_for_the_message() -> None:
+    registry = Registry()
+    executions = []
+
+    @entrypoint(name="idle_sync", registry=registry)
+    def idle_sync(_: Any) -> Any:
+        executions.append(1)
+        return [perdure.receive(), perdure.receive()]
+
+    async with Runtime(log=MemoryEventLog(), registry=registry, idle_timeout=0.05) as rt:
+        await rt.start("idle_sync", None, run_id="i")
+        await _until(rt, "i", lambda s: s.receiving)
+        for _ in range(500):
+            if rt.statistics().live_actors == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert rt.statistics().evicted >= 1
+        await rt.send("i", "a")
+        await rt.send("i", "b")
+        outcome = await rt.wait("i", timeout=30)
+        assert outcome.result == ["a", "b"], outcome
+        assert 2 <= len(executions) <= 3

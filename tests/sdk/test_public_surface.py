@@ -28,6 +28,7 @@ TOP_LEVEL = [
     "entrypoint",
     "task",
     "interrupt",
+    "ainterrupt",
     "Command",
     "Interrupt",
     "sleep",
