@@ -18,6 +18,7 @@ from perdure.testing.postgres import (
     TemporaryPostgres,
     postgres_unavailable,
 )
+from tests.support.hangs import HangWatch
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,22 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.delenv("PERDURE_STORE", raising=False)
     yield store
     close_background_runtimes()
+
+
+@pytest.fixture(autouse=True)
+def _hang_watch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test still running 5 s before its timeout gets its pending asyncio tasks written."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = (
+        float(marker.args[0])
+        if marker and marker.args
+        else float(request.config.getini("timeout") or 0)
+    )
+    if limit <= 10:
+        yield
+        return
+    with HangWatch(request.node.nodeid, limit - 5):
+        yield
 
 
 @pytest.fixture
