@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -114,9 +115,23 @@ class PostgresEventLog:
         self._last_batch = 0
         s = self._schema
         self._append_sql = (
-            f"SELECT {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
+            f"SELECT {s}.append_many(%s::text[], %s::bigint[], %s::text[], %s::boolean[], "
+            "%s::boolean[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], "
+            "%s::float8[], %s::bytea[], %s::int[], %s::text[], %s::int[], %s::text[], "
+            "%s::float8[], %s::int[], %s, %s::bigint[], %s, %s::text[])"
         )
+        self._append_one_sql = (
+            "SELECT a, (SELECT pg_notify(%s, %s) WHERE %s::text IS NOT NULL AND left(a, 2) = 'ok') "
+            f"FROM {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s) AS a"
+        )
+        #: Group commit: appends waiting for the next commit, commits in flight, and at
+        #: most how many at once (each on its own pooled connection).
+        self._queue: list[_Append] = []
+        self._flushing = 0
+        self._max_flushes = max(1, min(2, pool_size - 1))
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._commits = 0
         #: This log object's lease owner id (host:pid:random): what the runs it drives name.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: run id -> the epoch of the lease this log holds on it.
@@ -149,6 +164,12 @@ class PostgresEventLog:
     @property
     def read_only(self) -> bool:
         return self._read_only
+
+    @property
+    def commits(self) -> int:
+        """Transactions this log committed appends in: fewer than its appends when
+        appends of several runs went together (group commit)."""
+        return self._commits
 
     # -- connections -------------------------------------------------------------------------
 
@@ -286,25 +307,10 @@ class PostgresEventLog:
                 raise _conflict(run_id, expected_seq, actual) from None
             raise
         new_status = changes.status or ("running" if started is not None else None)
-        params = (
-            run_id,
-            expected_seq,
-            new_status,
-            started is not None,
-            isinstance(events[0], RunStarted),
-            started.target if started is not None else None,
-            started.kind if started is not None else None,
-            started.idempotency_key if started is not None else None,
-            started.input_digest if started is not None else None,
-            started.ts if started is not None else None,
-            changes.last_ts,
-            bodies,
-            list(changes.timers_removed),
-            [t.timer_id for t in changes.timers_set],
-            [t.due_at for t in changes.timers_set],
-            self.owner,
-            None,  # the lease epoch: filled in under the run's lock below
-            self._lease_ttl,
+        # A settled run's waiters in other processes look at it again: the notice goes
+        # out with the commit (best effort: `wait`'s timeout covers a lost one).
+        notify = (
+            self._channel("settled") if new_status is not None and new_status != "running" else None
         )
         pool = await self._connections()
         # Appends of one run leave this process in the order they were made. While
@@ -322,8 +328,22 @@ class PostgresEventLog:
                 if run_id in self._lost:
                     raise _lease_lost(run_id)
                 epoch = self._leases.get(run_id)
-                outcome = await self._call_append(
-                    pool, run_id, started, (*params[:-2], epoch, params[-1])
+                outcome = await self._commit(
+                    pool,
+                    _Append(
+                        run_id=run_id,
+                        expected=expected_seq,
+                        status=new_status,
+                        started=started,
+                        first_started=isinstance(events[0], RunStarted),
+                        updated=changes.last_ts,
+                        bodies=bodies,
+                        removed=list(changes.timers_removed),
+                        timer_ids=[t.timer_id for t in changes.timers_set],
+                        dues=[t.due_at for t in changes.timers_set],
+                        epoch=epoch,
+                        notify=notify,
+                    ),
                 )
                 kind, _, number = outcome.partition(" ")
                 if kind == "ok":
@@ -346,46 +366,181 @@ class PostgresEventLog:
                 self._leases.pop(run_id, None)
                 self._lost.add(run_id)
                 raise _lease_lost(run_id)
+            if outcome.startswith("key-taken\n") and started is not None:
+                rest = outcome[len("key-taken\n") :]
+                holder, _, digest = rest.rpartition("\n")
+                key = started.idempotency_key or ""
+                raise IdempotencyKeyTakenError(
+                    f"idempotency key {key!r} is held by run {holder!r}",
+                    key=key,
+                    existing_run_id=holder,
+                    existing_digest=digest,
+                )
             raise _conflict(run_id, expected_seq, int(number))
         self._appends += len(events)
         self._batches += 1
         self._last_batch = len(events)
         if on_durable is not None:
             on_durable()
-        if new_status is not None and new_status != "running":
-            # Waiters in other processes look at the run again (best effort: a notice
-            # lost with a crash right here is what `wait`'s timeout is for).
-            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
-                await self.notify("settled", run_id)
 
-    async def _call_append(
-        self,
-        pool: psycopg_pool.AsyncConnectionPool,
-        run_id: str,
-        started: RunStarted | None,
-        params: tuple[Any, ...],
-    ) -> str:
+    # -- group commit ------------------------------------------------------------------------
+
+    async def _commit(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
+        """`append`'s answer for `entry`, committed together with the appends of other
+        runs made meanwhile (group commit: one statement, one transaction, one synced
+        commit for all of them). While fewer than `_max_flushes` commits are in flight,
+        the appender sends what is queued itself (a lone append waits for nobody);
+        otherwise its append goes with the next commit, sent when one finishes."""
+        self._queue.append(entry)
+        if self._flushing < self._max_flushes:
+            await self._flush(pool)
+        return await entry.future
+
+    async def _flush(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        """Commit every queued append in one `append_many` statement; settle their
+        futures. Never raises for an append's failure: each future carries its own."""
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        self._flushing += 1
+        try:
+            try:
+                answers = await self._append_many(pool, batch)
+            except psycopg.Error as exc:
+                if len(batch) == 1 or exc.sqlstate is None:
+                    for entry in batch:
+                        _settle_failed(entry, self._append_failed(entry, exc))
+                    return
+                # The server refused the statement (nothing of it committed): one bad
+                # append must not fail the others, so each is tried alone.
+                for entry in batch:
+                    try:
+                        (answer,) = await self._append_many(pool, [entry])
+                    except psycopg.Error as alone:
+                        _settle_failed(entry, self._append_failed(entry, alone))
+                    else:
+                        if not entry.future.done():
+                            entry.future.set_result(answer)
+                return
+            for entry, answer in zip(batch, answers, strict=True):
+                if not entry.future.done():
+                    entry.future.set_result(answer)
+        except BaseException as exc:
+            # Cancelled (or the pool gave out) with the statement maybe sent: whether
+            # it committed is unknown, which the appenders are told.
+            error = (
+                exc
+                if isinstance(exc, StorageError)
+                else StorageError(
+                    f"append to the PostgreSQL store {redact(self._dsn)} interrupted "
+                    f"(it may or may not have committed; read the run back to know): {exc!r}"
+                )
+            )
+            for entry in batch:
+                _settle_failed(entry, error)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._flushing -= 1
+            if self._queue and self._flushing < self._max_flushes:
+                task = asyncio.get_running_loop().create_task(self._flush(pool))
+                self._flushes.add(task)
+                task.add_done_callback(self._flushes.discard)
+
+    async def _append_many(
+        self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
+    ) -> list[str]:
+        if len(batch) == 1:
+            return [await self._append_one(pool, batch[0])]
+        bodies: list[bytes] = []
+        removed: list[str] = []
+        timer_ids: list[str] = []
+        dues: list[float] = []
+        for entry in batch:
+            bodies.extend(entry.bodies)
+            removed.extend(entry.removed)
+            timer_ids.extend(entry.timer_ids)
+            dues.extend(entry.dues)
+        starts = [entry.started for entry in batch]
+        params = (
+            [entry.run_id for entry in batch],
+            [entry.expected for entry in batch],
+            [entry.status for entry in batch],
+            [s is not None for s in starts],
+            [entry.first_started for entry in batch],
+            [s.target if s is not None else None for s in starts],
+            [s.kind if s is not None else None for s in starts],
+            [s.idempotency_key if s is not None else None for s in starts],
+            [s.input_digest if s is not None else None for s in starts],
+            [s.ts if s is not None else None for s in starts],
+            [entry.updated for entry in batch],
+            bodies,
+            [len(entry.bodies) for entry in batch],
+            removed,
+            [len(entry.removed) for entry in batch],
+            timer_ids,
+            dues,
+            [len(entry.timer_ids) for entry in batch],
+            self.owner,
+            [entry.epoch for entry in batch],
+            self._lease_ttl,
+            [entry.notify for entry in batch],
+        )
+        async with pool.connection() as conn:
+            cur = await conn.execute(self._append_sql, params)
+            row = await cur.fetchone()
+        self._commits += 1
+        assert row is not None
+        answers: list[str] = row[0]
+        return answers
+
+    async def _append_one(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
+        """A lone append: `append` itself, with scalar parameters (what dumping
+        `append_many`'s arrays costs in Python is most of a lone append's CPU)."""
+        started = entry.started
+        params = (
+            entry.notify,
+            entry.run_id,
+            entry.notify,
+            entry.run_id,
+            entry.expected,
+            entry.status,
+            started is not None,
+            entry.first_started,
+            started.target if started is not None else None,
+            started.kind if started is not None else None,
+            started.idempotency_key if started is not None else None,
+            started.input_digest if started is not None else None,
+            started.ts if started is not None else None,
+            entry.updated,
+            entry.bodies,
+            entry.removed,
+            entry.timer_ids,
+            entry.dues,
+            self.owner,
+            entry.epoch,
+            self._lease_ttl,
+        )
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(self._append_sql, params)
+                cur = await conn.execute(self._append_one_sql, params)
                 row = await cur.fetchone()
+            self._commits += 1
         except psycopg.Error as exc:
-            if exc.sqlstate == KEY_TAKEN_SQLSTATE and started is not None:
-                key = started.idempotency_key or ""
-                holder = exc.diag.message_primary or ""
-                raise IdempotencyKeyTakenError(
-                    f"idempotency key {key!r} is held by run {holder!r}",
-                    key=key,
-                    existing_run_id=holder,
-                    existing_digest=exc.diag.message_detail or "",
-                ) from None
-            raise StorageError(
-                f"append to run {run_id!r} in the PostgreSQL store {redact(self._dsn)} failed "
-                f"(it may or may not have committed; read the run back to know): {exc}"
-            ) from exc
+            if exc.sqlstate != KEY_TAKEN_SQLSTATE:
+                raise
+            # Nothing written: the key's holder and its digest, as `append_many` says it.
+            holder = exc.diag.message_primary or ""
+            return f"key-taken\n{holder}\n{exc.diag.message_detail or ''}"
         assert row is not None
-        result: str = row[0]
-        return result
+        answer: str = row[0]
+        return answer
+
+    def _append_failed(self, entry: _Append, exc: BaseException) -> StorageError:
+        return StorageError(
+            f"append to run {entry.run_id!r} in the PostgreSQL store {redact(self._dsn)} "
+            f"failed (it may or may not have committed; read the run back to know): {exc}"
+        )
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -405,33 +560,35 @@ class PostgresEventLog:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         s = self._schema
-        held: tuple[Any, ...] | None = None
+        # One round trip: the claim, and (seen as before it) who holds the run if the
+        # claim found nothing to take; a run that does not exist answers (None, None, None).
         try:
             async with pool.connection() as conn:
                 cur = await conn.execute(
-                    f"UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
+                    f"WITH taken AS (UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
                     "lease_until = now() + %s * interval '1 second' "
                     "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
-                    "RETURNING epoch",
-                    (self.owner, self._lease_ttl, run_id, self.owner),
+                    "RETURNING epoch) "
+                    f"SELECT (SELECT epoch FROM taken), r.run_id IS NOT NULL, r.owner, "
+                    "r.lease_until "
+                    f"FROM (SELECT 1) AS one LEFT JOIN {s}.runs AS r ON r.run_id = %s",
+                    (self.owner, self._lease_ttl, run_id, self.owner, run_id),
                 )
-                row = await cur.fetchone()
-                if row is None:
-                    cur = await conn.execute(
-                        f"SELECT owner, lease_until FROM {s}.runs WHERE run_id = %s", (run_id,)
-                    )
-                    held = await cur.fetchone()
+                answer = await cur.fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
-        if row is not None:
-            self._leases[run_id] = int(row[0])
+        assert answer is not None
+        epoch, exists, owner, until = answer
+        if epoch is not None:
+            self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
             self._start_renewing()
             return
-        if held is not None:
+        if exists:
+            until_text = "?" if until is None else f"{until:%H:%M:%S.%f}"
             raise LeaseLostError(
-                f"run {run_id!r} is driven by another process ({held[0]}, lease until "
-                f"{held[1]:%H:%M:%S.%f} UTC)",
+                f"run {run_id!r} is driven by another process ({owner}, lease until "
+                f"{until_text} UTC)",
                 run_id=run_id,
             )
 
@@ -1023,6 +1180,33 @@ class PostgresEventLog:
             batches=self._batches,
             last_batch_size=self._last_batch,
         )
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _Append:
+    """One append waiting for the group commit (`PostgresEventLog._commit`)."""
+
+    run_id: str
+    expected: int
+    status: str | None
+    started: RunStarted | None
+    first_started: bool
+    updated: float
+    bodies: list[bytes]
+    removed: list[str]
+    timer_ids: list[str]
+    dues: list[float]
+    epoch: int | None
+    notify: str | None
+    future: asyncio.Future[str] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _settle_failed(entry: _Append, error: BaseException) -> None:
+    if not entry.future.done():
+        entry.future.set_exception(error)
+        entry.future.exception()  # retrieved: its appender re-raises it
 
 
 def _lease_lost(run_id: str) -> LeaseLostError:

@@ -14,13 +14,20 @@ where it still equals the expected seq, claims the idempotency key, inserts the
 events and updates the timers. It returns ``ok``, ``conflict <actual>`` or
 ``not-started`` (nothing written), and raises SQLSTATE ``PD001`` for an
 idempotency key held by another run (the statement is rolled back).
+
+``append_many`` (layout 6) runs several appends, of different runs, in one
+statement and so one transaction and one synced commit (group commit): each is
+fenced and checked on its own, a conflicting, fenced or key-refused one changes
+nothing and does not fail the others, and each answer is one element of the
+returned array (``key-taken`` answers carry the holder's run id and digest).
+A run's ``settled`` notice can ride along, sent at the commit.
 """
 
 from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -270,4 +277,76 @@ def migration_statements(s: str, version: int) -> list[str]:
         ]
     if version == 5:  # a message stays in the inbox, marked taken, until it is answered
         return [f"ALTER TABLE {s}.inbox ADD COLUMN taken_by text"]
+    if version == 6:  # group commit: many runs' appends in one statement
+        return [_append_many(s)]
     raise ValueError(f"no migration to layout version {version}")
+
+
+def _append_many(s: str) -> str:
+    """Layout 6: `append` for each of several batches (flattened: each batch's bodies
+    and timers are slices of the flat arrays, their lengths in ``p_n*``), in one
+    transaction. A batch with an idempotency key runs in a sub-transaction, so a key
+    held by another run refuses that batch alone (``key-taken``, holder and digest on
+    the next lines); the other answers are `append`'s. After an ``ok``, a notice on
+    the batch's ``p_notify`` channel (if any) names the run, sent at the commit."""
+    return f"""CREATE FUNCTION {s}.append_many(
+            p_run text[], p_expected bigint[], p_status text[],
+            p_started boolean[], p_first_started boolean[],
+            p_target text[], p_kind text[], p_key text[], p_digest text[],
+            p_created double precision[], p_updated double precision[],
+            p_bodies bytea[], p_nbodies integer[],
+            p_timers_removed text[], p_nremoved integer[],
+            p_timer_ids text[], p_timer_dues double precision[], p_nset integer[],
+            p_owner text, p_epoch bigint[], p_ttl double precision, p_notify text[]
+        ) RETURNS text[] LANGUAGE plpgsql AS $fn$
+        DECLARE
+            answers text[] := '{{}}';
+            answer text;
+            ob integer := 0;
+            orm integer := 0;
+            ost integer := 0;
+            nb integer;
+            nrm integer;
+            nst integer;
+            holder text;
+            digest text;
+        BEGIN
+            FOR i IN 1 .. coalesce(cardinality(p_run), 0) LOOP
+                nb := p_nbodies[i];
+                nrm := p_nremoved[i];
+                nst := p_nset[i];
+                IF p_key[i] IS NULL THEN
+                    answer := {s}.append(p_run[i], p_expected[i], p_status[i], p_started[i],
+                        p_first_started[i], p_target[i], p_kind[i], p_key[i], p_digest[i],
+                        p_created[i], p_updated[i], p_bodies[ob + 1 : ob + nb],
+                        coalesce(p_timers_removed[orm + 1 : orm + nrm], '{{}}'),
+                        coalesce(p_timer_ids[ost + 1 : ost + nst], '{{}}'),
+                        coalesce(p_timer_dues[ost + 1 : ost + nst], '{{}}'),
+                        p_owner, p_epoch[i], p_ttl);
+                ELSE
+                    BEGIN
+                        answer := {s}.append(p_run[i], p_expected[i], p_status[i],
+                            p_started[i], p_first_started[i], p_target[i], p_kind[i],
+                            p_key[i], p_digest[i], p_created[i], p_updated[i],
+                            p_bodies[ob + 1 : ob + nb],
+                            coalesce(p_timers_removed[orm + 1 : orm + nrm], '{{}}'),
+                            coalesce(p_timer_ids[ost + 1 : ost + nst], '{{}}'),
+                            coalesce(p_timer_dues[ost + 1 : ost + nst], '{{}}'),
+                            p_owner, p_epoch[i], p_ttl);
+                    EXCEPTION WHEN SQLSTATE '{KEY_TAKEN_SQLSTATE}' THEN
+                        GET STACKED DIAGNOSTICS holder = MESSAGE_TEXT,
+                            digest = PG_EXCEPTION_DETAIL;
+                        answer := 'key-taken' || chr(10) || holder || chr(10) || digest;
+                    END;
+                END IF;
+                IF p_notify[i] IS NOT NULL AND left(answer, 2) = 'ok' THEN
+                    PERFORM pg_notify(p_notify[i], p_run[i]);
+                END IF;
+                answers := answers || answer;
+                ob := ob + nb;
+                orm := orm + nrm;
+                ost := ost + nst;
+            END LOOP;
+            RETURN answers;
+        END
+        $fn$"""

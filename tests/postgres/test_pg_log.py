@@ -249,3 +249,45 @@ async def test_a_lease_that_expired_but_was_not_taken_over_is_renewed(
     assert log.held_leases() == {"late": 1}
     await log.append("late", 1, [done("late", 1)])
     await log.close()
+
+
+async def test_appends_of_many_runs_share_commits_each_fenced_and_checked_alone(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Group commit: appends of runs made at once go in few transactions, and one that
+    is fenced, conflicts or finds its idempotency key taken fails alone, writing nothing,
+    while the others in its transaction land."""
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    await two.append("held", 0, [started("held", key="k")])  # two holds it, and key k
+    for run_id in ("late", "stale"):
+        await one.append(run_id, 0, [started(run_id)])
+    _expire(postgres_url, pg_schema, "late")
+    await two.claim_run("late")  # one is fenced on it now
+    before = one.commits
+    runs = [f"r{i}" for i in range(30)]
+    results = await asyncio.gather(
+        *(one.append(r, 0, [started(r), done(r, 1)]) for r in runs[:15]),
+        one.append("late", 1, [done("late", 1, result="late")]),
+        one.append("stale", 5, [done("stale", 5)]),
+        one.append("keyed", 0, [started("keyed", key="k")]),
+        one.append("held", 1, [done("held", 1)]),
+        *(one.append(r, 0, [started(r), done(r, 1)]) for r in runs[15:]),
+        return_exceptions=True,
+    )
+    assert results[:15] == [None] * 15 and results[19:] == [None] * 15
+    assert isinstance(results[15], LeaseLostError)
+    assert isinstance(results[16], SequenceConflictError) and results[16].actual == 1
+    assert isinstance(results[17], IdempotencyKeyTakenError)
+    assert results[17].existing_run_id == "held"
+    assert isinstance(results[18], LeaseLostError)
+    assert one.commits - before < 34 / 2  # shared: not one transaction per append
+    for run_id in runs:
+        assert [e.seq for e in await one.read(run_id)] == [0, 1]
+    assert len(await one.read("late")) == 1 and len(await one.read("held")) == 1
+    assert await one.get_run("keyed") is None
+    record = await one.lookup_idempotency("k")
+    assert record is not None and record.run_id == "held"
+    await two.append("late", 1, [done("late", 1, result="mine")])
+    await one.close()
+    await two.close()
