@@ -402,6 +402,9 @@ class PostgresEventLog:
         batch, self._queue = self._queue, []
         if not batch:
             return
+        # Rows are locked in run id order, like `renew_leases` does: two transactions
+        # that lock some of the same runs' rows never wait for each other in a cycle.
+        batch.sort(key=_by_run)
         self._flushing += 1
         try:
             try:
@@ -570,7 +573,7 @@ class PostgresEventLog:
                     "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
                     "RETURNING epoch) "
                     f"SELECT (SELECT epoch FROM taken), r.run_id IS NOT NULL, r.owner, "
-                    "r.lease_until "
+                    "to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US') "
                     f"FROM (SELECT 1) AS one LEFT JOIN {s}.runs AS r ON r.run_id = %s",
                     (self.owner, self._lease_ttl, run_id, self.owner, run_id),
                 )
@@ -585,10 +588,9 @@ class PostgresEventLog:
             self._start_renewing()
             return
         if exists:
-            until_text = "?" if until is None else f"{until:%H:%M:%S.%f}"
             raise LeaseLostError(
                 f"run {run_id!r} is driven by another process ({owner}, lease until "
-                f"{until_text} UTC)",
+                f"{until or '?'} UTC)",
                 run_id=run_id,
             )
 
@@ -895,13 +897,17 @@ class PostgresEventLog:
         if not self._leases:
             return
         held = dict(self._leases)
+        s = self._schema
+        # The rows are locked in run id order first, like a group commit locks them:
+        # renewing while appends of many runs commit cannot deadlock with them.
         cur = await conn.execute(
-            f"UPDATE {self._schema}.runs AS r "
-            "SET lease_until = now() + %s * interval '1 second' "
-            "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
-            "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
-            "RETURNING r.run_id",
-            (self._lease_ttl, list(held), list(held.values()), self.owner),
+            f"WITH mine AS (SELECT r.run_id FROM {s}.runs AS r "
+            "JOIN unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+            "ON r.run_id = h.run_id AND r.epoch = h.epoch WHERE r.owner = %s "
+            "ORDER BY r.run_id FOR UPDATE OF r) "
+            f"UPDATE {s}.runs AS r SET lease_until = now() + %s * interval '1 second' "
+            "FROM mine WHERE r.run_id = mine.run_id RETURNING r.run_id",
+            (list(held), list(held.values()), self.owner, self._lease_ttl),
         )
         renewed = {row[0] for row in await cur.fetchall()}
         for run_id, epoch in held.items():
@@ -1201,6 +1207,10 @@ class _Append:
     future: asyncio.Future[str] = dataclasses.field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+def _by_run(entry: _Append) -> str:
+    return entry.run_id
 
 
 def _settle_failed(entry: _Append, error: BaseException) -> None:

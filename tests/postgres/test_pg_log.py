@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from perdure.eventlog import (
+    Event,
     IdempotencyKeyTakenError,
     LeaseLostError,
     PostgresEventLog,
@@ -19,7 +20,7 @@ from perdure.eventlog import (
     encode,
 )
 from perdure.eventlog._postgres_schema import SCHEMA_VERSION
-from perdure.testing.events import done, started, steps
+from perdure.testing.events import done, fired, started, steps, timer
 
 
 @pytest.mark.parametrize(
@@ -291,3 +292,34 @@ async def test_appends_of_many_runs_share_commits_each_fenced_and_checked_alone(
     await two.append("late", 1, [done("late", 1, result="mine")])
     await one.close()
     await two.close()
+
+
+async def test_a_group_commit_sets_and_removes_each_runs_own_timers(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Each append of a group commit is a slice of the shared arrays: its events, the
+    timers it sets and those it removes stay its own run's."""
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    runs = [f"r{i}" for i in range(12)]
+
+    def first(i: int, r: str) -> list[Event]:
+        return [started(r), *(timer(r, 1 + k, f"t{k}", 100.0 + i + k / 10) for k in range(i % 3))]
+
+    await asyncio.gather(*(log.append(r, 0, first(i, r)) for i, r in enumerate(runs)))
+    # Then, at once: runs with timers fire their first one, and every run adds a step.
+    second = []
+    for i, r in enumerate(runs):
+        seq = 1 + i % 3
+        batch: list[Event] = [fired(r, seq, "t0")] if i % 3 else []
+        batch.append(done(r, seq + len(batch), result=r))
+        second.append(log.append(r, seq, batch))
+    await asyncio.gather(*second)
+    expected = sorted(
+        (100.0 + i + k / 10, r, f"t{k}") for i, r in enumerate(runs) for k in range(1, i % 3)
+    )
+    assert [(t.due_at, t.run_id, t.timer_id) for t in await log.due_timers(1e9)] == expected
+    for i, r in enumerate(runs):
+        events = await log.read(r)
+        assert len(events) == 2 + i % 3 + (1 if i % 3 else 0)
+        assert events[-1].result == r  # type: ignore[attr-defined]
+    await log.close()
