@@ -61,6 +61,8 @@ from perdure.eventlog._protocol import (
 )
 
 DEFAULT_LEASE_TTL = 10.0
+#: `claim_run` reads the events of runs up to this long with the claim (one round trip).
+_PREFETCH = 64
 _RUN_COLUMNS = "run_id, target, kind, status, created_at, updated_at, next_seq, idempotency_key"
 
 
@@ -132,6 +134,8 @@ class PostgresEventLog:
         self._max_flushes = max(1, min(2, pool_size - 1))
         self._flushes: set[asyncio.Task[None]] = set()
         self._commits = 0
+        #: run id -> the run's event bodies read by `claim_run`, for the `read` after it.
+        self._prefetched: dict[str, list[bytes]] = {}
         #: This log object's lease owner id (host:pid:random): what the runs it drives name.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: run id -> the epoch of the lease this log holds on it.
@@ -288,6 +292,7 @@ class PostgresEventLog:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         check_batch(run_id, expected_seq, events, status)
+        self._prefetched.pop(run_id, None)
         if run_id in self._lost:
             raise _lease_lost(run_id)
         changes = index_changes(events, status)
@@ -563,25 +568,35 @@ class PostgresEventLog:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         s = self._schema
-        # One round trip: the claim, and (seen as before it) who holds the run if the
-        # claim found nothing to take; a run that does not exist answers (None, None, None).
+        # One round trip: the claim; who holds the run if the claim found nothing to
+        # take (a run that does not exist answers no epoch and not `exists`); and the
+        # events of a short run, which the rebuild that follows reads (`read`). The
+        # events are seen as of the statement's start: they are the whole log only if
+        # as many as the run's next seq once its row was locked.
         try:
             async with pool.connection() as conn:
                 cur = await conn.execute(
                     f"WITH taken AS (UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
                     "lease_until = now() + %s * interval '1 second' "
                     "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
-                    "RETURNING epoch) "
+                    "RETURNING epoch, next_seq) "
                     f"SELECT (SELECT epoch FROM taken), r.run_id IS NOT NULL, r.owner, "
-                    "to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US') "
+                    "to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), "
+                    "(SELECT next_seq FROM taken), "
+                    f"CASE WHEN (SELECT next_seq FROM taken) <= {_PREFETCH} THEN "
+                    f"ARRAY(SELECT body FROM {s}.events WHERE run_id = %s ORDER BY seq) END "
                     f"FROM (SELECT 1) AS one LEFT JOIN {s}.runs AS r ON r.run_id = %s",
-                    (self.owner, self._lease_ttl, run_id, self.owner, run_id),
+                    (self.owner, self._lease_ttl, run_id, self.owner, run_id, run_id),
                 )
                 answer = await cur.fetchone()
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
         assert answer is not None
-        epoch, exists, owner, until = answer
+        epoch, exists, owner, until, next_seq, bodies = answer
+        if not exists:
+            self._prefetched[run_id] = []
+        elif bodies is not None and len(bodies) == next_seq:
+            self._prefetched[run_id] = bodies
         if epoch is not None:
             self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
@@ -598,6 +613,7 @@ class PostgresEventLog:
         """Give the run's lease back (its actor stopped here); best effort: a lease that
         is not released expires. Returns False, keeping the lease, while messages from
         other processes wait for the run in the inbox (see `take_messages`)."""
+        self._prefetched.pop(run_id, None)
         if self._claiming is None:
             return await self._release(run_id)
         async with self._claiming:
@@ -957,6 +973,7 @@ class PostgresEventLog:
                             (self.owner,),
                         )
             self._leases.clear()
+            self._prefetched.clear()
             await pool.close(timeout=30)
 
     # -- reads -------------------------------------------------------------------------------
@@ -967,6 +984,9 @@ class PostgresEventLog:
         if "\x00" in run_id:
             await self._connections()
             return []
+        bodies = self._prefetched.pop(run_id, None)
+        if bodies is not None and from_seq == 0:
+            return [decode(run_id, seq, body) for seq, body in enumerate(bodies)]
         rows = await self._query(
             f"SELECT seq, body FROM {self._schema}.events "
             "WHERE run_id = %s AND seq >= %s ORDER BY seq",

@@ -323,3 +323,29 @@ async def test_a_group_commit_sets_and_removes_each_runs_own_timers(
         assert len(events) == 2 + i % 3 + (1 if i % 3 else 0)
         assert events[-1].result == r  # type: ignore[attr-defined]
     await log.close()
+
+
+async def test_the_read_after_a_claim_is_the_whole_log_short_or_long(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """`claim_run` reads a short run's events with the claim, for the rebuild's `read`:
+    that read, and any later one, is the log as it is, for short and long runs alike,
+    and for a run that does not exist yet."""
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    await one.append("short", 0, [started("short"), *steps("short", 1, 3)])
+    await one.append("long", 0, [started("long"), *steps("long", 1, 99)])
+    for run_id in ("short", "long"):
+        _expire(postgres_url, pg_schema, run_id)
+    for run_id, length in (("short", 4), ("long", 100)):
+        await two.claim_run(run_id)
+        assert [e.seq for e in await two.read(run_id)] == list(range(length))
+        await two.append(run_id, length, [done(run_id, length)])
+        assert len(await two.read(run_id)) == length + 1
+        assert [e.seq for e in await two.read(run_id, 2)] == list(range(2, length + 1))
+    await two.claim_run("new")
+    assert await two.read("new") == []
+    await one.append("new", 0, [started("new")])  # another process starts it meanwhile
+    assert [e.seq for e in await two.read("new")] == [0]
+    await one.close()
+    await two.close()
