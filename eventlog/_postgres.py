@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import socket
@@ -116,12 +117,7 @@ class PostgresEventLog:
         self._batches = 0
         self._last_batch = 0
         s = self._schema
-        self._append_sql = (
-            f"SELECT {s}.append_many(%s::text[], %s::bigint[], %s::text[], %s::boolean[], "
-            "%s::boolean[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], "
-            "%s::float8[], %s::bytea[], %s::int[], %s::text[], %s::int[], %s::text[], "
-            "%s::float8[], %s::int[], %s, %s::bigint[], %s, %s::text[])"
-        )
+        self._append_sql = f"SELECT {s}.append_many(%s::jsonb, %s::bytea[], %s, %s)"
         self._append_one_sql = (
             "SELECT a, (SELECT pg_notify(%s, %s) WHERE %s::text IS NOT NULL AND left(a, 2) = 'ok') "
             f"FROM {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
@@ -421,14 +417,12 @@ class PostgresEventLog:
                     return
                 # The server refused the statement (nothing of it committed): one bad
                 # append must not fail the others, so each is tried alone.
-                for entry in batch:
-                    try:
-                        (answer,) = await self._append_many(pool, [entry])
-                    except psycopg.Error as alone:
-                        _settle_failed(entry, self._append_failed(entry, alone))
-                    else:
-                        if not entry.future.done():
-                            entry.future.set_result(answer)
+                await self._one_by_one(pool, batch)
+                return
+            except ValueError:
+                # A number JSON cannot carry (inf, nan), found before anything was sent:
+                # each alone, with scalar parameters.
+                await self._one_by_one(pool, batch)
                 return
             for entry, answer in zip(batch, answers, strict=True):
                 if not entry.future.done():
@@ -455,45 +449,50 @@ class PostgresEventLog:
                 self._flushes.add(task)
                 task.add_done_callback(self._flushes.discard)
 
+    async def _one_by_one(
+        self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
+    ) -> None:
+        for entry in batch:
+            try:
+                answer = await self._append_one(pool, entry)
+            except psycopg.Error as alone:
+                _settle_failed(entry, self._append_failed(entry, alone))
+            else:
+                if not entry.future.done():
+                    entry.future.set_result(answer)
+
     async def _append_many(
         self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
     ) -> list[str]:
         if len(batch) == 1:
             return [await self._append_one(pool, batch[0])]
         bodies: list[bytes] = []
-        removed: list[str] = []
-        timer_ids: list[str] = []
-        dues: list[float] = []
+        meta = []
         for entry in batch:
             bodies.extend(entry.bodies)
-            removed.extend(entry.removed)
-            timer_ids.extend(entry.timer_ids)
-            dues.extend(entry.dues)
-        starts = [entry.started for entry in batch]
-        params = (
-            [entry.run_id for entry in batch],
-            [entry.expected for entry in batch],
-            [entry.status for entry in batch],
-            [s is not None for s in starts],
-            [entry.first_started for entry in batch],
-            [s.target if s is not None else None for s in starts],
-            [s.kind if s is not None else None for s in starts],
-            [s.idempotency_key if s is not None else None for s in starts],
-            [s.input_digest if s is not None else None for s in starts],
-            [s.ts if s is not None else None for s in starts],
-            [entry.updated for entry in batch],
-            bodies,
-            [len(entry.bodies) for entry in batch],
-            removed,
-            [len(entry.removed) for entry in batch],
-            timer_ids,
-            dues,
-            [len(entry.timer_ids) for entry in batch],
-            self.owner,
-            [entry.epoch for entry in batch],
-            self._lease_ttl,
-            [entry.notify for entry in batch],
-        )
+            started = entry.started
+            meta.append(
+                (
+                    entry.run_id,
+                    entry.expected,
+                    entry.status,
+                    started is not None,
+                    entry.first_started,
+                    started.target if started is not None else None,
+                    started.kind if started is not None else None,
+                    started.idempotency_key if started is not None else None,
+                    started.input_digest if started is not None else None,
+                    started.ts if started is not None else None,
+                    entry.updated,
+                    len(entry.bodies),
+                    entry.removed,
+                    entry.timer_ids,
+                    entry.dues,
+                    entry.epoch,
+                    entry.notify,
+                )
+            )
+        params = (json.dumps(meta, allow_nan=False), bodies, self.owner, self._lease_ttl)
         async with pool.connection() as conn:
             cur = await conn.execute(self._append_sql, params)
             row = await cur.fetchone()

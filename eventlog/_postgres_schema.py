@@ -283,69 +283,60 @@ def migration_statements(s: str, version: int) -> list[str]:
 
 
 def _append_many(s: str) -> str:
-    """Layout 6: `append` for each of several batches (flattened: each batch's bodies
-    and timers are slices of the flat arrays, their lengths in ``p_n*``), in one
-    transaction. A batch with an idempotency key runs in a sub-transaction, so a key
-    held by another run refuses that batch alone (``key-taken``, holder and digest on
-    the next lines); the other answers are `append`'s. After an ``ok``, a notice on
-    the batch's ``p_notify`` channel (if any) names the run, sent at the commit."""
+    """Layout 6: `append` for each of several batches, in one transaction. ``p_meta`` is
+    a JSON array with one array per batch: run id, expected seq, status, started,
+    first event is RunStarted, target, kind, key, digest, created, updated, how many
+    bodies, timers removed, timer ids set, their due times, lease epoch, notice channel
+    (JSON: dumped and parsed in C, where 20 arrays cost Python a loop each); the bodies
+    of all batches follow each other in ``p_bodies``. A batch with an idempotency key
+    runs in a sub-transaction, so a key held by another run refuses that batch alone
+    (``key-taken``, holder and digest on the next lines); the other answers are
+    `append`'s. After an ``ok``, a notice on the batch's channel (if any) names the run,
+    sent at the commit."""
     return f"""CREATE FUNCTION {s}.append_many(
-            p_run text[], p_expected bigint[], p_status text[],
-            p_started boolean[], p_first_started boolean[],
-            p_target text[], p_kind text[], p_key text[], p_digest text[],
-            p_created double precision[], p_updated double precision[],
-            p_bodies bytea[], p_nbodies integer[],
-            p_timers_removed text[], p_nremoved integer[],
-            p_timer_ids text[], p_timer_dues double precision[], p_nset integer[],
-            p_owner text, p_epoch bigint[], p_ttl double precision, p_notify text[]
+            p_meta jsonb, p_bodies bytea[], p_owner text, p_ttl double precision
         ) RETURNS text[] LANGUAGE plpgsql AS $fn$
         DECLARE
             answers text[] := '{{}}';
             answer text;
+            e jsonb;
             ob integer := 0;
-            orm integer := 0;
-            ost integer := 0;
             nb integer;
-            nrm integer;
-            nst integer;
+            bodies bytea[];
+            removed text[];
+            timer_ids text[];
+            dues double precision[];
             holder text;
             digest text;
         BEGIN
-            FOR i IN 1 .. coalesce(cardinality(p_run), 0) LOOP
-                nb := p_nbodies[i];
-                nrm := p_nremoved[i];
-                nst := p_nset[i];
-                IF p_key[i] IS NULL THEN
-                    answer := {s}.append(p_run[i], p_expected[i], p_status[i], p_started[i],
-                        p_first_started[i], p_target[i], p_kind[i], p_key[i], p_digest[i],
-                        p_created[i], p_updated[i], p_bodies[ob + 1 : ob + nb],
-                        coalesce(p_timers_removed[orm + 1 : orm + nrm], '{{}}'),
-                        coalesce(p_timer_ids[ost + 1 : ost + nst], '{{}}'),
-                        coalesce(p_timer_dues[ost + 1 : ost + nst], '{{}}'),
-                        p_owner, p_epoch[i], p_ttl);
+            FOR e IN SELECT value FROM jsonb_array_elements(p_meta) LOOP
+                nb := (e->>11)::integer;
+                bodies := p_bodies[ob + 1 : ob + nb];
+                ob := ob + nb;
+                removed := ARRAY(SELECT jsonb_array_elements_text(e->12));
+                timer_ids := ARRAY(SELECT jsonb_array_elements_text(e->13));
+                dues := ARRAY(SELECT jsonb_array_elements_text(e->14)::double precision);
+                IF e->>7 IS NULL THEN
+                    answer := {s}.append(e->>0, (e->>1)::bigint, e->>2, (e->>3)::boolean,
+                        (e->>4)::boolean, e->>5, e->>6, NULL, e->>8,
+                        (e->>9)::double precision, (e->>10)::double precision, bodies,
+                        removed, timer_ids, dues, p_owner, (e->>15)::bigint, p_ttl);
                 ELSE
                     BEGIN
-                        answer := {s}.append(p_run[i], p_expected[i], p_status[i],
-                            p_started[i], p_first_started[i], p_target[i], p_kind[i],
-                            p_key[i], p_digest[i], p_created[i], p_updated[i],
-                            p_bodies[ob + 1 : ob + nb],
-                            coalesce(p_timers_removed[orm + 1 : orm + nrm], '{{}}'),
-                            coalesce(p_timer_ids[ost + 1 : ost + nst], '{{}}'),
-                            coalesce(p_timer_dues[ost + 1 : ost + nst], '{{}}'),
-                            p_owner, p_epoch[i], p_ttl);
+                        answer := {s}.append(e->>0, (e->>1)::bigint, e->>2,
+                            (e->>3)::boolean, (e->>4)::boolean, e->>5, e->>6, e->>7, e->>8,
+                            (e->>9)::double precision, (e->>10)::double precision, bodies,
+                            removed, timer_ids, dues, p_owner, (e->>15)::bigint, p_ttl);
                     EXCEPTION WHEN SQLSTATE '{KEY_TAKEN_SQLSTATE}' THEN
                         GET STACKED DIAGNOSTICS holder = MESSAGE_TEXT,
                             digest = PG_EXCEPTION_DETAIL;
                         answer := 'key-taken' || chr(10) || holder || chr(10) || digest;
                     END;
                 END IF;
-                IF p_notify[i] IS NOT NULL AND left(answer, 2) = 'ok' THEN
-                    PERFORM pg_notify(p_notify[i], p_run[i]);
+                IF e->>16 IS NOT NULL AND left(answer, 2) = 'ok' THEN
+                    PERFORM pg_notify(e->>16, e->>0);
                 END IF;
                 answers := answers || answer;
-                ob := ob + nb;
-                orm := orm + nrm;
-                ost := ost + nst;
             END LOOP;
             RETURN answers;
         END

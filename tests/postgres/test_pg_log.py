@@ -349,3 +349,33 @@ async def test_the_read_after_a_claim_is_the_whole_log_short_or_long(
     assert [e.seq for e in await two.read("new")] == [0]
     await one.close()
     await two.close()
+
+
+async def test_an_append_the_server_refuses_fails_alone_in_its_group_commit(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """A statement error rolls the whole group commit back; each of its appends is then
+    tried alone, so only the refused one fails (a trigger refuses run "bad" here)."""
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    runs = [f"r{i}" for i in range(10)]
+    await asyncio.gather(*(log.append(r, 0, [started(r)]) for r in [*runs, "bad"]))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION {pg_schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NEW.run_id = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {pg_schema}.events "
+            f"FOR EACH ROW EXECUTE FUNCTION {pg_schema}.refuse()"
+        )
+    results = await asyncio.gather(
+        *(log.append(r, 1, [done(r, 1)]) for r in [*runs[:5], "bad", *runs[5:]]),
+        return_exceptions=True,
+    )
+    assert results[:5] == [None] * 5 and results[6:] == [None] * 5
+    assert isinstance(results[5], StorageError) and "refused" in str(results[5])
+    for run_id in runs:
+        assert len(await log.read(run_id)) == 2
+    assert len(await log.read("bad")) == 1
+    await log.close()
