@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import psycopg
@@ -64,6 +64,9 @@ from perdure.eventlog._protocol import (
 DEFAULT_LEASE_TTL = 10.0
 #: `claim_run` reads the events of runs up to this long with the claim (one round trip).
 _PREFETCH = 64
+#: At most this many appends go in one group commit (the server runs one transaction's
+#: appends one after another: more commits in flight spread them over its cores).
+_MAX_BATCH = 128
 _RUN_COLUMNS = "run_id, target, kind, status, created_at, updated_at, next_seq, idempotency_key"
 
 
@@ -117,7 +120,7 @@ class PostgresEventLog:
         self._batches = 0
         self._last_batch = 0
         s = self._schema
-        self._append_sql = f"SELECT {s}.append_many(%s::jsonb, %s::bytea[], %s, %s)"
+        self._append_sql = f"SELECT * FROM {s}.append_many(%s::jsonb, %s, %s)"
         self._append_one_sql = (
             "SELECT a, (SELECT pg_notify(%s, %s) WHERE %s::text IS NOT NULL AND left(a, 2) = 'ok') "
             f"FROM {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
@@ -127,9 +130,12 @@ class PostgresEventLog:
         #: most how many at once (each on its own pooled connection).
         self._queue: list[_Append] = []
         self._flushing = 0
-        self._max_flushes = max(1, min(2, pool_size - 1))
+        self._max_flushes = max(1, min(4, pool_size - 1))
         self._flushes: set[asyncio.Task[None]] = set()
         self._commits = 0
+        #: Claims waiting to be sent together (`claim_run`), and claim statements in flight.
+        self._claims: list[tuple[str, asyncio.Future[tuple[Any, ...]]]] = []
+        self._claims_flushing = 0
         #: run id -> the run's event bodies read by `claim_run`, for the `read` after it.
         self._prefetched: dict[str, list[bytes]] = {}
         #: This log object's lease owner id (host:pid:random): what the runs it drives name.
@@ -400,9 +406,13 @@ class PostgresEventLog:
     async def _flush(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         """Commit every queued append in one `append_many` statement; settle their
         futures. Never raises for an append's failure: each future carries its own."""
-        batch, self._queue = self._queue, []
-        if not batch:
+        queue = self._queue
+        if not queue:
             return
+        batch, self._queue = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+        if self._queue and self._flushing + 1 < self._max_flushes:
+            # More than one commit's worth waits: the server works on them in parallel.
+            self._spawn_flush(pool)
         # Rows are locked in run id order, like `renew_leases` does: two transactions
         # that lock some of the same runs' rows never wait for each other in a cycle.
         batch.sort(key=_by_run)
@@ -445,9 +455,10 @@ class PostgresEventLog:
         finally:
             self._flushing -= 1
             if self._queue and self._flushing < self._max_flushes:
-                task = asyncio.get_running_loop().create_task(self._flush(pool))
-                self._flushes.add(task)
-                task.add_done_callback(self._flushes.discard)
+                self._spawn_flush(pool)
+
+    def _spawn_flush(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        self._spawn(self._flush(pool))
 
     async def _one_by_one(
         self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
@@ -466,10 +477,8 @@ class PostgresEventLog:
     ) -> list[str]:
         if len(batch) == 1:
             return [await self._append_one(pool, batch[0])]
-        bodies: list[bytes] = []
         meta = []
         for entry in batch:
-            bodies.extend(entry.bodies)
             started = entry.started
             meta.append(
                 (
@@ -484,7 +493,7 @@ class PostgresEventLog:
                     started.input_digest if started is not None else None,
                     started.ts if started is not None else None,
                     entry.updated,
-                    len(entry.bodies),
+                    [body.hex() for body in entry.bodies],
                     entry.removed,
                     entry.timer_ids,
                     entry.dues,
@@ -492,14 +501,12 @@ class PostgresEventLog:
                     entry.notify,
                 )
             )
-        params = (json.dumps(meta, allow_nan=False), bodies, self.owner, self._lease_ttl)
+        params = (json.dumps(meta, allow_nan=False), self.owner, self._lease_ttl)
         async with pool.connection() as conn:
             cur = await conn.execute(self._append_sql, params)
-            row = await cur.fetchone()
+            rows = await cur.fetchall()
         self._commits += 1
-        assert row is not None
-        answers: list[str] = row[0]
-        return answers
+        return [row[0] for row in rows]
 
     async def _append_one(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
         """A lone append: `append` itself, with scalar parameters (what dumping
@@ -566,32 +573,11 @@ class PostgresEventLog:
         pool = await self._connections()
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
-        s = self._schema
-        # One round trip: the claim; who holds the run if the claim found nothing to
-        # take (a run that does not exist answers no epoch and not `exists`); and the
-        # events of a short run, which the rebuild that follows reads (`read`). The
-        # events are seen as of the statement's start: they are the whole log only if
-        # as many as the run's next seq once its row was locked.
-        try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    f"WITH taken AS (UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
-                    "lease_until = now() + %s * interval '1 second' "
-                    "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
-                    "RETURNING epoch, next_seq) "
-                    f"SELECT (SELECT epoch FROM taken), r.run_id IS NOT NULL, r.owner, "
-                    "to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), "
-                    "(SELECT next_seq FROM taken), "
-                    f"CASE WHEN (SELECT next_seq FROM taken) <= {_PREFETCH} THEN "
-                    f"ARRAY(SELECT body FROM {s}.events WHERE run_id = %s ORDER BY seq) END "
-                    f"FROM (SELECT 1) AS one LEFT JOIN {s}.runs AS r ON r.run_id = %s",
-                    (self.owner, self._lease_ttl, run_id, self.owner, run_id, run_id),
-                )
-                answer = await cur.fetchone()
-        except psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
-        assert answer is not None
-        epoch, exists, owner, until, next_seq, bodies = answer
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        self._claims.append((run_id, future))
+        if self._claims_flushing < self._max_flushes:
+            await self._flush_claims(pool)
+        epoch, exists, owner, until, next_seq, bodies = await future
         if not exists:
             self._prefetched[run_id] = []
         elif bodies is not None and len(bodies) == next_seq:
@@ -607,6 +593,77 @@ class PostgresEventLog:
                 f"{until or '?'} UTC)",
                 run_id=run_id,
             )
+
+    async def _flush_claims(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        """Claim every queued run in one statement (like appends, claims made meanwhile go
+        together: a thousand runs starting at once cost a few round trips, not a thousand).
+        Never raises for a claim's failure: each future carries its own answer."""
+        queue = self._claims
+        if not queue:
+            return
+        batch, self._claims = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+        if self._claims and self._claims_flushing + 1 < self._max_flushes:
+            self._spawn(self._flush_claims(pool))
+        self._claims_flushing += 1
+        try:
+            try:
+                answers = await self._claim_many(pool, sorted({run_id for run_id, _ in batch}))
+            except BaseException as exc:
+                error = StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                        future.exception()  # retrieved: its claimer re-raises it
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for run_id, future in batch:
+                if not future.done():
+                    future.set_result(answers[run_id])
+        finally:
+            self._claims_flushing -= 1
+            if self._claims and self._claims_flushing < self._max_flushes:
+                self._spawn(self._flush_claims(pool))
+
+    async def _claim_many(
+        self, pool: psycopg_pool.AsyncConnectionPool, run_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """For each run: the epoch of the lease taken (None if none was: another process
+        holds it, or the run does not exist), whether the run exists, its holder and
+        lease end (text), its next seq, and (a run of at most `_PREFETCH` events) its
+        event bodies, for the rebuild's `read` that follows. The rows are locked in run
+        id order, like group commits and renewals lock them. The events are seen as of
+        the statement's start: they are the whole log only if as many as the run's next
+        seq once its row was locked (the caller checks)."""
+        s = self._schema
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                f"""WITH want AS (SELECT DISTINCT w AS run_id FROM unnest(%(ids)s::text[]) AS w),
+                locked AS (
+                    SELECT r.run_id FROM {s}.runs AS r JOIN want ON want.run_id = r.run_id
+                    WHERE r.owner IS NULL OR r.owner = %(me)s OR r.lease_until < now()
+                    ORDER BY r.run_id FOR UPDATE OF r),
+                taken AS (
+                    UPDATE {s}.runs AS r SET owner = %(me)s, epoch = r.epoch + 1,
+                        lease_until = now() + %(ttl)s * interval '1 second'
+                    FROM locked WHERE r.run_id = locked.run_id
+                    RETURNING r.run_id, r.epoch, r.next_seq)
+                SELECT w.run_id, t.epoch, r.run_id IS NOT NULL, r.owner,
+                    to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), t.next_seq,
+                    CASE WHEN t.next_seq <= {_PREFETCH} THEN ARRAY(
+                        SELECT e.body FROM {s}.events AS e WHERE e.run_id = w.run_id
+                        ORDER BY e.seq) END
+                FROM want AS w LEFT JOIN taken AS t ON t.run_id = w.run_id
+                    LEFT JOIN {s}.runs AS r ON r.run_id = w.run_id""",
+                {"ids": run_ids, "me": self.owner, "ttl": self._lease_ttl},
+            )
+            rows = await cur.fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def release_run(self, run_id: str) -> bool:
         """Give the run's lease back (its actor stopped here); best effort: a lease that

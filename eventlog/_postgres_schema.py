@@ -18,8 +18,8 @@ idempotency key held by another run (the statement is rolled back).
 ``append_many`` (layout 6) runs several appends, of different runs, in one
 statement and so one transaction and one synced commit (group commit): each is
 fenced and checked on its own, a conflicting, fenced or key-refused one changes
-nothing and does not fail the others, and each answer is one element of the
-returned array (``key-taken`` answers carry the holder's run id and digest).
+nothing and does not fail the others, and each answer is one returned row
+(``key-taken`` answers carry the holder's run id and digest).
 A run's ``settled`` notice can ride along, sent at the commit.
 """
 
@@ -286,22 +286,20 @@ def _append_many(s: str) -> str:
     """Layout 6: `append` for each of several batches, in one transaction. ``p_meta`` is
     a JSON array with one array per batch: run id, expected seq, status, started,
     first event is RunStarted, target, kind, key, digest, created, updated, how many
-    bodies, timers removed, timer ids set, their due times, lease epoch, notice channel
-    (JSON: dumped and parsed in C, where 20 arrays cost Python a loop each); the bodies
-    of all batches follow each other in ``p_bodies``. A batch with an idempotency key
+    bodies' hex, timers removed, timer ids set, their due times, lease epoch, notice
+    channel (JSON: dumped and parsed in C, where 20 arrays cost Python a loop each; one
+    big ``bytea[]`` sliced per batch cost the server time growing with its square). A
+    batch with an idempotency key
     runs in a sub-transaction, so a key held by another run refuses that batch alone
     (``key-taken``, holder and digest on the next lines); the other answers are
     `append`'s. After an ``ok``, a notice on the batch's channel (if any) names the run,
     sent at the commit."""
     return f"""CREATE FUNCTION {s}.append_many(
-            p_meta jsonb, p_bodies bytea[], p_owner text, p_ttl double precision
-        ) RETURNS text[] LANGUAGE plpgsql AS $fn$
+            p_meta jsonb, p_owner text, p_ttl double precision
+        ) RETURNS SETOF text LANGUAGE plpgsql AS $fn$
         DECLARE
-            answers text[] := '{{}}';
             answer text;
             e jsonb;
-            ob integer := 0;
-            nb integer;
             bodies bytea[];
             removed text[];
             timer_ids text[];
@@ -310,9 +308,7 @@ def _append_many(s: str) -> str:
             digest text;
         BEGIN
             FOR e IN SELECT value FROM jsonb_array_elements(p_meta) LOOP
-                nb := (e->>11)::integer;
-                bodies := p_bodies[ob + 1 : ob + nb];
-                ob := ob + nb;
+                bodies := ARRAY(SELECT decode(jsonb_array_elements_text(e->11), 'hex'));
                 removed := ARRAY(SELECT jsonb_array_elements_text(e->12));
                 timer_ids := ARRAY(SELECT jsonb_array_elements_text(e->13));
                 dues := ARRAY(SELECT jsonb_array_elements_text(e->14)::double precision);
@@ -336,8 +332,7 @@ def _append_many(s: str) -> str:
                 IF e->>16 IS NOT NULL AND left(answer, 2) = 'ok' THEN
                     PERFORM pg_notify(e->>16, e->>0);
                 END IF;
-                answers := answers || answer;
+                RETURN NEXT answer;
             END LOOP;
-            RETURN answers;
         END
         $fn$"""

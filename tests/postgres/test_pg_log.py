@@ -379,3 +379,30 @@ async def test_an_append_the_server_refuses_fails_alone_in_its_group_commit(
         assert len(await log.read(run_id)) == 2
     assert len(await log.read("bad")) == 1
     await log.close()
+
+
+async def test_claims_made_at_once_go_together_and_each_gets_its_own_answer(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Claims queued while one is in flight are sent in one statement; each run still
+    gets its own answer: its own or an expired lease is taken (epoch + 1), a live lease
+    of another process refuses, a run that does not exist needs none."""
+    one = PostgresEventLog(postgres_url, schema=pg_schema)
+    two = PostgresEventLog(postgres_url, schema=pg_schema)
+    await two.append("own", 0, [started("own")])
+    for run_id in ("expired", "live"):
+        await one.append(run_id, 0, [started(run_id), done(run_id, 1)])
+    _expire(postgres_url, pg_schema, "expired")
+    results = await asyncio.gather(
+        *(two.claim_run(run_id) for run_id in ("live", "own", "missing", "expired", "live")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], LeaseLostError) and one.owner in str(results[0])
+    assert results[1:4] == [None, None, None] and isinstance(results[4], LeaseLostError)
+    assert two.held_leases() == {"own": 2, "expired": 2}
+    assert [e.seq for e in await two.read("expired")] == [0, 1]
+    assert await two.read("missing") == []
+    with pytest.raises(LeaseLostError):
+        await one.append("expired", 2, [done("expired", 2)])
+    await one.close()
+    await two.close()
