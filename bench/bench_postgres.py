@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,6 +213,12 @@ def main() -> None:
             f"{commits:.2f} commits per step; "
             f"{statistics.median(steps) / raw:.1f}x the raw commit)"
         )
+        with tempfile.TemporaryDirectory() as folder:
+            lmdb_steps, _ = asyncio.run(per_step(str(Path(folder) / "store"), args.steps, 1))
+        print(
+            f"  the same steps on the embedded LMDB store (perdure's runtime without "
+            f"PostgreSQL): {lmdb_steps[0] * 1e6:.0f} us per step"
+        )
         took = 0.0
         if args.workflows:
             sync_took = asyncio.run(many_workflows(url, args.workflows))
@@ -223,6 +230,14 @@ def main() -> None:
             print(
                 f"{args.workflows} concurrent workflows of 3 tasks, one process, async code "
                 f"(as the peers' fan-out): {took:.2f} s"
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                floor = asyncio.run(
+                    many_workflows(str(Path(folder) / "store"), args.workflows, "pg_bench_afanout")
+                )
+            print(
+                f"  the same async workflows on the embedded LMDB store (perdure's runtime "
+                f"without PostgreSQL): {floor:.2f} s (PostgreSQL costs {took / floor:.2f}x)"
             )
         if args.peer_python:
             mine = statistics.median(steps)
