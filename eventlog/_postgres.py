@@ -121,10 +121,14 @@ class PostgresEventLog:
         self._last_batch = 0
         s = self._schema
         self._append_sql = f"SELECT * FROM {s}.append_many(%s::jsonb, %s, %s)"
-        self._append_one_sql = (
-            "SELECT a, (SELECT pg_notify(%s, %s) WHERE %s::text IS NOT NULL AND left(a, 2) = 'ok') "
-            f"FROM {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s) AS a"
+        call = (
+            f"{s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
+        )
+        self._append_one_sql = f"SELECT {call}"
+        #: The same, sending the run's settled notice with the commit.
+        self._append_one_notify_sql = (
+            f"SELECT a, (SELECT pg_notify(%s, %s) WHERE left(a, 2) = 'ok') FROM {call} AS a"
         )
         #: Group commit: appends waiting for the next commit, commits in flight, and at
         #: most how many at once (each on its own pooled connection).
@@ -512,10 +516,7 @@ class PostgresEventLog:
         """A lone append: `append` itself, with scalar parameters (what dumping
         `append_many`'s arrays costs in Python is most of a lone append's CPU)."""
         started = entry.started
-        params = (
-            entry.notify,
-            entry.run_id,
-            entry.notify,
+        params: tuple[Any, ...] = (
             entry.run_id,
             entry.expected,
             entry.status,
@@ -535,9 +536,13 @@ class PostgresEventLog:
             entry.epoch,
             self._lease_ttl,
         )
+        sql = self._append_one_sql
+        if entry.notify is not None:
+            sql = self._append_one_notify_sql
+            params = (entry.notify, entry.run_id, *params)
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(self._append_one_sql, params)
+                cur = await conn.execute(sql, params)
                 row = await cur.fetchone()
             self._commits += 1
         except psycopg.Error as exc:
