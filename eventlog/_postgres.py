@@ -1004,6 +1004,9 @@ class PostgresEventLog:
                 pool = await asyncio.shield(opening)
             except BaseException:
                 pool = None
+        # Appends and claims queued for a group commit are sent before the pool closes.
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         self._pool = None
         renewer, self._renewer = self._renewer, None
         listener, self._listener = self._listener, None

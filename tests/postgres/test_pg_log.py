@@ -406,3 +406,21 @@ async def test_claims_made_at_once_go_together_and_each_gets_its_own_answer(
         await one.append("expired", 2, [done("expired", 2)])
     await one.close()
     await two.close()
+
+
+async def test_close_commits_the_appends_queued_for_a_group_commit(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Appends waiting for the next group commit when the log closes are committed
+    before its connections close, not failed."""
+    log = PostgresEventLog(postgres_url, schema=pg_schema)
+    runs = [f"r{i}" for i in range(40)]
+    await asyncio.gather(*(log.append(r, 0, [started(r)]) for r in runs))
+    appends = [asyncio.ensure_future(log.append(r, 1, [done(r, 1)])) for r in runs]
+    for _ in range(3):  # the first commits are on their way, the rest queued behind them
+        await asyncio.sleep(0)
+    await log.close()
+    assert await asyncio.gather(*appends) == [None] * len(runs)
+    again = PostgresEventLog(postgres_url, schema=pg_schema)
+    assert [len(await again.read(r)) for r in runs] == [2] * len(runs)
+    await again.close()
