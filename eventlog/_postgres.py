@@ -137,6 +137,9 @@ class PostgresEventLog:
         self._max_flushes = max(1, min(4, pool_size - 1))
         self._flushes: set[asyncio.Task[None]] = set()
         self._commits = 0
+        #: Appends under way, and what `close` waits on for them to end.
+        self._active = 0
+        self._drained: asyncio.Event | None = None
         #: Claims waiting to be sent together (`claim_run`), and claim statements in flight.
         self._claims: list[tuple[str, asyncio.Future[tuple[Any, ...]]]] = []
         self._claims_flushing = 0
@@ -295,6 +298,22 @@ class PostgresEventLog:
         """
         if self._closed:
             raise StoreClosedError(f"this PostgreSQL event log ({redact(self._dsn)}) is closed")
+        self._active += 1  # `close` waits for these
+        try:
+            await self._append(run_id, expected_seq, events, status, on_durable)
+        finally:
+            self._active -= 1
+            if not self._active and self._drained is not None:
+                self._drained.set()
+
+    async def _append(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        status: RunStatus | None,
+        on_durable: Callable[[], None] | None,
+    ) -> None:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         check_batch(run_id, expected_seq, events, status)
@@ -1004,7 +1023,16 @@ class PostgresEventLog:
                 pool = await asyncio.shield(opening)
             except BaseException:
                 pool = None
-        # Appends and claims queued for a group commit are sent before the pool closes.
+        # Appends begun before the close (queued for a group commit, or waiting for an
+        # earlier append of their run) land before the leases are handed back.
+        deadline = asyncio.get_running_loop().time() + 30
+        while self._active:
+            self._drained = asyncio.Event()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break  # a stuck append does not keep the log open: it fails below
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), left)
         while self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         self._pool = None

@@ -411,16 +411,21 @@ async def test_claims_made_at_once_go_together_and_each_gets_its_own_answer(
 async def test_close_commits_the_appends_queued_for_a_group_commit(
     postgres_url: str, pg_schema: str
 ) -> None:
-    """Appends waiting for the next group commit when the log closes are committed
-    before its connections close, not failed."""
+    """Appends begun before the log closes (waiting for the next group commit, or for
+    an earlier append of their run) are committed before it hands its leases back and
+    closes its connections, not fenced or failed."""
     log = PostgresEventLog(postgres_url, schema=pg_schema)
     runs = [f"r{i}" for i in range(40)]
     await asyncio.gather(*(log.append(r, 0, [started(r)]) for r in runs))
-    appends = [asyncio.ensure_future(log.append(r, 1, [done(r, 1)])) for r in runs]
+    # Each run's second append waits for its first: none of them is queued yet when
+    # the close begins.
+    appends = [
+        asyncio.ensure_future(log.append(r, seq, [done(r, seq)])) for r in runs for seq in (1, 2)
+    ]
     for _ in range(3):  # the first commits are on their way, the rest queued behind them
         await asyncio.sleep(0)
     await log.close()
-    assert await asyncio.gather(*appends) == [None] * len(runs)
+    assert await asyncio.gather(*appends) == [None] * len(appends)
     again = PostgresEventLog(postgres_url, schema=pg_schema)
-    assert [len(await again.read(r)) for r in runs] == [2] * len(runs)
+    assert [len(await again.read(r)) for r in runs] == [3] * len(runs)
     await again.close()
