@@ -6,7 +6,9 @@ decoded by the same codec; never pickle. One append is one statement (one
 round trip, one transaction): the run's ``next_seq`` advances only where it
 still equals the expected seq, so concurrent appenders in any number of
 processes conflict exactly like they do on the other logs, and an idempotency
-key is unique store-wide.
+key is unique store-wide. Appends of different runs made while a commit is in
+flight share the next one (group commit: ``append_many``, each append still
+fenced and checked alone), and so do claims of runs made at once.
 
 Connections come from a psycopg pool opened on first use, on the event loop
 that first uses the log (like `LmdbEventLog`, one log object serves one loop
