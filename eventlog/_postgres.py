@@ -1035,8 +1035,11 @@ class PostgresEventLog:
                 break  # a stuck append does not keep the log open: it fails below
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), left)
-        while self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        while self._flushes and asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait(
+                    set(self._flushes), timeout=deadline - asyncio.get_running_loop().time()
+                )
         self._pool = None
         renewer, self._renewer = self._renewer, None
         listener, self._listener = self._listener, None
