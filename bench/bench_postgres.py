@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,13 +93,29 @@ def make_fanout() -> None:
         return value
 
 
-async def many_workflows(url: str, n: int) -> float:
-    """Seconds for `n` concurrent workflows of 3 tasks in one process."""
+@task
+async def astep(i: int) -> int:
+    return i + 1
+
+
+def make_async_fanout() -> None:
+    @entrypoint(registry=REG, name="pg_bench_afanout")
+    async def afanout(n: int) -> int:
+        value = n
+        for _ in range(3):
+            value = await astep(value)
+        return value
+
+
+async def many_workflows(url: str, n: int, target: str = "pg_bench_fanout") -> float:
+    """Seconds for `n` concurrent workflows of 3 tasks in one process (`target`: the sync
+    workflow of sync tasks, or ``pg_bench_afanout``, async code like LangGraph's and
+    DBOS's fan-out in bench/pg_peer.py and the LMDB peer comparison's W2)."""
     async with Runtime(url, registry=REG) as rt:
-        await rt.run("pg_bench_fanout", 0, run_id="fanout-warm-up")
+        await rt.run(target, 0, run_id=f"{target}-warm-up")
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(rt.run("pg_bench_fanout", i, run_id=f"fanout-{i}") for i in range(n))
+            *(rt.run(target, i, run_id=f"{target}-{i}") for i in range(n))
         )
         took = time.perf_counter() - start
     assert results == [i + 3 for i in range(n)]
@@ -180,6 +197,7 @@ def main() -> None:
     parser.add_argument("--peer-python", default=None)
     args = parser.parse_args()
     make_fanout()
+    make_async_fanout()
     make_flow(args.steps)
     url = os.environ.get("PERDURE_TEST_POSTGRES")
     server = None if url else TemporaryPostgres().start()
@@ -195,10 +213,32 @@ def main() -> None:
             f"{commits:.2f} commits per step; "
             f"{statistics.median(steps) / raw:.1f}x the raw commit)"
         )
+        with tempfile.TemporaryDirectory() as folder:
+            lmdb_steps, _ = asyncio.run(per_step(str(Path(folder) / "store"), args.steps, 1))
+        print(
+            f"  the same steps on the embedded LMDB store (perdure's runtime without "
+            f"PostgreSQL): {lmdb_steps[0] * 1e6:.0f} us per step"
+        )
         took = 0.0
         if args.workflows:
-            took = asyncio.run(many_workflows(url, args.workflows))
-            print(f"{args.workflows} concurrent workflows of 3 tasks, one process: {took:.2f} s")
+            sync_took = asyncio.run(many_workflows(url, args.workflows))
+            print(
+                f"{args.workflows} concurrent workflows of 3 tasks, one process, sync code "
+                f"(a thread per body and task): {sync_took:.2f} s"
+            )
+            took = asyncio.run(many_workflows(url, args.workflows, "pg_bench_afanout"))
+            print(
+                f"{args.workflows} concurrent workflows of 3 tasks, one process, async code "
+                f"(as the peers' fan-out): {took:.2f} s"
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                floor = asyncio.run(
+                    many_workflows(str(Path(folder) / "store"), args.workflows, "pg_bench_afanout")
+                )
+            print(
+                f"  the same async workflows on the embedded LMDB store (perdure's runtime "
+                f"without PostgreSQL): {floor:.2f} s (PostgreSQL costs {took / floor:.2f}x)"
+            )
         if args.peer_python:
             mine = statistics.median(steps)
             for system in ("langgraph", "dbos"):
@@ -214,7 +254,8 @@ def main() -> None:
                     )
                     print(
                         f"{system} on PostgreSQL, {args.workflows} workflows of 3 steps: "
-                        f"{fan['seconds']:.2f} s ({fan['seconds'] / took:.2f}x perdure's time)"
+                        f"{fan['seconds']:.2f} s ({fan['seconds'] / took:.2f}x perdure's async "
+                        f"time, {fan['seconds'] / sync_took:.2f}x its sync time)"
                     )
         counts = [int(k) for k in args.workers.split(",") if k.strip()]
         rates = {}

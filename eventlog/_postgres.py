@@ -6,7 +6,9 @@ decoded by the same codec; never pickle. One append is one statement (one
 round trip, one transaction): the run's ``next_seq`` advances only where it
 still equals the expected seq, so concurrent appenders in any number of
 processes conflict exactly like they do on the other logs, and an idempotency
-key is unique store-wide.
+key is unique store-wide. Appends of different runs made while a commit is in
+flight share the next one (group commit: ``append_many``, each append still
+fenced and checked alone), and so do claims of runs made at once.
 
 Connections come from a psycopg pool opened on first use, on the event loop
 that first uses the log (like `LmdbEventLog`, one log object serves one loop
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import psycopg
@@ -60,6 +64,11 @@ from perdure.eventlog._protocol import (
 )
 
 DEFAULT_LEASE_TTL = 10.0
+#: `claim_run` reads the events of runs up to this long with the claim (one round trip).
+_PREFETCH = 64
+#: At most this many appends go in one group commit (the server runs one transaction's
+#: appends one after another: more commits in flight spread them over its cores).
+_MAX_BATCH = 128
 _RUN_COLUMNS = "run_id, target, kind, status, created_at, updated_at, next_seq, idempotency_key"
 
 
@@ -113,10 +122,31 @@ class PostgresEventLog:
         self._batches = 0
         self._last_batch = 0
         s = self._schema
-        self._append_sql = (
-            f"SELECT {s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        self._append_sql = f"SELECT * FROM {s}.append_many(%s::jsonb, %s, %s)"
+        call = (
+            f"{s}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
         )
+        self._append_one_sql = f"SELECT {call}"
+        #: The same, sending the run's settled notice with the commit.
+        self._append_one_notify_sql = (
+            f"SELECT a, (SELECT pg_notify(%s, %s) WHERE left(a, 2) = 'ok') FROM {call} AS a"
+        )
+        #: Group commit: appends waiting for the next commit, commits in flight, and at
+        #: most how many at once (each on its own pooled connection).
+        self._queue: list[_Append] = []
+        self._flushing = 0
+        self._max_flushes = max(1, min(4, pool_size - 1))
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._commits = 0
+        #: Appends under way, and what `close` waits on for them to end.
+        self._active = 0
+        self._drained: asyncio.Event | None = None
+        #: Claims waiting to be sent together (`claim_run`), and claim statements in flight.
+        self._claims: list[tuple[str, asyncio.Future[tuple[Any, ...]]]] = []
+        self._claims_flushing = 0
+        #: run id -> the run's event bodies read by `claim_run`, for the `read` after it.
+        self._prefetched: dict[str, list[bytes]] = {}
         #: This log object's lease owner id (host:pid:random): what the runs it drives name.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: run id -> the epoch of the lease this log holds on it.
@@ -149,6 +179,12 @@ class PostgresEventLog:
     @property
     def read_only(self) -> bool:
         return self._read_only
+
+    @property
+    def commits(self) -> int:
+        """Transactions this log committed appends in: fewer than its appends when
+        appends of several runs went together (group commit)."""
+        return self._commits
 
     # -- connections -------------------------------------------------------------------------
 
@@ -264,9 +300,26 @@ class PostgresEventLog:
         """
         if self._closed:
             raise StoreClosedError(f"this PostgreSQL event log ({redact(self._dsn)}) is closed")
+        self._active += 1  # `close` waits for these
+        try:
+            await self._append(run_id, expected_seq, events, status, on_durable)
+        finally:
+            self._active -= 1
+            if not self._active and self._drained is not None:
+                self._drained.set()
+
+    async def _append(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        status: RunStatus | None,
+        on_durable: Callable[[], None] | None,
+    ) -> None:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         check_batch(run_id, expected_seq, events, status)
+        self._prefetched.pop(run_id, None)
         if run_id in self._lost:
             raise _lease_lost(run_id)
         changes = index_changes(events, status)
@@ -286,25 +339,10 @@ class PostgresEventLog:
                 raise _conflict(run_id, expected_seq, actual) from None
             raise
         new_status = changes.status or ("running" if started is not None else None)
-        params = (
-            run_id,
-            expected_seq,
-            new_status,
-            started is not None,
-            isinstance(events[0], RunStarted),
-            started.target if started is not None else None,
-            started.kind if started is not None else None,
-            started.idempotency_key if started is not None else None,
-            started.input_digest if started is not None else None,
-            started.ts if started is not None else None,
-            changes.last_ts,
-            bodies,
-            list(changes.timers_removed),
-            [t.timer_id for t in changes.timers_set],
-            [t.due_at for t in changes.timers_set],
-            self.owner,
-            None,  # the lease epoch: filled in under the run's lock below
-            self._lease_ttl,
+        # A settled run's waiters in other processes look at it again: the notice goes
+        # out with the commit (best effort: `wait`'s timeout covers a lost one).
+        notify = (
+            self._channel("settled") if new_status is not None and new_status != "running" else None
         )
         pool = await self._connections()
         # Appends of one run leave this process in the order they were made. While
@@ -322,8 +360,22 @@ class PostgresEventLog:
                 if run_id in self._lost:
                     raise _lease_lost(run_id)
                 epoch = self._leases.get(run_id)
-                outcome = await self._call_append(
-                    pool, run_id, started, (*params[:-2], epoch, params[-1])
+                outcome = await self._commit(
+                    pool,
+                    _Append(
+                        run_id=run_id,
+                        expected=expected_seq,
+                        status=new_status,
+                        started=started,
+                        first_started=isinstance(events[0], RunStarted),
+                        updated=changes.last_ts,
+                        bodies=bodies,
+                        removed=list(changes.timers_removed),
+                        timer_ids=[t.timer_id for t in changes.timers_set],
+                        dues=[t.due_at for t in changes.timers_set],
+                        epoch=epoch,
+                        notify=notify,
+                    ),
                 )
                 kind, _, number = outcome.partition(" ")
                 if kind == "ok":
@@ -346,46 +398,189 @@ class PostgresEventLog:
                 self._leases.pop(run_id, None)
                 self._lost.add(run_id)
                 raise _lease_lost(run_id)
+            if outcome.startswith("key-taken\n") and started is not None:
+                rest = outcome[len("key-taken\n") :]
+                holder, _, digest = rest.rpartition("\n")
+                key = started.idempotency_key or ""
+                raise IdempotencyKeyTakenError(
+                    f"idempotency key {key!r} is held by run {holder!r}",
+                    key=key,
+                    existing_run_id=holder,
+                    existing_digest=digest,
+                )
             raise _conflict(run_id, expected_seq, int(number))
         self._appends += len(events)
         self._batches += 1
         self._last_batch = len(events)
         if on_durable is not None:
             on_durable()
-        if new_status is not None and new_status != "running":
-            # Waiters in other processes look at the run again (best effort: a notice
-            # lost with a crash right here is what `wait`'s timeout is for).
-            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout, StorageError):
-                await self.notify("settled", run_id)
 
-    async def _call_append(
-        self,
-        pool: psycopg_pool.AsyncConnectionPool,
-        run_id: str,
-        started: RunStarted | None,
-        params: tuple[Any, ...],
-    ) -> str:
+    # -- group commit ------------------------------------------------------------------------
+
+    async def _commit(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
+        """`append`'s answer for `entry`, committed together with the appends of other
+        runs made meanwhile (group commit: one statement, one transaction, one synced
+        commit for all of them). While fewer than `_max_flushes` commits are in flight,
+        the appender sends what is queued itself (a lone append waits for nobody);
+        otherwise its append goes with the next commit, sent when one finishes."""
+        self._queue.append(entry)
+        if self._flushing < self._max_flushes:
+            await self._flush(pool)
+        return await entry.future
+
+    async def _flush(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        """Commit every queued append in one `append_many` statement; settle their
+        futures. Never raises for an append's failure: each future carries its own."""
+        queue = self._queue
+        if not queue:
+            return
+        batch, self._queue = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+        if self._queue and self._flushing + 1 < self._max_flushes:
+            # More than one commit's worth waits: the server works on them in parallel.
+            self._spawn_flush(pool)
+        # Rows are locked in run id order, like `renew_leases` does: two transactions
+        # that lock some of the same runs' rows never wait for each other in a cycle.
+        batch.sort(key=_by_run)
+        self._flushing += 1
+        try:
+            try:
+                answers = await self._append_many(pool, batch)
+            except psycopg.Error as exc:
+                if len(batch) == 1 or exc.sqlstate is None:
+                    for entry in batch:
+                        _settle_failed(entry, self._append_failed(entry, exc))
+                    return
+                # The server refused the statement (nothing of it committed): one bad
+                # append must not fail the others, so each is tried alone.
+                await self._one_by_one(pool, batch)
+                return
+            except ValueError:
+                # A number JSON cannot carry (inf, nan), found before anything was sent:
+                # each alone, with scalar parameters.
+                await self._one_by_one(pool, batch)
+                return
+            for entry, answer in zip(batch, answers, strict=True):
+                if not entry.future.done():
+                    entry.future.set_result(answer)
+        except BaseException as exc:
+            # Cancelled (or the pool gave out) with the statement maybe sent: whether
+            # it committed is unknown, which the appenders are told.
+            error = (
+                exc
+                if isinstance(exc, StorageError)
+                else StorageError(
+                    f"append to the PostgreSQL store {redact(self._dsn)} interrupted "
+                    f"(it may or may not have committed; read the run back to know): {exc!r}"
+                )
+            )
+            for entry in batch:
+                _settle_failed(entry, error)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._flushing -= 1
+            if self._queue and self._flushing < self._max_flushes:
+                self._spawn_flush(pool)
+
+    def _spawn_flush(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        self._spawn(self._flush(pool))
+
+    async def _one_by_one(
+        self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
+    ) -> None:
+        for entry in batch:
+            try:
+                answer = await self._append_one(pool, entry)
+            except psycopg.Error as alone:
+                _settle_failed(entry, self._append_failed(entry, alone))
+            else:
+                if not entry.future.done():
+                    entry.future.set_result(answer)
+
+    async def _append_many(
+        self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
+    ) -> list[str]:
+        if len(batch) == 1:
+            return [await self._append_one(pool, batch[0])]
+        meta = []
+        for entry in batch:
+            started = entry.started
+            meta.append(
+                (
+                    entry.run_id,
+                    entry.expected,
+                    entry.status,
+                    started is not None,
+                    entry.first_started,
+                    started.target if started is not None else None,
+                    started.kind if started is not None else None,
+                    started.idempotency_key if started is not None else None,
+                    started.input_digest if started is not None else None,
+                    started.ts if started is not None else None,
+                    entry.updated,
+                    [body.hex() for body in entry.bodies],
+                    entry.removed,
+                    entry.timer_ids,
+                    entry.dues,
+                    entry.epoch,
+                    entry.notify,
+                )
+            )
+        params = (json.dumps(meta, allow_nan=False), self.owner, self._lease_ttl)
+        async with pool.connection() as conn:
+            cur = await conn.execute(self._append_sql, params)
+            rows = await cur.fetchall()
+        self._commits += 1
+        return [row[0] for row in rows]
+
+    async def _append_one(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
+        """A lone append: `append` itself, with scalar parameters (what dumping
+        `append_many`'s arrays costs in Python is most of a lone append's CPU)."""
+        started = entry.started
+        params: tuple[Any, ...] = (
+            entry.run_id,
+            entry.expected,
+            entry.status,
+            started is not None,
+            entry.first_started,
+            started.target if started is not None else None,
+            started.kind if started is not None else None,
+            started.idempotency_key if started is not None else None,
+            started.input_digest if started is not None else None,
+            started.ts if started is not None else None,
+            entry.updated,
+            entry.bodies,
+            entry.removed,
+            entry.timer_ids,
+            entry.dues,
+            self.owner,
+            entry.epoch,
+            self._lease_ttl,
+        )
+        sql = self._append_one_sql
+        if entry.notify is not None:
+            sql = self._append_one_notify_sql
+            params = (entry.notify, entry.run_id, *params)
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(self._append_sql, params)
+                cur = await conn.execute(sql, params)
                 row = await cur.fetchone()
+            self._commits += 1
         except psycopg.Error as exc:
-            if exc.sqlstate == KEY_TAKEN_SQLSTATE and started is not None:
-                key = started.idempotency_key or ""
-                holder = exc.diag.message_primary or ""
-                raise IdempotencyKeyTakenError(
-                    f"idempotency key {key!r} is held by run {holder!r}",
-                    key=key,
-                    existing_run_id=holder,
-                    existing_digest=exc.diag.message_detail or "",
-                ) from None
-            raise StorageError(
-                f"append to run {run_id!r} in the PostgreSQL store {redact(self._dsn)} failed "
-                f"(it may or may not have committed; read the run back to know): {exc}"
-            ) from exc
+            if exc.sqlstate != KEY_TAKEN_SQLSTATE:
+                raise
+            # Nothing written: the key's holder and its digest, as `append_many` says it.
+            holder = exc.diag.message_primary or ""
+            return f"key-taken\n{holder}\n{exc.diag.message_detail or ''}"
         assert row is not None
-        result: str = row[0]
-        return result
+        answer: str = row[0]
+        return answer
+
+    def _append_failed(self, entry: _Append, exc: BaseException) -> StorageError:
+        return StorageError(
+            f"append to run {entry.run_id!r} in the PostgreSQL store {redact(self._dsn)} "
+            f"failed (it may or may not have committed; read the run back to know): {exc}"
+        )
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -404,41 +599,103 @@ class PostgresEventLog:
         pool = await self._connections()
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
-        s = self._schema
-        held: tuple[Any, ...] | None = None
-        try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    f"UPDATE {s}.runs SET owner = %s, epoch = epoch + 1, "
-                    "lease_until = now() + %s * interval '1 second' "
-                    "WHERE run_id = %s AND (owner IS NULL OR owner = %s OR lease_until < now()) "
-                    "RETURNING epoch",
-                    (self.owner, self._lease_ttl, run_id, self.owner),
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    cur = await conn.execute(
-                        f"SELECT owner, lease_until FROM {s}.runs WHERE run_id = %s", (run_id,)
-                    )
-                    held = await cur.fetchone()
-        except psycopg.Error as exc:
-            raise StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}") from exc
-        if row is not None:
-            self._leases[run_id] = int(row[0])
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        self._claims.append((run_id, future))
+        if self._claims_flushing < self._max_flushes:
+            await self._flush_claims(pool)
+        epoch, exists, owner, until, next_seq, bodies = await future
+        if not exists:
+            self._prefetched[run_id] = []
+        elif bodies is not None and len(bodies) == next_seq:
+            self._prefetched[run_id] = bodies
+        if epoch is not None:
+            self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
             self._start_renewing()
             return
-        if held is not None:
+        if exists:
             raise LeaseLostError(
-                f"run {run_id!r} is driven by another process ({held[0]}, lease until "
-                f"{held[1]:%H:%M:%S.%f} UTC)",
+                f"run {run_id!r} is driven by another process ({owner}, lease until "
+                f"{until or '?'} UTC)",
                 run_id=run_id,
             )
+
+    async def _flush_claims(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        """Claim every queued run in one statement (like appends, claims made meanwhile go
+        together: a thousand runs starting at once cost a few round trips, not a thousand).
+        Never raises for a claim's failure: each future carries its own answer."""
+        queue = self._claims
+        if not queue:
+            return
+        batch, self._claims = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+        if self._claims and self._claims_flushing + 1 < self._max_flushes:
+            self._spawn(self._flush_claims(pool))
+        self._claims_flushing += 1
+        try:
+            try:
+                answers = await self._claim_many(pool, sorted({run_id for run_id, _ in batch}))
+            except BaseException as exc:
+                error = StorageError(f"PostgreSQL store {redact(self._dsn)}: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                        future.exception()  # retrieved: its claimer re-raises it
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for run_id, future in batch:
+                if not future.done():
+                    future.set_result(answers[run_id])
+        finally:
+            self._claims_flushing -= 1
+            if self._claims and self._claims_flushing < self._max_flushes:
+                self._spawn(self._flush_claims(pool))
+
+    async def _claim_many(
+        self, pool: psycopg_pool.AsyncConnectionPool, run_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """For each run: the epoch of the lease taken (None if none was: another process
+        holds it, or the run does not exist), whether the run exists, its holder and
+        lease end (text), its next seq, and (a run of at most `_PREFETCH` events) its
+        event bodies, for the rebuild's `read` that follows. The rows are locked in run
+        id order, like group commits and renewals lock them. The events are seen as of
+        the statement's start: they are the whole log only if as many as the run's next
+        seq once its row was locked (the caller checks)."""
+        s = self._schema
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                f"""WITH want AS (SELECT DISTINCT w AS run_id FROM unnest(%(ids)s::text[]) AS w),
+                locked AS (
+                    SELECT r.run_id FROM {s}.runs AS r JOIN want ON want.run_id = r.run_id
+                    WHERE r.owner IS NULL OR r.owner = %(me)s OR r.lease_until < now()
+                    ORDER BY r.run_id FOR UPDATE OF r),
+                taken AS (
+                    UPDATE {s}.runs AS r SET owner = %(me)s, epoch = r.epoch + 1,
+                        lease_until = now() + %(ttl)s * interval '1 second'
+                    FROM locked WHERE r.run_id = locked.run_id
+                    RETURNING r.run_id, r.epoch, r.next_seq)
+                SELECT w.run_id, t.epoch, r.run_id IS NOT NULL, r.owner,
+                    to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), t.next_seq,
+                    CASE WHEN t.next_seq <= {_PREFETCH} THEN ARRAY(
+                        SELECT e.body FROM {s}.events AS e WHERE e.run_id = w.run_id
+                        ORDER BY e.seq) END
+                FROM want AS w LEFT JOIN taken AS t ON t.run_id = w.run_id
+                    LEFT JOIN {s}.runs AS r ON r.run_id = w.run_id""",
+                {"ids": run_ids, "me": self.owner, "ttl": self._lease_ttl},
+            )
+            rows = await cur.fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def release_run(self, run_id: str) -> bool:
         """Give the run's lease back (its actor stopped here); best effort: a lease that
         is not released expires. Returns False, keeping the lease, while messages from
         other processes wait for the run in the inbox (see `take_messages`)."""
+        self._prefetched.pop(run_id, None)
         if self._claiming is None:
             return await self._release(run_id)
         async with self._claiming:
@@ -738,13 +995,17 @@ class PostgresEventLog:
         if not self._leases:
             return
         held = dict(self._leases)
+        s = self._schema
+        # The rows are locked in run id order first, like a group commit locks them:
+        # renewing while appends of many runs commit cannot deadlock with them.
         cur = await conn.execute(
-            f"UPDATE {self._schema}.runs AS r "
-            "SET lease_until = now() + %s * interval '1 second' "
-            "FROM unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
-            "WHERE r.run_id = h.run_id AND r.owner = %s AND r.epoch = h.epoch "
-            "RETURNING r.run_id",
-            (self._lease_ttl, list(held), list(held.values()), self.owner),
+            f"WITH mine AS (SELECT r.run_id FROM {s}.runs AS r "
+            "JOIN unnest(%s::text[], %s::bigint[]) AS h(run_id, epoch) "
+            "ON r.run_id = h.run_id AND r.epoch = h.epoch WHERE r.owner = %s "
+            "ORDER BY r.run_id FOR UPDATE OF r) "
+            f"UPDATE {s}.runs AS r SET lease_until = now() + %s * interval '1 second' "
+            "FROM mine WHERE r.run_id = mine.run_id RETURNING r.run_id",
+            (list(held), list(held.values()), self.owner, self._lease_ttl),
         )
         renewed = {row[0] for row in await cur.fetchall()}
         for run_id, epoch in held.items():
@@ -764,6 +1025,21 @@ class PostgresEventLog:
                 pool = await asyncio.shield(opening)
             except BaseException:
                 pool = None
+        # Appends begun before the close (queued for a group commit, or waiting for an
+        # earlier append of their run) land before the leases are handed back.
+        deadline = asyncio.get_running_loop().time() + 30
+        while self._active:
+            self._drained = asyncio.Event()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break  # a stuck append does not keep the log open: it fails below
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), left)
+        while self._flushes and asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait(
+                    set(self._flushes), timeout=deadline - asyncio.get_running_loop().time()
+                )
         self._pool = None
         renewer, self._renewer = self._renewer, None
         listener, self._listener = self._listener, None
@@ -794,6 +1070,7 @@ class PostgresEventLog:
                             (self.owner,),
                         )
             self._leases.clear()
+            self._prefetched.clear()
             await pool.close(timeout=30)
 
     # -- reads -------------------------------------------------------------------------------
@@ -804,6 +1081,9 @@ class PostgresEventLog:
         if "\x00" in run_id:
             await self._connections()
             return []
+        bodies = self._prefetched.pop(run_id, None)
+        if bodies is not None and from_seq == 0:
+            return [decode(run_id, seq, body) for seq, body in enumerate(bodies)]
         rows = await self._query(
             f"SELECT seq, body FROM {self._schema}.events "
             "WHERE run_id = %s AND seq >= %s ORDER BY seq",
@@ -1023,6 +1303,37 @@ class PostgresEventLog:
             batches=self._batches,
             last_batch_size=self._last_batch,
         )
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _Append:
+    """One append waiting for the group commit (`PostgresEventLog._commit`)."""
+
+    run_id: str
+    expected: int
+    status: str | None
+    started: RunStarted | None
+    first_started: bool
+    updated: float
+    bodies: list[bytes]
+    removed: list[str]
+    timer_ids: list[str]
+    dues: list[float]
+    epoch: int | None
+    notify: str | None
+    future: asyncio.Future[str] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _by_run(entry: _Append) -> str:
+    return entry.run_id
+
+
+def _settle_failed(entry: _Append, error: BaseException) -> None:
+    if not entry.future.done():
+        entry.future.set_exception(error)
+        entry.future.exception()  # retrieved: its appender re-raises it
 
 
 def _lease_lost(run_id: str) -> LeaseLostError:
