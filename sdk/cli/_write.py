@@ -188,13 +188,27 @@ _APP_HERE = "Continue the run here with this code (until it settles or --timeout
 
 
 def _gateway(args: Args, action: str) -> int:
-    """``resume``/``cancel`` with ``--url``: through a running `perdure serve`."""
+    """``resume``/``send``/``continue``/``cancel`` with ``--url``: through a running
+    `perdure serve`."""
     from perdure.serve import _command
 
     token = os.environ.get("PERDURE_TOKEN") or None
     if action == "resume":
         value = parse_json(args.value, "--value")
         return _command.remote_resume(args.url, token, args.run_id, value, args.json)
+    if action == "send":
+        message = parse_json(args.value, "JSON")
+        return _command.remote_send(
+            args.url,
+            token,
+            args.run_id,
+            message,
+            topic=args.topic,
+            idempotency_key=args.idempotency_key,
+            as_json=args.json,
+        )
+    if action == "continue":
+        return _command.remote_continue(args.url, token, args.run_id, args.json)
     return _command.remote_cancel(args.url, token, args.run_id, args.reason, args.json)
 
 
@@ -231,15 +245,19 @@ def resume(args: Args) -> int:
 Examples:
   perdure send RUN_ID '{"amount": 12}'
   perdure send RUN_ID '"stop"' --topic control --idempotency-key stop-1
+  perdure send RUN_ID '"stop"' --url http://127.0.0.1:8080
 """
 )
 @run_id_argument
 @click.argument("value", metavar="JSON")
 @click.option("--topic", default="default", show_default=True, metavar="T", help="The topic.")
 @click.option("--idempotency-key", metavar="KEY", help="Send at most once with this key.")
+@click.option("--url", metavar="URL", help=URL_HELP)
 @common
 def send(args: Args) -> int:
     """Send a message (JSON) to a workflow run."""
+    if args.url:
+        return _gateway(args, "send")
     return asyncio.run(_send(args))
 
 
@@ -249,6 +267,7 @@ def send(args: Args) -> int:
 Examples:
   perdure continue RUN_ID                       reopen; code runs when a service opens the store
   perdure continue RUN_ID --app myapp.workflows  reopen and drive it here
+  perdure continue RUN_ID --url http://127.0.0.1:8080   through a live service
 """,
 )
 @run_id_argument
@@ -261,9 +280,12 @@ Examples:
     metavar="S",
     help="How long to wait with --app.",
 )
+@click.option("--url", metavar="URL", help=URL_HELP)
 @common
 def continue_(args: Args) -> int:
     """Reopen a failed, parked or cancelled run from its last completed step."""
+    if args.url:
+        return _gateway(args, "continue")
     return asyncio.run(_continue(args))
 
 

@@ -107,6 +107,40 @@ def remote_resume(url: str, token: str | None, run_id: str, value: Any, as_json:
     return 0
 
 
+def remote_send(
+    url: str,
+    token: str | None,
+    run_id: str,
+    message: Any,
+    *,
+    topic: str,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> int:
+    """``perdure send RUN_ID JSON --url URL``: record a message through a live gateway."""
+    with _client(url, token) as client:
+        client.send(run_id, message, topic=topic, idempotency_key=idempotency_key)
+        status = client.status(run_id)
+    text = f"message recorded on topic {topic!r}"
+    if as_json:
+        out_json({"run_id": run_id, "status": status, "message": text})
+    else:
+        out(f"run {run_id}: {text} ({status})")
+    return 0
+
+
+def remote_continue(url: str, token: str | None, run_id: str, as_json: bool) -> int:
+    """``perdure continue RUN_ID --url URL``: reopen a run through a live gateway, which
+    drives it; returns once it settles again."""
+    with _client(url, token) as client:
+        result = client.continue_run(run_id)
+    if as_json:
+        out_json({"run_id": run_id, "status": "continued", "result": result})
+    else:
+        out(f"run {run_id}: continued; it settled with {result!r}")
+    return 0
+
+
 def remote_cancel(url: str, token: str | None, run_id: str, reason: str, as_json: bool) -> int:
     """``perdure cancel RUN_ID --url URL``: cancel through a live gateway."""
     with _client(url, token) as client:

@@ -8,6 +8,7 @@ too). Results, interrupts and every error type must be the same.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -239,6 +240,36 @@ def test_cli_resume_and_cancel_act_through_the_gateway(gateway: Gateway) -> None
     assert "cancelled" in done.stdout
     done = perdure("cancel", "no-such-run", "--url", gateway.url)
     assert done.returncode == 1 and "RunNotFoundError" in done.stderr
+
+
+def test_cli_send_and_continue_act_through_the_gateway(gateway: Gateway) -> None:
+    inbox, broken = fresh("cli-inbox"), fresh("cli-broken")
+    with Client(url=gateway.url) as remote:
+        remote.start("gw_inbox", "hello", run_id=inbox)  # type: ignore[attr-defined]
+        with pytest.raises(RunFailedError):
+            remote.run("gw_broken", run_id=broken)
+
+        def perdure(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "perdure", *args, "--url", gateway.url]
+            return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+
+        done = perdure("send", inbox, '"ada"', "--idempotency-key", "k1", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["message"] == "message recorded on topic 'default'"
+        assert remote.result(inbox, timeout=30) == "hello, ada"
+        done = perdure("send", inbox, '"again"')  # the run has settled: refused, exit 1
+        assert done.returncode == 1 and "RunSettledError" in done.stderr
+
+        def events() -> int:
+            with gateway.http() as http:
+                return len(http.get(f"/api/runs/{broken}/events").json()["events"])
+
+        recorded = events()
+        done = perdure("continue", broken)  # runs again in the gateway, and fails again
+        assert done.returncode == 1 and "RunFailedError" in done.stderr, done.stderr
+        assert events() > recorded
+        done = perdure("continue", inbox)  # completed: nothing to continue
+        assert done.returncode == 1 and "InvalidResumeError" in done.stderr
 
 
 _inner: dict[str, Client] = {}
