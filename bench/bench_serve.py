@@ -42,9 +42,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory in MiB: all of it (``VmRSS``), or only its anonymous
+    part (``RssAnon``: the heap; the rest is mostly LMDB's file pages the map has touched,
+    which grow with the store and which the kernel can drop)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -207,19 +210,21 @@ def main() -> int:
                     time.sleep(0.1)
             print(
                 "\n| round | clients | runs | errors | wall s | runs/s | p50 ms | p95 ms | "
-                "p99 ms | gateway RSS MiB before → after |"
+                "p99 ms | gateway RSS MiB before → after | of it anonymous (heap) |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             for round_ in range(1, args.rounds + 1):
                 rss_before = rss_mib(server.pid)
+                anon_before = rss_mib(server.pid, "RssAnon")
                 latencies, failed, wall = asyncio.run(load(url, args.clients, args.runs))
                 errors += failed
                 rss_after = rss_mib(server.pid)
+                anon_after = rss_mib(server.pid, "RssAnon")
                 print(
                     f"| {round_} | {args.clients} | {args.runs} | {failed} | {wall:.1f} | "
                     f"{args.runs / wall:.0f} | {pct(latencies, 0.5):.1f} | "
                     f"{pct(latencies, 0.95):.1f} | {pct(latencies, 0.99):.1f} | "
-                    f"{rss_before:.0f} → {rss_after:.0f} |"
+                    f"{rss_before:.0f} → {rss_after:.0f} | {anon_before:.0f} → {anon_after:.0f} |"
                 )
             total = args.prefill + args.runs * args.rounds
             deep = deep_cursor(url, 4)
