@@ -218,18 +218,23 @@ def _profiled(args: Any, work: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     import_start = Stopwatch()
-    import perdure
-
-    after_import = Stopwatch()
-    out: dict[str, Any] = {"import_s": after_import.wall - import_start.wall}
-    if args.workload == "version":
-        return emit({**out, "version": perdure.__version__})
     # Drop the two info lines per run, as a service would configure structlog.
     import logging
 
     import structlog
 
+    import perdure
+
+    # `import perdure` loads nothing until a name is used: import what the workloads use
+    # (as the LangGraph adapter imports its modules), so "after import" starts after them.
+    from perdure import Client, Runtime, entrypoint, function, interrupt, task  # noqa: F401
+    from perdure.eventlog import LmdbEventLog  # noqa: F401
+
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    after_import = Stopwatch()
+    out: dict[str, Any] = {"import_s": after_import.wall - import_start.wall}
+    if args.workload == "version":
+        return emit({**out, "version": perdure.__version__})
     if args.workload in SYNC:
         out.update(_profiled(args, lambda: _sync(args)))
     else:
