@@ -62,6 +62,7 @@ from perdure.eventlog._protocol import (
     TimerEntry,
     check_batch,
 )
+from perdure.eventlog.tasks import cancel_and_wait
 
 DEFAULT_LEASE_TTL = 10.0
 #: `claim_run` reads the events of runs up to this long with the claim (one round trip).
@@ -1043,14 +1044,9 @@ class PostgresEventLog:
         self._pool = None
         renewer, self._renewer = self._renewer, None
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(BaseException):
-                await listener
-        if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(BaseException):
-                await renewer
+        for task in (listener, renewer):
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         if pool is not None:
             if self._worker:
                 with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):

@@ -9,6 +9,7 @@ log it opened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
@@ -54,6 +55,7 @@ from perdure.eventlog import (
     check_json,
     digest,
 )
+from perdure.eventlog.tasks import cancel_and_wait
 from perdure.runtime._errors import (
     IdempotencyConflictError,
     RunNotFoundError,
@@ -333,8 +335,9 @@ class Runtime:
         self._open = False
         if self in open_runtimes:
             open_runtimes.remove(self)
-        if self._recovery is not None:
-            self._recovery.cancel()
+        # Awaited: a lease watch left running would poll a closed log for ever.
+        with contextlib.suppress(Exception):
+            await cancel_and_wait(self._recovery)
         if self._scheduler is not None:
             await self._scheduler.stop()
         if self._supervisor is not None:

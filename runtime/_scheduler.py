@@ -16,13 +16,13 @@ next poll (every `poll` seconds at most) and fire here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure.actors import Clock, logger
 from perdure.eventlog import EventLog, TimerEntry
+from perdure.eventlog.tasks import cancel_and_wait
 
 _BATCH = 1024
 
@@ -58,11 +58,8 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="perdure-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def changed(self) -> None:
         self._wake.set()

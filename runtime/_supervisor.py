@@ -33,6 +33,7 @@ from perdure.actors import (
     logger,
 )
 from perdure.eventlog import LeaseLostError, RunParked, TimerCancelled
+from perdure.eventlog.tasks import cancel_and_wait
 
 
 @attrs.define(eq=False)
@@ -354,10 +355,8 @@ class Supervisor:
     async def stop_all(self, timeout: float = 30.0) -> None:
         """Graceful stop: actors commit what they have; running attempts are recorded suspended."""
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        sweeper, self._sweeper = self._sweeper, None
+        await cancel_and_wait(sweeper)
         tasks = []
         for cell in self.cells.values():
             if cell.task is not None:

@@ -286,3 +286,44 @@ async def test_a_runtime_without_recovery_fires_only_the_timers_of_runs_it_drive
     async with Runtime(path=store, clock=MockClock(start=stopped_at + 60)) as recovering:
         outcome = await asyncio.wait_for(recovering.wait(other), 5)
         assert outcome.unwrap() == 4  # the next process that recovers drives it on
+
+
+class _SwallowsOneCancel(MemoryEventLog):
+    """A shared-store log whose first `next_timer_after` drops a cancellation, as
+    ``asyncio.wait_for`` in psycopg's pool does on Python 3.11 when the connection it
+    waits for arrives in the same turn as the cancel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = asyncio.Event()
+        self.swallowed = 0
+
+    async def claim_due_timers(
+        self, now: float, limit: int = 256, **scope: object
+    ) -> list[TimerEntry]:
+        return []
+
+    async def next_timer_after(self, now: float) -> float | None:
+        if not self.swallowed:
+            self.inside.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.swallowed += 1
+        return None
+
+
+async def test_stop_returns_even_if_a_cancellation_is_dropped_inside_the_store() -> None:
+    # Regression: `perdure resume` on PostgreSQL hung in close (1 run in 3): the scheduler's
+    # cancellation was dropped inside a query, its loop ran on, and stop awaited it for ever.
+    log = _SwallowsOneCancel()
+    scheduler = Scheduler(log, MockClock(start=T0, autojump=False), lambda e: None, poll=3600)
+    scheduler.start()
+    await asyncio.wait_for(log.inside.wait(), 5)
+    stopping = asyncio.ensure_future(scheduler.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done, "stop() still waits for a loop whose cancellation was dropped"
+    finally:
+        stopping.cancel()
+    assert log.swallowed == 1

@@ -25,8 +25,11 @@ def dump_pending_tasks(title: str) -> None:
                 found.print_stack(limit=12, file=out)
             except Exception as exc:  # a diagnostic: never fail the run over it
                 out.write(f"(no stack: {exc!r})\n")
-    sys.stderr.write(out.getvalue())
-    sys.stderr.flush()
+    # sys.__stderr__: a test that redirects sys.stderr (the CLI helper does) must not
+    # swallow the dump.
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(out.getvalue())
+    stream.flush()
 
 
 class HangWatch:
