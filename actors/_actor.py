@@ -566,9 +566,14 @@ class RunActor:
         durable sleeps whose timers the cancel (or parking) removed are set again.
         """
         state = self.state
+        if message.token and message.token in state.continue_tokens:
+            # Applied before, by a process that died before it removed the message from
+            # the store's inbox: continuing again would reopen a run that failed since.
+            message.reply.set_result(None)
+            return
         if _decide.can_continue(state):
             was = state.terminal
-            self.emit(RunContinued, reason=f"continued after it was {was}")
+            self.emit(RunContinued, reason=f"continued after it was {was}", token=message.token)
             for step in list(state.steps.values()):
                 if step.kind == "task" and step.open_attempt is not None:
                     self.crash_failure(

@@ -111,6 +111,8 @@ class Continue:
     #: Refuse (InvalidResumeError) a run that is not failed, parked or cancelled;
     #: otherwise (``invoke(None)`` on a thread) leave it as it is.
     strict: bool = True
+    #: The inbox message's token when it came from another process (see `RunContinued`).
+    token: str = ""
 
 
 @attrs.define(slots=True, kw_only=True)

@@ -51,7 +51,9 @@ _STEP_CLASSES: tuple[type[Any], ...] = (
 )
 _EVENT_FIELDS = ("TaskAttemptFailed | None", "TaskFailed | None", "RunFailed | None")
 #: RunState fields encoded by hand (containers of steps, tuples, a set)
-_SPECIAL = frozenset({"steps", "interrupts", "timers", "messages", "message_keys"})
+_SPECIAL = frozenset(
+    {"steps", "interrupts", "timers", "messages", "message_keys", "continue_tokens"}
+)
 
 
 def _code_digest(code: types.CodeType, into: Any) -> None:
@@ -147,6 +149,7 @@ def encode_state(state: RunState) -> bytes | None:
             topic: [list(item) for item in items] for topic, items in state.messages.items()
         },
         "message_keys": sorted(state.message_keys),
+        "continue_tokens": sorted(state.continue_tokens),
     }
     try:
         return orjson.dumps(document)
@@ -210,6 +213,7 @@ def _decode_state(run_id: str, payload: bytes) -> RunState | None:
             for topic, items in document["messages"].items()
         }
         state.message_keys = {str(key) for key in document["message_keys"]}
+        state.continue_tokens = frozenset(str(t) for t in document["continue_tokens"])
     except Exception:  # any malformed snapshot: fold the log instead
         return None
     return state

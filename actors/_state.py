@@ -207,6 +207,8 @@ class RunState:
     receiving: dict[str, str] = attrs.field(factory=dict)
     #: values published by `set_event`: key -> latest value
     events: dict[str, Any] = attrs.field(factory=dict)
+    #: tokens of the inbox messages that continued the run (see `RunContinued.token`)
+    continue_tokens: frozenset[str] = frozenset()
 
     @property
     def started(self) -> bool:
@@ -437,6 +439,8 @@ def _run_parked(state: RunState, e: RunParked) -> None:
 
 
 def _run_continued(state: RunState, e: RunContinued) -> None:
+    if e.token:
+        state.continue_tokens = state.continue_tokens | {e.token}
     state.terminal = None
     state.error = None
     state.reason = ""

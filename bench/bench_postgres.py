@@ -8,7 +8,9 @@ $PERDURE_TEST_POSTGRES:
 - 1,000 concurrent workflows of 3 tasks in one process (``--workflows``);
 - throughput with 1, 2 and 4 worker processes (``--workers 1,2,4``): a client
   process without the code starts ``--tp-runs`` workflows of 3 tasks (handed to
-  the workers, `perdure.runtime.run_worker`), and waits for all of them.
+  the workers, `perdure.runtime.run_worker`), and waits for all of them; with
+  ``--backlog``, also the workers alone draining as many runs the client enqueued
+  while they were stopped (the client shares the cores otherwise).
 
 With ``--peer-python`` (an interpreter with LangGraph, langgraph-checkpoint-postgres
 and DBOS; see bench/pg_peer.py), LangGraph with PostgresSaver and DBOS run the same
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -165,6 +168,62 @@ def worker_throughput(url: str, workers: int, runs: int, tag: str) -> float:
             proc.communicate(timeout=60)
 
 
+async def enqueue_runs(url: str, runs: int, tag: str) -> float:
+    """Seconds the client process (without the code) takes to start `runs` workflows
+    handed to the workers (no wait for their results)."""
+    async with Runtime(url, registry=Registry(), recover=False) as rt:
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(rt.start("pg_tp_flow", i, run_id=f"pre-{tag}-{i}") for i in range(runs))
+        )
+        return time.perf_counter() - start
+
+
+def backlog_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[float, float]:
+    """(runs/s of `workers` worker processes draining a backlog, runs/s of the client
+    that enqueued it). The workers start and are stopped (SIGSTOP) while the client
+    starts `runs` workflows handed to them; they are let go (SIGCONT) at once, and the
+    time until every run completed is read from the store (a count every 20 ms on a
+    connection of its own): the workers' throughput, without the client beside them."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url],
+            cwd=Path(__file__).resolve().parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGSTOP)
+        enqueue = asyncio.run(enqueue_runs(url, runs, tag))
+        with psycopg.connect(url, autocommit=True) as conn:
+            start = time.perf_counter()
+            for proc in procs:
+                os.kill(proc.pid, signal.SIGCONT)
+            while True:
+                row = conn.execute(
+                    "SELECT count(*) FROM perdure.runs WHERE run_id LIKE %s "
+                    "AND status = 'completed'",
+                    (f"pre-{tag}-%",),
+                ).fetchone()
+                if row is not None and row[0] >= runs:
+                    break
+                time.sleep(0.02)
+            took = time.perf_counter() - start
+        return runs / took, runs / enqueue
+    finally:
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+        for proc in procs:
+            proc.communicate(timeout=60)
+
+
 def peer(python: str, workload: str, url: str, steps: int, workflows: int) -> dict[str, float]:
     """One peer workload in a fresh process of `python` (bench/pg_peer.py)."""
     out = subprocess.run(
@@ -195,6 +254,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--tp-runs", type=int, default=1000)
     parser.add_argument("--peer-python", default=None)
+    parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="also: the workers drain runs enqueued before they run (without the client)",
+    )
     args = parser.parse_args()
     make_fanout()
     make_async_fanout()
@@ -266,6 +330,20 @@ def main() -> None:
                 f"{args.tp_runs} workflows of 3 tasks, client + {k} worker process(es): "
                 f"{rates[k]:.0f} runs/s{ratio}"
             )
+        if args.backlog:
+            drained = {}
+            for k in counts:
+                drained[k], enqueued = backlog_throughput(url, k, args.tp_runs, f"b{k}")
+                ratio = (
+                    f" ({drained[k] / drained[counts[0]]:.2f}x {counts[0]})"
+                    if k != counts[0]
+                    else ""
+                )
+                print(
+                    f"{args.tp_runs} workflows of 3 tasks enqueued first (client alone: "
+                    f"{enqueued:.0f} runs/s), then drained by {k} worker process(es): "
+                    f"{drained[k]:.0f} runs/s{ratio}"
+                )
     finally:
         if server is not None:
             server.stop()

@@ -214,10 +214,17 @@ class RunParked(Event):
 
 @attrs.frozen(kw_only=True)
 class RunContinued(Event):
-    """A failed or parked invocation was reopened: failed steps get fresh attempts."""
+    """A failed or parked invocation was reopened: failed steps get fresh attempts.
+
+    `token` names the message that asked for it when it came through a shared store's
+    inbox from another process (``""`` otherwise, and in logs written before it was
+    recorded): a process that takes the run over and finds that message again (its
+    taker died before removing it) sees it was applied, and does not continue again.
+    """
 
     WIRE_NAME: ClassVar[str] = "run_continued"
     reason: str = ""
+    token: str = ""
 
 
 @attrs.frozen(kw_only=True)

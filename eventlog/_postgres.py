@@ -25,8 +25,8 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -163,6 +163,22 @@ class PostgresEventLog:
         self._claimed: set[str] = set()
         #: Whether this log recorded itself as a worker process (`register_worker`).
         self._worker = False
+        #: Per-run requests made at once go together, one statement per batch (like
+        #: claims): reads of whole logs, lease releases, hand-overs to the workers.
+        self._reads: _Batches[tuple[str, int], list[tuple[int, bytes]]] = _Batches(
+            self, self._read_many
+        )
+        self._releases: _Batches[tuple[str, int], bool] = _Batches(self, self._release_many)
+        self._handovers: _Batches[tuple[str, int | None, str], None] = _Batches(
+            self, self._hand_over_many
+        )
+        #: Runs claimed here whose inbox held no message when claimed, and no inbox
+        #: notice came since: `take_messages` answers them without a round trip.
+        self._no_messages: set[str] = set()
+        #: Inbox notices seen (a claim made before one may have missed its message).
+        self._inbox_notices = 0
+        #: target -> (its kind as the workers serve it, when read): `served_kind`'s cache.
+        self._served: dict[str, tuple[str, float]] = {}
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -601,10 +617,11 @@ class PostgresEventLog:
         if self._read_only:
             raise ReadOnlyStoreError(f"the store at {redact(self._dsn)} is open read-only")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        notices = self._inbox_notices
         self._claims.append((run_id, future))
         if self._claims_flushing < self._max_flushes:
             await self._flush_claims(pool)
-        epoch, exists, owner, until, next_seq, bodies = await future
+        epoch, exists, owner, until, next_seq, bodies, waiting = await future
         if not exists:
             self._prefetched[run_id] = []
         elif bodies is not None and len(bodies) == next_seq:
@@ -612,6 +629,13 @@ class PostgresEventLog:
         if epoch is not None:
             self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
+            # No message waited when the run was claimed, and none was announced since
+            # the claim was asked for (one sent meanwhile is announced: its notice finds
+            # the run held here): `take_messages` need not ask.
+            if not waiting and notices == self._inbox_notices:
+                self._no_messages.add(run_id)
+            else:
+                self._no_messages.discard(run_id)
             self._start_renewing()
             return
         if exists:
@@ -658,8 +682,9 @@ class PostgresEventLog:
         """For each run: the epoch of the lease taken (None if none was: another process
         holds it, or the run does not exist), whether the run exists, its holder and
         lease end (text), its next seq, and (a run of at most `_PREFETCH` events) its
-        event bodies, for the rebuild's `read` that follows. The rows are locked in run
-        id order, like group commits and renewals lock them. The events are seen as of
+        event bodies, for the rebuild's `read` that follows, and whether messages wait
+        in its inbox. The rows are locked in run id order, like group commits and
+        renewals lock them. The events are seen as of
         the statement's start: they are the whole log only if as many as the run's next
         seq once its row was locked (the caller checks)."""
         s = self._schema
@@ -679,7 +704,8 @@ class PostgresEventLog:
                     to_char(r.lease_until AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), t.next_seq,
                     CASE WHEN t.next_seq <= {_PREFETCH} THEN ARRAY(
                         SELECT e.body FROM {s}.events AS e WHERE e.run_id = w.run_id
-                        ORDER BY e.seq) END
+                        ORDER BY e.seq) END,
+                    EXISTS (SELECT 1 FROM {s}.inbox AS i WHERE i.run_id = w.run_id)
                 FROM want AS w LEFT JOIN taken AS t ON t.run_id = w.run_id
                     LEFT JOIN {s}.runs AS r ON r.run_id = w.run_id""",
                 {"ids": run_ids, "me": self.owner, "ttl": self._lease_ttl},
@@ -711,30 +737,39 @@ class PostgresEventLog:
     async def _release(self, run_id: str) -> bool:
         epoch = self._leases.get(run_id)
         pool = self._pool
+        self._no_messages.discard(run_id)
         if epoch is None or pool is None or self._closed:
             self._leases.pop(run_id, None)
             return True
-        s = self._schema
-        with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    f"UPDATE {s}.runs SET owner = NULL, lease_until = NULL "
-                    "WHERE run_id = %s AND owner = %s AND epoch = %s "
-                    f"AND NOT EXISTS (SELECT 1 FROM {s}.inbox WHERE run_id = %s "
-                    "AND (taken_by IS NULL OR taken_by <> %s)) "
-                    "RETURNING 1",
-                    (run_id, self.owner, epoch, run_id, self.owner),
-                )
-                if await cur.fetchone() is None:
-                    cur = await conn.execute(
-                        f"SELECT 1 FROM {s}.runs WHERE run_id = %s AND owner = %s AND epoch = %s",
-                        (run_id, self.owner, epoch),
-                    )
-                    if await cur.fetchone() is not None:
-                        return False  # still ours, and messages wait for it
+        # Releases made at once go in one statement (`_release_many`).
+        with contextlib.suppress(StorageError):
+            if not await self._releases.ask((run_id, epoch)):
+                return False  # still ours, and messages wait for it
         if self._leases.get(run_id) == epoch:  # (not a lease taken again meanwhile)
             del self._leases[run_id]
         return True
+
+    async def _release_many(self, leases: list[tuple[str, int]]) -> list[bool]:
+        """Release each (run, epoch) held here unless messages from other processes wait
+        in its inbox; for each, False if it stays held here because of them. Rows are
+        locked in run id order, like group commits lock them."""
+        s = self._schema
+        rows = await self._query(
+            f"""WITH h AS (SELECT * FROM unnest(%(ids)s::text[], %(epochs)s::bigint[])
+                    AS h(run_id, epoch)),
+                mine AS (SELECT r.run_id, EXISTS (SELECT 1 FROM {s}.inbox AS i
+                        WHERE i.run_id = r.run_id AND (i.taken_by IS NULL
+                            OR i.taken_by <> %(me)s)) AS waiting
+                    FROM {s}.runs AS r JOIN h ON r.run_id = h.run_id AND r.epoch = h.epoch
+                    WHERE r.owner = %(me)s ORDER BY r.run_id FOR UPDATE OF r),
+                freed AS (UPDATE {s}.runs AS r SET owner = NULL, lease_until = NULL
+                    FROM mine WHERE r.run_id = mine.run_id AND NOT mine.waiting
+                    RETURNING r.run_id)
+            SELECT run_id FROM mine WHERE waiting""",
+            {"ids": [r for r, _ in leases], "epochs": [e for _, e in leases], "me": self.owner},
+        )
+        kept = {row[0] for row in rows}
+        return [run_id not in kept for run_id, _ in leases]
 
     # -- messages between processes -------------------------------------------------------
 
@@ -773,6 +808,9 @@ class PostgresEventLog:
         holder took: new ones, and those a former holder took but never answered (it
         died or lost the run before `ack_message`). Each carries its ``inbox_id``."""
         if run_id not in self._leases:
+            return []
+        if run_id in self._no_messages:
+            self._no_messages.discard(run_id)
             return []
         s = self._schema
         rows = await self._query(
@@ -833,6 +871,9 @@ class PostgresEventLog:
                         ready.set_result(None)
                     async for notice in conn.notifies():
                         kind = kinds.get(notice.channel)
+                        if kind == "inbox":
+                            self._inbox_notices += 1
+                            self._no_messages.discard(notice.payload)
                         if kind is not None:
                             callback(kind, notice.payload)
             except psycopg.Error as exc:
@@ -921,12 +962,22 @@ class PostgresEventLog:
         it recorded it, the most recently seen first; None if no worker ever served it."""
         if "\x00" in target:
             return None
+        # A client starting many runs asks once per lease period, not once per run.
+        loop = asyncio.get_running_loop()
+        cached = self._served.get(target)
+        if cached is not None and loop.time() - cached[1] < self._lease_ttl:
+            return cached[0]
         rows = await self._query(
             f"SELECT targets->>%s FROM {self._schema}.workers WHERE targets ? %s "
             "ORDER BY seen DESC LIMIT 1",
             (target, target),
         )
-        return str(rows[0][0]) if rows else None
+        if not rows:
+            self._served.pop(target, None)
+            return None
+        kind = str(rows[0][0])
+        self._served[target] = (kind, loop.time())
+        return kind
 
     async def workers(self) -> list[tuple[str, dict[str, str], float]]:
         """(owner, {target: kind}, seconds since last seen) of every recorded worker."""
@@ -940,13 +991,33 @@ class PostgresEventLog:
         """Give a run this log started (and holds) to the workers: its lease ends at once
         (expired: a worker's watch takes it over) and the workers are told now."""
         epoch = self._leases.pop(run_id, None)
+        # Hand-overs made at once go in one statement, with one notice per target.
+        await self._handovers.ask((run_id, epoch, target))
+
+    async def _hand_over_many(self, runs: list[tuple[str, int | None, str]]) -> list[None]:
+        """End the leases of (run, epoch, target) held here, and tell the workers once per
+        target (the notice's payload: the target and one of the run ids, a line each). The
+        rows are locked in run id order, like group commits and claims lock them."""
         s = self._schema
         await self._query(
-            f"UPDATE {s}.runs SET lease_until = '-infinity' "
-            "WHERE run_id = %s AND owner = %s AND epoch = %s RETURNING 1",
-            (run_id, self.owner, epoch),
+            f"""WITH h AS (SELECT * FROM unnest(%(ids)s::text[], %(epochs)s::bigint[],
+                    %(targets)s::text[]) AS h(run_id, epoch, target)),
+                mine AS (SELECT r.run_id FROM {s}.runs AS r JOIN h ON r.run_id = h.run_id
+                    AND r.epoch = h.epoch WHERE r.owner = %(me)s
+                    ORDER BY r.run_id FOR UPDATE OF r),
+                done AS (UPDATE {s}.runs AS r SET lease_until = '-infinity' FROM mine
+                    WHERE r.run_id = mine.run_id RETURNING r.run_id)
+            SELECT pg_notify(%(channel)s, h.target || E'\\n' || min(h.run_id))
+            FROM h GROUP BY h.target""",
+            {
+                "ids": [r for r, _, _ in runs],
+                "epochs": [e for _, e, _ in runs],
+                "targets": [t for _, _, t in runs],
+                "me": self.owner,
+                "channel": self._channel("work"),
+            },
         )
-        await self.notify("work", f"{target}\n{run_id}")
+        return [None] * len(runs)
 
     def held_leases(self) -> dict[str, int]:
         """The runs this log holds a lease on, with the lease's epoch."""
@@ -1080,11 +1151,8 @@ class PostgresEventLog:
         bodies = self._prefetched.pop(run_id, None)
         if bodies is not None and from_seq == 0:
             return [decode(run_id, seq, body) for seq, body in enumerate(bodies)]
-        rows = await self._query(
-            f"SELECT seq, body FROM {self._schema}.events "
-            "WHERE run_id = %s AND seq >= %s ORDER BY seq",
-            (run_id, from_seq),
-        )
+        # Reads made at once (a client waiting on many runs) go in one statement.
+        rows = await self._reads.ask((run_id, from_seq))
         events: list[Event] = []
         for expected, (seq, body) in enumerate(rows, start=from_seq):
             if seq != expected:
@@ -1095,6 +1163,19 @@ class PostgresEventLog:
                 )
             events.append(decode(run_id, seq, body))
         return events
+
+    async def _read_many(self, wanted: list[tuple[str, int]]) -> list[list[tuple[int, bytes]]]:
+        """The (seq, body) rows of each (run, from seq), in seq order."""
+        rows = await self._query(
+            f"SELECT w.n, e.seq, e.body FROM unnest(%s::text[], %s::bigint[]) "
+            f"WITH ORDINALITY AS w(run_id, from_seq, n) JOIN {self._schema}.events AS e "
+            "ON e.run_id = w.run_id AND e.seq >= w.from_seq ORDER BY w.n, e.seq",
+            ([r for r, _ in wanted], [f for _, f in wanted]),
+        )
+        out: list[list[tuple[int, bytes]]] = [[] for _ in wanted]
+        for n, seq, body in rows:
+            out[int(n) - 1].append((seq, body))
+        return out
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         if "\x00" in run_id:
@@ -1299,6 +1380,64 @@ class PostgresEventLog:
             batches=self._batches,
             last_batch_size=self._last_batch,
         )
+
+
+_K = TypeVar("_K")
+_R = TypeVar("_R")
+
+
+class _Batches(Generic[_K, _R]):
+    """Requests of one kind made while a statement of that kind is in flight go together
+    in the next one (as appends and claims do): `send` answers a list of requests with a
+    list of answers, in order. The asker of an idle kind sends its own request at once."""
+
+    def __init__(
+        self, log: PostgresEventLog, send: Callable[[list[_K]], Awaitable[list[_R]]]
+    ) -> None:
+        self._log = log
+        self._send = send
+        self._queue: list[tuple[_K, asyncio.Future[_R]]] = []
+        self._flushing = 0
+
+    async def ask(self, request: _K) -> _R:
+        future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._flushing < self._log._max_flushes:
+            await self._flush()
+        return await future
+
+    async def _flush(self) -> None:
+        queue = self._queue
+        if not queue:
+            return
+        batch, self._queue = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+        limit = self._log._max_flushes
+        if self._queue and self._flushing + 1 < limit:
+            self._log._spawn(self._flush())
+        self._flushing += 1
+        try:
+            try:
+                answers = await self._send([request for request, _ in batch])
+            except BaseException as exc:
+                error = (
+                    exc
+                    if isinstance(exc, StorageError)
+                    else StorageError(f"PostgreSQL store {redact(self._log.dsn)}: {exc!r}")
+                )
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                        future.exception()  # retrieved: its asker re-raises it
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+        finally:
+            self._flushing -= 1
+            if self._queue and self._flushing < limit:
+                self._log._spawn(self._flush())
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

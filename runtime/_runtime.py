@@ -485,7 +485,7 @@ class Runtime:
                 self._supervisor.post(run_id, Cancel(reason=reason, reply=reply))
             elif message.get("kind") == "continue":
                 strict = message.get("strict") is not False
-                self._supervisor.post(run_id, Continue(reply=reply, strict=strict))
+                self._supervisor.post(run_id, Continue(reply=reply, strict=strict, token=token))
             else:
                 continue
             inbox_id = message.get("inbox_id")

@@ -505,3 +505,18 @@ def test_digest_is_stable_across_versions() -> None:
 def test_digest_distinguishes_json_types() -> None:
     values = [1, 1.0, True, "1", [1], {"1": 1}, None, 0, False, ""]
     assert len({digest(value) for value in values}) == len(values)
+
+
+def test_a_run_continued_written_before_it_had_a_token_reads_with_none() -> None:
+    # Logs written before `RunContinued.token` existed; the fold keeps no token for them.
+    from perdure.actors import fold
+    from perdure.eventlog import RunContinued, RunStarted, from_dict
+
+    old = from_dict(
+        {"run_id": "r", "seq": 1, "ts": 1.0, "reason": "x", "t": "run_continued", "v": 1}
+    )
+    assert old == RunContinued(run_id="r", seq=1, ts=1.0, reason="x", token="")
+    started = RunStarted(
+        run_id="r", seq=0, ts=0.0, target="t", kind="workflow", input=None, input_digest=""
+    )
+    assert fold("r", [started, old]).continue_tokens == frozenset()

@@ -170,3 +170,53 @@ async def test_a_resume_applied_by_a_process_that_died_is_not_applied_again(pg_s
         assert await runtime.status("inbox-dup") == "waiting"  # at the second question
         await runtime.resume("inbox-dup", "no")
         assert (await runtime.wait("inbox-dup")).unwrap() == {"first": "yes", "second": "no"}
+
+
+BODIES: list[str] = []
+
+
+@entrypoint(registry=REG, name="inbox_always_fails")
+def always_fails(topic: str) -> str:
+    BODIES.append(topic)
+    raise RuntimeError(f"{topic} fails")
+
+
+async def _applied(url: str) -> None:
+    """Wait until this process took the inbox's messages and removed them."""
+    for _ in range(500):
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            cur = await conn.execute("SELECT count(*) FROM perdure.inbox")
+            row = await cur.fetchone()
+        if row is not None and row[0] == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the inbox message was never applied")
+
+
+@pytest.mark.timeout(60)
+async def test_a_continue_applied_by_a_process_that_died_is_not_applied_again(
+    pg_store: str,
+) -> None:
+    # A `continue_run` from another process reached the run's driver, which continued the
+    # run and died before it removed the message; the run failed again meanwhile. The
+    # process that takes the run over finds the message in the inbox again: applied again,
+    # it reopened the run a second time (a continue asked for once, done twice).
+    from perdure.eventlog import RunContinued
+
+    BODIES.clear()
+    message = {"kind": "continue", "strict": True, "token": "t-dead-continue"}
+    async with Runtime(pg_store, registry=REG) as runtime:
+        handle = await runtime.start("inbox_always_fails", "doc", run_id="inbox-cont")
+        with pytest.raises(Exception, match="doc fails"):
+            await handle.result()
+        for _ in range(2):  # the first taken and applied here, then found again
+            await _queue_as_if_taken_by_a_dead_process(pg_store, "inbox-cont", message)
+            await runtime.log.notify("inbox", "inbox-cont")  # type: ignore[attr-defined]
+            await _applied(pg_store)
+            with pytest.raises(Exception, match="doc fails"):
+                await handle.result()
+        events = await runtime.log.read("inbox-cont")
+        continued = [e for e in events if isinstance(e, RunContinued)]
+        assert [c.token for c in continued] == ["t-dead-continue"]
+        assert await runtime.status("inbox-cont") == "failed"
+        assert len(BODIES) == 2  # the first run and the one continue
