@@ -131,21 +131,25 @@ WORKER = (
 )
 
 
-async def client_runs(url: str, runs: int, tag: str) -> float:
-    """Runs per second: a client process (this one, without the code) starts `runs`
-    workflows of 3 tasks, handed to the workers, and waits for all of them."""
+async def client_runs(url: str, runs: int, tag: str) -> tuple[float, float]:
+    """(runs per second, the client's CPU share): a client process (this one, without
+    the code) starts `runs` workflows of 3 tasks, handed to the workers, and waits for
+    all of them; its CPU seconds over the wall seconds (near 1: the client is what
+    limits the throughput)."""
     async with Runtime(url, registry=Registry(), recover=False) as rt:
         start = time.perf_counter()
+        cpu = time.process_time()
         handles = await asyncio.gather(
             *(rt.start("pg_tp_flow", i, run_id=f"tp-{tag}-{i}") for i in range(runs))
         )
         results = await asyncio.gather(*(h.result(timeout=600) for h in handles))
         took = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     assert results == [i + 3 for i in range(runs)]
-    return runs / took
+    return runs / took, cpu / took
 
 
-def worker_throughput(url: str, workers: int, runs: int, tag: str) -> float:
+def worker_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[float, float]:
     """`client_runs` with `workers` worker processes serving the store."""
     procs = [
         subprocess.Popen(
@@ -179,9 +183,26 @@ async def enqueue_runs(url: str, runs: int, tag: str) -> float:
         return time.perf_counter() - start
 
 
-def backlog_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[float, float]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these (live, local) processes so far; 0 for one gone."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def backlog_throughput(
+    url: str, workers: int, runs: int, tag: str
+) -> tuple[float, float, float, float]:
     """(runs/s of `workers` worker processes draining a backlog, runs/s of the client
-    that enqueued it). The workers start and are stopped (SIGSTOP) while the client
+    that enqueued it, the workers' and the server's CPU seconds per wall second while
+    they drained it: the server's on a local server only, else 0). The workers start and
+    are stopped (SIGSTOP) while the client
     starts `runs` workflows handed to them; they are let go (SIGCONT) at once, and the
     time until every run completed is read from the store (a count every 20 ms on a
     connection of its own): the workers' throughput, without the client beside them."""
@@ -202,20 +223,32 @@ def backlog_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[flo
             os.kill(proc.pid, signal.SIGSTOP)
         enqueue = asyncio.run(enqueue_runs(url, runs, tag))
         with psycopg.connect(url, autocommit=True) as conn:
+            server = [
+                int(row[0])
+                for row in conn.execute("SELECT pid FROM pg_stat_activity").fetchall()
+                if row[0] is not None
+            ]
+            pids = [proc.pid for proc in procs]
+            cpu = _cpu_seconds(pids), _cpu_seconds(server)
             start = time.perf_counter()
             for proc in procs:
                 os.kill(proc.pid, signal.SIGCONT)
-            while True:
+            while True:  # (through the status index: a cheap look)
                 row = conn.execute(
-                    "SELECT count(*) FROM perdure.runs WHERE run_id LIKE %s "
-                    "AND status = 'completed'",
+                    "SELECT count(*) FROM perdure.runs WHERE status = 'running' AND run_id LIKE %s",
                     (f"pre-{tag}-%",),
                 ).fetchone()
-                if row is not None and row[0] >= runs:
+                if row is not None and row[0] == 0:
                     break
                 time.sleep(0.02)
             took = time.perf_counter() - start
-        return runs / took, runs / enqueue
+            used = _cpu_seconds(pids) - cpu[0], _cpu_seconds(server) - cpu[1]
+            row = conn.execute(
+                "SELECT count(*) FROM perdure.runs WHERE status = 'completed' AND run_id LIKE %s",
+                (f"pre-{tag}-%",),
+            ).fetchone()
+            assert row is not None and row[0] == runs, f"{row} of {runs} runs completed"
+        return runs / took, runs / enqueue, used[0] / took, used[1] / took
     finally:
         for proc in procs:
             os.kill(proc.pid, signal.SIGCONT)
@@ -324,16 +357,18 @@ def main() -> None:
         counts = [int(k) for k in args.workers.split(",") if k.strip()]
         rates = {}
         for k in counts:
-            rates[k] = worker_throughput(url, k, args.tp_runs, f"w{k}")
+            rates[k], share = worker_throughput(url, k, args.tp_runs, f"w{k}")
             ratio = f" ({rates[k] / rates[counts[0]]:.2f}x {counts[0]})" if k != counts[0] else ""
             print(
                 f"{args.tp_runs} workflows of 3 tasks, client + {k} worker process(es): "
-                f"{rates[k]:.0f} runs/s{ratio}"
+                f"{rates[k]:.0f} runs/s{ratio}; the client's CPU {share:.0%} of the time"
             )
         if args.backlog:
             drained = {}
             for k in counts:
-                drained[k], enqueued = backlog_throughput(url, k, args.tp_runs, f"b{k}")
+                drained[k], enqueued, mine, server_cpu = backlog_throughput(
+                    url, k, args.tp_runs, f"b{k}"
+                )
                 ratio = (
                     f" ({drained[k] / drained[counts[0]]:.2f}x {counts[0]})"
                     if k != counts[0]
@@ -342,7 +377,8 @@ def main() -> None:
                 print(
                     f"{args.tp_runs} workflows of 3 tasks enqueued first (client alone: "
                     f"{enqueued:.0f} runs/s), then drained by {k} worker process(es): "
-                    f"{drained[k]:.0f} runs/s{ratio}"
+                    f"{drained[k]:.0f} runs/s{ratio}; CPU seconds per second: workers "
+                    f"{mine:.2f}, PostgreSQL server {server_cpu:.2f}"
                 )
     finally:
         if server is not None:

@@ -129,10 +129,10 @@ class PostgresEventLog:
             "%s::bytea[], %s::text[], %s::text[], %s::float8[], %s, %s, %s)"
         )
         self._append_one_sql = f"SELECT {call}"
-        #: The same, sending the run's settled notice with the commit.
-        self._append_one_notify_sql = (
-            f"SELECT a, (SELECT pg_notify(%s, %s) WHERE left(a, 2) = 'ok') FROM {call} AS a"
-        )
+        #: Runs whose settling committed and whose `settled` notice is not sent yet, and
+        #: whether a notice statement is in flight (`_send_settled`).
+        self._settled: list[str] = []
+        self._notifying = False
         #: Group commit: appends waiting for the next commit, commits in flight, and at
         #: most how many at once (each on its own pooled connection).
         self._queue: list[_Append] = []
@@ -164,11 +164,12 @@ class PostgresEventLog:
         #: Whether this log recorded itself as a worker process (`register_worker`).
         self._worker = False
         #: Per-run requests made at once go together, one statement per batch (like
-        #: claims): reads of whole logs, lease releases, hand-overs to the workers.
+        #: claims): reads of logs and of runs' rows, lease releases, hand-overs.
         self._reads: _Batches[tuple[str, int], list[tuple[int, bytes]]] = _Batches(
             self, self._read_many
         )
         self._releases: _Batches[tuple[str, int], bool] = _Batches(self, self._release_many)
+        self._lookups: _Batches[str, RunInfo | None] = _Batches(self, self._get_runs)
         self._handovers: _Batches[tuple[str, int | None, str], None] = _Batches(
             self, self._hand_over_many
         )
@@ -177,8 +178,8 @@ class PostgresEventLog:
         self._no_messages: set[str] = set()
         #: Inbox notices seen (a claim made before one may have missed its message).
         self._inbox_notices = 0
-        #: target -> (its kind as the workers serve it, when read): `served_kind`'s cache.
-        self._served: dict[str, tuple[str, float]] = {}
+        #: target -> (its kind as the workers serve it, when asked): `served_kind`'s cache.
+        self._served: dict[str, tuple[asyncio.Task[str | None], float]] = {}
 
     def __repr__(self) -> str:
         mode = ", read-only" if self._read_only else ""
@@ -357,10 +358,8 @@ class PostgresEventLog:
             raise
         new_status = changes.status or ("running" if started is not None else None)
         # A settled run's waiters in other processes look at it again: the notice goes
-        # out with the commit (best effort: `wait`'s timeout covers a lost one).
-        notify = (
-            self._channel("settled") if new_status is not None and new_status != "running" else None
-        )
+        # out once the commit is done (best effort: `wait`'s poll covers a lost one).
+        notify = new_status is not None and new_status != "running"
         pool = await self._connections()
         # Appends of one run leave this process in the order they were made. While
         # several are queued, the run's next seq seen by the last one is kept: seqs only
@@ -479,6 +478,7 @@ class PostgresEventLog:
             for entry, answer in zip(batch, answers, strict=True):
                 if not entry.future.done():
                     entry.future.set_result(answer)
+            self._announce(batch, answers)
         except BaseException as exc:
             # Cancelled (or the pool gave out) with the statement maybe sent: whether
             # it committed is unknown, which the appenders are told.
@@ -513,36 +513,53 @@ class PostgresEventLog:
             else:
                 if not entry.future.done():
                     entry.future.set_result(answer)
+                self._announce([entry], [answer])
+
+    def _announce(self, batch: Sequence[_Append], answers: Sequence[str]) -> None:
+        """Queue the `settled` notices of the runs these committed appends settled."""
+        for entry, answer in zip(batch, answers, strict=True):
+            if entry.notify and answer.startswith("ok"):
+                self._settled.append(entry.run_id)
+        if self._settled and not self._notifying:
+            self._notifying = True
+            self._spawn(self._send_settled())
+
+    async def _send_settled(self) -> None:
+        """Send the queued `settled` notices, one statement for all queued meanwhile, after
+        their runs' commits (not inside them: a transaction that notifies holds the
+        server's one notice lock until its commit is flushed, so commits that notify,
+        of every process, would wait for each other). The notice statement's own commit
+        is not waited for on disk (``synchronous_commit`` off for it alone): it writes
+        no data."""
+        try:
+            while self._settled and not self._closed:
+                runs, self._settled = self._settled, []
+                with contextlib.suppress(StorageError, psycopg_pool.PoolTimeout):
+                    await self._query(
+                        "SELECT set_config('synchronous_commit', 'off', true), "
+                        "pg_notify(%s, r) FROM unnest(%s::text[]) AS r",
+                        (self._channel("settled"), runs),
+                    )
+        finally:
+            self._notifying = False
 
     async def _append_many(
         self, pool: psycopg_pool.AsyncConnectionPool, batch: Sequence[_Append]
     ) -> list[str]:
         if len(batch) == 1:
             return [await self._append_one(pool, batch[0])]
-        meta = []
-        for entry in batch:
-            started = entry.started
-            meta.append(
-                (
-                    entry.run_id,
-                    entry.expected,
-                    entry.status,
-                    started is not None,
-                    entry.first_started,
-                    started.target if started is not None else None,
-                    started.kind if started is not None else None,
-                    started.idempotency_key if started is not None else None,
-                    started.input_digest if started is not None else None,
-                    started.ts if started is not None else None,
-                    entry.updated,
-                    [body.hex() for body in entry.bodies],
-                    entry.removed,
-                    entry.timer_ids,
-                    entry.dues,
-                    entry.epoch,
-                    entry.notify,
-                )
+        meta = [
+            (
+                *_run_fields(entry),
+                [body.hex() for body in entry.bodies],
+                entry.removed,
+                entry.timer_ids,
+                entry.dues,
+                entry.epoch,
+                None,  # (the notice channel: settled notices go after the commit)
             )
+            for entry in batch
+        ]
         params = (json.dumps(meta, allow_nan=False), self.owner, self._lease_ttl)
         async with pool.connection() as conn:
             cur = await conn.execute(self._append_sql, params)
@@ -553,19 +570,8 @@ class PostgresEventLog:
     async def _append_one(self, pool: psycopg_pool.AsyncConnectionPool, entry: _Append) -> str:
         """A lone append: `append` itself, with scalar parameters (what dumping
         `append_many`'s arrays costs in Python is most of a lone append's CPU)."""
-        started = entry.started
-        params: tuple[Any, ...] = (
-            entry.run_id,
-            entry.expected,
-            entry.status,
-            started is not None,
-            entry.first_started,
-            started.target if started is not None else None,
-            started.kind if started is not None else None,
-            started.idempotency_key if started is not None else None,
-            started.input_digest if started is not None else None,
-            started.ts if started is not None else None,
-            entry.updated,
+        params = (
+            *_run_fields(entry),
             entry.bodies,
             entry.removed,
             entry.timer_ids,
@@ -574,13 +580,9 @@ class PostgresEventLog:
             entry.epoch,
             self._lease_ttl,
         )
-        sql = self._append_one_sql
-        if entry.notify is not None:
-            sql = self._append_one_notify_sql
-            params = (entry.notify, entry.run_id, *params)
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(sql, params)
+                cur = await conn.execute(self._append_one_sql, params)
                 row = await cur.fetchone()
             self._commits += 1
         except psycopg.Error as exc:
@@ -912,29 +914,43 @@ class PostgresEventLog:
 
     # -- worker processes ------------------------------------------------------------------
 
-    async def claim_handed_over(self, targets: Sequence[str], limit: int = 64) -> list[str]:
+    async def claim_handed_over(
+        self, targets: Sequence[str], limit: int = 64, runs: Sequence[str] | None = None
+    ) -> list[str]:
         """Lease to this log up to `limit` runs of `targets` whose lease ended (handed
         over by a client, or left by a dead process) and that need a driver (running, or
         with messages waiting), locked with ``FOR UPDATE SKIP LOCKED``: processes that
         look at once each get different runs, and none starts an actor for a run another
-        one got (its waiters there would be told the run was lost)."""
+        one got (its waiters there would be told the run was lost). The runs that need a
+        driver are found through the status index and the inbox (a store of many settled
+        runs is not read through: that made each claim cost a scan of every run)."""
         if self._read_only or not targets:
             return []
         s = self._schema
+        # With `runs` (the ids a `work` notice named), only those are looked at, by key.
+        wanting = (
+            "SELECT run_id FROM unnest(%s::text[]) AS w(run_id)"
+            if runs is not None
+            else f"SELECT run_id FROM {s}.runs WHERE status = 'running' "
+            f"UNION SELECT run_id FROM {s}.inbox"
+        )
+        params: tuple[Any, ...] = (list(targets), limit, self.owner, self._lease_ttl)
+        if runs is not None:
+            params = (list(runs), *params)
         rows = await self._query(
-            f"""WITH free AS (
-                SELECT run_id FROM {s}.runs AS r
-                WHERE (status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i
+            f"""WITH wanting AS ({wanting}), free AS (
+                SELECT r.run_id FROM {s}.runs AS r JOIN wanting ON wanting.run_id = r.run_id
+                WHERE r.lease_until < now() AND r.target = ANY(%s::text[])
+                  AND (r.status = 'running' OR EXISTS (SELECT 1 FROM {s}.inbox AS i
                     WHERE i.run_id = r.run_id))
-                  AND lease_until < now() AND target = ANY(%s::text[])
-                ORDER BY updated_at, run_id LIMIT %s
-                FOR UPDATE SKIP LOCKED
+                ORDER BY r.updated_at, r.run_id LIMIT %s
+                FOR UPDATE OF r SKIP LOCKED
             )
             UPDATE {s}.runs AS r SET owner = %s, epoch = r.epoch + 1,
                 lease_until = now() + %s * interval '1 second'
             FROM free WHERE r.run_id = free.run_id
             RETURNING r.run_id, r.epoch""",
-            (list(targets), limit, self.owner, self._lease_ttl),
+            params,
         )
         for run_id, epoch in rows:
             self._leases[run_id] = int(epoch)
@@ -962,22 +978,31 @@ class PostgresEventLog:
         it recorded it, the most recently seen first; None if no worker ever served it."""
         if "\x00" in target:
             return None
-        # A client starting many runs asks once per lease period, not once per run.
+        # A client starting many runs (at once, or one after another) asks once per lease
+        # period, not once per run: the answer, or the question in flight, is shared.
         loop = asyncio.get_running_loop()
         cached = self._served.get(target)
         if cached is not None and loop.time() - cached[1] < self._lease_ttl:
-            return cached[0]
+            return await asyncio.shield(cached[0])
+        asked = loop.create_task(self._served_kind(target))
+        self._served[target] = (asked, loop.time())
+        try:
+            return await asyncio.shield(asked)
+        except BaseException:
+            if self._served.get(target, (None,))[0] is asked:
+                del self._served[target]  # (a failure is not kept)
+            raise
+
+    async def _served_kind(self, target: str) -> str | None:
         rows = await self._query(
             f"SELECT targets->>%s FROM {self._schema}.workers WHERE targets ? %s "
             "ORDER BY seen DESC LIMIT 1",
             (target, target),
         )
         if not rows:
-            self._served.pop(target, None)
+            self._served.pop(target, None)  # a worker may come: ask again next time
             return None
-        kind = str(rows[0][0])
-        self._served[target] = (kind, loop.time())
-        return kind
+        return str(rows[0][0])
 
     async def workers(self) -> list[tuple[str, dict[str, str], float]]:
         """(owner, {target: kind}, seconds since last seen) of every recorded worker."""
@@ -995,9 +1020,9 @@ class PostgresEventLog:
         await self._handovers.ask((run_id, epoch, target))
 
     async def _hand_over_many(self, runs: list[tuple[str, int | None, str]]) -> list[None]:
-        """End the leases of (run, epoch, target) held here, and tell the workers once per
-        target (the notice's payload: the target and one of the run ids, a line each). The
-        rows are locked in run id order, like group commits and claims lock them."""
+        """End the leases of (run, epoch, target) held here, and tell the workers (a
+        notice per target naming its runs, see `_work_notices`: the workers claim those
+        by key). The rows are locked in run id order, like group commits and claims."""
         s = self._schema
         await self._query(
             f"""WITH h AS (SELECT * FROM unnest(%(ids)s::text[], %(epochs)s::bigint[],
@@ -1007,14 +1032,14 @@ class PostgresEventLog:
                     ORDER BY r.run_id FOR UPDATE OF r),
                 done AS (UPDATE {s}.runs AS r SET lease_until = '-infinity' FROM mine
                     WHERE r.run_id = mine.run_id RETURNING r.run_id)
-            SELECT pg_notify(%(channel)s, h.target || E'\\n' || min(h.run_id))
-            FROM h GROUP BY h.target""",
+            SELECT pg_notify(%(channel)s, n) FROM unnest(%(notices)s::text[]) AS n""",
             {
                 "ids": [r for r, _, _ in runs],
                 "epochs": [e for _, e, _ in runs],
                 "targets": [t for _, _, t in runs],
                 "me": self.owner,
                 "channel": self._channel("work"),
+                "notices": _work_notices(runs),
             },
         )
         return [None] * len(runs)
@@ -1181,10 +1206,16 @@ class PostgresEventLog:
         if "\x00" in run_id:
             await self._connections()
             return None
+        # Lookups made at once (clients waiting on many runs) go in one statement.
+        return await self._lookups.ask(run_id)
+
+    async def _get_runs(self, run_ids: list[str]) -> list[RunInfo | None]:
         rows = await self._query(
-            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs WHERE run_id = %s", (run_id,)
+            f"SELECT {_RUN_COLUMNS} FROM {self._schema}.runs WHERE run_id = ANY(%s)",
+            (run_ids,),
         )
-        return _run_info(rows[0]) if rows else None
+        found = {row[0]: _run_info(row) for row in rows}
+        return [found.get(run_id) for run_id in run_ids]
 
     async def list_runs(
         self,
@@ -1455,7 +1486,8 @@ class _Append:
     timer_ids: list[str]
     dues: list[float]
     epoch: int | None
-    notify: str | None
+    #: Whether the append settles the run (its waiters elsewhere get a notice).
+    notify: bool
     future: asyncio.Future[str] = dataclasses.field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -1463,6 +1495,67 @@ class _Append:
 
 def _by_run(entry: _Append) -> str:
     return entry.run_id
+
+
+#: A notice's payload is at most 8,000 bytes; `work` notices stay below this.
+_NOTICE_BYTES = 7000
+
+
+def _work_notices(runs: Sequence[tuple[str, int | None, str]]) -> list[str]:
+    """The payloads of the `work` notices telling the workers of these runs: per target,
+    a JSON array of the target then run ids, as many as fit one notice (a notice of
+    an older perdure is the target, a newline and one run id)."""
+    by_target: dict[str, list[str]] = {}
+    for run_id, _, target in runs:
+        by_target.setdefault(target, []).append(run_id)
+    notices = []
+    for target, ids in by_target.items():
+        chunk = [target]
+        size = len(json.dumps(target))
+        for run_id in ids:
+            more = len(json.dumps(run_id)) + 2
+            if size + more > _NOTICE_BYTES and len(chunk) > 1:
+                notices.append(json.dumps(chunk))
+                chunk, size = [target], len(json.dumps(target))
+            chunk.append(run_id)
+            size += more
+        notices.append(json.dumps(chunk))
+    return notices
+
+
+def _run_fields(entry: _Append) -> tuple[Any, ...]:
+    """The run-level parameters `append` and `append_many` take first, in their order:
+    run id, expected seq, status, started, first event is RunStarted, and the start's
+    target, kind, idempotency key, input digest and time (None without a start), then
+    the update time."""
+    started = entry.started
+    if started is None:
+        return (
+            entry.run_id,
+            entry.expected,
+            entry.status,
+            False,
+            entry.first_started,
+            None,
+            None,
+            None,
+            None,
+            None,
+            entry.updated,
+        )
+    return (
+        entry.run_id,
+        entry.expected,
+        entry.status,
+        True,
+        entry.first_started,
+        started.target,
+        started.kind,
+        started.idempotency_key,
+        started.input_digest,
+        started.ts,
+        entry.updated,
+    )
 
 
 def _settle_failed(entry: _Append, error: BaseException) -> None:

@@ -170,6 +170,8 @@ class Runtime:
         self._background_tasks: set[asyncio.Task[None]] = set()
         #: Runs handed to the workers were announced / are being claimed (see `_claim_work`).
         self._work_waiting = False
+        #: Runs `work` notices named, to claim by key (`_claim_work`).
+        self._work_named: list[str] = []
         self._claiming_work = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Which store this is (see `store_key`); fixed when the runtime opens.
@@ -410,9 +412,12 @@ class Runtime:
             if held is not None and payload in held():
                 self._in_background(self._take_messages(payload))
         elif kind == "work":
-            target, _, _run_id = payload.partition("\n")
+            target, runs = _work_notice(payload)
             if self._recover and self.registry.get(target) is not None:
-                self._work_waiting = True
+                if runs is None:
+                    self._work_waiting = True  # look for them all
+                else:
+                    self._work_named.extend(runs)
                 if not self._claiming_work:
                     self._claiming_work = True
                     self._in_background(self._claim_work())
@@ -434,20 +439,28 @@ class Runtime:
 
     async def _claim_work(self) -> None:
         """Take runs handed to the workers, a batch at a time, while notices come: each
-        is leased to one worker (``SKIP LOCKED``), so workers do not race for them."""
+        is leased to one worker (``SKIP LOCKED``), so workers do not race for them. The
+        runs a notice named are claimed by key; a notice that names none (sent by an
+        older perdure) has the store looked through."""
         claim = getattr(self.log, "claim_handed_over", None)
         try:
-            while claim is not None and self._work_waiting and self._open:
-                self._work_waiting = False
+            while claim is not None and self._open and (self._work_waiting or self._work_named):
+                named = self._work_named[:64]
+                del self._work_named[:64]
+                if not named:
+                    self._work_waiting = False
                 try:
-                    taken = await claim(self.registry.names())
+                    if named:
+                        taken = await claim(self.registry.names(), len(named), named)
+                    else:
+                        taken = await claim(self.registry.names())
                 except Exception as exc:
                     logger.warning("could not claim handed-over runs", error=describe(exc))
                     return
                 for run_id in taken:
                     if self._supervisor is not None:
                         self._supervisor.post(run_id, Wake())
-                if len(taken) >= 64:
+                if not named and len(taken) >= 64:
                     self._work_waiting = True  # a full batch: there may be more
         finally:
             self._claiming_work = False
@@ -985,10 +998,14 @@ class Runtime:
         settle_waiters.setdefault(run_id, []).append(fut)
         try:
             actor = self._rebuilt_actor(run_id)
-            state = actor.state if actor is not None else await self.state(run_id)
-            if not state.started:
-                raise RunNotFoundError(f"no run with id {run_id!r} in this store", run_id=run_id)
-            outcome = live_outcome(actor, []) if actor is not None else settled_outcome(state)
+            if actor is not None:
+                outcome = live_outcome(actor, [])
+            else:
+                exists, outcome = await self._stored_outcome(run_id)
+                if not exists:
+                    raise RunNotFoundError(
+                        f"no run with id {run_id!r} in this store", run_id=run_id
+                    )
             if outcome is not None:
                 return outcome
             if timeout is None and not self._shared_store():
@@ -1014,6 +1031,20 @@ class Runtime:
     def _shared_store(self) -> bool:
         return hasattr(self._log, "listen")
 
+    async def _stored_outcome(self, run_id: str) -> tuple[bool, Outcome | None]:
+        """(whether the run exists, its outcome if it settled) as the store has it. On a
+        store shared by processes the run's row is looked at first: a run still running
+        (what a client waiting on the runs it handed to workers mostly finds) is not read
+        and folded."""
+        if self._shared_store():
+            info = await self.log.get_run(run_id)
+            if info is None:
+                return False, None
+            if info.status == "running":
+                return True, None
+        state = fold(run_id, await self.log.read(run_id))
+        return state.started, settled_outcome(state)
+
     async def _settled(
         self, run_id: str, fut: asyncio.Future[Outcome], timeout: float | None
     ) -> Outcome:
@@ -1036,7 +1067,7 @@ class Runtime:
             except TimeoutError:
                 if not self._shared_store() or self._rebuilt_actor(run_id) is not None:
                     continue
-                outcome = settled_outcome(fold(run_id, await self.log.read(run_id)))
+                _, outcome = await self._stored_outcome(run_id)
                 if outcome is not None:
                     return outcome
 
@@ -1049,6 +1080,19 @@ class Runtime:
         """
         self._require_open()
         return self._host.subscribe(check_id("run_id", run_id))
+
+
+def _work_notice(payload: str) -> tuple[str, list[str] | None]:
+    """A `work` notice's target and the runs it names: a JSON array (target, run ids),
+    or, from an older perdure, the target, a newline and one run id (None: look)."""
+    if payload.startswith("["):
+        try:
+            named = json.loads(payload)
+        except ValueError:
+            named = None
+        if isinstance(named, list) and named and all(isinstance(n, str) for n in named):
+            return named[0], named[1:]
+    return payload.partition("\n")[0], None
 
 
 def _remote_error(answer: dict[str, Any], payload: str) -> PerdureError:
