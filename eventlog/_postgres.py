@@ -532,7 +532,7 @@ class PostgresEventLog:
         is not waited for on disk (``synchronous_commit`` off for it alone): it writes
         no data."""
         try:
-            while self._settled and not self._closed:
+            while self._settled:
                 runs, self._settled = self._settled, []
                 with contextlib.suppress(StorageError, psycopg_pool.PoolTimeout):
                     await self._query(
@@ -1163,6 +1163,7 @@ class PostgresEventLog:
                         )
             self._leases.clear()
             self._prefetched.clear()
+            self._no_messages.clear()
             await pool.close(timeout=30)
 
     # -- reads -------------------------------------------------------------------------------
@@ -1420,7 +1421,8 @@ _R = TypeVar("_R")
 class _Batches(Generic[_K, _R]):
     """Requests of one kind made while a statement of that kind is in flight go together
     in the next one (as appends and claims do): `send` answers a list of requests with a
-    list of answers, in order. The asker of an idle kind sends its own request at once."""
+    list of answers, in order. A request of an idle kind is sent at once. Statements run
+    in tasks of their own: an asker cancelled meanwhile fails nobody else's request."""
 
     def __init__(
         self, log: PostgresEventLog, send: Callable[[list[_K]], Awaitable[list[_R]]]
@@ -1434,19 +1436,24 @@ class _Batches(Generic[_K, _R]):
         future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         if self._flushing < self._log._max_flushes:
-            await self._flush()
+            self._start()
         return await future
 
-    async def _flush(self) -> None:
-        queue = self._queue
-        if not queue:
-            return
-        batch, self._queue = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
-        limit = self._log._max_flushes
-        if self._queue and self._flushing + 1 < limit:
-            self._log._spawn(self._flush())
+    def _start(self) -> None:
+        """A statement for what is queued, in a task (counted from now: requests made
+        until it starts go with it)."""
         self._flushing += 1
+        self._log._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        limit = self._log._max_flushes
+        queue = self._queue
+        batch, self._queue = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
         try:
+            if not batch:
+                return
+            if self._queue and self._flushing < limit:
+                self._start()
             try:
                 answers = await self._send([request for request, _ in batch])
             except BaseException as exc:
@@ -1468,7 +1475,7 @@ class _Batches(Generic[_K, _R]):
         finally:
             self._flushing -= 1
             if self._queue and self._flushing < limit:
-                self._log._spawn(self._flush())
+                self._start()
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
