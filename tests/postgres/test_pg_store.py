@@ -134,3 +134,27 @@ def test_the_cli_resumes_and_cancels_runs_in_a_postgres_store(pg_store: str) -> 
     asyncio.run(hold_and_cancel())
     nowhere = cli("cancel", "x", "--store", pg_store.rsplit("/", 1)[0] + "/nosuchdb")
     assert nowhere.code == 1 and "cannot open the store" in nowhere.err
+
+
+async def test_reads_asked_at_once_survive_the_cancellation_of_one_reader(pg_store: str) -> None:
+    # Reads of logs made at once go in one statement; the reader whose read sent it may be
+    # cancelled (a `wait` given up) while it is in flight: the others still get their events.
+    from perdure.testing.events import started
+
+    log = PostgresEventLog(pg_store)
+    try:
+        for i in range(20):
+            await log.append(f"batch-{i}", 0, [started(f"batch-{i}")])
+        reads = [asyncio.ensure_future(log.read(f"batch-{i}")) for i in range(20)]
+        await asyncio.sleep(0)  # every read queued, the statement on its way
+        reads[0].cancel()
+        answers = await asyncio.gather(*reads[1:])
+        assert [[e.run_id for e in events] for events in answers] == [
+            [f"batch-{i}"] for i in range(1, 20)
+        ]
+        assert [
+            info.run_id
+            for info in await asyncio.gather(*(log.get_run(f"batch-{i}") for i in range(3)))
+        ] == ["batch-0", "batch-1", "batch-2"]
+    finally:
+        await log.close()
