@@ -982,7 +982,11 @@ class PostgresEventLog:
         # period, not once per run: the answer, or the question in flight, is shared.
         loop = asyncio.get_running_loop()
         cached = self._served.get(target)
-        if cached is not None and loop.time() - cached[1] < self._lease_ttl:
+        if (
+            cached is not None
+            and loop.time() - cached[1] < self._lease_ttl
+            and not (cached[0].done() and (cached[0].cancelled() or cached[0].exception()))
+        ):
             return await asyncio.shield(cached[0])
         asked = loop.create_task(self._served_kind(target))
         self._served[target] = (asked, loop.time())

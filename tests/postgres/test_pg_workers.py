@@ -179,3 +179,24 @@ def test_a_dead_workers_run_is_taken_over_by_another_worker(pg_store: str, tmp_p
             if proc.returncode is None:
                 proc.terminate()
             proc.communicate(timeout=30)
+
+
+def test_work_notices_name_their_runs_within_a_notice_payload() -> None:
+    # A notice's payload is at most 8,000 bytes: hand-overs of many runs with long ids
+    # are told in several notices per target, each naming its runs; an older perdure's
+    # notice (the target, a newline, one run id) still reads.
+    from perdure.eventlog._postgres import _work_notices
+    from perdure.runtime._runtime import _work_notice
+
+    long = [(f"r{i:03d}-" + "é" * 190, 1, "flow") for i in range(300)]
+    runs = [*long, ("short", 2, "other")]
+    notices = _work_notices(runs)
+    assert all(len(n.encode()) < 8000 for n in notices) and len(notices) > 2
+    named: dict[str, list[str]] = {}
+    for notice in notices:
+        target, ids = _work_notice(notice)
+        assert ids is not None
+        named.setdefault(target, []).extend(ids)
+    assert named == {"flow": [r for r, _, _ in long], "other": ["short"]}
+    assert _work_notice("flow\nrun-1") == ("flow", None)
+    assert _work_notice("[not json") == ("[not json", None)
