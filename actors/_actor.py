@@ -190,6 +190,8 @@ class RunActor:
                         await self._start(item)
                     elif isinstance(item, Stop):
                         if item.force:
+                            # What came after the stop is for the next incarnation.
+                            self.mailbox.put_back(batch[handled + 1 :])
                             await self._shutdown()
                             return
                         self._stop_when_idle = True

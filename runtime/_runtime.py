@@ -240,7 +240,6 @@ class Runtime:
             poll=min(float(getattr(self._log, "lease_ttl", 2.0)) / 2, 1.0),
         )
         self._host.scheduler = self._scheduler
-        self._scheduler.start()
         listen = getattr(self._log, "listen", None)
         if listen is not None:  # a store shared by processes: messages and settled runs
             await listen(self._notice)
@@ -252,6 +251,9 @@ class Runtime:
                 {name: self.registry.resolve(name).kind for name in self.registry.names()}
             )
         self._open = True
+        # Started once open: a timer it delivered before would be dropped (the runtime
+        # takes no message until open), and on a shared store its run stay leased here.
+        self._scheduler.start()
         self._token = current_runtime.set(self)
         open_runtimes.append(self)
         if self._recover:
@@ -390,6 +392,8 @@ class Runtime:
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
             self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
+        elif self._scheduler is not None:  # not delivered: not in flight either
+            self._scheduler.settled(entry.run_id, entry.timer_id)
 
     # -- messages between processes (a store shared by processes) ------------------------
 
@@ -509,8 +513,14 @@ class Runtime:
                 self._in_background(ack(inbox_id))
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
-        """Nobody can run or park this run now: callers waiting on it get `error`."""
+        """Nobody can run or park this run now: callers waiting on it get `error`.
+
+        Its actor was dropped with its mailbox, timer deliveries included: those are
+        due again, or the run would never fire them when this process drives it next.
+        """
         self._host.unavailable(run_id, error)
+        if self._scheduler is not None:
+            self._scheduler.forget_run(run_id)
 
     def _actor_restarted(self, run_id: str) -> None:
         if self._scheduler is not None:
