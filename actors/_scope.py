@@ -203,7 +203,7 @@ class TaskFuture(Generic[T]):
         self._value = value
         self._error = error
         #: `fut`'s outcome copied for a thread (a sync body): `.result()` waits on it
-        #: without asking the loop for anything (see `_waiter_for`).
+        #: without asking the loop for anything (see `_ThreadStepFuture`).
         self._waiter = waiter
         #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
         self._held: tuple[Scope, int] | None = None
@@ -303,27 +303,35 @@ class TaskFuture(Generic[T]):
 _ALIVE_CHECK = 0.25
 
 
-def _copy_outcome(waiter: concurrent.futures.Future[Any], fut: asyncio.Future[Any]) -> None:
-    """On the loop, once `fut` is done: hand its outcome to the thread waiting on `waiter`."""
-    if fut.cancelled():
-        waiter.cancel()
-    elif (error := fut.exception()) is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(fut.result())
+class _ThreadStepFuture(asyncio.Future[Any]):
+    """A step's future whose outcome reaches the waiting thread the moment it is set.
 
-
-def _waiter_for(fut: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
-    """A thread-side copy of a step's future, wired up before the loop ever sees `fut`.
-
-    Called by the thread that just created `fut` (nothing else holds it yet, so
-    adding the callback here is safe): the thread's `.result()` then waits on the
-    copy, and a step costs no extra trip through the loop to start that wait.
+    Sync code (a body or task in a pool thread) waits on `waiter`, a thread-side
+    copy. Copying in `set_result` & co. rather than in a done callback wakes that
+    thread in the same loop iteration that settles the step: a callback would run
+    an iteration later (one more pass through the selector per step).
     """
-    waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    waiter.set_running_or_notify_cancel()
-    fut.add_done_callback(functools.partial(_copy_outcome, waiter))
-    return waiter
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.waiter.set_running_or_notify_cancel()
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self.waiter.set_result(result)
+
+    def set_exception(self, exception: type | BaseException) -> None:
+        super().set_exception(exception)
+        error = super().exception()
+        assert error is not None
+        self.waiter.set_exception(error)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self.waiter.cancel()
+        return True
 
 
 #: How long sync code may hold a task call back before the watchdog sends it (seconds).
@@ -399,8 +407,14 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         future: TaskFuture[Any] = TaskFuture(spec.name, actor.loop, fut=held)
         future._held = (scope, step.settled_seq)
         return future
-    fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
     in_thread = threading.get_ident() != actor.thread_id
+    fut: asyncio.Future[Any]
+    waiter: concurrent.futures.Future[Any] | None = None
+    if in_thread:
+        fut = _ThreadStepFuture(actor.loop)
+        waiter = fut.waiter
+    else:
+        fut = asyncio.Future(loop=actor.loop)
     message = ExecuteTask(
         incarnation=scope.incarnation,
         position=position,
@@ -412,9 +426,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
         seen_seq=scope.seen(),
     )
-    future = TaskFuture(
-        spec.name, actor.loop, fut=fut, waiter=_waiter_for(fut) if in_thread else None
-    )
+    future = TaskFuture(spec.name, actor.loop, fut=fut, waiter=waiter)
     if (
         in_thread
         and step is None
