@@ -195,7 +195,7 @@ class TaskFuture(Generic[T]):
         fut: asyncio.Future[Any] | None = None,
         value: Any = None,
         error: BaseException | None = None,
-        waiter: concurrent.futures.Future[Any] | None = None,
+        waiter: _ThreadStepFuture | None = None,
     ) -> None:
         self.name = name
         self._loop = loop
@@ -243,7 +243,9 @@ class TaskFuture(Generic[T]):
             raise quiet(signal) from None
 
     @staticmethod
-    def _wait_in_thread(waiter: concurrent.futures.Future[Any], timeout: float | None) -> T:
+    def _wait_in_thread(
+        waiter: _ThreadStepFuture | concurrent.futures.Future[Any], timeout: float | None
+    ) -> T:
         """Wait for the thread-side copy; give up (`Suspend`) once the body's actor stopped.
 
         The copy is settled by the loop when the step is, but an actor that stops
@@ -257,6 +259,8 @@ class TaskFuture(Generic[T]):
                 _ALIVE_CHECK if deadline is None else min(_ALIVE_CHECK, deadline - time.monotonic())
             )
             try:
+                if isinstance(waiter, _ThreadStepFuture):
+                    return waiter.wait(max(wait, 0.0))  # type: ignore[no-any-return]
                 return waiter.result(max(wait, 0.0))  # type: ignore[no-any-return]
             except concurrent.futures.TimeoutError:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -304,34 +308,46 @@ _ALIVE_CHECK = 0.25
 
 
 class _ThreadStepFuture(asyncio.Future[Any]):
-    """A step's future whose outcome reaches the waiting thread the moment it is set.
+    """A step's future that sync code (a body or task in a pool thread) waits on.
 
-    Sync code (a body or task in a pool thread) waits on `waiter`, a thread-side
-    copy. Copying in `set_result` & co. rather than in a done callback wakes that
-    thread in the same loop iteration that settles the step: a callback would run
-    an iteration later (one more pass through the selector per step).
+    The waiting thread blocks on a plain lock the loop releases the moment the
+    outcome is set: in the loop iteration that settles the step (a done callback
+    would run an iteration later: one more pass through the selector per step),
+    and without a `concurrent.futures.Future` (a condition and its locks) per step.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop=loop)
-        self.waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.waiter.set_running_or_notify_cancel()
+        self._ready = threading.Lock()
+        self._ready.acquire()
 
     def set_result(self, result: Any) -> None:
         super().set_result(result)
-        self.waiter.set_result(result)
+        self._ready.release()
 
     def set_exception(self, exception: type | BaseException) -> None:
         super().set_exception(exception)
-        error = super().exception()
-        assert error is not None
-        self.waiter.set_exception(error)
+        super().exception()  # the waiting thread gets it: never "exception was never retrieved"
+        self._ready.release()
 
     def cancel(self, msg: Any | None = None) -> bool:
         if not super().cancel(msg):
             return False
-        self.waiter.cancel()
+        self._ready.release()
         return True
+
+    def wait(self, timeout: float) -> Any:
+        """In the waiting thread: the outcome once set (raised if an error), else
+        `concurrent.futures.TimeoutError` after `timeout` seconds."""
+        if not self._ready.acquire(timeout=timeout):
+            raise concurrent.futures.TimeoutError
+        self._ready.release()  # settled for good: any later wait passes at once
+        if self.cancelled():
+            raise concurrent.futures.CancelledError
+        error = self.exception()
+        if error is not None:
+            raise error
+        return self.result()
 
 
 #: How long sync code may hold a task call back before the watchdog sends it (seconds).
@@ -409,10 +425,9 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         return future
     in_thread = threading.get_ident() != actor.thread_id
     fut: asyncio.Future[Any]
-    waiter: concurrent.futures.Future[Any] | None = None
+    waiter: _ThreadStepFuture | None = None
     if in_thread:
-        fut = _ThreadStepFuture(actor.loop)
-        waiter = fut.waiter
+        fut = waiter = _ThreadStepFuture(actor.loop)
     else:
         fut = asyncio.Future(loop=actor.loop)
     message = ExecuteTask(
