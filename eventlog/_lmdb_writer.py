@@ -238,8 +238,10 @@ class Writer:
         if len(batch) == 1:  # the common case of a lone caller, without the grouping
             ticket = batch[0].ticket
             outcome = outcomes[0] if outcomes else None
-            with suppress(RuntimeError):
+            try:  # noqa: SIM105 - no `suppress` object: this runs once per step
                 ticket.loop.call_soon_threadsafe(settle, [(ticket, outcome)])
+            except RuntimeError:  # a closed loop: nobody is waiting any more
+                pass
             return
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, BaseException | None]]] = {}
         results = iter(outcomes)
