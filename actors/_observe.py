@@ -19,6 +19,7 @@ the first line actually written: importing it costs ~70 ms when rich is installe
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 from collections.abc import MutableMapping
@@ -107,11 +108,35 @@ def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
     return _logger_class()(logging.getLogger(name), processors, fields)
 
 
-def bind_contextvars(**fields: Any) -> None:
-    """Bind `fields` to structlog's context (the host's structlog loggers merge them)."""
-    import structlog.contextvars
+#: structlog's own context variables for an attempt's fields (`bind_attempt`), in the
+#: order of its arguments; found on the first bind.
+_ATTEMPT_VARS: list[tuple[contextvars.ContextVar[Any], ...]] = []
 
-    structlog.contextvars.bind_contextvars(**fields)
+
+def bind_attempt(run_id: str, target: str, task: str, attempt: int, trace_id: str | None) -> None:
+    """Bind a task attempt's fields to structlog's context (the host's structlog loggers
+    merge them): `bind_contextvars`, at the cost of five `ContextVar.set`.
+
+    Runs once per step: the generic path (an f-string and a dict look-up per key, a
+    dict of tokens) was ~2 µs of it. The variables are structlog's own (taken from
+    the tokens of the first, ordinary bind), so structlog reads, resets and unbinds
+    them as usual.
+    """
+    if not _ATTEMPT_VARS:
+        import structlog.contextvars
+
+        tokens = structlog.contextvars.bind_contextvars(
+            run_id=run_id, target=target, task=task, attempt=attempt, trace_id=trace_id
+        )
+        names = ("run_id", "target", "task", "attempt", "trace_id")
+        _ATTEMPT_VARS.append(tuple(tokens[name].var for name in names))
+        return
+    found = _ATTEMPT_VARS[0]
+    found[0].set(run_id)
+    found[1].set(target)
+    found[2].set(task)
+    found[3].set(attempt)
+    found[4].set(trace_id)
 
 
 def load_logging() -> None:

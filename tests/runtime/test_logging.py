@@ -179,3 +179,47 @@ async def test_ctx_logger_is_a_full_logger(caplog: pytest.LogCaptureFixture) -> 
     assert failed.levelno == logging.ERROR
     assert failed.exc_info is not None and failed.exc_info[0] is KeyError
     assert failed.funcName == "log_full"
+
+
+async def test_each_task_attempt_sees_its_own_fields_in_structlog_context() -> None:
+    """Code in a task (sync, run inline, or async) finds the attempt's fields bound in
+    structlog's context, fresh for each step (the bind reuses structlog's variables)."""
+    import structlog.contextvars
+
+    from perdure import entrypoint, task
+
+    seen: list[dict[str, object]] = []
+
+    @task(name="ctx_sync")
+    def ctx_sync(i: int) -> int:
+        seen.append(structlog.contextvars.get_contextvars())
+        return i
+
+    @task(name="ctx_async")
+    async def ctx_async(i: int) -> int:
+        seen.append(structlog.contextvars.get_contextvars())
+        return i
+
+    @entrypoint(name="ctx_flow")
+    async def ctx_flow(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await ctx_async(i)
+        return total
+
+    @entrypoint(name="ctx_sync_flow")
+    def ctx_sync_flow(n: int) -> int:
+        return sum(ctx_sync(i).result() for i in range(n))
+
+    async with Runtime(log=MemoryEventLog(), clock=MockClock()):
+        await ctx_flow.ainvoke(2, {"configurable": {"thread_id": "ctx-a"}})
+        await ctx_sync_flow.ainvoke(2, {"configurable": {"thread_id": "ctx-s"}})
+    assert [(s["run_id"], s["target"], s["task"], s["attempt"]) for s in seen] == [
+        ("ctx-a", "ctx_flow", "ctx_async", 0),
+        ("ctx-a", "ctx_flow", "ctx_async", 0),
+        ("ctx-s", "ctx_sync_flow", "ctx_sync", 0),
+        ("ctx-s", "ctx_sync_flow", "ctx_sync", 0),
+    ]
+    trace_ids = [s["trace_id"] for s in seen]
+    assert all(isinstance(t, str) and len(t) == 32 for t in trace_ids)
+    assert trace_ids[0] == trace_ids[1] and trace_ids[2] == trace_ids[3]
