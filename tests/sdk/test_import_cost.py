@@ -20,7 +20,7 @@ import pytest
 DEFERRED = (
     "structlog",  # the first Runtime, or the first log line written
     "rich",  # through structlog.dev; the CLI's views
-    "opentelemetry",  # the first Runtime (its tracer)
+    "opentelemetry",  # only a program that loads it (to configure tracing) loads it
     "lmdb",  # the first LMDB store opened
     "perdure.eventlog._lmdb",
     "psycopg",  # the first PostgreSQL store
