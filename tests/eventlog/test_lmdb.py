@@ -566,6 +566,36 @@ async def test_a_torn_or_stale_journal_tail_is_ignored(store: Path) -> None:
     assert len(journal_frames(store)) == 1  # the frames after it are from before: not followed
 
 
+async def test_a_reopened_store_continues_the_journal_and_a_power_loss_after_recovers(
+    store: Path, tmp_path: Path
+) -> None:
+    """A writable open that finds LMDB holding exactly the journal's chain continues it
+    (no new generation: one device flush less per open); the frames written before and
+    after the reopen still restore what LMDB loses."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.close()
+    before = journal_frames(store)
+    header = (store / "journal.wal").read_bytes()[:PAGE]
+    reopened = LmdbEventLog(store)
+    earlier = tmp_path / "earlier"
+    await reopened.copy(earlier)  # LMDB as the reopen found it
+    await reopened.append("r", 3, steps("r", 3, 1))
+    await reopened.close()
+    assert journal_frames(store) == [*before, before[-1] + 1]
+    assert (store / "journal.wal").read_bytes()[:PAGE] == header  # the same generation
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    (store / "lock.mdb").unlink()
+    again = LmdbEventLog(store)
+    assert [e.seq for e in await again.read("r")] == [0, 1, 2, 3]
+    await again.append("r", 4, steps("r", 4, 1))
+    await again.close()
+    reader = LmdbEventLog(store, read_only=True)
+    assert [e.seq for e in await reader.read("r")] == [0, 1, 2, 3, 4]
+    await reader.close()
+
+
 async def test_the_journal_wraps_after_a_checkpoint_and_huge_batches_bypass_it(
     store: Path, tmp_path: Path
 ) -> None:
