@@ -29,7 +29,7 @@ inputs, results), so a value can contain bytes that look like a frame header
 and land on a page boundary. Every frame carries the generation's salt and
 its checksum covers it; the salt is drawn from `os.urandom` each time the
 journal starts over (`rewind`: at every wrap, and at a writable open unless LMDB
-holds exactly the journal's chain, which the new writer then continues) and
+holds exactly the journal's chain, which an fsync'd writer then continues) and
 is written nowhere but in this file, so data cannot carry a frame the
 recovery accepts. Starting a new generation invalidates every older frame at
 once: none of them is read again.
@@ -391,16 +391,26 @@ def apply_ops(
 
 
 def recover(
-    env: lmdb.Environment, handles: Sequence[lmdb._Database], meta: lmdb._Database, journal: Journal
-) -> int:
-    """Re-apply the frames LMDB lacks (after an OS crash or power loss); the next frame number.
+    env: lmdb.Environment,
+    handles: Sequence[lmdb._Database],
+    meta: lmdb._Database,
+    journal: Journal,
+    *,
+    continuing: bool = False,
+) -> tuple[int, bool]:
+    """Re-apply the frames LMDB lacks (after an OS crash or power loss): the next frame
+    number, and whether LMDB is still to be flushed before that frame is written.
 
-    Runs before the writer starts, with LMDB opened for writing. Afterwards LMDB
-    is flushed completely. If LMDB holds exactly the journal's chain of frames (a
-    store closed cleanly, or a crash after which nothing was lost), the writer
-    continues that chain, as if this process had written it: no new generation
-    (one device flush less at every open; the next wrap starts one). Otherwise the
-    journal is started over (`Journal.rewind`), its frames being all in LMDB now.
+    Runs before the writer starts, with LMDB opened for writing. LMDB is then
+    flushed completely and the journal started over (`Journal.rewind`), its frames
+    being all in LMDB. With `continuing` (the writer of an fsync'd store), if LMDB
+    holds exactly the journal's chain of frames (a store closed cleanly, or a crash
+    after which nothing was lost), neither is done here: the writer continues that
+    chain as if it had written it (the next wrap starts a new generation) and flushes
+    LMDB first, in its own thread, before its first frame, so that frame never lies
+    on changes LMDB has not made durable (a session with ``durability="process"``
+    leaves some), while the opening process goes on: two device flushes less before
+    a fresh process's first read.
     """
     with env.begin() as txn:
         applied = applied_frame(txn, meta)
@@ -434,20 +444,21 @@ def recover(
             raise StorageError(
                 f"re-applying the journal {journal.path} to the store failed: {exc}"
             ) from exc
-    env.sync(True)  # LMDB durable (its last meta page may not be yet: see the module doc)
     if (
-        not missing
+        continuing
+        and not missing
         and journal.salt is not None
         and not journal.legacy
         and (not chain or chain[-1][0] == applied)
     ):
         journal.offset = journal.scan_end  # the next frame follows the chain (or opens it)
-        return applied + 1
+        return applied + 1, True
+    env.sync(True)
     try:
         journal.rewind()
     except OSError as exc:
         raise StorageError(f"cannot start the journal {journal.path} over: {exc}") from exc
-    return last + 1
+    return last + 1, False
 
 
 def _fsync_dir(directory: str) -> None:

@@ -596,6 +596,61 @@ async def test_a_reopened_store_continues_the_journal_and_a_power_loss_after_rec
     await reader.close()
 
 
+class _FlushSpy:
+    """An LMDB environment that notes its flushes into `order` (the rest passes through)."""
+
+    def __init__(self, env: lmdb.Environment, order: list[str]) -> None:
+        self._env, self._order = env, order
+
+    def sync(self, force: bool = False) -> None:
+        self._order.append("flush")
+        self._env.sync(force)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+class _FailingFlush(_FlushSpy):
+    def sync(self, force: bool = False) -> None:
+        self._order.append("flush")
+        raise lmdb.Error("the device refused the flush")
+
+
+@pytest.mark.parametrize("flush_fails", [False, True])
+async def test_a_continued_journal_gets_no_frame_before_lmdb_is_flushed(
+    store: Path, monkeypatch: pytest.MonkeyPatch, flush_fails: bool
+) -> None:
+    """The writer that continues the chain flushes LMDB before its first frame (what a
+    `durability="process"` session left may not be durable); if it cannot, no append is
+    acknowledged. The opening process does not wait for that flush."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    order: list[str] = []
+    plain_init = lmdb_writer.Writer.__init__
+    plain_write = lmdb_writer.Writer._write_journal
+
+    def spying_init(self: lmdb_writer.Writer, env: lmdb.Environment, *a: Any, **k: Any) -> None:
+        spy = (_FailingFlush if flush_fails else _FlushSpy)(env, order)
+        plain_init(self, spy, *a, **k)  # type: ignore[arg-type]
+
+    def noting_write(self: lmdb_writer.Writer, frame: bytes) -> None:
+        order.append("frame")
+        plain_write(self, frame)
+
+    monkeypatch.setattr(lmdb_writer.Writer, "__init__", spying_init)
+    monkeypatch.setattr(lmdb_writer.Writer, "_write_journal", noting_write)
+    reopened = LmdbEventLog(store)
+    if flush_fails:
+        with pytest.raises(StorageError, match="flush"):
+            await reopened.append("r", 1, steps("r", 1, 1))
+        assert "frame" not in order
+    else:
+        await reopened.append("r", 1, steps("r", 1, 1))
+        assert order[:2] == ["flush", "frame"], order
+    await reopened.close()
+
+
 async def test_the_journal_wraps_after_a_checkpoint_and_huge_batches_bypass_it(
     store: Path, tmp_path: Path
 ) -> None:
