@@ -14,7 +14,9 @@ never touched here). A record's message is the event ("run started"); its fields
 
 structlog loads when a `Runtime` is created (its task attempts bind their context), or on
 the first line actually written: importing it costs ~70 ms when rich is installed
-(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay.
+(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay. A
+process whose logging configuration sends perdure's records nowhere (no handler but
+perdure's `NullHandler`) and that has not loaded structlog itself never loads it.
 
 OpenTelemetry (~10 ms) loads only once the program has loaded it: configuring a tracer
 provider imports ``opentelemetry.trace``, so until then no span could record anything,
@@ -115,17 +117,51 @@ def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
     return _logger_class()(logging.getLogger(name), processors, fields)
 
 
+def heard(name: str = "perdure") -> bool:
+    """Whether a record of logger `name` reaches a handler the host set (not perdure's
+    `NullHandler`) on it or an ancestor: otherwise it goes nowhere."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(type(handler) is not logging.NullHandler for handler in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
+
+
+def _heard_anywhere() -> bool:
+    """`heard`, for perdure's loggers and any the host configured under ``perdure.``."""
+    if heard():
+        return True
+    loggers = logging.root.manager.loggerDict
+    return any(
+        name.startswith("perdure.") and isinstance(logger, logging.Logger) and logger.handlers
+        for name, logger in list(loggers.items())
+    )
+
+
 def bind_contextvars(**fields: Any) -> None:
-    """Bind `fields` to structlog's context (the host's structlog loggers merge them)."""
+    """Bind `fields` to structlog's context (the host's structlog loggers merge them).
+
+    In a process that has not loaded structlog and whose logging configuration sends
+    perdure's records nowhere, nothing could read them: structlog is not imported for
+    them (~70 ms when rich is installed).
+    """
+    if "structlog" not in sys.modules and not heard():
+        return
     import structlog.contextvars
 
     structlog.contextvars.bind_contextvars(**fields)
 
 
 def load_logging() -> None:
-    """Import structlog now: a runtime calls it when it is created, so that its first task
-    attempt (which binds the run's context) does not pay the import in the middle of a run."""
-    import structlog.contextvars  # noqa: F401
+    """Import structlog now if perdure's records go somewhere (or the host uses structlog):
+    a runtime calls it when it is created, so that its first task attempt (which binds the
+    run's context) does not pay the import in the middle of a run. A process whose logging
+    sends them nowhere does not load it (see `bind_contextvars`)."""
+    if "structlog" in sys.modules or _heard_anywhere():
+        import structlog.contextvars  # noqa: F401
 
 
 INFO, WARNING = logging.INFO, logging.WARNING
@@ -185,6 +221,8 @@ class SafeLogger:
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         if not self._stdlib.isEnabledFor(_LEVELS[level]):
             return
+        if self._inner is None and "structlog" not in sys.modules and not heard(self._stdlib.name):
+            return  # no handler would get it: structlog is not loaded for it
         try:
             if self._inner is None:
                 self._inner = get_logger(self._stdlib.name, **self._fields)

@@ -18,7 +18,7 @@ import pytest
 
 #: Never loaded by importing perdure's names: each loads when a program uses it.
 DEFERRED = (
-    "structlog",  # the first Runtime, or the first log line written
+    "structlog",  # a Runtime or a log line, once logging sends perdure's records somewhere
     "rich",  # through structlog.dev; the CLI's views
     "opentelemetry",  # only a program that loads it (to configure tracing) loads it
     "lmdb",  # the first LMDB store opened
