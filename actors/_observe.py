@@ -259,10 +259,11 @@ def _propagator() -> TraceContextTextMapPropagator:
     return TraceContextTextMapPropagator()
 
 
-#: A W3C ``traceparent``: version, trace id, parent span id, flags (and more, after version 00).
-_TRACEPARENT = re.compile(
-    r"^\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*$"
-)
+@functools.cache
+def _traceparent() -> re.Pattern[str]:
+    """A W3C ``traceparent``: version, trace id, parent span id, flags (and more, after
+    version 00). Compiled on first use, not at import."""
+    return re.compile(r"^\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*$")
 
 
 def tracing_loaded() -> bool:
@@ -317,7 +318,7 @@ class Untraced:
 
     def __init__(self, parent: dict[str, str]) -> None:
         header = parent.get("traceparent")
-        match = _TRACEPARENT.match(header) if isinstance(header, str) else None
+        match = _traceparent().match(header) if isinstance(header, str) else None
         trace_id = 0
         #: What a propagator would inject for it (the parent's trace context, if valid).
         self.carrier: dict[str, str] = {}
