@@ -151,7 +151,9 @@ class Runtime:
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
-        load_logging()  # structlog (~70 ms): here, not at import nor in a run's first step
+        # structlog (~70 ms), if perdure's records go somewhere: here, not at import nor in
+        # a run's first step (a process that logs nothing never loads it).
+        load_logging()
 
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(
