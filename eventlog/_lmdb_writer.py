@@ -108,12 +108,15 @@ class Writer:
         *,
         journal: Journal | None = None,
         next_frame: int = 1,
+        flush_first: bool = False,
     ):
         self._env = env
         self._dbs = dbs
         self._handles = dbs.in_order()
         self._journal = journal
         self._next_frame = next_frame
+        #: Flush LMDB before anything else (see `recover`): the thread's first act.
+        self._flush_first = flush_first
         #: Batches acknowledged / committed to LMDB (they differ while a journaled commit runs).
         self._acked = 0
         self._applied = 0
@@ -166,6 +169,11 @@ class Writer:
 
     def _run(self) -> None:
         try:
+            if self._flush_first:
+                try:
+                    self._env.sync(True)
+                except lmdb.Error as exc:  # no frame may lie on what is not durable
+                    self._break(StorageError(f"flushing the store at {self._path} failed: {exc}"))
             stop = False
             next_check = time.monotonic() + READER_CHECK_INTERVAL
             while not stop:

@@ -18,7 +18,7 @@ import os
 import secrets
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from perdure.actors import (
     Cancel,
@@ -26,6 +26,7 @@ from perdure.actors import (
     Command,
     Continue,
     FireTimer,
+    GlobalTracer,
     InvalidResumeError,
     Resume,
     RunActor,
@@ -73,7 +74,7 @@ from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Subscription
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.trace import Tracer, TracerProvider
 
 #: The runtime of the enclosing ``async with Runtime(...)``.
 current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
@@ -150,15 +151,21 @@ class Runtime:
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
-        from opentelemetry import trace  # here, not at import: ~10 ms
-
-        load_logging()  # structlog (~70 ms): here, not at import nor in a run's first step
+        # structlog (~70 ms), if perdure's records go somewhere: here, not at import nor in
+        # a run's first step (a process that logs nothing never loads it).
+        load_logging()
 
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(
             registry=registry or default_registry,
             clock=self._clock,
-            tracer=(tracer_provider or trace.get_tracer_provider()).get_tracer("perdure"),
+            # Without a provider given: the global one's, once the program loads OpenTelemetry
+            # (not here: ~10 ms that a process which traces nothing would pay at start).
+            tracer=(
+                tracer_provider.get_tracer("perdure")
+                if tracer_provider is not None
+                else cast("Tracer", GlobalTracer("perdure"))
+            ),
             attempt_linger=attempt_linger,
             task_concurrency=task_concurrency,
         )
