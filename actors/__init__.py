@@ -40,7 +40,14 @@ from perdure.actors._messages import (
     Stop,
     Wake,
 )
-from perdure.actors._observe import caller_context, describe, get_logger, load_logging, logger
+from perdure.actors._observe import (
+    GlobalTracer,
+    caller_context,
+    describe,
+    get_logger,
+    load_logging,
+    logger,
+)
 from perdure.actors._policy import (
     NO_RETRY,
     BackoffPolicy,
@@ -96,6 +103,7 @@ __all__ = [
     "SleepRequest",
     "Scope",
     "RunView",
+    "GlobalTracer",
     "caller_context",
     "describe",
     "logger",

@@ -190,6 +190,8 @@ class RunActor:
                         await self._start(item)
                     elif isinstance(item, Stop):
                         if item.force:
+                            # What came after the stop is for the next incarnation.
+                            self.mailbox.put_back(batch[handled + 1 :])
                             await self._shutdown()
                             return
                         self._stop_when_idle = True
@@ -204,7 +206,12 @@ class RunActor:
                     if self._flush_handle is None:
                         self._flush_handle = self.loop.call_at(self._linger_due, self._linger_check)
                 self.last_active = now
-                if self.state.terminal is None and snapshot_due(self.state, self._snapshot_seq):
+                if (
+                    self.state.terminal is None
+                    and snapshot_due(self.state, self._snapshot_seq)
+                    and self.durable_seq == self.state.next_seq
+                    and self.idle()
+                ):  # checked here too: a busy run would build a coroutine per turn for nothing
                     await self._snapshot()
                 if self._stop_when_idle and self.idle():
                     stop = True

@@ -101,6 +101,8 @@ class Execution:
         self.calls: dict[str, ExecuteTask] = {}
         self.waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._semaphore: asyncio.Semaphore | None = None
+        #: The run span whose trace id the attempts' logs carry, and that id as text.
+        self._trace_id: tuple[Span, str] | None = None
         self.body: asyncio.Task[None] | None = None
         self.generation = 0
         self.restart_pending = False
@@ -762,8 +764,14 @@ class Execution:
         span: Span | None
         if parent is not None and not parent.is_recording():
             # The run is not traced (no tracer provider, or sampled out), nor are its
-            # attempts; their logs still carry the run's trace id.
-            span, trace_id = None, _observe.trace_id_hex(parent)
+            # attempts; their logs still carry the run's trace id (formatted once a span).
+            span = None
+            known = self._trace_id
+            if known is not None and known[0] is parent:
+                trace_id = known[1]
+            else:
+                trace_id = _observe.trace_id_hex(parent)
+                self._trace_id = (parent, trace_id)
         else:
             from opentelemetry import trace  # loaded already: the host's tracer comes from it
 
@@ -778,13 +786,7 @@ class Execution:
                 },
             )
             trace_id = _observe.trace_id_hex(span)
-        _observe.bind_contextvars(
-            run_id=actor.run_id,
-            target=actor.state.target,
-            task=call.spec.name,
-            attempt=attempt,
-            trace_id=trace_id,
-        )
+        _observe.bind_attempt(actor.run_id, actor.state.target, call.spec.name, attempt, trace_id)
         return span
 
     def run_inline(self, call: ExecuteTask) -> None:

@@ -14,13 +14,24 @@ never touched here). A record's message is the event ("run started"); its fields
 
 structlog loads when a `Runtime` is created (its task attempts bind their context), or on
 the first line actually written: importing it costs ~70 ms when rich is installed
-(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay.
+(``structlog.dev`` imports rich's tracebacks), which `import perdure` should not pay. A
+process whose logging configuration sends perdure's records nowhere (no handler but
+perdure's `NullHandler`) and that has not loaded structlog itself never loads it.
+
+OpenTelemetry (~10 ms) loads only once the program has loaded it: configuring a tracer
+provider imports ``opentelemetry.trace``, so until then no span could record anything,
+and a run's spans are `Untraced` (they keep the trace id a stored traceparent names, for
+the log lines). A `GlobalTracer` looks the global provider's tracer up when it is.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
+import os
+import re
+import sys
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -107,17 +118,72 @@ def get_logger(name: str, **fields: Any) -> structlog.stdlib.BoundLogger:
     return _logger_class()(logging.getLogger(name), processors, fields)
 
 
-def bind_contextvars(**fields: Any) -> None:
-    """Bind `fields` to structlog's context (the host's structlog loggers merge them)."""
-    import structlog.contextvars
+def heard(name: str = "perdure") -> bool:
+    """Whether a record of logger `name` reaches a handler the host set (not perdure's
+    `NullHandler`) on it or an ancestor: otherwise it goes nowhere."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(type(handler) is not logging.NullHandler for handler in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
-    structlog.contextvars.bind_contextvars(**fields)
+
+def _heard_anywhere() -> bool:
+    """`heard`, for perdure's loggers and any the host configured under ``perdure.``."""
+    if heard():
+        return True
+    loggers = logging.root.manager.loggerDict
+    return any(
+        name.startswith("perdure.") and isinstance(logger, logging.Logger) and logger.handlers
+        for name, logger in list(loggers.items())
+    )
+
+
+#: structlog's own context variables for an attempt's fields (`bind_attempt`), in the
+#: order of its arguments; found on the first bind.
+_ATTEMPT_VARS: list[tuple[contextvars.ContextVar[Any], ...]] = []
+
+
+def bind_attempt(run_id: str, target: str, task: str, attempt: int, trace_id: str | None) -> None:
+    """Bind a task attempt's fields to structlog's context (the host's structlog loggers
+    merge them), at the cost of five `ContextVar.set`. In a process that has not loaded
+    structlog and whose logging sends perdure's records nowhere, nothing could read
+    them, and structlog is not imported for them (~70 ms when rich is installed).
+
+    Runs once per step: the generic path (an f-string and a dict look-up per key, a
+    dict of tokens) was ~2 µs of it. The variables are structlog's own (taken from
+    the tokens of the first, ordinary bind), so structlog reads, resets and unbinds
+    them as usual.
+    """
+    if not _ATTEMPT_VARS:
+        if "structlog" not in sys.modules and not heard():
+            return  # nothing could read them: structlog is not even loaded for them
+        import structlog.contextvars
+
+        tokens = structlog.contextvars.bind_contextvars(
+            run_id=run_id, target=target, task=task, attempt=attempt, trace_id=trace_id
+        )
+        names = ("run_id", "target", "task", "attempt", "trace_id")
+        _ATTEMPT_VARS.append(tuple(tokens[name].var for name in names))
+        return
+    found = _ATTEMPT_VARS[0]
+    found[0].set(run_id)
+    found[1].set(target)
+    found[2].set(task)
+    found[3].set(attempt)
+    found[4].set(trace_id)
 
 
 def load_logging() -> None:
-    """Import structlog now: a runtime calls it when it is created, so that its first task
-    attempt (which binds the run's context) does not pay the import in the middle of a run."""
-    import structlog.contextvars  # noqa: F401
+    """Import structlog now if perdure's records go somewhere (or the host uses structlog):
+    a runtime calls it when it is created, so that its first task attempt (which binds the
+    run's context) does not pay the import in the middle of a run. A process whose logging
+    sends them nowhere does not load it (see `bind_attempt`)."""
+    if "structlog" in sys.modules or _heard_anywhere():
+        import structlog.contextvars  # noqa: F401
 
 
 INFO, WARNING = logging.INFO, logging.WARNING
@@ -177,6 +243,8 @@ class SafeLogger:
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         if not self._stdlib.isEnabledFor(_LEVELS[level]):
             return
+        if self._inner is None and "structlog" not in sys.modules and not heard(self._stdlib.name):
+            return  # no handler would get it: structlog is not loaded for it
         try:
             if self._inner is None:
                 self._inner = get_logger(self._stdlib.name, **self._fields)
@@ -213,6 +281,94 @@ def _propagator() -> TraceContextTextMapPropagator:
     return TraceContextTextMapPropagator()
 
 
+@functools.cache
+def _traceparent() -> re.Pattern[str]:
+    """A W3C ``traceparent``: version, trace id, parent span id, flags (and more, after
+    version 00). Compiled on first use, not at import."""
+    return re.compile(r"^\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\s*$")
+
+
+def tracing_loaded() -> bool:
+    """Whether OpenTelemetry's API is loaded (or will load a provider from the environment):
+    before that no tracer provider can have been configured, and no span be current."""
+    return "opentelemetry.trace" in sys.modules or "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+class GlobalTracer:
+    """The tracer of OpenTelemetry's global provider, looked up once OpenTelemetry is loaded.
+
+    A `Runtime` without ``tracer_provider=`` holds one: creating it imports nothing;
+    `resolve` gives the real tracer once the program has loaded OpenTelemetry (and
+    maybe configured its SDK), None before. Its tracer is the API's, which follows a
+    provider set later, as the runtime's tracer always did.
+    """
+
+    __slots__ = ("_name", "_tracer")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tracer: Tracer | None = None
+
+    def resolve(self) -> Tracer | None:
+        if self._tracer is None and tracing_loaded():
+            from opentelemetry import trace
+
+            self._tracer = trace.get_tracer_provider().get_tracer(self._name)
+        return self._tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Span:
+        """`Tracer.start_span` of the real tracer (OpenTelemetry is loaded for it)."""
+        import opentelemetry.trace  # noqa: F401 - what `resolve` looks for
+
+        tracer = self.resolve()
+        assert tracer is not None
+        return tracer.start_span(*args, **kwargs)
+
+
+class _UntracedContext:
+    __slots__ = ("trace_id",)
+
+    def __init__(self, trace_id: int) -> None:
+        self.trace_id = trace_id
+
+
+class Untraced:
+    """A run's span while OpenTelemetry is not loaded: it records nothing, like the API's
+    non-recording span, and keeps the trace its stored traceparent names (if valid)."""
+
+    __slots__ = ("_context", "carrier")
+
+    def __init__(self, parent: dict[str, str]) -> None:
+        header = parent.get("traceparent")
+        match = _traceparent().match(header) if isinstance(header, str) else None
+        trace_id = 0
+        #: What a propagator would inject for it (the parent's trace context, if valid).
+        self.carrier: dict[str, str] = {}
+        if match is not None:
+            version, trace_hex, span_hex, flags, rest = match.groups()
+            if (
+                version != "ff"
+                and not (version == "00" and rest)
+                and int(trace_hex, 16)
+                and int(span_hex, 16)
+            ):
+                trace_id = int(trace_hex, 16)
+                self.carrier["traceparent"] = f"00-{trace_hex}-{span_hex}-{flags}"
+                state = parent.get("tracestate")
+                if isinstance(state, str) and state.strip():
+                    self.carrier["tracestate"] = state
+        self._context = _UntracedContext(trace_id)
+
+    def is_recording(self) -> bool:
+        return False
+
+    def get_span_context(self) -> _UntracedContext:
+        return self._context
+
+    def end(self) -> None:
+        pass
+
+
 #: perdure's own log: run lifecycle, failed attempts, the supervisor and the scheduler. Call
 #: sites on a run's path check ``logger.isEnabledFor(level)`` first: a disabled level is free.
 logger = SafeLogger("perdure")
@@ -221,6 +377,8 @@ logger = SafeLogger("perdure")
 def caller_context() -> dict[str, str]:
     """The caller's current trace context as a carrier dict (empty if none)."""
     carrier: dict[str, str] = {}
+    if "opentelemetry.trace" not in sys.modules:
+        return carrier  # no span can be current: nothing has loaded OpenTelemetry
     _propagator().inject(carrier)
     return carrier
 
@@ -228,6 +386,13 @@ def caller_context() -> dict[str, str]:
 def start_run_span(
     tracer: Tracer, name: str, parent: dict[str, str], attributes: dict[str, Any]
 ) -> Span:
+    """The run's span under the `parent` carrier (an `Untraced` one if OpenTelemetry is not
+    loaded: a `GlobalTracer` that cannot resolve yet)."""
+    if isinstance(tracer, GlobalTracer):
+        resolved = tracer.resolve()
+        if resolved is None:
+            return Untraced(parent)  # type: ignore[return-value] # a Span to its callers
+        tracer = resolved
     from opentelemetry import context as otel_context
     from opentelemetry import trace
 
@@ -235,7 +400,9 @@ def start_run_span(
     return tracer.start_span(name, context=ctx, kind=trace.SpanKind.INTERNAL, attributes=attributes)
 
 
-def span_carrier(span: Span) -> dict[str, str]:
+def span_carrier(span: Span | Untraced) -> dict[str, str]:
+    if isinstance(span, Untraced):
+        return dict(span.carrier)
     carrier: dict[str, str] = {}
     from opentelemetry import trace
 

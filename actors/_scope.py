@@ -195,7 +195,7 @@ class TaskFuture(Generic[T]):
         fut: asyncio.Future[Any] | None = None,
         value: Any = None,
         error: BaseException | None = None,
-        waiter: concurrent.futures.Future[Any] | None = None,
+        waiter: _ThreadStepFuture | None = None,
     ) -> None:
         self.name = name
         self._loop = loop
@@ -203,7 +203,7 @@ class TaskFuture(Generic[T]):
         self._value = value
         self._error = error
         #: `fut`'s outcome copied for a thread (a sync body): `.result()` waits on it
-        #: without asking the loop for anything (see `_waiter_for`).
+        #: without asking the loop for anything (see `_ThreadStepFuture`).
         self._waiter = waiter
         #: a recorded outcome held back (see `Scope.hold`): its scope and settled seq
         self._held: tuple[Scope, int] | None = None
@@ -243,7 +243,9 @@ class TaskFuture(Generic[T]):
             raise quiet(signal) from None
 
     @staticmethod
-    def _wait_in_thread(waiter: concurrent.futures.Future[Any], timeout: float | None) -> T:
+    def _wait_in_thread(
+        waiter: _ThreadStepFuture | concurrent.futures.Future[Any], timeout: float | None
+    ) -> T:
         """Wait for the thread-side copy; give up (`Suspend`) once the body's actor stopped.
 
         The copy is settled by the loop when the step is, but an actor that stops
@@ -257,6 +259,8 @@ class TaskFuture(Generic[T]):
                 _ALIVE_CHECK if deadline is None else min(_ALIVE_CHECK, deadline - time.monotonic())
             )
             try:
+                if isinstance(waiter, _ThreadStepFuture):
+                    return waiter.wait(max(wait, 0.0))  # type: ignore[no-any-return]
                 return waiter.result(max(wait, 0.0))  # type: ignore[no-any-return]
             except concurrent.futures.TimeoutError:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -303,27 +307,47 @@ class TaskFuture(Generic[T]):
 _ALIVE_CHECK = 0.25
 
 
-def _copy_outcome(waiter: concurrent.futures.Future[Any], fut: asyncio.Future[Any]) -> None:
-    """On the loop, once `fut` is done: hand its outcome to the thread waiting on `waiter`."""
-    if fut.cancelled():
-        waiter.cancel()
-    elif (error := fut.exception()) is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(fut.result())
+class _ThreadStepFuture(asyncio.Future[Any]):
+    """A step's future that sync code (a body or task in a pool thread) waits on.
 
-
-def _waiter_for(fut: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
-    """A thread-side copy of a step's future, wired up before the loop ever sees `fut`.
-
-    Called by the thread that just created `fut` (nothing else holds it yet, so
-    adding the callback here is safe): the thread's `.result()` then waits on the
-    copy, and a step costs no extra trip through the loop to start that wait.
+    The waiting thread blocks on a plain lock the loop releases the moment the
+    outcome is set: in the loop iteration that settles the step (a done callback
+    would run an iteration later: one more pass through the selector per step),
+    and without a `concurrent.futures.Future` (a condition and its locks) per step.
     """
-    waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    waiter.set_running_or_notify_cancel()
-    fut.add_done_callback(functools.partial(_copy_outcome, waiter))
-    return waiter
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._ready = threading.Lock()
+        self._ready.acquire()
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self._ready.release()
+
+    def set_exception(self, exception: type | BaseException) -> None:
+        super().set_exception(exception)
+        super().exception()  # the waiting thread gets it: never "exception was never retrieved"
+        self._ready.release()
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._ready.release()
+        return True
+
+    def wait(self, timeout: float) -> Any:
+        """In the waiting thread: the outcome once set (raised if an error), else
+        `concurrent.futures.TimeoutError` after `timeout` seconds."""
+        if not self._ready.acquire(timeout=timeout):
+            raise concurrent.futures.TimeoutError
+        self._ready.release()  # settled for good: any later wait passes at once
+        if self.cancelled():
+            raise concurrent.futures.CancelledError
+        error = self.exception()
+        if error is not None:
+            raise error
+        return self.result()
 
 
 #: How long sync code may hold a task call back before the watchdog sends it (seconds).
@@ -399,8 +423,13 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         future: TaskFuture[Any] = TaskFuture(spec.name, actor.loop, fut=held)
         future._held = (scope, step.settled_seq)
         return future
-    fut: asyncio.Future[Any] = asyncio.Future(loop=actor.loop)
     in_thread = threading.get_ident() != actor.thread_id
+    fut: asyncio.Future[Any]
+    waiter: _ThreadStepFuture | None = None
+    if in_thread:
+        fut = waiter = _ThreadStepFuture(actor.loop)
+    else:
+        fut = asyncio.Future(loop=actor.loop)
     message = ExecuteTask(
         incarnation=scope.incarnation,
         position=position,
@@ -412,9 +441,7 @@ def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         stored=None if stored_args is arg_list and stored_kwargs is kwargs else stored,
         seen_seq=scope.seen(),
     )
-    future = TaskFuture(
-        spec.name, actor.loop, fut=fut, waiter=_waiter_for(fut) if in_thread else None
-    )
+    future = TaskFuture(spec.name, actor.loop, fut=fut, waiter=waiter)
     if (
         in_thread
         and step is None

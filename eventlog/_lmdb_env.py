@@ -98,7 +98,9 @@ class SharedEnv:
         if lock is not None:
             journal = Journal(path)
             try:
-                next_frame = recover(env, dbs.in_order(), dbs.meta, journal)
+                next_frame, flush_first = recover(
+                    env, dbs.in_order(), dbs.meta, journal, continuing=durability == "fsync"
+                )
                 _index_for_search(env, dbs, path)
             except BaseException:
                 journal.close()
@@ -108,7 +110,13 @@ class SharedEnv:
             else:  # recovered (a crash may have left frames), but not written to
                 journal.close()
             self.writer = Writer(
-                env, dbs, self.guard, path, journal=self.journal, next_frame=next_frame
+                env,
+                dbs,
+                self.guard,
+                path,
+                journal=self.journal,
+                next_frame=next_frame,
+                flush_first=flush_first,
             )
             self.writer.start()
 

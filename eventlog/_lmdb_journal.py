@@ -28,7 +28,8 @@ Frames cannot be forged from data. A payload holds user data (run ids,
 inputs, results), so a value can contain bytes that look like a frame header
 and land on a page boundary. Every frame carries the generation's salt and
 its checksum covers it; the salt is drawn from `os.urandom` each time the
-journal starts over (`rewind`: at every writable open and at every wrap) and
+journal starts over (`rewind`: at every wrap, and at a writable open unless LMDB
+holds exactly the journal's chain, which an fsync'd writer then continues) and
 is written nowhere but in this file, so data cannot carry a frame the
 recovery accepts. Starting a new generation invalidates every older frame at
 once: none of them is read again.
@@ -252,14 +253,19 @@ class Journal:
         """
         if self.legacy or self.salt is None:
             return None
-        rest = os.pread(self._fd, max(0, self.capacity - offset), offset)
+        end = min(self.capacity, os.fstat(self._fd).st_size)
+        if end - offset < _HEADER.size:
+            return None
         marker = _MAGIC + self.salt
-        for start in range(0, len(rest) - _HEADER.size + 1, PAGE):
-            if rest[start : start + len(marker)] != marker:  # most pages: zeros or payload
-                continue
-            found = self._frame_at(offset + start)
-            if found is not None and found[0] > above:
-                return found[0]
+        # Mapped, not read: each page's first bytes are compared where they lie, instead of
+        # copying the rest of the file (2 MiB) at every open (~0.3 ms against 1.5-4 here).
+        with mmap.mmap(self._fd, end, access=mmap.ACCESS_READ) as view:
+            for start in range(offset, end - _HEADER.size + 1, PAGE):
+                if view[start : start + len(marker)] != marker:  # most: zeros or payload
+                    continue
+                found = self._frame_at(start)
+                if found is not None and found[0] > above:
+                    return found[0]
         return None
 
     def _frame_at(self, offset: int) -> tuple[int, bytes, int] | None:
@@ -385,12 +391,26 @@ def apply_ops(
 
 
 def recover(
-    env: lmdb.Environment, handles: Sequence[lmdb._Database], meta: lmdb._Database, journal: Journal
-) -> int:
-    """Re-apply the frames LMDB lacks (after an OS crash or power loss); the next frame number.
+    env: lmdb.Environment,
+    handles: Sequence[lmdb._Database],
+    meta: lmdb._Database,
+    journal: Journal,
+    *,
+    continuing: bool = False,
+) -> tuple[int, bool]:
+    """Re-apply the frames LMDB lacks (after an OS crash or power loss): the next frame
+    number, and whether LMDB is still to be flushed before that frame is written.
 
-    Runs before the writer starts, with LMDB opened for writing. Afterwards LMDB
-    is flushed completely, so the journal can be written again from the start.
+    Runs before the writer starts, with LMDB opened for writing. LMDB is then
+    flushed completely and the journal started over (`Journal.rewind`), its frames
+    being all in LMDB. With `continuing` (the writer of an fsync'd store), if LMDB
+    holds exactly the journal's chain of frames (a store closed cleanly, or a crash
+    after which nothing was lost), neither is done here: the writer continues that
+    chain as if it had written it (the next wrap starts a new generation) and flushes
+    LMDB first, in its own thread, before its first frame, so that frame never lies
+    on changes LMDB has not made durable (a session with ``durability="process"``
+    leaves some), while the opening process goes on: two device flushes less before
+    a fresh process's first read.
     """
     with env.begin() as txn:
         applied = applied_frame(txn, meta)
@@ -424,12 +444,21 @@ def recover(
             raise StorageError(
                 f"re-applying the journal {journal.path} to the store failed: {exc}"
             ) from exc
+    if (
+        continuing
+        and not missing
+        and journal.salt is not None
+        and not journal.legacy
+        and (not chain or chain[-1][0] == applied)
+    ):
+        journal.offset = journal.scan_end  # the next frame follows the chain (or opens it)
+        return applied + 1, True
     env.sync(True)
     try:
         journal.rewind()
     except OSError as exc:
         raise StorageError(f"cannot start the journal {journal.path} over: {exc}") from exc
-    return last + 1
+    return last + 1, False
 
 
 def _fsync_dir(directory: str) -> None:

@@ -108,12 +108,15 @@ class Writer:
         *,
         journal: Journal | None = None,
         next_frame: int = 1,
+        flush_first: bool = False,
     ):
         self._env = env
         self._dbs = dbs
         self._handles = dbs.in_order()
         self._journal = journal
         self._next_frame = next_frame
+        #: Flush LMDB before anything else (see `recover`): the thread's first act.
+        self._flush_first = flush_first
         #: Batches acknowledged / committed to LMDB (they differ while a journaled commit runs).
         self._acked = 0
         self._applied = 0
@@ -166,6 +169,11 @@ class Writer:
 
     def _run(self) -> None:
         try:
+            if self._flush_first:
+                try:
+                    self._env.sync(True)
+                except lmdb.Error as exc:  # no frame may lie on what is not durable
+                    self._break(StorageError(f"flushing the store at {self._path} failed: {exc}"))
             stop = False
             next_check = time.monotonic() + READER_CHECK_INTERVAL
             while not stop:
@@ -180,11 +188,10 @@ class Writer:
                     self._commit_pending()  # idle: let LMDB catch up with the journal
                     continue
                 batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                # This thread alone takes from the queue: `empty()` is exact here, and
+                # cheaper than the `queue.Empty` a lone append's batch would raise.
+                while len(batch) < MAX_BATCH and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
                 if batch[-1] is _STOP:  # nothing is queued after _STOP (submit refuses)
                     batch.pop()
                     stop = True
@@ -238,8 +245,10 @@ class Writer:
         if len(batch) == 1:  # the common case of a lone caller, without the grouping
             ticket = batch[0].ticket
             outcome = outcomes[0] if outcomes else None
-            with suppress(RuntimeError):
+            try:  # noqa: SIM105 - no `suppress` object: this runs once per step
                 ticket.loop.call_soon_threadsafe(settle, [(ticket, outcome)])
+            except RuntimeError:  # a closed loop: nobody is waiting any more
+                pass
             return
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, BaseException | None]]] = {}
         results = iter(outcomes)

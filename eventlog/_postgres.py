@@ -154,6 +154,8 @@ class PostgresEventLog:
         self._leases: dict[str, int] = {}
         #: runs whose lease this log held and lost (a renewal did not find it).
         self._lost: set[str] = set()
+        #: run id -> how many times this log lost the run's lease (see `lease_losses`).
+        self._losses: dict[str, int] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         #: Serialises `claim_due_timers` with `release_run` (see there); created lazily,
@@ -411,8 +413,7 @@ class PostgresEventLog:
                     f"append to unknown run {run_id!r}: its first event must be RunStarted"
                 )
             if kind == "fenced":
-                self._leases.pop(run_id, None)
-                self._lost.add(run_id)
+                self._mark_lost(run_id)
                 raise _lease_lost(run_id)
             if outcome.startswith("key-taken\n") and started is not None:
                 rest = outcome[len("key-taken\n") :]
@@ -953,6 +954,8 @@ class PostgresEventLog:
             params,
         )
         for run_id, epoch in rows:
+            if run_id in self._leases:  # held here, expired: others may have driven it since
+                self._mark_lost(run_id)
             self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
         if rows:
@@ -1052,6 +1055,17 @@ class PostgresEventLog:
         """The runs this log holds a lease on, with the lease's epoch."""
         return dict(self._leases)
 
+    def lease_losses(self, run_id: str) -> int:
+        """How many times this log lost the run's lease (a renewal or an append found
+        another epoch, or a claim took back a lease it held that had expired). An actor
+        started before a loss is stale: the run may have been driven elsewhere since."""
+        return self._losses.get(run_id, 0)
+
+    def _mark_lost(self, run_id: str) -> None:
+        self._leases.pop(run_id, None)
+        self._lost.add(run_id)
+        self._losses[run_id] = self._losses.get(run_id, 0) + 1
+
     def _start_renewing(self) -> None:
         if self._renewer is None and not self._closed:
             self._renewer = asyncio.get_running_loop().create_task(
@@ -1111,8 +1125,7 @@ class PostgresEventLog:
         renewed = {row[0] for row in await cur.fetchall()}
         for run_id, epoch in held.items():
             if run_id not in renewed and self._leases.get(run_id) == epoch:
-                del self._leases[run_id]
-                self._lost.add(run_id)
+                self._mark_lost(run_id)
 
     async def close(self) -> None:
         """Wait for the appends in flight, then close the connections. Idempotent."""
@@ -1367,6 +1380,9 @@ class PostgresEventLog:
         )
         entries: list[TimerEntry] = []
         for due_at, run_id, timer_id, epoch in rows:
+            held = self._leases.get(run_id)
+            if held is not None and held != int(epoch):  # lost unnoticed, and taken back
+                self._mark_lost(run_id)
             self._leases[run_id] = int(epoch)
             self._lost.discard(run_id)
             entries.append(TimerEntry(due_at=due_at, run_id=run_id, timer_id=timer_id))

@@ -18,7 +18,7 @@ import os
 import secrets
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from perdure.actors import (
     Cancel,
@@ -26,6 +26,7 @@ from perdure.actors import (
     Command,
     Continue,
     FireTimer,
+    GlobalTracer,
     InvalidResumeError,
     Resume,
     RunActor,
@@ -73,7 +74,7 @@ from perdure.runtime._supervisor import Supervisor, SupervisorStatistics
 from perdure.runtime._updates import Subscription
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.trace import Tracer, TracerProvider
 
 #: The runtime of the enclosing ``async with Runtime(...)``.
 current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
@@ -150,15 +151,21 @@ class Runtime:
         self._driven: set[str] = set()
         self._supervisor: Supervisor | None = None
         self._scheduler: Scheduler | None = None
-        from opentelemetry import trace  # here, not at import: ~10 ms
-
-        load_logging()  # structlog (~70 ms): here, not at import nor in a run's first step
+        # structlog (~70 ms), if perdure's records go somewhere: here, not at import nor in
+        # a run's first step (a process that logs nothing never loads it).
+        load_logging()
 
         #: What the actors call back, and who waits on which run.
         self._host = RunHost(
             registry=registry or default_registry,
             clock=self._clock,
-            tracer=(tracer_provider or trace.get_tracer_provider()).get_tracer("perdure"),
+            # Without a provider given: the global one's, once the program loads OpenTelemetry
+            # (not here: ~10 ms that a process which traces nothing would pay at start).
+            tracer=(
+                tracer_provider.get_tracer("perdure")
+                if tracer_provider is not None
+                else cast("Tracer", GlobalTracer("perdure"))
+            ),
             attempt_linger=attempt_linger,
             task_concurrency=task_concurrency,
         )
@@ -242,7 +249,6 @@ class Runtime:
             poll=min(float(getattr(self._log, "lease_ttl", 2.0)) / 2, 1.0),
         )
         self._host.scheduler = self._scheduler
-        self._scheduler.start()
         listen = getattr(self._log, "listen", None)
         if listen is not None:  # a store shared by processes: messages and settled runs
             await listen(self._notice)
@@ -254,6 +260,9 @@ class Runtime:
                 {name: self.registry.resolve(name).kind for name in self.registry.names()}
             )
         self._open = True
+        # Started once open: a timer it delivered before would be dropped (the runtime
+        # takes no message until open), and on a shared store its run stay leased here.
+        self._scheduler.start()
         self._token = current_runtime.set(self)
         open_runtimes.append(self)
         if self._recover:
@@ -392,6 +401,8 @@ class Runtime:
     def _deliver_timer(self, entry: TimerEntry) -> None:
         if self._supervisor is not None and self._open:
             self._supervisor.post(entry.run_id, FireTimer(timer_id=entry.timer_id))
+        elif self._scheduler is not None:  # not delivered: not in flight either
+            self._scheduler.settled(entry.run_id, entry.timer_id)
 
     # -- messages between processes (a store shared by processes) ------------------------
 
@@ -522,8 +533,14 @@ class Runtime:
                 self._in_background(ack(inbox_id))
 
     def _run_unavailable(self, run_id: str, error: BaseException) -> None:
-        """Nobody can run or park this run now: callers waiting on it get `error`."""
+        """Nobody can run or park this run now: callers waiting on it get `error`.
+
+        Its actor was dropped with its mailbox, timer deliveries included: those are
+        due again, or the run would never fire them when this process drives it next.
+        """
         self._host.unavailable(run_id, error)
+        if self._scheduler is not None:
+            self._scheduler.forget_run(run_id)
 
     def _actor_restarted(self, run_id: str) -> None:
         if self._scheduler is not None:

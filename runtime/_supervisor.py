@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -44,6 +45,9 @@ class Cell:
     task: asyncio.Task[None] | None = None
     incarnations: int = 0
     crashes: collections.deque[float] = attrs.field(factory=collections.deque)
+    #: On a store that leases runs: the log's count of the run's lease losses when the
+    #: live actor started (a different count now: the actor is stale).
+    losses: int | None = None
 
 
 @attrs.frozen
@@ -88,6 +92,10 @@ class Supervisor:
         self._parking: set[str] = set()
         #: Actors stopped because another process took their run's lease.
         self.leases_lost = 0
+        #: Actors stopped because this process re-leased their run since they started.
+        self.stale_replaced = 0
+        #: How often the log lost a run's lease (stores that lease runs to processes).
+        self._lease_losses: Callable[[str], int] | None = getattr(host.log, "lease_losses", None)
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -108,12 +116,31 @@ class Supervisor:
         cell = self.cells.get(run_id)
         if cell is None:
             cell = self.cells[run_id] = Cell(run_id)
+        elif cell.losses is not None:
+            self._replace_if_stale(cell)
         cell.mailbox.put_nowait(message)
         if cell.task is None and not self._closing:
             if run_id in self.unparked:
                 self._retry_parking(cell)  # park first; the messages then go to the parked run
             else:
                 self._spawn(cell)
+
+    def _replace_if_stale(self, cell: Cell) -> None:
+        """Stop the run's actor if the run's lease was lost since it started.
+
+        This process stalled past its lease, another process drove the run (and maybe
+        left, its lease expiring), and a message now comes here again (this process
+        took the run back claiming its due timers or a hand-over): the live actor's
+        state misses what the other process wrote, so a timer that process set would be
+        unknown to it and never fire. The actor stops; the next incarnation claims the
+        run and rebuilds it from the log, and gets the message.
+        """
+        if self._lease_losses is None or cell.task is None:
+            return
+        if self._lease_losses(cell.run_id) != cell.losses:
+            cell.losses = None
+            self.stale_replaced += 1
+            cell.mailbox.put_nowait(Stop(force=True))
 
     def live_actor(self, run_id: str) -> RunActor | None:
         cell = self.cells.get(run_id)
@@ -137,6 +164,8 @@ class Supervisor:
         try:
             if claim is not None:
                 await claim(cell.run_id)
+                if self._lease_losses is not None:
+                    cell.losses = self._lease_losses(cell.run_id)
                 if self._on_claimed is not None:
                     self._on_claimed(cell.run_id)
             await actor.main()

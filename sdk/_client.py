@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from perdure._bridge import Bridge, ClientUsageError
 from perdure._workflow_api import refuse_nested
@@ -92,7 +92,7 @@ class Client:
         """Async `close` (the background runtime is closed off this event loop)."""
         await asyncio.to_thread(self._bridge.close)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -103,7 +103,7 @@ class Client:
     ) -> None:
         self.close()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -85,10 +85,11 @@ def make_app(clock: Any = None) -> FastAPI:
     async def progress(user: str, request: Request) -> dict:
         rt = runtime_of(request)
         run_id = f"chat-{user}"
+        status = await rt.status(run_id)  # first: a settled run's events are its last ones
         return {
             "progress": await rt.get_event(run_id, "progress", timeout=5),
             "reply": await rt.get_event(run_id, "reply"),
-            "status": await rt.status(run_id),
+            "status": status,
         }
 
     return app

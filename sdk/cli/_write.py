@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import click
 
 from perdure.actors import InvalidResumeError, RunSettledError
 from perdure.cli._app import load_app, open_read_only, parse_json, store_path
-from perdure.cli._options import SECONDS, URL_HELP, Args, common, run_id_argument
+from perdure.cli._options import SECONDS, URL_HELP, Args, F, common, run_id_argument
 from perdure.cli._output import USAGE, fail, out, out_json
 from perdure.cli._text import compact
 from perdure.eventlog import SETTLED_STATUSES, PerdureError, StoreLockedError
@@ -212,6 +212,33 @@ def _gateway(args: Args, action: str) -> int:
     return _command.remote_cancel(args.url, token, args.run_id, args.reason, args.json)
 
 
+def _drive_here_options(f: F) -> F:
+    """``--app`` and ``--timeout``: drive the run here, with that code, until it settles."""
+    f = click.option(
+        "--timeout",
+        type=SECONDS,
+        default=60.0,
+        show_default=True,
+        metavar="S",
+        help="How long to wait with --app.",
+    )(f)
+    return click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)(f)
+
+
+def _url_option(f: F) -> F:
+    """``--url``: act through a live ``perdure serve`` instead of opening the store."""
+    return click.option("--url", metavar="URL", help=URL_HELP)(f)
+
+
+def _here_or_gateway(
+    args: Args, action: str, here: Callable[[Args], Coroutine[Any, Any, int]]
+) -> int:
+    """Through the gateway at ``--url`` if one is named, else on the store in this process."""
+    if args.url:
+        return _gateway(args, action)
+    return asyncio.run(here(args))
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -222,22 +249,12 @@ Examples:
 )
 @run_id_argument
 @click.option("--value", required=True, metavar="JSON", help="The answer, as JSON.")
-@click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
-@click.option(
-    "--timeout",
-    type=SECONDS,
-    default=60.0,
-    show_default=True,
-    metavar="S",
-    help="How long to wait with --app.",
-)
-@click.option("--url", metavar="URL", help=URL_HELP)
+@_drive_here_options
+@_url_option
 @common
 def resume(args: Args) -> int:
     """Answer a run's pending interrupt."""
-    if args.url:
-        return _gateway(args, "resume")
-    return asyncio.run(_resume(args))
+    return _here_or_gateway(args, "resume", _resume)
 
 
 @click.command(
@@ -252,13 +269,11 @@ Examples:
 @click.argument("value", metavar="JSON")
 @click.option("--topic", default="default", show_default=True, metavar="T", help="The topic.")
 @click.option("--idempotency-key", metavar="KEY", help="Send at most once with this key.")
-@click.option("--url", metavar="URL", help=URL_HELP)
+@_url_option
 @common
 def send(args: Args) -> int:
     """Send a message (JSON) to a workflow run."""
-    if args.url:
-        return _gateway(args, "send")
-    return asyncio.run(_send(args))
+    return _here_or_gateway(args, "send", _send)
 
 
 @click.command(
@@ -271,22 +286,12 @@ Examples:
 """,
 )
 @run_id_argument
-@click.option("--app", metavar="MODULE:ATTR", help=_APP_HERE)
-@click.option(
-    "--timeout",
-    type=SECONDS,
-    default=60.0,
-    show_default=True,
-    metavar="S",
-    help="How long to wait with --app.",
-)
-@click.option("--url", metavar="URL", help=URL_HELP)
+@_drive_here_options
+@_url_option
 @common
 def continue_(args: Args) -> int:
     """Reopen a failed, parked or cancelled run from its last completed step."""
-    if args.url:
-        return _gateway(args, "continue")
-    return asyncio.run(_continue(args))
+    return _here_or_gateway(args, "continue", _continue)
 
 
 @click.command(
@@ -303,10 +308,8 @@ Examples:
     show_default=True,
     help="Recorded with the cancellation.",
 )
-@click.option("--url", metavar="URL", help=URL_HELP)
+@_url_option
 @common
 def cancel(args: Args) -> int:
     """Cancel a run."""
-    if args.url:
-        return _gateway(args, "cancel")
-    return asyncio.run(_cancel(args))
+    return _here_or_gateway(args, "cancel", _cancel)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import ssl
-from types import TracebackType
 from typing import Any
 
 import httpx2
@@ -199,28 +198,6 @@ class RemoteClient(Client):
 
     async def aclose(self) -> None:
         self.close()
-
-    def __enter__(self) -> RemoteClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RemoteClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- calls -----------------------------------------------------------------------------
 

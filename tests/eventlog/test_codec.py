@@ -181,6 +181,20 @@ def test_record_body_is_readable_json_without_key_fields() -> None:
     assert body == {"t": "timer_fired", "v": 1, "ts": 1.5, "timer_id": "t1"}
 
 
+@settings(max_examples=200)
+@given(events=st.lists(any_event, min_size=1, max_size=4))
+def test_record_bytes_are_the_fields_in_declaration_order_then_wire_name_and_version(
+    events: list[Event],
+) -> None:
+    """The stored bytes stay exactly what they always were: the body is the event's
+    fields (as `to_dict` lists them, less run id and seq) encoded by orjson."""
+    records = _codec.encode_all("run-x", events)
+    for event, record in zip(events, records, strict=True):
+        fields = {k: v for k, v in to_dict(event).items() if k not in ("run_id", "seq")}
+        assert record[5:] == orjson.dumps(fields)
+        assert record == encode(attrs.evolve(event, run_id="run-x"))
+
+
 def test_golden_record_stays_readable() -> None:
     # Written by perdure 0.1.0. Changing the format must keep this decoding.
     record = (

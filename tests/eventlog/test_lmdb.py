@@ -566,6 +566,91 @@ async def test_a_torn_or_stale_journal_tail_is_ignored(store: Path) -> None:
     assert len(journal_frames(store)) == 1  # the frames after it are from before: not followed
 
 
+async def test_a_reopened_store_continues_the_journal_and_a_power_loss_after_recovers(
+    store: Path, tmp_path: Path
+) -> None:
+    """A writable open that finds LMDB holding exactly the journal's chain continues it
+    (no new generation: one device flush less per open); the frames written before and
+    after the reopen still restore what LMDB loses."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.append("r", 1, steps("r", 1, 2))
+    await log.close()
+    before = journal_frames(store)
+    header = (store / "journal.wal").read_bytes()[:PAGE]
+    reopened = LmdbEventLog(store)
+    earlier = tmp_path / "earlier"
+    await reopened.copy(earlier)  # LMDB as the reopen found it
+    await reopened.append("r", 3, steps("r", 3, 1))
+    await reopened.close()
+    assert journal_frames(store) == [*before, before[-1] + 1]
+    assert (store / "journal.wal").read_bytes()[:PAGE] == header  # the same generation
+    os.replace(earlier / "data.mdb", store / "data.mdb")
+    (store / "lock.mdb").unlink()
+    again = LmdbEventLog(store)
+    assert [e.seq for e in await again.read("r")] == [0, 1, 2, 3]
+    await again.append("r", 4, steps("r", 4, 1))
+    await again.close()
+    reader = LmdbEventLog(store, read_only=True)
+    assert [e.seq for e in await reader.read("r")] == [0, 1, 2, 3, 4]
+    await reader.close()
+
+
+class _FlushSpy:
+    """An LMDB environment that notes its flushes into `order` (the rest passes through)."""
+
+    def __init__(self, env: lmdb.Environment, order: list[str]) -> None:
+        self._env, self._order = env, order
+
+    def sync(self, force: bool = False) -> None:
+        self._order.append("flush")
+        self._env.sync(force)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+class _FailingFlush(_FlushSpy):
+    def sync(self, force: bool = False) -> None:
+        self._order.append("flush")
+        raise lmdb.Error("the device refused the flush")
+
+
+@pytest.mark.parametrize("flush_fails", [False, True])
+async def test_a_continued_journal_gets_no_frame_before_lmdb_is_flushed(
+    store: Path, monkeypatch: pytest.MonkeyPatch, flush_fails: bool
+) -> None:
+    """The writer that continues the chain flushes LMDB before its first frame (what a
+    `durability="process"` session left may not be durable); if it cannot, no append is
+    acknowledged. The opening process does not wait for that flush."""
+    log = LmdbEventLog(store)
+    await log.append("r", 0, [started("r")])
+    await log.close()
+    order: list[str] = []
+    plain_init = lmdb_writer.Writer.__init__
+    plain_write = lmdb_writer.Writer._write_journal
+
+    def spying_init(self: lmdb_writer.Writer, env: lmdb.Environment, *a: Any, **k: Any) -> None:
+        spy = (_FailingFlush if flush_fails else _FlushSpy)(env, order)
+        plain_init(self, spy, *a, **k)  # type: ignore[arg-type]
+
+    def noting_write(self: lmdb_writer.Writer, frame: bytes) -> None:
+        order.append("frame")
+        plain_write(self, frame)
+
+    monkeypatch.setattr(lmdb_writer.Writer, "__init__", spying_init)
+    monkeypatch.setattr(lmdb_writer.Writer, "_write_journal", noting_write)
+    reopened = LmdbEventLog(store)
+    if flush_fails:
+        with pytest.raises(StorageError, match="flush"):
+            await reopened.append("r", 1, steps("r", 1, 1))
+        assert "frame" not in order
+    else:
+        await reopened.append("r", 1, steps("r", 1, 1))
+        assert order[:2] == ["flush", "frame"], order
+    await reopened.close()
+
+
 async def test_the_journal_wraps_after_a_checkpoint_and_huge_batches_bypass_it(
     store: Path, tmp_path: Path
 ) -> None:

@@ -14,15 +14,7 @@ from perdure.errors import NotInWorkflowError, TaskFailedError
 from perdure.eventlog import MemoryEventLog, TaskCompleted
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-async def _until(rt: Runtime, run_id: str, check: Any) -> None:
-    for _ in range(500):
-        state = await rt.state(run_id)
-        if state.started and check(state):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"run {run_id!r} never got there: {await rt.state(run_id)}")
+from tests.support.waiting import until_state
 
 
 class Family:
@@ -85,7 +77,7 @@ async def test_children_run_once_are_recorded_and_replayed(store: dict[str, Any]
     family = Family()
     async with Runtime(**store, registry=family.registry) as rt:
         await rt.start("parent", [2, 3, 4], run_id="p")
-        await _until(rt, "p", lambda s: s.receiving)
+        await until_state(rt, "p", lambda s: s.started and s.receiving)
         assert family.child_bodies == 4
         for run_id, result in (("p/0.0", 4), ("p/0.1", 9), ("p/0.2", 16)):
             outcome = await rt.wait(run_id)
@@ -113,7 +105,7 @@ async def test_sync_body_invoke_and_a_child_that_pauses() -> None:
     async with Runtime(log=MemoryEventLog(), registry=family.registry) as rt:
         assert await rt.run("sync_parent", 5) == 26
         await rt.start("waits_on_asks", None, run_id="w")
-        await _until(rt, "w/0.0", lambda s: s.pending_interrupts())
+        await until_state(rt, "w/0.0", lambda s: s.started and s.pending_interrupts())
         await asyncio.sleep(0.05)
         assert await rt.status("w") == "running"  # its child step waits on the child
         await rt.resume("w/0.0", "yes")
@@ -124,7 +116,7 @@ async def test_cancelling_the_parent_cancels_its_running_child() -> None:
     family = Family()
     async with Runtime(log=MemoryEventLog(), registry=family.registry) as rt:
         await rt.start("waits_forever", None, run_id="x")
-        await _until(rt, "x/0.0", lambda s: s.receiving)
+        await until_state(rt, "x/0.0", lambda s: s.started and s.receiving)
         await rt.cancel("x", "user gave up")
         outcome = await rt.wait("x/0.0", timeout=30)
         assert outcome.status == "cancelled"
@@ -136,7 +128,7 @@ async def test_a_parent_s_deadline_cancels_its_running_child() -> None:
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), registry=family.registry, clock=clock) as rt:
         await rt.start("waits_forever", None, run_id="y", deadline=clock.now() + 60)
-        await _until(rt, "y/0.0", lambda s: s.receiving)
+        await until_state(rt, "y/0.0", lambda s: s.started and s.receiving)
         clock.advance(60)
         outcome = await rt.wait("y/0.0", timeout=30)
         assert outcome.status == "cancelled"

@@ -22,14 +22,7 @@ from perdure.eventlog import (
 )
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-async def _until(rt: Runtime, run_id: str, check: Any) -> None:
-    for _ in range(500):
-        if check(await rt.state(run_id)):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"run {run_id!r} never got there: {await rt.state(run_id)}")
+from tests.support.waiting import until_state
 
 
 async def _replays_cleanly(registry: Registry, events: list[Any]) -> None:
@@ -61,9 +54,9 @@ async def test_the_answer_wins_a_race_against_a_durable_sleep(store: dict[str, A
         outcome = await rt.wait("a", timeout=30)
         assert outcome.status == "waiting", outcome
         assert [i.value for i in outcome.interrupts] == [{"approve": "refund"}]
-        await _until(rt, "a", lambda s: s.timers)
+        await until_state(rt, "a", lambda s: s.timers)
         await rt.resume("a", "yes")
-        await _until(rt, "a", lambda s: "winner" in s.events and s.receiving)
+        await until_state(rt, "a", lambda s: "winner" in s.events and s.receiving)
         assert (await rt.state("a")).events["winner"] == ["answer", "yes"]
     # After a restart the race replays with the same winner; the body goes on.
     async with Runtime(**store, registry=registry, clock=clock) as rt:
@@ -83,11 +76,11 @@ async def test_a_durable_sleep_wins_and_the_interrupt_is_withdrawn(store: dict[s
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("approval_race", None, run_id="s")
-        await _until(rt, "s", lambda s: s.pending_interrupts() and s.timers)
+        await until_state(rt, "s", lambda s: s.pending_interrupts() and s.timers)
     # The race survives a restart: the sleep fires in the next process and wins.
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         clock.advance(60)
-        await _until(rt, "s", lambda s: "winner" in s.events and not s.pending_interrupts())
+        await until_state(rt, "s", lambda s: "winner" in s.events and not s.pending_interrupts())
         events = await rt.log.read("s")
         withdrawn = [e for e in events if type(e) is InterruptCancelled]
         assert [e.position for e in withdrawn] == ["0"]
@@ -141,7 +134,7 @@ async def test_a_body_parked_in_ainterrupt_is_evicted_and_answered_later() -> No
 
     async with Runtime(log=MemoryEventLog(), registry=registry, idle_timeout=0.05) as rt:
         await rt.start("patient", None, run_id="p")
-        await _until(rt, "p", lambda s: s.pending_interrupts())
+        await until_state(rt, "p", lambda s: s.pending_interrupts())
         for _ in range(500):
             if rt.statistics().live_actors == 0:
                 break
@@ -170,10 +163,10 @@ async def test_an_ainterrupt_timeout_wins_over_a_receive(store: dict[str, Any]) 
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("expiring", None, run_id="e")
-        await _until(rt, "e", lambda s: s.timers and s.receiving)
+        await until_state(rt, "e", lambda s: s.timers and s.receiving)
         assert (await rt.wait("e", timeout=30)).status == "waiting"  # paused on the question
         clock.advance(30)
-        await _until(rt, "e", lambda s: s.terminal)
+        await until_state(rt, "e", lambda s: s.terminal)
         outcome = await rt.wait("e", timeout=30)
         assert outcome.result == ["timed out", 30.0], outcome
         with pytest.raises(perdure.errors.RunSettledError):
@@ -198,9 +191,9 @@ async def test_a_message_wins_and_the_interrupt_timer_is_cancelled() -> None:
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), registry=registry, clock=clock) as rt:
         await rt.start("either", None, run_id="m")
-        await _until(rt, "m", lambda s: s.timers and s.receiving)
+        await until_state(rt, "m", lambda s: s.timers and s.receiving)
         await rt.send("m", "hi")
-        await _until(rt, "m", lambda s: not s.pending_interrupts())
+        await until_state(rt, "m", lambda s: not s.pending_interrupts())
         assert not (await rt.state("m")).timers
         clock.advance(60)
         with pytest.raises(InvalidResumeError, match="withdrawn"):
@@ -227,7 +220,9 @@ async def test_wait_for_over_ainterrupt_gives_up_and_a_late_answer_is_refused() 
 
     async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
         await rt.start("impatient", None, run_id="w")
-        await _until(rt, "w", lambda s: [i.question for i in s.pending_interrupts()] == ["slow?"])
+        await until_state(
+            rt, "w", lambda s: [i.question for i in s.pending_interrupts()] == ["slow?"]
+        )
         state = await rt.state("w")
         withdrawn = state.steps["0"]
         assert withdrawn.kind == "interrupt" and withdrawn.cancelled
@@ -255,7 +250,7 @@ async def test_the_replayer_shows_a_run_waiting_in_an_ainterrupt_race() -> None:
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), registry=registry, clock=clock) as rt:
         await rt.start("waits", None, run_id="r")
-        await _until(rt, "r", lambda s: s.pending_interrupts() and s.timers)
+        await until_state(rt, "r", lambda s: s.pending_interrupts() and s.timers)
         report = await perdure.Replayer(registry=registry).areplay(await rt.log.read("r"))
         assert report.divergence is None, report
         assert report.recorded_end == "waiting"

@@ -20,14 +20,7 @@ from perdure.eventlog import (
 )
 from perdure.runtime import Registry
 from perdure.testing import MockClock
-
-
-async def _until(rt: Runtime, run_id: str, check: Any) -> None:
-    for _ in range(500):
-        if check(await rt.state(run_id)):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"run {run_id!r} never got there: {await rt.state(run_id)}")
+from tests.support.waiting import until_state
 
 
 def _approval(registry: Registry) -> Any:
@@ -48,14 +41,14 @@ async def test_interrupt_timeout_fires_across_a_restart(store: dict[str, Any]) -
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("approval", None, run_id="a")
-        await _until(rt, "a", lambda s: s.timers)
+        await until_state(rt, "a", lambda s: s.timers)
         assert await rt.status("a") == "waiting"
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         clock.advance(59.9)
         await asyncio.sleep(0.05)
         assert await rt.status("a") == "waiting"
         clock.advance(0.2)
-        await _until(rt, "a", lambda s: s.terminal)
+        await until_state(rt, "a", lambda s: s.terminal)
         outcome = await rt.wait("a", timeout=30)
         assert outcome.status == "completed", outcome
         assert outcome.result == {"timed_out": 60.0, "position": "0"}
@@ -76,7 +69,7 @@ async def test_interrupt_answered_in_time_cancels_its_timer(store: dict[str, Any
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("approval", None, run_id="b")
-        await _until(rt, "b", lambda s: s.timers)
+        await until_state(rt, "b", lambda s: s.timers)
         await rt.resume("b", "yes")
         outcome = await rt.wait("b", timeout=30)
         assert outcome.result == {"answer": "yes"}
@@ -136,7 +129,7 @@ async def test_entrypoint_timeout_cancels_the_run_after_a_restart(store: dict[st
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("slow", None, run_id="d")
-        await _until(rt, "d", lambda s: len(s.timers) == 2)
+        await until_state(rt, "d", lambda s: len(s.timers) == 2)
         assert await rt.status("d") == "waiting"
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         clock.advance(29)
@@ -162,7 +155,7 @@ async def test_start_deadline_and_waiting_callers(store: dict[str, Any]) -> None
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         handle = await rt.start("patient", None, run_id="p", deadline=clock.now() + 10)
         result = asyncio.ensure_future(handle.result())
-        await _until(rt, "p", lambda s: s.receiving)
+        await until_state(rt, "p", lambda s: s.receiving)
         clock.advance(10)
         with pytest.raises(perdure.errors.RunCancelledError, match="deadline exceeded"):
             await result
@@ -170,7 +163,7 @@ async def test_start_deadline_and_waiting_callers(store: dict[str, Any]) -> None
             await rt.send("p", "too late")
         # A run done in time leaves no timer behind.
         await rt.start("patient", None, run_id="q", deadline=clock.now() + 10)
-        await _until(rt, "q", lambda s: s.receiving)
+        await until_state(rt, "q", lambda s: s.receiving)
         await rt.send("q", "hi")
         assert (await rt.wait("q", timeout=30)).result == "hi"
         assert not (await rt.state("q")).timers
@@ -205,7 +198,9 @@ async def test_function_timeout_total_spans_retries() -> None:
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), registry=registry, clock=clock) as rt:
         handle = await rt.start(flaky, {})
-        await _until(rt, handle.run_id, lambda s: s.steps.get("0") and s.steps["0"].retry_timer)
+        await until_state(
+            rt, handle.run_id, lambda s: s.steps.get("0") and s.steps["0"].retry_timer
+        )
         for _ in range(10):
             clock.advance(1)
             await asyncio.sleep(0.01)
@@ -242,9 +237,9 @@ async def test_areceive_wins_a_race_against_a_durable_sleep(store: dict[str, Any
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("race_msg", None, run_id="m")
-        await _until(rt, "m", lambda s: s.receiving and s.timers)
+        await until_state(rt, "m", lambda s: s.receiving and s.timers)
         await rt.send("m", "hi")
-        await _until(rt, "m", lambda s: "winner" in s.events and s.receiving)
+        await until_state(rt, "m", lambda s: "winner" in s.events and s.receiving)
         assert (await rt.state("m")).events["winner"] == ["message", "hi"]
     # After a restart the race replays with the same winner; the next message goes on.
     async with Runtime(**store, registry=registry, clock=clock) as rt:
@@ -265,11 +260,13 @@ async def test_a_durable_sleep_wins_and_the_cancelled_receive_takes_nothing(
     clock = MockClock(autojump=False)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
         await rt.start("race_msg", None, run_id="s")
-        await _until(rt, "s", lambda s: s.receiving and s.timers)
+        await until_state(rt, "s", lambda s: s.receiving and s.timers)
     async with Runtime(**store, registry=registry, clock=clock) as rt:
-        await _until(rt, "s", lambda s: s.receiving and s.timers)
+        await until_state(rt, "s", lambda s: s.receiving and s.timers)
         clock.advance(60)
-        await _until(rt, "s", lambda s: "winner" in s.events and s.receiving == {"3": "default"})
+        await until_state(
+            rt, "s", lambda s: "winner" in s.events and s.receiving == {"3": "default"}
+        )
         await rt.send("s", "for the second receive")
         outcome = await rt.wait("s", timeout=30)
         assert outcome.result == [["timeout", None], "for the second receive"], outcome
@@ -299,7 +296,7 @@ async def test_a_task_races_areceive() -> None:
 
     async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
         await rt.start("task_race", None, run_id="t")
-        await _until(rt, "t", lambda s: s.receiving and s.steps.get("0") and s.steps["0"].done)
+        await until_state(rt, "t", lambda s: s.receiving and s.steps.get("0") and s.steps["0"].done)
         await rt.send("t", "go", topic="cmd")
         outcome = await rt.wait("t", timeout=30)
         assert outcome.result == ["task", 2, "go"], outcome
@@ -324,7 +321,7 @@ async def test_a_long_receive_loop_runs_its_body_once_and_is_still_evicted_while
         await rt.start("loop", 60, run_id="l")
         for i in range(30):
             await rt.send("l", i)
-        await _until(rt, "l", lambda s: s.delivered.get("default") == 30)
+        await until_state(rt, "l", lambda s: s.delivered.get("default") == 30)
         assert len(executions) == 1
         # Waiting for the next message, the run is idle: it is evicted from memory.
         for _ in range(500):
@@ -353,7 +350,7 @@ async def test_wait_for_over_areceive_gives_up_and_the_message_goes_to_the_next_
 
     async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
         await rt.start("impatient", None, run_id="w")
-        await _until(rt, "w", lambda s: s.receiving == {"1": "default"})
+        await until_state(rt, "w", lambda s: s.receiving == {"1": "default"})
         await rt.send("w", "x")
         outcome = await rt.wait("w", timeout=30)
         assert outcome.result == ["gave up", "x"], outcome
@@ -380,9 +377,9 @@ async def test_an_answer_to_an_interrupt_reaches_a_body_waiting_in_areceive() ->
 
     async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
         await rt.start("asks_then_listens", None, run_id="a")
-        await _until(rt, "a", lambda s: s.receiving and s.pending_interrupts())
+        await until_state(rt, "a", lambda s: s.receiving and s.pending_interrupts())
         await rt.resume("a", "yes")
-        await _until(rt, "a", lambda s: "approved" in s.events)  # before any message
+        await until_state(rt, "a", lambda s: "approved" in s.events)  # before any message
         await rt.send("a", "hello")
         outcome = await rt.wait("a", timeout=30)
         assert outcome.result == ["hello", "yes"], outcome
@@ -405,7 +402,7 @@ async def test_a_sync_receive_loop_runs_its_body_once() -> None:
 
     async with Runtime(log=MemoryEventLog(), registry=registry) as rt:
         await rt.start("sync_loop", 40, run_id="l")
-        await _until(rt, "l", lambda s: s.receiving)
+        await until_state(rt, "l", lambda s: s.receiving)
         for i in range(40):
             await rt.send("l", i)
         outcome = await rt.wait("l", timeout=30)
@@ -433,9 +430,9 @@ async def test_a_sync_receive_gives_its_thread_back_and_is_re_executed_for_a_lat
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), registry=registry, clock=clock) as rt:
         await rt.start("sparse", None, run_id="s")
-        await _until(rt, "s", lambda s: s.receiving)
+        await until_state(rt, "s", lambda s: s.receiving)
         await rt.send("s", "one")
-        await _until(rt, "s", lambda s: s.receiving == {"1": "default"})
+        await until_state(rt, "s", lambda s: s.receiving == {"1": "default"})
         await rt.send("s", "two")
         outcome = await rt.wait("s", timeout=30)
         assert outcome.result == ["one", "two"], outcome
@@ -457,7 +454,7 @@ async def test_a_sync_body_waiting_in_receive_is_evicted_and_re_executed_for_the
 
     async with Runtime(log=MemoryEventLog(), registry=registry, idle_timeout=0.05) as rt:
         await rt.start("idle_sync", None, run_id="i")
-        await _until(rt, "i", lambda s: s.receiving)
+        await until_state(rt, "i", lambda s: s.receiving)
         for _ in range(500):
             if rt.statistics().live_actors == 0:
                 break

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -106,4 +107,7 @@ async def main(url: str, keys: int) -> None:
 
 
 if __name__ == "__main__":
+    # perdure's warnings and errors (leases lost, takeovers failing) go to this worker's
+    # log file, which a failing campaign shows.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -73,7 +74,9 @@ def test_runs_survive_repeated_worker_kills(pg_store: str, tmp_path: Path) -> No
     assert len(runs) == KEYS  # one run per key, however many workers raced for it
     assert {r[0]: r[2] for r in runs} == {run_id: key for key, run_id in keys}
     not_done = [r for r in runs if r[1] != "completed"]
-    assert not not_done, loop.report(f"{len(not_done)} runs did not complete: {not_done[:5]}")
+    assert not not_done, loop.report(
+        f"{len(not_done)} runs did not complete:\n{_where_they_stand(pg_store, not_done, rows)}"
+    )
 
     by_run: dict[str, list[tuple[int, bytes]]] = {}
     for run_id, seq, body in rows:
@@ -93,3 +96,26 @@ def test_runs_survive_repeated_worker_kills(pg_store: str, tmp_path: Path) -> No
     again = sum(n - 1 for n in executions.values())
     print(f"{kills} kills, {len(executions)} bodies, {again} re-executions")  # -s shows it
     assert max(executions.values()) <= 1 + kills
+
+
+def _where_they_stand(url: str, not_done: list[Any], rows: list[Any]) -> str:
+    """For a failure report: each unfinished run's lease, inbox and last events."""
+    lines = []
+    with psycopg.connect(url) as conn:
+        for run_id, status, key in not_done:
+            lease = conn.execute(
+                "SELECT owner, epoch, extract(epoch FROM lease_until - now()) "
+                "FROM perdure.runs WHERE run_id = %s",
+                (run_id,),
+            ).fetchone()
+            inbox = conn.execute(
+                "SELECT count(*) FROM perdure.inbox WHERE run_id = %s", (run_id,)
+            ).fetchone()
+            last = [
+                type(decode(r, seq, bytes(body))).__name__ for r, seq, body in rows if r == run_id
+            ][-4:]
+            lines.append(
+                f"  {run_id} ({key}, {status}): owner/epoch/lease left {lease}, "
+                f"inbox {inbox[0] if inbox else '?'}, last events {last}"
+            )
+    return "\n".join(lines)

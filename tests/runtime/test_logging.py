@@ -70,6 +70,100 @@ def test_a_program_using_perdure_as_a_library_prints_nothing(tmp_path: Path) -> 
     assert (done.stdout, done.stderr) == ("", "")
 
 
+QUIET_USER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from perdure import Command, Runtime, entrypoint, function, interrupt, task
+
+    @function(name="quiet_fn")
+    def quiet_fn(x: int) -> int:
+        return x
+
+    @task(name="quiet_task")
+    async def quiet_task(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return 2 * x
+
+    @entrypoint(name="quiet_flow")
+    async def quiet_flow(x: int) -> int:
+        return await quiet_task(x) + interrupt("more?")
+
+    async def main() -> None:
+        cfg = {"configurable": {"thread_id": "t1"}}
+        async with Runtime(path=sys.argv[1]) as rt:
+            assert await rt.run(quiet_fn, {"x": 3}) == 3
+            await quiet_flow.ainvoke(1, cfg)
+            assert await quiet_flow.ainvoke(Command(resume=1), cfg) == 3
+            try:
+                await quiet_flow.ainvoke(-1, {"configurable": {"thread_id": "t2"}})
+            except Exception:
+                pass
+        assert "structlog" not in sys.modules, "loaded for records nobody receives"
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_program_that_configures_no_logging_never_loads_structlog(tmp_path: Path) -> None:
+    """Runs, an interrupt, a resume and a failed task: with perdure's records going nowhere
+    structlog (~70 ms with rich) is not imported, and nothing is printed."""
+    script = tmp_path / "quiet.py"
+    script.write_text(QUIET_USER, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_logging_configured_after_the_runtime_is_created_gets_the_attempts_fields(
+    tmp_path: Path,
+) -> None:
+    """A handler added once the runtime exists (structlog not loaded yet) still gets the
+    records, the attempt's context (trace id, attempt) merged into `ctx.log`'s."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, logging, sys
+            from perdure import FunctionContext, Runtime, function
+
+            @function(name="late_log")
+            def late_log(ctx: FunctionContext) -> int:
+                ctx.log("inside")
+                return 1
+
+            async def main() -> None:
+                runtime = Runtime(path=sys.argv[1])
+                assert "structlog" not in sys.modules
+                logging.basicConfig(
+                    level=logging.INFO, format="%(name)s %(message)s %(trace_id)s %(attempt)s"
+                )
+                async with runtime as rt:
+                    assert await rt.run(late_log) == 1
+
+            asyncio.run(main())
+            """
+        ),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"perdure.function inside {'0' * 32} 0" in done.stderr.splitlines(), done.stderr
+
+
 def test_with_logging_configured_the_same_program_shows_perdure_records(tmp_path: Path) -> None:
     script = tmp_path / "user.py"
     script.write_text(
@@ -179,3 +273,47 @@ async def test_ctx_logger_is_a_full_logger(caplog: pytest.LogCaptureFixture) -> 
     assert failed.levelno == logging.ERROR
     assert failed.exc_info is not None and failed.exc_info[0] is KeyError
     assert failed.funcName == "log_full"
+
+
+async def test_each_task_attempt_sees_its_own_fields_in_structlog_context() -> None:
+    """Code in a task (sync, run inline, or async) finds the attempt's fields bound in
+    structlog's context, fresh for each step (the bind reuses structlog's variables)."""
+    import structlog.contextvars
+
+    from perdure import entrypoint, task
+
+    seen: list[dict[str, object]] = []
+
+    @task(name="ctx_sync")
+    def ctx_sync(i: int) -> int:
+        seen.append(structlog.contextvars.get_contextvars())
+        return i
+
+    @task(name="ctx_async")
+    async def ctx_async(i: int) -> int:
+        seen.append(structlog.contextvars.get_contextvars())
+        return i
+
+    @entrypoint(name="ctx_flow")
+    async def ctx_flow(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await ctx_async(i)
+        return total
+
+    @entrypoint(name="ctx_sync_flow")
+    def ctx_sync_flow(n: int) -> int:
+        return sum(ctx_sync(i).result() for i in range(n))
+
+    async with Runtime(log=MemoryEventLog(), clock=MockClock()):
+        await ctx_flow.ainvoke(2, {"configurable": {"thread_id": "ctx-a"}})
+        await ctx_sync_flow.ainvoke(2, {"configurable": {"thread_id": "ctx-s"}})
+    assert [(s["run_id"], s["target"], s["task"], s["attempt"]) for s in seen] == [
+        ("ctx-a", "ctx_flow", "ctx_async", 0),
+        ("ctx-a", "ctx_flow", "ctx_async", 0),
+        ("ctx-s", "ctx_sync_flow", "ctx_sync", 0),
+        ("ctx-s", "ctx_sync_flow", "ctx_sync", 0),
+    ]
+    trace_ids = [s["trace_id"] for s in seen]
+    assert all(isinstance(t, str) and len(t) == 32 for t in trace_ids)
+    assert trace_ids[0] == trace_ids[1] and trace_ids[2] == trace_ids[3]

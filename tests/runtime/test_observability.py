@@ -262,3 +262,121 @@ async def test_a_run_resumed_after_sigkill_continues_the_same_trace(tmp_path: Pa
         format(resumed.parent.span_id, "016x") == started.trace_context["traceparent"].split("-")[2]
     )
     assert {trace_hex(s) for s in tracing.spans("perdure.task")} == {stored_trace}
+
+
+def _run_child(code: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_process_that_traces_nothing_never_loads_opentelemetry() -> None:
+    """Without a tracer provider given or OpenTelemetry loaded, runs (started, resumed,
+    finished) leave OpenTelemetry unimported: ~10 ms a short-lived process need not pay."""
+    out = _run_child(
+        """
+        import asyncio, sys
+        from perdure import Command, MemoryEventLog, Runtime, entrypoint, interrupt, task
+
+        @task(name="quiet_step")
+        async def step(i: int) -> int:
+            return i
+
+        @entrypoint(name="quiet_wf")
+        async def wf(n: int) -> int:
+            total = await step(n)
+            return total + interrupt("go?")
+
+        async def main() -> None:
+            cfg = {"configurable": {"thread_id": "q1"}}
+            async with Runtime(log=MemoryEventLog()):
+                await wf.ainvoke(1, cfg)
+                print(await wf.ainvoke(Command(resume=2), cfg))
+
+        asyncio.run(main())
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+        """
+    )
+    assert out.split() == ["3", "[]"], out
+
+
+def test_the_global_provider_configured_after_the_runtime_is_created_traces_runs() -> None:
+    """A runtime without ``tracer_provider=`` follows OpenTelemetry's global provider, even
+    one the program sets after creating the runtime (the API's proxy behaviour)."""
+    out = _run_child(
+        """
+        import asyncio
+        from perdure import Runtime, function
+        from perdure.testing import MemoryEventLog
+
+        @function(name="late_traced")
+        async def late_traced() -> int:
+            return 7
+
+        runtime = Runtime(log=MemoryEventLog())  # before OpenTelemetry is configured
+
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+
+        async def main() -> None:
+            async with runtime as rt:
+                assert await rt.run(late_traced) == 7
+
+        asyncio.run(main())
+        print(sorted({s.name for s in exporter.get_finished_spans()}))
+        """
+    )
+    assert "perdure.run late_traced" in out and "perdure.task late_traced" in out, out
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        {},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            "tracestate": "congo=t61rcWkgMzE",
+        },
+        {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+        {"traceparent": "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"},
+        {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"},
+        {"traceparent": "garbage"},
+    ],
+)
+def test_an_untraced_run_span_is_what_the_api_gives_without_a_provider(
+    parent: dict[str, str],
+) -> None:
+    """Without OpenTelemetry loaded a run's span is perdure's `Untraced`: the same trace
+    id (for log lines) and stored carrier as the API's no-op tracer gives."""
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from perdure.actors import GlobalTracer
+    from perdure.actors._observe import Untraced, span_carrier, start_run_span, trace_id_hex
+
+    api = start_run_span(NoOpTracerProvider().get_tracer("perdure"), "run", parent, {})
+    ours = Untraced(parent)
+    assert trace_id_hex(ours) == trace_id_hex(api)  # type: ignore[arg-type]
+    assert span_carrier(ours) == span_carrier(api)
+    assert not ours.is_recording()
+    # Here OpenTelemetry is loaded: a global tracer resolves to the API's.
+    assert not isinstance(start_run_span(GlobalTracer("perdure"), "run", parent, {}), Untraced)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from perdure.errors import InvalidResumeError, RunBusyError, RunCancelledError, 
 from perdure.eventlog import TaskAttemptFailed, TaskAttemptStarted, TaskCompleted
 from perdure.testing import MockClock
 from tests.support import Calls, cfg, events_of, names, of_type
+from tests.support.waiting import until
 
 CALLS = Calls()
 BROKEN: set[str] = set()
@@ -142,20 +143,12 @@ async def cc_flow(x: int) -> list[str]:
     return [first, second, await cc_quick("c")]
 
 
-async def _until(predicate: Any) -> None:
-    for _ in range(10_000):
-        if predicate():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never became true")
-
-
 async def test_continue_reopens_a_cancelled_run_from_its_last_completed_step(
     runtime: Runtime, memlog: Any
 ) -> None:
     GATE["b"] = asyncio.Event()
     handle = await runtime.start(cc_flow, 1, run_id="cc-1")
-    await _until(lambda: CALLS["b"] == 1)
+    await until(lambda: CALLS["b"] == 1, step=0)
     await runtime.cancel("cc-1")
     assert await runtime.status("cc-1") == "cancelled"
     with pytest.raises(RunCancelledError):
@@ -181,7 +174,7 @@ async def test_continue_re_arms_a_sleep_that_the_cancel_stopped(
     GATE["b"] = asyncio.Event()
     GATE["b"].set()
     handle = await runtime.start(cc_flow, 1, run_id="cc-sleep")
-    await _until(lambda: CALLS["b"] == 1)
+    await until(lambda: CALLS["b"] == 1, step=0)
     for _ in range(100):
         if await runtime.status("cc-sleep") == "waiting":
             break
@@ -197,7 +190,7 @@ async def test_continue_via_invoke_none_reopens_a_cancelled_thread(runtime: Runt
     GATE["b"] = asyncio.Event()
     config = cfg("cc-invoke")
     run = asyncio.ensure_future(cc_flow.ainvoke(1, config))
-    await _until(lambda: CALLS["b"] == 1)
+    await until(lambda: CALLS["b"] == 1, step=0)
     await runtime.cancel("cc-invoke")
     with pytest.raises(RunCancelledError):
         await run

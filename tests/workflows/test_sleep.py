@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,7 @@ from perdure import MemoryEventLog, Runtime, entrypoint, task
 from perdure.eventlog import TimerFired, TimerSet
 from perdure.testing import MockClock
 from tests.support import Calls, events_of, of_type
+from tests.support.waiting import until
 
 CALLS = Calls()
 HOUR = 3600.0
@@ -45,16 +45,6 @@ async def sleep_async(seconds: float) -> list[str]:
     return [first, await sleep_step("after")]
 
 
-async def _until(predicate: Any, what: str, limit: float = 5.0) -> None:
-    """Poll (real time, in small steps) until `predicate()` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def test_sync_sleep_waits_on_the_clock_and_does_not_rerun_tasks(
     runtime: Runtime, clock: MockClock
 ) -> None:
@@ -84,8 +74,8 @@ async def test_a_sleeping_run_is_evicted_and_woken_by_its_timer() -> None:
     clock = MockClock(autojump=False)
     async with Runtime(log=MemoryEventLog(), clock=clock, idle_timeout=0.05) as runtime:
         handle = await runtime.start(sleep_sync, HOUR, run_id="nap-evict")
-        await _until(lambda: _status_is(runtime, "nap-evict", "waiting"), "the run to sleep")
-        await _until(lambda: _no_live_actors(runtime), "the sleeping actor to be evicted")
+        await until(lambda: _status_is(runtime, "nap-evict", "waiting"), "the run to sleep")
+        await until(lambda: _no_live_actors(runtime), "the sleeping actor to be evicted")
         assert runtime.statistics().evicted >= 1
 
         clock.advance(HOUR - 1)
@@ -101,7 +91,7 @@ async def test_a_sleep_resumes_on_time_after_a_runtime_restart(tmp_path: Path) -
     clock = MockClock(autojump=False)
     async with Runtime(path, clock=clock) as runtime:
         await runtime.start(sleep_sync, HOUR, run_id="nap-restart")
-        await _until(lambda: _status_is(runtime, "nap-restart", "waiting"), "the run to sleep")
+        await until(lambda: _status_is(runtime, "nap-restart", "waiting"), "the run to sleep")
     asleep_at = clock.now()
 
     # A new process, 10 minutes later: the timer is not due yet.
