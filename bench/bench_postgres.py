@@ -149,8 +149,8 @@ async def client_runs(url: str, runs: int, tag: str) -> tuple[float, float]:
     return runs / took, cpu / took
 
 
-def worker_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[float, float]:
-    """`client_runs` with `workers` worker processes serving the store."""
+def start_workers(url: str, workers: int) -> list[subprocess.Popen[str]]:
+    """`workers` worker processes serving the store, each ready (it said so)."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, url],
@@ -161,9 +161,15 @@ def worker_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[floa
         )
         for _ in range(workers)
     ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return procs
+
+
+def worker_throughput(url: str, workers: int, runs: int, tag: str) -> tuple[float, float]:
+    """`client_runs` with `workers` worker processes serving the store."""
+    procs = start_workers(url, workers)
     try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         return asyncio.run(client_runs(url, runs, tag))
     finally:
         for proc in procs:
@@ -206,19 +212,8 @@ def backlog_throughput(
     starts `runs` workflows handed to them; they are let go (SIGCONT) at once, and the
     time until every run completed is read from the store (a count every 20 ms on a
     connection of its own): the workers' throughput, without the client beside them."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, url],
-            cwd=Path(__file__).resolve().parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for _ in range(workers)
-    ]
+    procs = start_workers(url, workers)
     try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         for proc in procs:
             os.kill(proc.pid, signal.SIGSTOP)
         enqueue = asyncio.run(enqueue_runs(url, runs, tag))

@@ -55,10 +55,10 @@ LIBRARY_USER = textwrap.dedent(
 )
 
 
-def test_a_program_using_perdure_as_a_library_prints_nothing(tmp_path: Path) -> None:
-    """Two runs, failed attempts, user logs at info and warning: not one byte of output."""
-    script = tmp_path / "user.py"
-    script.write_text(LIBRARY_USER, encoding="utf-8")
+def _run_program(tmp_path: Path, program: str) -> subprocess.CompletedProcess[str]:
+    """Run `program` (its argument: a store folder) in a fresh process; it must succeed."""
+    script = tmp_path / "program.py"
+    script.write_text(program, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "store")],
         capture_output=True,
@@ -67,7 +67,18 @@ def test_a_program_using_perdure_as_a_library_prints_nothing(tmp_path: Path) -> 
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def _prints_nothing(tmp_path: Path, program: str) -> None:
+    """`program` succeeds without writing a byte to stdout or stderr."""
+    done = _run_program(tmp_path, program)
     assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_a_program_using_perdure_as_a_library_prints_nothing(tmp_path: Path) -> None:
+    """Two runs, failed attempts, user logs at info and warning: not one byte of output."""
+    _prints_nothing(tmp_path, LIBRARY_USER)
 
 
 QUIET_USER = textwrap.dedent(
@@ -109,17 +120,7 @@ QUIET_USER = textwrap.dedent(
 def test_a_program_that_configures_no_logging_never_loads_structlog(tmp_path: Path) -> None:
     """Runs, an interrupt, a resume and a failed task: with perdure's records going nowhere
     structlog (~70 ms with rich) is not imported, and nothing is printed."""
-    script = tmp_path / "quiet.py"
-    script.write_text(QUIET_USER, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "store")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert (done.stdout, done.stderr) == ("", "")
+    _prints_nothing(tmp_path, QUIET_USER)
 
 
 def test_logging_configured_after_the_runtime_is_created_gets_the_attempts_fields(
@@ -127,8 +128,8 @@ def test_logging_configured_after_the_runtime_is_created_gets_the_attempts_field
 ) -> None:
     """A handler added once the runtime exists (structlog not loaded yet) still gets the
     records, the attempt's context (trace id, attempt) merged into `ctx.log`'s."""
-    script = tmp_path / "late.py"
-    script.write_text(
+    done = _run_program(
+        tmp_path,
         textwrap.dedent(
             """
             import asyncio, logging, sys
@@ -151,34 +152,16 @@ def test_logging_configured_after_the_runtime_is_created_gets_the_attempts_field
             asyncio.run(main())
             """
         ),
-        encoding="utf-8",
     )
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "store")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
     assert f"perdure.function inside {'0' * 32} 0" in done.stderr.splitlines(), done.stderr
 
 
 def test_with_logging_configured_the_same_program_shows_perdure_records(tmp_path: Path) -> None:
-    script = tmp_path / "user.py"
-    script.write_text(
+    done = _run_program(
+        tmp_path,
         "import logging\nlogging.basicConfig(level=logging.INFO, format="
         "'%(levelname)s %(name)s %(message)s %(run_id)s')\n" + LIBRARY_USER,
-        encoding="utf-8",
     )
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "store")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
     lines = [line.rsplit(" ", 1)[0] for line in done.stderr.splitlines()]
     assert lines.count("INFO perdure run started") == 2
     assert lines.count("WARNING perdure attempt failed") == 2
