@@ -261,7 +261,7 @@ class Runtime:
             )
         self._open = True
         # Started once open: a timer it delivered before would be dropped (the runtime
-        # takes no message until open), and on a shared store its run stay leased here.
+        # takes no message until open), and on a shared store its run would stay leased here.
         self._scheduler.start()
         self._token = current_runtime.set(self)
         open_runtimes.append(self)
